@@ -1,0 +1,52 @@
+"""What every dialect adapter provides, and the errors adapters raise.
+
+An adapter is pure: no I/O, no clock, no randomness. Time and ids come in through ``RequestMeta``.
+Decoding is split in two so the gateway can authenticate with credentials found in the body:
+
+- ``parse(call, body) -> envelope``: bytes to the dialect's envelope (raises ``AdapterError``);
+- ``credentials(headers, envelope) -> str | None``: the key the request presents (first called with
+  ``envelope=None``, so a key in a header is checked before the body is parsed);
+- ``decode(meta, envelope) -> list[Event]``: validated, normalized events (all or nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from schemas.event import Event
+from schemas.request import RequestMeta
+
+
+class AdapterError(Exception):
+    """A request the dialect's rules refuse. ``code`` is stable; ``path`` names the field."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str, path: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.path = path
+
+
+class InvalidPayload(AdapterError):
+    """The body is not what the dialect accepts (bad JSON, wrong shape, broken rule)."""
+
+
+class PayloadTooLarge(AdapterError):
+    """An event or a batch is over the dialect's documented limit."""
+
+    status = 413
+
+
+class Adapter(Protocol):
+    dialect: str
+
+    def parse(self, call: str, body: bytes) -> Any: ...
+
+    def credentials(self, headers: Mapping[str, str], envelope: Any | None) -> str | None: ...
+
+    def decode(self, meta: RequestMeta, envelope: Any) -> list[Event]: ...
+
+    def encode(self, events: list[Event]) -> list[dict[str, Any]]: ...

@@ -1,0 +1,14 @@
+"""Every dialect trackgate speaks, by name. Read-only: adding a dialect is a line here."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from adapters import segment
+from adapters.base import Adapter
+
+ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType({"segment": segment})  # type: ignore[dict-item]
+
+
+def get(dialect: str) -> Adapter:
+    return ADAPTERS[dialect]

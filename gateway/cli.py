@@ -1,0 +1,271 @@
+"""The ``trackgate`` command.
+
+Worker code is reached by dotted path (``python -m workers``, or ``importlib``), never imported here,
+so the gateway's import graph stays free of it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import psycopg
+
+from adapters.registry import ADAPTERS
+from gateway import sources as source_store
+from gateway.migrate import migrate as run_migrations
+from schemas.settings import Settings, settings_from_env
+
+log = logging.getLogger("trackgate")
+
+
+def _settings(**overrides) -> Settings:
+    try:
+        return settings_from_env(**overrides)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _need(settings: Settings) -> tuple[str, str]:
+    if not settings.database_url or not settings.redis_url:
+        raise click.UsageError(
+            "set TRACKGATE_DATABASE_URL and TRACKGATE_REDIS_URL (or use `trackgate up`, which starts "
+            "embedded servers when they are unset)"
+        )
+    return settings.database_url, settings.redis_url
+
+
+@click.group()
+def main() -> None:
+    """trackgate: a multi-dialect tracking gateway."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    if not settings.database_url:
+        raise click.UsageError("set TRACKGATE_DATABASE_URL")
+    applied = run_migrations(settings.database_url)
+    click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (TRACKGATE_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (TRACKGATE_PORT, default 8080).")
+@click.option("--workers", "processes", type=int, default=1, show_default=True, help="Gateway processes.")
+def serve(host: str | None, port: int | None, processes: int) -> None:
+    """Run the gateway (HTTP) against the configured PostgreSQL and Redis."""
+    settings = _settings(host=host, port=port)
+    _setup_logging(settings.log_level)
+    _need(settings)
+    _serve(settings, processes)
+
+
+def _serve(settings: Settings, processes: int = 1) -> None:
+    import uvicorn
+
+    os.environ["TRACKGATE_DATABASE_URL"] = settings.database_url or ""
+    os.environ["TRACKGATE_REDIS_URL"] = settings.redis_url or ""
+    uvicorn.run(
+        "gateway.asgi:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=processes,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+def worker(burst: bool) -> None:
+    """Run an RQ worker that stores events in PostgreSQL."""
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    _need(settings)
+    importlib.import_module("workers.worker").run(settings, burst=burst)
+
+
+@main.group()
+def sources() -> None:
+    """Manage sources (who may send, in which dialect)."""
+
+
+@sources.command("add")
+@click.argument("dialect", type=click.Choice(sorted(ADAPTERS)))
+@click.option("--name", required=True, help="A name, unique per dialect.")
+@click.option("--write-key", "key", default=None, help="Use this key instead of a generated one.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def sources_add(dialect: str, name: str, key: str | None, as_json: bool) -> None:
+    """Create a source and print its credentials (shown once: only a digest is stored)."""
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("set TRACKGATE_DATABASE_URL")
+    try:
+        source, key = source_store.add_source(settings.database_url, dialect, name, key)
+    except source_store.SourceExists as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"id": source.id, "dialect": dialect, "name": name, "write_key": key}))
+    else:
+        click.echo(f"source {source.id} ({dialect}, {name})\nwrite key: {key}")
+
+
+@sources.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def sources_list(as_json: bool) -> None:
+    """List sources (keys are stored as digests and never shown)."""
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("set TRACKGATE_DATABASE_URL")
+    rows = source_store.list_sources(settings.database_url)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        state = "" if row["enabled"] else "  (disabled)"
+        click.echo(f"{row['id']}  {row['dialect']:<10} {row['name']}{state}")
+
+
+@main.group()
+def events() -> None:
+    """Look at stored events."""
+
+
+@events.command("list")
+@click.option("--limit", type=int, default=20, show_default=True)
+def events_list(limit: int) -> None:
+    """The most recently received events, newest first, one JSON line each."""
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("set TRACKGATE_DATABASE_URL")
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute(
+            "SELECT received_at, source_id, dialect, type, name, user_id, anonymous_id, message_id"
+            " FROM events ORDER BY received_at DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+    keys = ("received_at", "source_id", "dialect", "type", "name", "user_id", "anonymous_id", "message_id")
+    for row in rows:
+        click.echo(json.dumps(dict(zip(keys, row, strict=True)), default=str))
+
+
+# --- up: everything a new user needs, in one command -------------------------------------------
+
+_DEMO_FILE = "demo-sources.json"
+
+
+def _demo_sources(settings: Settings) -> dict[str, dict]:
+    """A source named ``demo`` per dialect; keys kept in the data dir so that ``up`` can print them."""
+    assert settings.database_url
+    path = Path(settings.data_dir) / _DEMO_FILE
+    known: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
+    changed = False
+    for dialect in sorted(ADAPTERS):
+        entry = known.get(dialect)
+        existing = source_store.find_source(settings.database_url, dialect, "demo")
+        if existing and entry and entry.get("id") == existing.id:
+            continue
+        if existing:
+            key = source_store.new_key()
+            source_store.set_key(settings.database_url, existing.id, key)
+            known[dialect] = {"id": existing.id, "write_key": key}
+        else:
+            source, key = source_store.add_source(settings.database_url, dialect, "demo")
+            known[dialect] = {"id": source.id, "write_key": key}
+        changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(known, indent=2))
+        path.chmod(0o600)
+    return known
+
+
+def _banner(base: str, demo: dict[str, dict], settings: Settings) -> str:
+    key = demo["segment"]["write_key"]
+    lines = [
+        "",
+        f"trackgate is up at {base}",
+        f"  PostgreSQL: {settings.database_url}",
+        f"  Redis:      {settings.redis_url}",
+        "",
+        "Demo sources (keys are shown here because `up` created them; they are stored as digests):",
+    ]
+    for dialect, entry in sorted(demo.items()):
+        lines.append(f"  {dialect:<10} {entry['id']}  write key: {entry['write_key']}")
+    lines += [
+        "",
+        "Send an event:",
+        f"  curl -sS {base}/v1/track -u '{key}:' -H 'Content-Type: application/json' "
+        """-d '{"userId":"user-1","event":"Signed Up","properties":{"plan":"pro"}}'""",
+        "See it stored (in another shell, same directory):",
+        f"  TRACKGATE_DATABASE_URL='{settings.database_url}' trackgate events list",
+        "",
+        f"Point a Segment SDK at {base} (analytics-python: host=; analytics-node: host:).",
+        "Ctrl-C stops everything.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Port (TRACKGATE_PORT, default 8080).")
+@click.option("--data-dir", default=None, help="Where embedded servers keep data (default .trackgate).")
+def up(port: int | None, data_dir: str | None) -> None:
+    """Run everything: PostgreSQL and Redis (embedded when no URLs are set), migrations, a worker and
+    the gateway, with a demo source per dialect."""
+    settings = _settings(port=port, data_dir=data_dir)
+    _setup_logging(settings.log_level)
+    embedded = None
+    if not settings.database_url or not settings.redis_url:
+        from gateway.embedded import EmbeddedServers
+
+        click.echo(f"starting embedded PostgreSQL and Redis under {Path(settings.data_dir).resolve()} ...")
+        embedded = EmbeddedServers(settings.data_dir)
+        database_url, redis_url = embedded.start()
+        settings = _settings(
+            port=port,
+            data_dir=data_dir,
+            database_url=settings.database_url or database_url,
+            redis_url=settings.redis_url or redis_url,
+        )
+    worker_proc = None
+    try:
+        run_migrations(settings.database_url)
+        demo = _demo_sources(settings)
+        env = {
+            **os.environ,
+            "TRACKGATE_DATABASE_URL": settings.database_url,
+            "TRACKGATE_REDIS_URL": settings.redis_url,
+        }
+        worker_proc = subprocess.Popen([sys.executable, "-m", "gateway", "worker"], env=env)
+        base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+        click.echo(_banner(base, demo, settings))
+        _serve(settings)
+    finally:
+        if worker_proc is not None:
+            worker_proc.send_signal(signal.SIGTERM)
+            try:
+                worker_proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker_proc.kill()
+        if embedded is not None:
+            time.sleep(0.2)
+            embedded.stop()

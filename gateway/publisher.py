@@ -1,0 +1,152 @@
+"""Group commit: the events of many concurrent requests become one RQ job, written in one round trip.
+
+A request hands its events to :meth:`Publisher.publish` and waits. One flusher task takes everything
+pending, builds RQ jobs of at most ``max_batch_events`` events with RQ's own API, and writes them in
+a single MULTI/EXEC on the asyncio Redis client. Requests that arrive while a flush is in flight form
+the next group, so the group size follows the load with no linger timer. Only after EXEC succeeds are
+the waiting requests released to answer 2xx; if Redis fails or times out they get ``Unavailable``.
+
+RQ and the synchronous redis-py client never touch the network here: RQ records its commands into a
+synchronous pipeline that is never executed, and those commands are replayed on the asyncio
+pipeline. The job format is exactly RQ's, so stock RQ workers consume it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import redis
+import redis.asyncio as aioredis
+import uuid_utils
+from rq import Queue, Retry
+
+from gateway.errors import Unavailable
+from schemas.event import Event
+from schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch
+
+log = logging.getLogger(__name__)
+
+RETRY_INTERVALS = [1, 5, 15, 60, 300, 900, 1800, 3600]
+
+
+class Publisher:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        queue_name: str = PERSIST_QUEUE,
+        max_batch_events: int = 5000,
+        retries: int = 10,
+        timeout: float = 2.0,
+    ):
+        self._client = client
+        # A synchronous client that is never connected: RQ writes its commands into its pipelines.
+        self._recorder = redis.Redis()
+        self._queue = Queue(queue_name, connection=self._recorder, serializer=MsgspecJSONSerializer)
+        self._max_batch_events = max_batch_events
+        self._retry = Retry(max=retries, interval=RETRY_INTERVALS[:retries] or [1])
+        self._timeout = timeout
+        self._pending: list[tuple[list[Event], asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def queue_name(self) -> str:
+        return self._queue.name
+
+    async def start(self) -> None:
+        try:
+            info = await self._client.info("server")
+            version = tuple(int(p) for p in str(info["redis_version"]).split(".")[:3])
+        except (redis.RedisError, OSError, KeyError, ValueError):
+            version = (6, 2, 0)  # checked again by the first flush that reaches Redis
+        self._queue.redis_server_version = version  # type: ignore[assignment]
+        self._task = asyncio.create_task(self._run(), name="trackgate-publisher")
+
+    async def stop(self) -> None:
+        """Flush what is pending, then stop the flusher."""
+        if self._task is None:
+            return
+        while self._pending:
+            await self._flush(self._take())
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def publish(self, events: list[Event]) -> None:
+        """Return once ``events`` are in Redis as part of an RQ job; raise ``Unavailable`` if not."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((events, future))
+        self._wake.set()
+        await future
+
+    def _take(self) -> list[tuple[list[Event], asyncio.Future]]:
+        pending, self._pending = self._pending, []
+        return pending
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            pending = self._take()
+            if pending:
+                await self._flush(pending)
+
+    def _groups(self, pending: list[tuple[list[Event], asyncio.Future]]) -> list[list[Event]]:
+        groups: list[list[Event]] = []
+        current: list[Event] = []
+        for events, _ in pending:
+            if current and len(current) + len(events) > self._max_batch_events:
+                groups.append(current)
+                current = []
+            current.extend(events)
+        if current:
+            groups.append(current)
+        return groups
+
+    def record(self, groups: list[list[Event]]) -> list:
+        """RQ's commands to enqueue one persist job per group, recorded, not executed."""
+        recording = self._recorder.pipeline(transaction=True)
+        for events in groups:
+            batch_id = str(uuid_utils.uuid7())
+            job = self._queue.create_job(
+                PERSIST_FUNC,
+                args=[PersistBatch(batch_id=batch_id, events=events)],
+                job_id=batch_id,
+                description=f"persist_batch {batch_id} n_events={len(events)}",
+                result_ttl=0,
+                retry=self._retry,
+            )
+            self._queue.enqueue_job(job, pipeline=recording)
+        return recording.command_stack
+
+    async def _flush(self, pending: list[tuple[list[Event], asyncio.Future]]) -> None:
+        groups = self._groups(pending)
+        n_events = sum(len(g) for g in groups)
+        try:
+            commands = self.record(groups)
+            pipe = self._client.pipeline(transaction=True)
+            for args, options in commands:
+                pipe.execute_command(*args, **options)
+            async with asyncio.timeout(self._timeout):
+                await pipe.execute()
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            log.warning("publish_failed n_requests=%d n_events=%d error=%r", len(pending), n_events, exc)
+            error = Unavailable("the event store is unavailable; nothing was stored, retry")
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        except Exception as exc:  # a bug must not leave requests hanging
+            log.exception("publish_crashed n_requests=%d", len(pending))
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        log.debug("published n_requests=%d n_events=%d n_jobs=%d", len(pending), n_events, len(groups))
+        for _, future in pending:
+            if not future.done():
+                future.set_result(None)

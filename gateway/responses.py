@@ -1,0 +1,60 @@
+"""The one place where errors become HTTP responses, in each dialect's own status and shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import msgspec
+from starlette.responses import Response
+
+from adapters.base import AdapterError
+from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+_encode = msgspec.json.encode
+
+
+class JSONResponse(Response):
+    """A JSON response encoded by msgspec (Starlette's own goes through the json module)."""
+
+    media_type = "application/json"
+
+    def render(self, content) -> bytes:
+        return _encode(content)
+
+
+def _segment_error(status: int, code: str, message: str, path: str | None) -> Response:
+    # Segment documents 400 for an oversized request or event; its SDKs never retry a 400.
+    if status == 413:
+        status = 400
+    body = {"code": code, "message": message}
+    if path:
+        body["path"] = path
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _default_error(status: int, code: str, message: str, path: str | None) -> Response:
+    body = {"code": code, "message": message}
+    if path:
+        body["path"] = path
+    return JSONResponse(body, status_code=status)
+
+
+_RENDERERS: dict[str, Callable[[int, str, str, str | None], Response]] = {
+    "segment": _segment_error,
+}
+
+
+def error_response(dialect: str, exc: Exception) -> Response:
+    """``exc`` as ``dialect`` answers it. Unknown exceptions are logged and answered 500."""
+    render = _RENDERERS.get(dialect, _default_error)
+    if isinstance(exc, AdapterError | GatewayError):
+        return render(exc.status, exc.code, exc.message, exc.path)
+    log.exception("unhandled_error dialect=%s", dialect, exc_info=exc)
+    return render(500, "internal_error", "internal error", None)
+
+
+SEGMENT_OK = Response(b'{"success":true}', status_code=200, media_type="application/json")

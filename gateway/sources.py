@@ -1,0 +1,64 @@
+"""Managing sources in PostgreSQL (used by the CLI and by ``up``)."""
+
+from __future__ import annotations
+
+import secrets
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from gateway.auth import key_digest
+from schemas.request import Source
+
+
+class SourceExists(Exception):
+    pass
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def add_source(
+    database_url: str, dialect: str, name: str, key: str | None = None, settings: dict | None = None
+) -> tuple[Source, str]:
+    """Create a source; returns it with its key (the only time the key is seen in clear)."""
+    key = key or new_key()
+    source = Source(id="src_" + secrets.token_hex(8), dialect=dialect, name=name, settings=settings or {})
+    with psycopg.connect(database_url) as conn:
+        try:
+            conn.execute(
+                "INSERT INTO sources (id, dialect, name, key_hash, settings) VALUES (%s, %s, %s, %s, %s)",
+                (source.id, dialect, name, key_digest(key), Jsonb(source.settings)),
+            )
+        except psycopg.errors.UniqueViolation as exc:
+            raise SourceExists(f"a {dialect} source with that name or key exists already") from exc
+    return source, key
+
+
+def list_sources(database_url: str) -> list[dict]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT id, dialect, name, enabled, created_at FROM sources ORDER BY created_at"
+        ).fetchall()
+    return [
+        {"id": r[0], "dialect": r[1], "name": r[2], "enabled": r[3], "created_at": r[4].isoformat()}
+        for r in rows
+    ]
+
+
+def find_source(database_url: str, dialect: str, name: str) -> Source | None:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT id, dialect, name, settings FROM sources WHERE dialect = %s AND name = %s",
+            (dialect, name),
+        ).fetchone()
+    return Source(id=row[0], dialect=row[1], name=row[2], settings=row[3]) if row else None
+
+
+def set_key(database_url: str, source_id: str, key: str) -> None:
+    """Replace a source's key (the old one stops working within the gateways' refresh interval)."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "UPDATE sources SET key_hash = %s, updated_at = now() WHERE id = %s", (key_digest(key), source_id)
+        )

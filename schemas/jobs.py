@@ -1,0 +1,58 @@
+"""The contract between the gateway (producer) and the workers (consumers) of RQ jobs.
+
+Jobs are referenced by dotted path, so the gateway never imports worker code. Payloads are JSON,
+written and read by msgspec (never pickle): :class:`MsgspecJSONSerializer` is the RQ serializer
+both sides must use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from schemas.event import Event
+
+PERSIST_QUEUE = "trackgate-persist"
+"""RQ queue that carries batches of canonical events to be stored."""
+PERSIST_FUNC = "workers.jobs.persist_batch"
+"""Dotted path of the job that stores a batch."""
+
+
+class PersistBatch(msgspec.Struct, kw_only=True):
+    """One group-committed batch: the events of one or more requests of one gateway process."""
+
+    batch_id: str
+    events: list[Event]
+
+
+_decode_persist = msgspec.json.Decoder(PersistBatch).decode
+
+
+def persist_batch_from_arg(arg: Any) -> PersistBatch:
+    """Turn the job's argument (as the serializer loaded it) into a typed batch."""
+    if isinstance(arg, PersistBatch):
+        return arg
+    if isinstance(arg, bytes | str):
+        return _decode_persist(arg)
+    return msgspec.convert(arg, PersistBatch)
+
+
+class MsgspecJSONSerializer:
+    """RQ serializer: job data as JSON via msgspec (fast, and safe to load, unlike pickle).
+
+    RQ serializes ``(func_name, instance, args, kwargs)``; each arg that is a PersistBatch is written
+    as a JSON object and read back as a plain dict, which the job turns back into a typed batch.
+    """
+
+    _encode = msgspec.json.Encoder().encode
+
+    @staticmethod
+    def dumps(obj: Any) -> bytes:
+        return MsgspecJSONSerializer._encode(obj)
+
+    @staticmethod
+    def loads(data: bytes | str) -> Any:
+        value = msgspec.json.decode(data)
+        # RQ unpacks (func_name, instance, args, kwargs) as a tuple
+        return tuple(value) if isinstance(value, list) else value

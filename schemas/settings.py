@@ -1,0 +1,68 @@
+"""Configuration, read once from ``TRACKGATE_*`` environment variables into a frozen struct.
+
+Shared by the gateway and the workers; passed explicitly, never read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None = None
+    """PostgreSQL URL. Unset: ``trackgate up`` starts an embedded server under ``data_dir``."""
+    redis_url: str | None = None
+    """Redis URL. Unset: ``trackgate up`` starts an embedded server under ``data_dir``."""
+    data_dir: str = ".trackgate"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None
+    """Base URL clients use to reach the gateway (printed by ``up``, returned as analytics.js apiHost)."""
+    source_refresh_seconds: float = 2.0
+    """How often a gateway re-reads the sources table."""
+    redis_timeout_seconds: float = 2.0
+    """How long a request waits for Redis before it is answered 503."""
+    max_batch_events: int = 5000
+    """Most events in one group-committed RQ job."""
+    job_retries: int = 10
+    """How often a failed persist job is retried (with backoff) before it lands in RQ's failed registry."""
+    dedupe_days: int = 30
+    """How long a (source, message id) pair is remembered for dedupe. At least 7."""
+    log_level: str = "INFO"
+
+
+_ENV = {
+    "database_url": str,
+    "redis_url": str,
+    "data_dir": str,
+    "host": str,
+    "port": int,
+    "public_url": str,
+    "source_refresh_seconds": float,
+    "redis_timeout_seconds": float,
+    "max_batch_events": int,
+    "job_retries": int,
+    "dedupe_days": int,
+    "log_level": str,
+}
+
+
+def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Settings:
+    """Read ``TRACKGATE_<FIELD>`` variables; keyword overrides win. Empty values count as unset."""
+    env = os.environ if env is None else env
+    values: dict = {}
+    for field, kind in _ENV.items():
+        raw = env.get(f"TRACKGATE_{field.upper()}")
+        if raw:
+            try:
+                values[field] = kind(raw)
+            except ValueError as exc:
+                raise ValueError(f"TRACKGATE_{field.upper()}={raw!r}: expected {kind.__name__}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)
+    if settings.dedupe_days < 7:
+        raise ValueError("TRACKGATE_DEDUPE_DAYS must be at least 7")
+    return settings

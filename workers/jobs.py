@@ -1,0 +1,23 @@
+"""RQ entry points: thin functions, referenced by dotted path from ``schemas.jobs``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from schemas.jobs import persist_batch_from_arg
+from workers import runtime, store
+
+log = logging.getLogger(__name__)
+
+
+def persist_batch(payload: Any) -> None:
+    """Store one group-committed batch. Safe to run twice: dedupe makes it idempotent."""
+    batch = persist_batch_from_arg(payload)
+    rt = runtime.current()
+    with rt.pool.connection() as conn:
+        stored = store.store_batch(conn, batch)
+        if rt.prune_due():
+            pruned = store.prune_dedupe(conn, rt.settings.dedupe_days)
+            log.info("dedupe_pruned n_rows=%d", pruned)
+    log.info("batch_stored batch_id=%s n_events=%d n_stored=%d", batch.batch_id, len(batch.events), stored)

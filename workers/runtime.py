@@ -1,0 +1,57 @@
+"""What a worker process holds across jobs: its settings and a PostgreSQL pool.
+
+Built on the first job (or by ``trackgate worker`` before it starts), never at import time.
+"""
+
+from __future__ import annotations
+
+import time
+
+from psycopg_pool import ConnectionPool
+
+from schemas.settings import Settings, settings_from_env
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings):
+        if not settings.database_url:
+            raise ValueError("TRACKGATE_DATABASE_URL is not set")
+        self.settings = settings
+        self.pool = ConnectionPool(
+            settings.database_url,
+            min_size=1,
+            max_size=2,
+            open=True,
+            check=ConnectionPool.check_connection,
+            name="trackgate-worker",
+        )
+        self.last_prune = 0.0
+
+    def prune_due(self, every_seconds: float = 3600.0) -> bool:
+        now = time.monotonic()
+        if now - self.last_prune >= every_seconds:
+            self.last_prune = now
+            return True
+        return False
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+_current: WorkerRuntime | None = None
+
+
+def configure(settings: Settings) -> WorkerRuntime:
+    global _current
+    if _current is not None:
+        _current.close()
+    _current = WorkerRuntime(settings)
+    return _current
+
+
+def current() -> WorkerRuntime:
+    """The process's runtime, built from the environment on first use (e.g. under plain ``rq worker``)."""
+    global _current
+    if _current is None:
+        _current = WorkerRuntime(settings_from_env())
+    return _current

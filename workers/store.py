@@ -1,0 +1,147 @@
+"""Storing canonical events in PostgreSQL: dedupe, then COPY, in one transaction.
+
+For each batch: first ``INSERT INTO event_dedupe ... ON CONFLICT DO NOTHING RETURNING`` claims the
+(source, message id) pairs never seen before, then only those events are COPYed into ``events``. A
+second worker racing on the same pair waits on the first's index entry and gets nothing back, so an
+event is stored once however often it is delivered, within the dedupe window.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import msgspec
+import psycopg
+
+from schemas.event import Event
+from schemas.jobs import PersistBatch
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "id",
+    "source_id",
+    "message_id",
+    "dialect",
+    "dialect_version",
+    "type",
+    "name",
+    "user_id",
+    "anonymous_id",
+    "group_id",
+    "group_ids",
+    "previous_id",
+    "properties",
+    "traits",
+    "context",
+    "integrations",
+    "timestamp",
+    "original_timestamp",
+    "sent_at",
+    "received_at",
+    "enrichment",
+    "raw",
+    "batch_id",
+)
+_QUOTED = ", ".join(f'"{column}"' for column in COLUMNS)
+COPY_SQL = f"COPY events ({_QUOTED}) FROM STDIN"
+CLAIM_SQL = (
+    "INSERT INTO event_dedupe (source_id, message_id, received_at)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])"
+    " ON CONFLICT DO NOTHING RETURNING source_id, message_id"
+)
+
+_encode = msgspec.json.encode
+_created_partitions: set[tuple[int, int]] = set()
+
+
+def event_row(event: Event, batch_id: str) -> tuple:
+    return (
+        event.id,
+        event.source_id,
+        event.message_id,
+        event.dialect,
+        event.dialect_version,
+        event.type,
+        event.name,
+        event.user_id,
+        event.anonymous_id,
+        event.group_id,
+        event.group_ids or None,
+        event.previous_id,
+        _encode(event.properties).decode(),
+        _encode(event.traits).decode(),
+        _encode(event.context).decode(),
+        _encode(event.integrations).decode(),
+        event.timestamp,
+        event.original_timestamp,
+        event.sent_at,
+        event.received_at,
+        _encode(event.enrichment).decode(),
+        event.raw,
+        batch_id,
+    )
+
+
+def store_batch(conn: psycopg.Connection, batch: PersistBatch) -> int:
+    """Store the batch's events not stored before; returns how many were new."""
+    unique: dict[tuple[str, str], Event] = {}
+    for event in batch.events:
+        unique.setdefault((event.source_id, event.message_id), event)
+    if not unique:
+        return 0
+    ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for e in unique.values()})
+    events = list(unique.values())
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            CLAIM_SQL,
+            (
+                [e.source_id for e in events],
+                [e.message_id for e in events],
+                [e.received_at for e in events],
+            ),
+        )
+        claimed = set(cur.fetchall())
+        if claimed:
+            with cur.copy(COPY_SQL) as copy:
+                write = copy.write_row
+                for key, event in unique.items():
+                    if key in claimed:
+                        write(event_row(event, batch.batch_id))
+    return len(claimed)
+
+
+def _month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def ensure_partitions(conn: psycopg.Connection, months: set[tuple[int, int]]) -> None:
+    """Create the monthly partitions these months need (once per process per month).
+
+    Runs in its own short transaction. If it cannot (the default partition already holds rows of that
+    month), rows keep landing in the default partition, which is correct, only slower to scan.
+    """
+    for year, month in sorted(months - _created_partitions):
+        start, end = _month_bounds(year, month)
+        name = f"events_y{year:04d}m{month:02d}"
+        try:
+            with conn.transaction():
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events"
+                    f" FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                )
+        except psycopg.Error as exc:
+            log.warning("partition_create_failed partition=%s error=%s", name, exc)
+        _created_partitions.add((year, month))
+
+
+def prune_dedupe(conn: psycopg.Connection, days: int) -> int:
+    """Forget (source, message id) pairs older than ``days``; returns how many."""
+    with conn.transaction():
+        cur = conn.execute(
+            "DELETE FROM event_dedupe WHERE received_at < now() - make_interval(days => %s)", (days,)
+        )
+    return cur.rowcount

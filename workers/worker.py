@@ -1,0 +1,26 @@
+"""Running an RQ worker on trackgate's queues."""
+
+from __future__ import annotations
+
+import redis
+from rq import Queue, SimpleWorker
+
+from schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
+from schemas.settings import Settings
+from workers import runtime
+
+
+def build_worker(settings: Settings, queue_names: tuple[str, ...] = (PERSIST_QUEUE,)) -> SimpleWorker:
+    """A SimpleWorker: jobs run in this process, so the PostgreSQL pool lives across jobs and a batch
+    costs no fork (RQ's own benchmark: ~1k jobs/s against ~150/s for the forking worker)."""
+    if not settings.redis_url:
+        raise ValueError("TRACKGATE_REDIS_URL is not set")
+    runtime.configure(settings)
+    connection = redis.Redis.from_url(settings.redis_url)
+    queues = [Queue(name, connection=connection, serializer=MsgspecJSONSerializer) for name in queue_names]
+    return SimpleWorker(queues, connection=connection, serializer=MsgspecJSONSerializer)
+
+
+def run(settings: Settings, *, burst: bool = False) -> None:
+    worker = build_worker(settings)
+    worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
