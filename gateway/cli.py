@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -225,6 +226,16 @@ def _banner(base: str, demo: dict[str, dict], settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"{host}:{port} is in use ({exc.strerror}); pick another with --port or TRACKGATE_PORT"
+            ) from exc
+
+
 @main.command()
 @click.option("--port", type=int, default=None, help="Port (TRACKGATE_PORT, default 8080).")
 @click.option("--data-dir", default=None, help="Where embedded servers keep data (default .trackgate).")
@@ -233,6 +244,7 @@ def up(port: int | None, data_dir: str | None) -> None:
     the gateway, with a demo source per dialect."""
     settings = _settings(port=port, data_dir=data_dir)
     _setup_logging(settings.log_level)
+    _check_port_free(settings.host, settings.port)
     embedded = None
     if not settings.database_url or not settings.redis_url:
         from gateway.embedded import EmbeddedServers

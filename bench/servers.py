@@ -1,0 +1,91 @@
+"""The HTTP servers under test, each in its own subprocess with identical uvicorn settings:
+one process, uvloop, httptools, no access log, bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+UVICORN_SETTINGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def uvicorn_command(app: str, port: int, *, factory: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port), *UVICORN_SETTINGS]
+    if factory:
+        cmd.append("--factory")
+    return cmd
+
+
+def _ready(url: str, method: str, headers: dict[str, str], body: bytes | None) -> bool:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def serve(
+    app: str,
+    *,
+    factory: bool = False,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/health",
+    ready_method: str = "GET",
+    ready_headers: dict[str, str] | None = None,
+    ready_body: bytes | None = None,
+    timeout: float = 30.0,
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``app`` under uvicorn until the block exits; yields (base URL, process).
+
+    On exit the server gets SIGTERM and shuts down gracefully (the gateway's lifespan flushes what
+    its publisher holds), so whatever it acknowledged or still had in flight is in Redis afterwards.
+    """
+    port = free_port()
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        uvicorn_command(app, port, factory=factory), cwd=REPO, env=full_env, start_new_session=True
+    )
+    base = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while not _ready(base + ready_path, ready_method, ready_headers or {}, ready_body):
+            if proc.poll() is not None:
+                raise RuntimeError(f"{app} exited with status {proc.returncode} before it was ready")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{app} was not ready within {timeout:.0f}s")
+            time.sleep(0.1)
+        yield base, proc
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

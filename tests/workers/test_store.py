@@ -1,0 +1,146 @@
+"""Storage: dedupe on (source, message id), concurrency, partitions, pruning. Real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from schemas.event import Context, Event
+from schemas.jobs import PersistBatch
+from tests.conftest import stored
+from workers import store
+
+T0 = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
+
+
+def make_event(message_id: str, *, source_id: str = "src_a", received_at: datetime = T0, **fields) -> Event:
+    return Event(
+        id=fields.pop("id", f"01890000-0000-7000-8000-{abs(hash((source_id, message_id))) % 10**12:012d}"),
+        message_id=message_id,
+        source_id=source_id,
+        dialect="segment",
+        type=fields.pop("type", "track"),
+        name=fields.pop("name", "Signed Up"),
+        user_id=fields.pop("user_id", "u1"),
+        context=Context(ip="203.0.113.9"),
+        timestamp=received_at,
+        received_at=received_at,
+        raw='{"event":"Signed Up"}',
+        **fields,
+    )
+
+
+def test_stores_every_field(db, database_url):
+    event = make_event("m1", properties={"plan": "pro", "n": 3}, traits={}, group_ids=["g1", "g2"])
+    with psycopg.connect(database_url) as conn:
+        assert store.store_batch(conn, PersistBatch(batch_id="b1", events=[event])) == 1
+    (row,) = stored(db)
+    assert row["message_id"] == "m1"
+    assert row["properties"] == {"plan": "pro", "n": 3}
+    assert row["context"] == {"ip": "203.0.113.9"}
+    assert row["group_ids"] == ["g1", "g2"]
+    assert row["timestamp"] == T0
+    assert row["raw"] == {"event": "Signed Up"}
+    assert row["batch_id"] == "b1"
+
+
+def test_same_message_twice_is_stored_once(db, database_url):
+    batch = PersistBatch(batch_id="b1", events=[make_event("m1"), make_event("m2")])
+    with psycopg.connect(database_url) as conn:
+        assert store.store_batch(conn, batch) == 2
+        # a re-run job, and a retried request that became another batch with one new event
+        assert store.store_batch(conn, batch) == 0
+        again = PersistBatch(
+            batch_id="b2",
+            events=[make_event("m2", id="01890000-0000-7000-8000-000000000099"), make_event("m3")],
+        )
+        assert store.store_batch(conn, again) == 1
+    assert sorted(r["message_id"] for r in stored(db)) == ["m1", "m2", "m3"]
+
+
+def test_duplicates_inside_one_batch(db, database_url):
+    batch = PersistBatch(
+        batch_id="b1", events=[make_event("m1"), make_event("m1", id="01890000-0000-7000-8000-0000000000aa")]
+    )
+    with psycopg.connect(database_url) as conn:
+        assert store.store_batch(conn, batch) == 1
+    assert len(stored(db)) == 1
+
+
+def test_same_message_id_in_two_sources_is_two_events(db, database_url):
+    batch = PersistBatch(
+        batch_id="b1", events=[make_event("m1", source_id="src_a"), make_event("m1", source_id="src_b")]
+    )
+    with psycopg.connect(database_url) as conn:
+        assert store.store_batch(conn, batch) == 2
+
+
+def test_two_workers_racing_store_once(db, database_url):
+    """Two connections store overlapping batches at the same instant; every message lands once."""
+    events = [make_event(f"m{i}") for i in range(200)]
+    batches = [
+        PersistBatch(batch_id="b1", events=events),
+        PersistBatch(batch_id="b2", events=events[::-1][:150]),
+    ]
+    barrier = threading.Barrier(2)
+    counts: list[int] = []
+    errors: list[BaseException] = []
+
+    def work(batch: PersistBatch) -> None:
+        try:
+            with psycopg.connect(database_url) as conn:
+                barrier.wait()
+                counts.append(store.store_batch(conn, batch))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert sum(counts) == 200
+    rows = db.execute(
+        "SELECT message_id, count(*) FROM events GROUP BY message_id HAVING count(*) > 1"
+    ).fetchall()
+    assert rows == []
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 200
+
+
+def test_rows_land_in_their_month_partition(db, database_url):
+    april = datetime(2026, 4, 30, 23, 59, tzinfo=UTC)
+    may = april + timedelta(minutes=2)
+    batch = PersistBatch(
+        batch_id="b1", events=[make_event("m1", received_at=april), make_event("m2", received_at=may)]
+    )
+    with psycopg.connect(database_url) as conn:
+        store.store_batch(conn, batch)
+    rows = dict(db.execute("SELECT message_id, tableoid::regclass::text FROM events").fetchall())
+    assert rows == {"m1": "events_y2026m04", "m2": "events_y2026m05"}
+
+
+def test_prune_forgets_only_old_pairs(db, database_url):
+    old = datetime.now(UTC) - timedelta(days=40)
+    recent = datetime.now(UTC) - timedelta(days=8)
+    with psycopg.connect(database_url) as conn:
+        store.store_batch(
+            conn,
+            PersistBatch(
+                batch_id="b",
+                events=[make_event("old", received_at=old), make_event("recent", received_at=recent)],
+            ),
+        )
+        assert store.prune_dedupe(conn, 30) == 1
+    left = [r[0] for r in db.execute("SELECT message_id FROM event_dedupe").fetchall()]
+    assert left == ["recent"]
+
+
+@pytest.mark.parametrize("month", [(2026, 12), (2027, 1)])
+def test_month_bounds_cross_year(month):
+    start, end = store._month_bounds(*month)
+    assert start < end
+    assert (end - start).days in (28, 29, 30, 31)
