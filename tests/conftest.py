@@ -139,7 +139,12 @@ def live_gateway(settings: Settings) -> Iterator[str]:
 
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, loop="asyncio", http="httptools", log_level="warning"
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        loop="asyncio",
+        http="httptools",
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
