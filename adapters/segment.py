@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +66,7 @@ class Message(msgspec.Struct):
     messageId: Any = None
     event: Any = None
     name: Any = None
+    category: Any = None
     groupId: Any = None
     previousId: Any = None
     properties: Any = None
@@ -113,6 +115,10 @@ def parse(call: str, body: bytes) -> Envelope:
     kind = CALLS.get(call)
     if kind is None:
         raise InvalidPayload("unknown_call", f"unknown call {call!r}")
+    try:
+        body.decode()  # msgspec does not check UTF-8 inside strings; raw must be valid text
+    except UnicodeDecodeError as exc:
+        raise InvalidPayload("invalid_json", f"body is not valid UTF-8: {exc}") from exc
     if kind != "batch":
         if len(body) > MAX_EVENT_BYTES:
             raise PayloadTooLarge(
@@ -133,6 +139,8 @@ def parse(call: str, body: bytes) -> Envelope:
     try:
         envelope = _decode_batch(body)
     except msgspec.ValidationError as exc:
+        if "$.batch" in str(exc):
+            raise InvalidPayload("invalid_batch", "batch must be an array of messages", "batch") from exc
         raise InvalidPayload("invalid_body", f"body must be a JSON object with a batch array: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise _json_error(exc) from exc
@@ -205,107 +213,179 @@ def basic_username(header: str | None) -> str | None:
 
 
 def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
-    """Validate every message, then normalize. Raises on the first broken rule; returns all or none."""
-    received_at = meta.received_at
+    """Validate every message, then normalize. Raises on the first broken rule; returns all or none.
+
+    Errors name the field relative to the message; for batches they are prefixed with ``batch[i].``.
+    """
+    batch_sent_at = _time(envelope.sent_at, "sentAt") if envelope.is_batch else None
     events: list[Event] = []
     for i, (raw, message) in enumerate(envelope.items):
-        at = f"batch[{i}]." if envelope.is_batch else ""
-        kind = message.type if envelope.is_batch else envelope.call
-        if envelope.is_batch:
-            if kind is None or kind == "":
-                raise InvalidPayload("missing_type", f"{at}type is required", f"{at}type")
-            if kind not in MESSAGE_TYPES:
-                raise InvalidPayload(
-                    "invalid_type",
-                    f"{at}type must be one of {', '.join(sorted(MESSAGE_TYPES))}, got {kind!r}",
-                    f"{at}type",
-                )
-        user_id = _id(message.userId, at, "userId")
-        anonymous_id = _id(message.anonymousId, at, "anonymousId")
-        if user_id is None and anonymous_id is None:
-            raise InvalidPayload(
-                "no_user_anon_id", f"{at}userId or {at}anonymousId is required", f"{at}userId"
-            )
-        name = None
-        group_id = None
-        previous_id = None
-        if kind == "track":
-            name = _id(message.event, at, "event")
-            if name is None:
-                raise InvalidPayload("missing_event", f"{at}event is required for track", f"{at}event")
-        elif kind in ("page", "screen"):
-            name = _id(message.name, at, "name")
-        elif kind == "group":
-            group_id = _id(message.groupId, at, "groupId")
-            if group_id is None:
-                raise InvalidPayload("missing_group_id", f"{at}groupId is required for group", f"{at}groupId")
-        elif kind == "alias":
-            previous_id = _id(message.previousId, at, "previousId")
-            if previous_id is None:
-                raise InvalidPayload(
-                    "missing_previous_id", f"{at}previousId is required for alias", f"{at}previousId"
-                )
-            if user_id is None:
-                raise InvalidPayload("missing_user_id", f"{at}userId is required for alias", f"{at}userId")
+        try:
+            events.append(_decode_one(meta, envelope, i, raw, message, batch_sent_at))
+        except InvalidPayload as exc:
+            if envelope.is_batch:
+                exc.message = f"batch[{i}].{exc.message}"
+                exc.path = f"batch[{i}].{exc.path}" if exc.path else f"batch[{i}]"
+                exc.args = (exc.message,)
+            raise
+    return events
 
-        message_id = _id(message.messageId, at, "messageId")
-        if message_id is None:
-            message_id = f"{meta.request_id}-{i}"
-        elif len(message_id) > MAX_MESSAGE_ID:
-            raise InvalidPayload(
-                "message_id_too_long",
-                f"{at}messageId is {len(message_id)} characters, over the limit of {MAX_MESSAGE_ID}",
-                f"{at}messageId",
-            )
 
-        original = _time(
-            message.timestamp if message.timestamp is not None else message.originalTimestamp,
-            at + ("timestamp" if message.timestamp is not None else "originalTimestamp"),
+def _check_track(message: Message, user_id: str | None) -> tuple[str | None, str | None, str | None]:
+    name = _id(message.event, "event")
+    if name is None:
+        raise InvalidPayload("missing_event", "event is required for track", "event")
+    return name, None, None
+
+
+def _check_page(message: Message, user_id: str | None) -> tuple[str | None, str | None, str | None]:
+    return _id(message.name, "name"), None, None
+
+
+def _check_identify(message: Message, user_id: str | None) -> tuple[str | None, str | None, str | None]:
+    return None, None, None
+
+
+def _check_group(message: Message, user_id: str | None) -> tuple[str | None, str | None, str | None]:
+    group_id = _id(message.groupId, "groupId")
+    if group_id is None:
+        raise InvalidPayload("missing_group_id", "groupId is required for group", "groupId")
+    return None, group_id, None
+
+
+def _check_alias(message: Message, user_id: str | None) -> tuple[str | None, str | None, str | None]:
+    previous_id = _id(message.previousId, "previousId")
+    if previous_id is None:
+        raise InvalidPayload("missing_previous_id", "previousId is required for alias", "previousId")
+    if user_id is None:
+        raise InvalidPayload("missing_user_id", "userId is required for alias", "userId")
+    return None, None, previous_id
+
+
+# One small validator per call type: (name, group_id, previous_id), or InvalidPayload.
+_CHECKS = {
+    "track": _check_track,
+    "page": _check_page,
+    "screen": _check_page,
+    "identify": _check_identify,
+    "group": _check_group,
+    "alias": _check_alias,
+}
+
+
+def _decode_one(
+    meta: RequestMeta,
+    envelope: Envelope,
+    index: int,
+    raw: bytes,
+    message: Message,
+    batch_sent_at: datetime | None,
+) -> Event:
+    if envelope.is_batch:
+        kind = message.type
+        if kind is None or kind == "":
+            raise InvalidPayload("missing_type", "type is required", "type")
+        if kind.__class__ is not str or kind not in MESSAGE_TYPES:
+            raise InvalidPayload(
+                "invalid_type",
+                f"type must be one of {', '.join(sorted(MESSAGE_TYPES))}, got {kind!r}",
+                "type",
+            )
+    else:
+        kind = envelope.call
+    user_id = message.userId
+    if user_id.__class__ is not str or not user_id:
+        user_id = _id(user_id, "userId")
+    anonymous_id = message.anonymousId
+    if anonymous_id.__class__ is not str or not anonymous_id:
+        anonymous_id = _id(anonymous_id, "anonymousId")
+    if user_id is None and anonymous_id is None:
+        raise InvalidPayload("no_user_anon_id", "userId or anonymousId is required", "userId")
+    name, group_id, previous_id = _CHECKS[kind](message, user_id)
+
+    message_id = message.messageId
+    if message_id.__class__ is not str or not message_id:
+        message_id = _id(message_id, "messageId")
+    if message_id is None:
+        message_id = f"{meta.request_id}-{index}"
+    elif len(message_id) > MAX_MESSAGE_ID:
+        raise InvalidPayload(
+            "message_id_too_long",
+            f"messageId is {len(message_id)} characters, over the limit of {MAX_MESSAGE_ID}",
+            "messageId",
         )
-        sent_at = _time(message.sentAt, f"{at}sentAt")
-        if sent_at is None and envelope.sent_at is not None:
-            sent_at = _time(envelope.sent_at, "sentAt")
+
+    received_at = meta.received_at
+    sent_at = _time(message.sentAt, "sentAt") or batch_sent_at
+    if message.originalTimestamp is not None and message.timestamp is not None:
+        # Both set: the message was normalized before (an export, a replay); its timestamp stands.
+        original = _time(message.originalTimestamp, "originalTimestamp")
+        timestamp = _time(message.timestamp, "timestamp") or received_at
+    else:
+        if message.timestamp is not None:
+            original = _time(message.timestamp, "timestamp")
+        else:
+            original = _time(message.originalTimestamp, "originalTimestamp")
         if original is None:
             timestamp = received_at
         elif sent_at is None:
             timestamp = original
         else:
-            timestamp = received_at - (sent_at - original)
+            try:
+                timestamp = received_at - (sent_at - original)
+            except OverflowError as exc:
+                raise InvalidPayload(
+                    "invalid_timestamp", "timestamp and sentAt are too far apart to correct", "timestamp"
+                ) from exc
 
-        context = _object(message.context, f"{at}context")
-        if envelope.context:
-            context = {**envelope.context, **context} if context else envelope.context
-        integrations = _object(message.integrations, f"{at}integrations")
-        if envelope.integrations:
-            integrations = (
-                {**envelope.integrations, **integrations} if integrations else envelope.integrations
-            )
+    context = message.context
+    if context is not None and context.__class__ is not dict:
+        context = _object(context, "context")
+    if envelope.context:
+        context = {**envelope.context, **context} if context else envelope.context
+    integrations = message.integrations
+    if integrations is not None and integrations.__class__ is not dict:
+        integrations = _object(integrations, "integrations")
+    if envelope.integrations:
+        integrations = {**envelope.integrations, **integrations} if integrations else envelope.integrations
+    properties = message.properties
+    if properties.__class__ is not dict:
+        properties = _object(properties, "properties") or {}
+    traits = message.traits
+    if traits.__class__ is not dict:
+        traits = _object(traits, "traits") or {}
+    if not traits and kind == "identify" and context:
+        # RudderStack's SDKs (and older analytics.js) send identify traits only in context.traits
+        context_traits = context.get("traits")
+        if context_traits.__class__ is dict:
+            traits = context_traits
+    category = message.category
+    if category.__class__ is str and category and kind in ("page", "screen") and "category" not in properties:
+        # as analytics.js does: the page's category travels in its properties
+        properties = {**properties, "category": category}
 
-        events.append(
-            Event(
-                id="",
-                message_id=message_id,
-                source_id=meta.source_id,
-                dialect=DIALECT,
-                dialect_version=VERSION,
-                type=kind,
-                name=name,
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                group_id=group_id,
-                previous_id=previous_id,
-                properties=_object(message.properties, f"{at}properties") or {},
-                traits=_object(message.traits, f"{at}traits") or {},
-                context=normalize_context(context, meta.ip),
-                timestamp=timestamp,
-                original_timestamp=original,
-                sent_at=sent_at,
-                received_at=received_at,
-                integrations=integrations or {},
-                raw=raw.decode(),
-            )
-        )
-    return events
+    return Event(
+        id="",
+        message_id=message_id,
+        source_id=meta.source_id,
+        dialect=DIALECT,
+        dialect_version=VERSION,
+        type=kind,
+        name=name,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        group_id=group_id,
+        previous_id=previous_id,
+        properties=properties,
+        traits=traits,
+        context=normalize_context(context, meta.ip),
+        timestamp=timestamp,
+        original_timestamp=original,
+        sent_at=sent_at,
+        received_at=received_at,
+        integrations=integrations or {},
+        raw=raw.decode(),
+    )
 
 
 def _str(value: Any) -> str | None:
@@ -314,7 +394,7 @@ def _str(value: Any) -> str | None:
     return None
 
 
-def _id(value: Any, at: str, field: str) -> str | None:
+def _id(value: Any, field: str) -> str | None:
     """An id or name: a string, or a number sent where a string is meant (real SDKs do)."""
     if value is None or value == "":
         return None
@@ -322,9 +402,7 @@ def _id(value: Any, at: str, field: str) -> str | None:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise InvalidPayload(
-        "invalid_field_type", f"{at}{field} must be a string, got {type(value).__name__}", f"{at}{field}"
-    )
+    raise InvalidPayload("invalid_field_type", f"{field} must be a string, got {type(value).__name__}", field)
 
 
 def _object(value: Any, path: str) -> dict | None:
@@ -335,6 +413,9 @@ def _object(value: Any, path: str) -> dict | None:
     raise InvalidPayload("invalid_field_type", f"{path} must be an object, got {type(value).__name__}", path)
 
 
+_UNPADDED_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?=$|[T ])")
+
+
 def _time(value: Any, path: str) -> datetime | None:
     if value is None or value == "":
         return None
@@ -342,8 +423,13 @@ def _time(value: Any, path: str) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            pass
-        else:
+            # Segment's own docs write "2015-2-02T...": pad the date and try again
+            padded = _UNPADDED_DATE.sub(lambda m: f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}", value, count=1)
+            try:
+                parsed = datetime.fromisoformat(padded)
+            except ValueError:
+                parsed = None
+        if parsed is not None:
             return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     raise InvalidPayload(
         "invalid_timestamp", f"{path} must be an ISO-8601 date-time, got {value!r}"[:300], path
@@ -353,86 +439,54 @@ def _time(value: Any, path: str) -> datetime | None:
 _CONTEXT_KEYS = frozenset(
     {"ip", "userAgent", "locale", "timezone", "page", "screen", "campaign", "library", "active"}
 )
+_NESTED = (("page", Page), ("screen", Screen), ("campaign", Campaign), ("library", Library))
 
 
 def normalize_context(ctx: dict | None, request_ip: str | None) -> Context:
-    """Segment's camelCase context to the canonical one; unknown keys are kept in ``extra``."""
+    """Segment's camelCase context to the canonical one; unknown keys are kept in ``extra``.
+
+    Values of the wrong type for a canonical field are not dropped: they stay in ``extra`` under the
+    client's key.
+    """
     if not ctx:
         return Context(ip=request_ip)
-    get = ctx.get
-    page = get("page")
-    screen = get("screen")
-    campaign = get("campaign")
-    library = get("library")
-    active = get("active")
     extra = {k: v for k, v in ctx.items() if k not in _CONTEXT_KEYS}
-    out = Context(
-        ip=_scalar(get("ip")) or request_ip,
-        user_agent=_scalar(get("userAgent")),
-        locale=_scalar(get("locale")),
-        timezone=_scalar(get("timezone")),
-        active=active if isinstance(active, bool) else None,
-        extra=extra,
-    )
-    if isinstance(page, dict):
-        out.page = Page(
-            url=_scalar(page.get("url")),
-            path=_scalar(page.get("path")),
-            referrer=_scalar(page.get("referrer")),
-            title=_scalar(page.get("title")),
-            search=_scalar(page.get("search")),
-        )
-    elif page is not None:
-        extra["page"] = page
-    if isinstance(screen, dict):
-        out.screen = Screen(
-            width=_int(screen.get("width")),
-            height=_int(screen.get("height")),
-            density=_num(screen.get("density")),
-        )
-    elif screen is not None:
-        extra["screen"] = screen
-    if isinstance(campaign, dict):
-        out.campaign = Campaign(
-            source=_scalar(campaign.get("source")),
-            medium=_scalar(campaign.get("medium")),
-            name=_scalar(campaign.get("name")),
-            term=_scalar(campaign.get("term")),
-            content=_scalar(campaign.get("content")),
-        )
-    elif campaign is not None:
-        extra["campaign"] = campaign
-    if isinstance(library, dict):
-        out.library = Library(name=_scalar(library.get("name")), version=_scalar(library.get("version")))
-    elif library is not None:
-        extra["library"] = library
-    if active is not None and not isinstance(active, bool):
-        extra["active"] = active
+    get = ctx.get
+    out = Context(extra=extra)
+    for key, field in (
+        ("ip", "ip"),
+        ("userAgent", "user_agent"),
+        ("locale", "locale"),
+        ("timezone", "timezone"),
+    ):
+        value = get(key)
+        if value is None:
+            continue
+        if value.__class__ is str:
+            setattr(out, field, value)
+        else:
+            extra[key] = value
+    if not out.ip:
+        out.ip = request_ip
+    active = get("active")
+    if active is not None:
+        if active.__class__ is bool:
+            out.active = active
+        else:
+            extra["active"] = active
+    for key, struct in _NESTED:
+        value = get(key)
+        if value is None:
+            continue
+        try:
+            setattr(out, key, msgspec.convert(value, struct))
+        except msgspec.ValidationError:
+            extra[key] = value
+            continue
+        leftover = value.keys() - struct.__struct_fields__
+        if leftover:  # e.g. analytics.js's campaign.id: kept beside the canonical fields
+            extra[key] = {k: value[k] for k in leftover}
     return out
-
-
-def _scalar(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 # --- encode: canonical events to the messages a Segment SDK would send -------------------------
@@ -467,7 +521,7 @@ def encode_one(event: Event) -> dict[str, Any]:
         out["event"] = event.name or kind
     if out["type"] in ("track", "page", "screen"):
         properties = dict(event.properties)
-        if kind not in MESSAGE_TYPES:
+        if kind.__class__ is not str or kind not in MESSAGE_TYPES:
             properties.setdefault("trackgate_type", kind)
             if event.group_ids:
                 properties.setdefault("groupIds", event.group_ids)
@@ -501,5 +555,7 @@ def denormalize_context(ctx: Context) -> dict[str, Any]:
         ("library", ctx.library),
     ):
         if struct is not None:
-            out[key] = msgspec.to_builtins(struct)
+            leftover = out.get(key)
+            known = msgspec.to_builtins(struct)
+            out[key] = {**leftover, **known} if isinstance(leftover, dict) else known
     return out
