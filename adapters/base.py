@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import msgspec
+
 from schemas.event import Event
 from schemas.request import RequestMeta
 
@@ -50,3 +52,27 @@ class Adapter(Protocol):
     def decode(self, meta: RequestMeta, envelope: Any) -> list[Event]: ...
 
     def encode(self, events: list[Event]) -> list[dict[str, Any]]: ...
+
+
+def scrub_nul(event: Event) -> Event:
+    """Replace U+0000 with U+FFFD in every canonical string of ``event``; ``raw`` stays verbatim.
+
+    PostgreSQL refuses NUL in text and jsonb. The meaning of the rest of the event is clear, so it is
+    kept; adapters call this only when the body contains a ``\\u0000`` escape (the only way JSON can
+    carry a NUL), so the common path pays nothing.
+    """
+    fields = msgspec.to_builtins(event)
+    raw = fields.pop("raw")
+    cleaned = _scrub(fields)
+    cleaned["raw"] = raw
+    return msgspec.convert(cleaned, Event)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from adapters.base import InvalidPayload, PayloadTooLarge
+from adapters.base import InvalidPayload, PayloadTooLarge, scrub_nul
 from schemas.event import Campaign, Context, Event, Library, Page, Screen
 from schemas.request import RequestMeta
 
@@ -99,11 +99,19 @@ class Envelope(msgspec.Struct):
     integrations: dict | None = None
     sent_at: Any = None
     is_batch: bool = False
+    has_nul: bool = False
 
 
 _decode_message = msgspec.json.Decoder(Message).decode
 _decode_batch = msgspec.json.Decoder(BatchEnvelope).decode
 _encode = msgspec.json.Encoder().encode
+
+
+_NUL = b"\\u0000"
+
+
+def _too_deep(path: str | None = None) -> InvalidPayload:
+    return InvalidPayload("invalid_json", "JSON is nested too deeply", path)
 
 
 def _json_error(exc: msgspec.DecodeError, prefix: str = "") -> InvalidPayload:
@@ -130,7 +138,11 @@ def parse(call: str, body: bytes) -> Envelope:
             raise InvalidPayload("invalid_body", "body must be a JSON object") from exc
         except msgspec.DecodeError as exc:
             raise _json_error(exc) from exc
-        return Envelope(call=kind, items=[(body, message)], write_key=_str(message.writeKey))
+        except RecursionError as exc:
+            raise _too_deep() from exc
+        return Envelope(
+            call=kind, items=[(body, message)], write_key=_str(message.writeKey), has_nul=_NUL in body
+        )
 
     if len(body) > MAX_BATCH_BYTES:
         raise PayloadTooLarge(
@@ -144,6 +156,8 @@ def parse(call: str, body: bytes) -> Envelope:
         raise InvalidPayload("invalid_body", f"body must be a JSON object with a batch array: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise _json_error(exc) from exc
+    except RecursionError as exc:
+        raise _too_deep() from exc
     write_key = _str(envelope.writeKey)
     if envelope.batch is None:
         raise InvalidPayload("invalid_batch", "batch is required: an array of messages", "batch")
@@ -170,6 +184,8 @@ def parse(call: str, body: bytes) -> Envelope:
             raise InvalidPayload(
                 "invalid_message", f"batch[{i}] must be a JSON object", f"batch[{i}]"
             ) from exc
+        except RecursionError as exc:
+            raise _too_deep(f"batch[{i}]") from exc
     return Envelope(
         call="batch",
         items=items,
@@ -178,6 +194,7 @@ def parse(call: str, body: bytes) -> Envelope:
         integrations=_object(envelope.integrations, "integrations"),
         sent_at=envelope.sentAt,
         is_batch=True,
+        has_nul=_NUL in body,
     )
 
 
@@ -228,6 +245,8 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
                 exc.path = f"batch[{i}].{exc.path}" if exc.path else f"batch[{i}]"
                 exc.args = (exc.message,)
             raise
+    if envelope.has_nul:
+        events = [scrub_nul(event) for event in events]
     return events
 
 

@@ -52,4 +52,6 @@ async def ingest(request: Request, adapter: Adapter, call: str, cap: int, ok: Re
         else:
             log.info("ingest_refused dialect=%s code=%s path=%s", dialect, exc.code, exc.path)
         return error_response(dialect, exc)
+    except Exception as exc:  # a bug: answered in the dialect's shape (500), logged with its trace
+        return error_response(dialect, exc)
     return ok

@@ -14,7 +14,6 @@ pipeline. The job format is exactly RQ's, so stock RQ workers consume it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import redis
@@ -51,6 +50,7 @@ class Publisher:
         self._pending: list[tuple[list[Event], asyncio.Future]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._closed = False
 
     @property
     def queue_name(self) -> str:
@@ -66,18 +66,18 @@ class Publisher:
         self._task = asyncio.create_task(self._run(), name="trackgate-publisher")
 
     async def stop(self) -> None:
-        """Flush what is pending, then stop the flusher."""
+        """Refuse new events, let the flusher write what is pending (and any write in flight), stop."""
+        self._closed = True
         if self._task is None:
             return
-        while self._pending:
-            await self._flush(self._take())
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._wake.set()
+        await self._task
         self._task = None
 
     async def publish(self, events: list[Event]) -> None:
         """Return once ``events`` are in Redis as part of an RQ job; raise ``Unavailable`` if not."""
+        if self._closed:
+            raise Unavailable("the gateway is shutting down; nothing was stored, retry")
         future = asyncio.get_running_loop().create_future()
         self._pending.append((events, future))
         self._wake.set()
@@ -94,6 +94,8 @@ class Publisher:
             pending = self._take()
             if pending:
                 await self._flush(pending)
+            if self._closed and not self._pending:
+                return
 
     def _groups(self, pending: list[tuple[list[Event], asyncio.Future]]) -> list[list[Event]]:
         groups: list[list[Event]] = []

@@ -85,9 +85,45 @@ def event_row(event: Event, batch_id: str) -> tuple:
 
 
 def store_batch(conn: psycopg.Connection, batch: PersistBatch) -> int:
-    """Store the batch's events not stored before; returns how many were new."""
-    unique: dict[tuple[str, str], Event] = {}
+    """Store the batch's events not stored before; returns how many were new.
+
+    If PostgreSQL refuses a value (a data error), the batch is stored event by event instead, and
+    each event it still refuses goes to ``quarantine`` with the reason: one bad event never holds
+    back the others of its job, and none is dropped.
+    """
+    try:
+        return _store(conn, batch.batch_id, batch.events)
+    except psycopg.DataError as exc:
+        log.warning("batch_data_error batch_id=%s error=%s; storing event by event", batch.batch_id, exc)
+    stored = 0
     for event in batch.events:
+        try:
+            stored += _store(conn, batch.batch_id, [event])
+        except psycopg.DataError as exc:
+            quarantine(conn, event, batch.batch_id, f"storage refused: {exc}".strip())
+    return stored
+
+
+def quarantine(conn: psycopg.Connection, event: Event, batch_id: str | None, reason: str) -> None:
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO quarantine (source_id, message_id, dialect, reason, event, batch_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (
+                event.source_id,
+                event.message_id.replace("\x00", "\ufffd"),
+                event.dialect,
+                reason[:2000],
+                _encode(event).decode(),
+                batch_id,
+            ),
+        )
+    log.warning("event_quarantined source_id=%s batch_id=%s", event.source_id, batch_id)
+
+
+def _store(conn: psycopg.Connection, batch_id: str, batch_events: list[Event]) -> int:
+    unique: dict[tuple[str, str], Event] = {}
+    for event in batch_events:
         unique.setdefault((event.source_id, event.message_id), event)
     if not unique:
         return 0
@@ -110,7 +146,7 @@ def store_batch(conn: psycopg.Connection, batch: PersistBatch) -> int:
                 write = copy.write_row
                 for key, event in unique.items():
                     if key in claimed:
-                        write(event_row(event, batch.batch_id))
+                        write(event_row(event, batch_id))
     return len(claimed)
 
 

@@ -1,0 +1,280 @@
+"""The group-commit publisher against the real Redis: grouping, the RQ job format, failure, shutdown.
+
+Each test runs its own event loop (``asyncio.run``) with its own asyncio Redis client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from rq.job import Job
+
+from gateway.errors import Unavailable
+from gateway.publisher import Publisher
+from schemas.event import Context, Event
+from schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, persist_batch_from_arg
+from tests.conftest import queued_jobs, stored
+
+T0 = datetime(2026, 3, 14, 15, 9, 26, 535000, tzinfo=UTC)
+
+
+def event(message_id: str) -> Event:
+    return Event(
+        id=f"01890000-0000-7000-8000-{abs(hash(message_id)) % 10**12:012d}",
+        message_id=message_id,
+        source_id="src_a",
+        dialect="segment",
+        dialect_version="v1",
+        type="track",
+        name="Signed Up",
+        user_id="u1",
+        properties={"plan": "pro", "n": 3},
+        context=Context(ip="203.0.113.9"),
+        timestamp=T0,
+        original_timestamp=T0,
+        received_at=T0,
+        raw='{"event":"Signed Up"}',
+    )
+
+
+def requests_of(n: int) -> list[list[Event]]:
+    """``n`` requests of one to three events each."""
+    return [[event(f"r{i}-e{j}") for j in range(i % 3 + 1)] for i in range(n)]
+
+
+def with_publisher(url: str, scenario: Callable[[Publisher], Awaitable], **options):
+    """Run ``scenario(publisher)`` on a started publisher, on a fresh event loop; stop it after."""
+
+    async def main():
+        client = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        publisher = Publisher(client, **options)
+        await publisher.start()
+        try:
+            return await scenario(publisher)
+        finally:
+            await publisher.stop()
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def jobs(rdb: redis.Redis) -> list[Job]:
+    ids = [i.decode() for i in rdb.lrange(f"rq:queue:{PERSIST_QUEUE}", 0, -1)]
+    return [Job.fetch(i, connection=rdb, serializer=MsgspecJSONSerializer) for i in ids]
+
+
+def job_events(job: Job) -> list[Event]:
+    (payload,) = job.args
+    return persist_batch_from_arg(payload).events
+
+
+def test_concurrent_publishes_are_grouped_into_few_jobs(redis_url, rdb, drain, db):
+    requests = requests_of(300)
+
+    async def scenario(publisher: Publisher):
+        return await asyncio.gather(*(publisher.publish(events) for events in requests))
+
+    results = with_publisher(redis_url, scenario)
+    assert results == [None] * len(requests)  # every request resolved, none failed
+
+    found = jobs(rdb)
+    assert 1 <= len(found) < len(requests) // 10, f"{len(found)} jobs for {len(requests)} requests"
+    sent = [e for events in requests for e in events]
+    published = [e for job in found for e in job_events(job)]
+    assert sorted(published, key=lambda e: e.message_id) == sorted(sent, key=lambda e: e.message_id)
+    for job in found:
+        assert job.func_name == PERSIST_FUNC
+        assert job.origin == PERSIST_QUEUE
+        (payload,) = job.args
+        assert payload["batch_id"] == job.id
+        assert job.result_ttl == 0
+        assert job.retries_left is not None and job.retries_left > 0
+
+    # and a stock RQ worker consumes them
+    drain()
+    assert len(stored(db)) == len(sent)
+
+
+def test_a_request_is_never_split_and_jobs_respect_max_batch_events(redis_url, rdb):
+    requests = requests_of(100)  # 200 events
+
+    async def scenario(publisher: Publisher):
+        await asyncio.gather(*(publisher.publish(events) for events in requests))
+
+    with_publisher(redis_url, scenario, max_batch_events=10)
+    found = jobs(rdb)
+    assert len(found) >= 20
+    where = {}
+    for job in found:
+        events = job_events(job)
+        assert len(events) <= 10
+        for e in events:
+            where[e.message_id] = job.id
+    for events in requests:
+        assert len({where[e.message_id] for e in events}) == 1, "a request's events were split"
+
+
+def test_sequential_publishes_do_not_wait_for_a_group(redis_url, rdb):
+    """No linger: a lone request is written at once, as its own job."""
+
+    async def scenario(publisher: Publisher):
+        started = time.perf_counter()
+        for i in range(5):
+            await publisher.publish([event(f"m-{i}")])
+        return time.perf_counter() - started
+
+    elapsed = with_publisher(redis_url, scenario)
+    assert queued_jobs(rdb) == 5
+    assert elapsed < 1.0
+
+
+def test_requests_arriving_during_a_flush_form_the_next_group(redis_url, rdb):
+    async def scenario(publisher: Publisher):
+        first = asyncio.ensure_future(publisher.publish([event("first")]))
+        await asyncio.sleep(0)  # "first" is handed over; the flusher takes it alone and starts writing
+        rest = [publisher.publish([event(f"next-{i}")]) for i in range(50)]
+        await asyncio.gather(first, *rest)
+
+    with_publisher(redis_url, scenario)
+    sizes = sorted(len(job_events(job)) for job in jobs(rdb))
+    assert sum(sizes) == 51
+    assert len(sizes) <= 3, sizes
+
+
+# --- failures ---------------------------------------------------------------------------------------
+
+
+def _all_unavailable(url: str, n: int = 50, **options) -> list[BaseException | None]:
+    async def scenario(publisher: Publisher):
+        return await asyncio.gather(
+            *(publisher.publish([event(f"m-{i}")]) for i in range(n)), return_exceptions=True
+        )
+
+    return with_publisher(url, scenario, **options)
+
+
+def test_unreachable_redis_fails_every_waiting_publish():
+    results = _all_unavailable("redis://127.0.0.1:1/0")
+    assert all(isinstance(r, Unavailable) for r in results), results
+
+
+def test_hung_redis_fails_every_waiting_publish_within_the_timeout(silent_redis):
+    started = time.perf_counter()
+    results = _all_unavailable(silent_redis, timeout=0.5)
+    assert all(isinstance(r, Unavailable) for r in results), results
+    assert time.perf_counter() - started < 5
+
+
+def test_redis_error_reply_fails_every_waiting_publish_then_recovers(redis_url, rdb):
+    """Redis is up but refuses the write (here: the queue key has the wrong type)."""
+    queue_key = f"rq:queue:{PERSIST_QUEUE}"
+    rdb.set(queue_key, "not a list")
+
+    async def scenario(publisher: Publisher):
+        failed = await asyncio.gather(
+            *(publisher.publish([event(f"m-{i}")]) for i in range(50)), return_exceptions=True
+        )
+        await asyncio.to_thread(rdb.delete, queue_key)
+        await publisher.publish([event("after")])
+        return failed
+
+    failed = with_publisher(redis_url, scenario)
+    assert all(isinstance(r, Unavailable) for r in failed), failed
+    (job,) = jobs(rdb)
+    assert [e.message_id for e in job_events(job)] == ["after"]
+
+
+# --- shutdown -----------------------------------------------------------------------------------------
+
+
+def test_stop_flushes_pending(redis_url, rdb):
+    async def main():
+        client = aioredis.from_url(redis_url)
+        publisher = Publisher(client)
+        await publisher.start()
+        tasks = [asyncio.ensure_future(publisher.publish([event(f"m-{i}")])) for i in range(20)]
+        await asyncio.sleep(0)  # each request has handed over its events; the flusher has not run
+        assert not any(t.done() for t in tasks)
+        await publisher.stop()
+        done = [t.done() and t.exception() is None for t in tasks]
+        await client.aclose()
+        return done
+
+    assert asyncio.run(main()) == [True] * 20
+    assert sorted(e.message_id for job in jobs(rdb) for e in job_events(job)) == sorted(
+        f"m-{i}" for i in range(20)
+    )
+
+
+class GatedRedis:
+    """A real asyncio Redis client whose first transaction waits until ``gate`` is set."""
+
+    def __init__(self, real: aioredis.Redis):
+        self.real = real
+        self.gate = asyncio.Event()
+        self.in_flight = asyncio.Event()
+        self._gated = False
+
+    def pipeline(self, *args, **kwargs):
+        pipe = self.real.pipeline(*args, **kwargs)
+        if self._gated:
+            return pipe
+        self._gated = True
+        execute = pipe.execute
+
+        async def gated_execute(*a, **k):
+            self.in_flight.set()
+            await self.gate.wait()
+            return await execute(*a, **k)
+
+        pipe.execute = gated_execute
+        return pipe
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_stop_answers_the_request_whose_flush_is_in_flight(redis_url, rdb):
+    async def main():
+        real = aioredis.from_url(redis_url)
+        client = GatedRedis(real)
+        publisher = Publisher(client)  # type: ignore[arg-type]
+        await publisher.start()
+        in_flight = asyncio.ensure_future(publisher.publish([event("in-flight")]))
+        await asyncio.wait_for(client.in_flight.wait(), 2)
+        pending = asyncio.ensure_future(publisher.publish([event("pending")]))
+        await asyncio.sleep(0)
+        stopping = asyncio.ensure_future(publisher.stop())
+        await asyncio.sleep(0.1)
+        client.gate.set()
+        await asyncio.wait_for(stopping, 2)
+        await asyncio.wait_for(pending, 2)
+        try:
+            await asyncio.wait_for(in_flight, 2)  # answered: stored, or Unavailable
+        except Unavailable:
+            pass
+        finally:
+            await real.aclose()
+
+    asyncio.run(main())
+
+
+def test_publish_after_stop_fails_fast(redis_url):
+    async def main():
+        client = aioredis.from_url(redis_url)
+        publisher = Publisher(client)
+        await publisher.start()
+        await publisher.stop()
+        try:
+            with pytest.raises(Unavailable):
+                await asyncio.wait_for(publisher.publish([event("late")]), 1)
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
