@@ -14,8 +14,9 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
 from gateway.auth import SourceCache
+from gateway.ingest import IngestFront
 from gateway.publisher import Publisher
-from gateway.routes import build_routes
+from gateway.routes import build_routes, ingest_routes
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class Runtime(msgspec.Struct, kw_only=True):
     clock: Callable[[], datetime] = utc_now
 
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Starlette:
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> IngestFront:
     if not settings.database_url or not settings.redis_url:
         raise ValueError("create_app needs database_url and redis_url (trackgate up provides them)")
     runtime = Runtime(
@@ -75,4 +76,4 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
 
     app = Starlette(routes=build_routes(), lifespan=lifespan)
     app.state.runtime = runtime
-    return app
+    return IngestFront(app, runtime, ingest_routes())

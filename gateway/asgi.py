@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
+import gc
 
 from gateway.app import create_app
+from gateway.ingest import IngestFront
 from schemas.settings import settings_from_env
 
 
-def app_from_env() -> Starlette:
-    return create_app(settings_from_env())
+def app_from_env() -> IngestFront:
+    app = create_app(settings_from_env())
+    tune_gc()
+    return app
+
+
+def tune_gc() -> None:
+    """Long-lived objects (modules, routes, the source table) out of the collector's way, and fewer
+    young-generation passes: events are plain trees without cycles, and collecting them cost ~11%
+    of a busy gateway's CPU (bench/)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 
 import redis
 import redis.asyncio as aioredis
 import uuid_utils
 from rq import Queue, Retry
+from rq.job import Job
 
 from gateway.errors import Unavailable
 from schemas.event import Event
@@ -28,6 +30,25 @@ from schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, Per
 log = logging.getLogger(__name__)
 
 RETRY_INTERVALS = [1, 5, 15, 60, 300, 900, 1800, 3600]
+
+
+class BatchJob(Job):
+    """RQ's Job, its data compressed at zlib level 1 rather than RQ's default 6.
+
+    Level 6 cost ~18 µs an event on the accept path (bench/); level 1 costs a third of that and still
+    shrinks a batch several times, which matters when Redis holds a backlog. Any RQ worker reads it:
+    ``Job.restore`` simply decompresses.
+    """
+
+    def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict:
+        data = self.data
+        self._data = b""  # RQ's to_dict compresses self.data itself: give it nothing to compress
+        try:
+            obj = super().to_dict(include_meta=include_meta, include_result=include_result)
+        finally:
+            self._data = data
+        obj["data"] = zlib.compress(data, 1)
+        return obj
 
 
 class Publisher:
@@ -43,7 +64,9 @@ class Publisher:
         self._client = client
         # A synchronous client that is never connected: RQ writes its commands into its pipelines.
         self._recorder = redis.Redis()
-        self._queue = Queue(queue_name, connection=self._recorder, serializer=MsgspecJSONSerializer)
+        self._queue = Queue(
+            queue_name, connection=self._recorder, serializer=MsgspecJSONSerializer, job_class=BatchJob
+        )
         self._max_batch_events = max_batch_events
         self._retry = Retry(max=retries, interval=RETRY_INTERVALS[:retries] or [1])
         self._timeout = timeout

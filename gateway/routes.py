@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
 from gateway import segment
+from gateway.ingest import IngestRoute
 
 
 def _segment_v1() -> CORSMiddleware:
@@ -16,7 +17,7 @@ def _segment_v1() -> CORSMiddleware:
         routes=[
             Route("/m", segment.metrics, methods=["POST"]),
             Route("/projects/{write_key}/settings", segment.project_settings, methods=["GET"]),
-            Route("/{call}", segment.track, methods=["POST"]),
+            Route("/{call}", segment.unknown_call, methods=["POST"]),
         ]
     )
     # analytics.js >= 1.84 sends Basic auth from the browser, which forces a preflight.
@@ -35,6 +36,11 @@ async def health(request: Request) -> Response:
     return Response(
         b"ok" if ready else b"starting", status_code=200 if ready else 503, media_type="text/plain"
     )
+
+
+def ingest_routes() -> dict[str, IngestRoute]:
+    """Every dialect's accepting POST paths, exact, for ``IngestFront``."""
+    return {**segment.ingest_routes()}
 
 
 def build_routes() -> list[BaseRoute]:

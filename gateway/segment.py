@@ -7,18 +7,28 @@ from starlette.responses import Response
 
 from adapters import segment
 from gateway.errors import NotFound
-from gateway.ingest import ingest
+from gateway.ingest import IngestRoute
 from gateway.responses import SEGMENT_OK, JSONResponse, error_response
 
+PREFIXES = ("/v1", "/segment/v1")
 
-async def track(request: Request) -> Response:
-    """POST /v1/{identify,track,page,screen,group,alias,batch,import} and /v1/{i,t,p,s,g,a,b}."""
+
+def ingest_routes() -> dict[str, IngestRoute]:
+    """POST /v1/{identify,track,page,screen,group,alias,batch,import} and analytics.js's
+    /v1/{i,t,p,s,g,a,b}, at the root and under /segment: served by ``gateway.ingest.IngestFront``."""
+    routes = {}
+    for call, kind in segment.CALLS.items():
+        cap = segment.MAX_BATCH_BYTES if kind == "batch" else segment.MAX_EVENT_BYTES
+        route = IngestRoute(adapter=segment, call=call, cap=cap, ok_status=200, ok_body=SEGMENT_OK.body)
+        for prefix in PREFIXES:
+            routes[f"{prefix}/{call}"] = route
+    return routes
+
+
+async def unknown_call(request: Request) -> Response:
+    """POST /v1/<anything else>: the accepted calls never reach Starlette."""
     call = request.path_params["call"]
-    kind = segment.CALLS.get(call)
-    if kind is None:
-        return error_response("segment", NotFound(f"no such call: /v1/{call}", code="unknown_call"))
-    cap = segment.MAX_BATCH_BYTES if kind == "batch" else segment.MAX_EVENT_BYTES
-    return await ingest(request, segment, call, cap, SEGMENT_OK)
+    return error_response("segment", NotFound(f"no such call: /v1/{call}", code="unknown_call"))
 
 
 async def metrics(request: Request) -> Response:

@@ -53,6 +53,15 @@ class MsgspecJSONSerializer:
 
     @staticmethod
     def loads(data: bytes | str) -> Any:
+        # A persist job decodes straight into typed structs (half the work of generic + convert);
+        # anything else RQ stores with this serializer (meta, results) decodes generically.
+        try:
+            return _decode_persist_job(data)
+        except msgspec.ValidationError:
+            pass
         value = msgspec.json.decode(data)
         # RQ unpacks (func_name, instance, args, kwargs) as a tuple
         return tuple(value) if isinstance(value, list) else value
+
+
+_decode_persist_job = msgspec.json.Decoder(tuple[str, None, tuple[PersistBatch], dict]).decode

@@ -22,7 +22,8 @@ class WorkerRuntime:
             min_size=1,
             max_size=2,
             open=True,
-            check=ConnectionPool.check_connection,
+            # no check per checkout (a round trip per job): a broken connection fails the job, which
+            # RQ retries, and the pool replaces the connection
             name="trackgate-worker",
         )
         self.last_prune = 0.0

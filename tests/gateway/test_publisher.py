@@ -92,7 +92,7 @@ def test_concurrent_publishes_are_grouped_into_few_jobs(redis_url, rdb, drain, d
         assert job.func_name == PERSIST_FUNC
         assert job.origin == PERSIST_QUEUE
         (payload,) = job.args
-        assert payload["batch_id"] == job.id
+        assert persist_batch_from_arg(payload).batch_id == job.id
         assert job.result_ttl == 0
         assert job.retries_left is not None and job.retries_left > 0
 
