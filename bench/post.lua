@@ -1,6 +1,6 @@
 -- wrk script: POST a JSON body with HTTP Basic auth; every "__SEQ__" in the body is replaced by a
--- per-request sequence ("<thread>x<n>"), so each request carries its own message ids.
--- usage: wrk -s post.lua <url> -- <body-file> <authorization-header-value>
+-- per-request sequence ("<tag><thread>x<n>"), so each request carries its own message ids.
+-- usage: wrk -s post.lua <url> -- <body-file> <authorization-header-value> [tag]
 -- done() prints one line "WRKJSON {...}" that bench/loadgen.py parses.
 
 local threads = {}
@@ -18,6 +18,7 @@ function init(args)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = args[2]
+  tag = args[3] or ""
   -- split the template on the placeholder; request() joins the parts with the sequence
   parts = {}
   local start = 1
@@ -33,7 +34,7 @@ end
 
 function request()
   counter = counter + 1
-  local seq = tid .. "x" .. counter
+  local seq = tag .. tid .. "x" .. counter
   local body
   if nparts == 1 then
     body = parts[1]

@@ -1,0 +1,1 @@
+"""trackgate's benchmark: ``python -m bench`` (see ``bench/run.py``)."""

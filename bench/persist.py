@@ -1,0 +1,176 @@
+"""Phase (d): events persisted per second by one worker, against a raw COPY of the same rows.
+
+The events are made by the real Segment adapter from realistic batch bodies, enqueued by the real
+``gateway.publisher.Publisher`` (group commit, RQ job format) with ``clients`` concurrent publishers of
+``per_request`` events each, as the gateway's requests would, then drained by one burst
+``workers.worker.build_worker(...)`` into PostgreSQL. The baseline COPYs the same events, turned into
+rows by ``workers.store.event_row``, with ``workers.store.COPY_SQL`` in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+import redis
+import redis.asyncio as aioredis
+
+from gateway.publisher import Publisher
+from schemas.event import Event
+from schemas.jobs import PERSIST_QUEUE
+from schemas.settings import Settings
+from workers import runtime, store
+from workers.worker import build_worker
+
+
+@dataclass
+class Timed:
+    label: str
+    events: int
+    seconds: float
+    jobs: int = 0
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def enqueue(settings: Settings, events: list[Event], *, clients: int, per_request: int) -> int:
+    """Publish ``events`` through the real Publisher; returns the number of jobs queued."""
+
+    async def main() -> None:
+        client = aioredis.from_url(settings.redis_url)
+        publisher = Publisher(
+            client,
+            max_batch_events=settings.max_batch_events,
+            retries=settings.job_retries,
+            timeout=30.0,
+        )
+        await publisher.start()
+        requests = iter([events[i : i + per_request] for i in range(0, len(events), per_request)])
+
+        async def one_client() -> None:
+            for request in requests:
+                await publisher.publish(request)
+
+        try:
+            await asyncio.gather(*(one_client() for _ in range(clients)))
+        finally:
+            await publisher.stop()
+            await client.aclose()
+
+    asyncio.run(main())
+    with redis.Redis.from_url(settings.redis_url) as r:
+        return r.llen(f"rq:queue:{PERSIST_QUEUE}")
+
+
+def reset_tables(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE events, event_dedupe")
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("CHECKPOINT")  # start each timed run with no dirty buffers of the last one
+
+
+def stored_count(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+def ensure_partitions(database_url: str, events: list[Event]) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        store.ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for e in events})
+
+
+def drain(settings: Settings, profile: Callable[[], object] | None = None) -> float:
+    """Run one burst worker until the queue is empty; returns the seconds it took (setup excluded)."""
+    worker = build_worker(settings)
+    runtime.current().pool.wait(timeout=30)
+    stop_profile = profile() if profile else None
+    started = time.perf_counter()
+    worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+    elapsed = time.perf_counter() - started
+    if stop_profile is not None:
+        stop_profile()
+    runtime.current().close()
+    return elapsed
+
+
+def raw_copy(database_url: str, events: list[Event], batch_id: str = "bench-copy") -> float:
+    """``event_row`` + COPY of every event in one transaction; returns seconds."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur, cur.copy(store.COPY_SQL) as copy:
+            write = copy.write_row
+            row = store.event_row
+            for event in events:
+                write(row(event, batch_id))
+        return time.perf_counter() - started
+
+
+def prebuilt_copy(
+    database_url: str, events: list[Event], batch_id: str = "bench-copy"
+) -> tuple[float, float]:
+    """Rows built first (timed apart), then COPYed; returns (build seconds, copy seconds)."""
+    started = time.perf_counter()
+    rows = [store.event_row(e, batch_id) for e in events]
+    built = time.perf_counter() - started
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur, cur.copy(store.COPY_SQL) as copy:
+            write = copy.write_row
+            for r in rows:
+                write(r)
+        return built, time.perf_counter() - started
+
+
+def flush(redis_url: str) -> None:
+    with redis.Redis.from_url(redis_url) as r:
+        r.flushdb()
+
+
+def run_worker_phase(
+    settings: Settings,
+    events: list[Event],
+    *,
+    clients: int,
+    per_request: int,
+    profile: Callable[[], object] | None = None,
+) -> Timed:
+    """Enqueue ``events`` shaped as ``per_request``-event requests, drain them, check the table."""
+    assert settings.database_url and settings.redis_url
+    flush(settings.redis_url)
+    reset_tables(settings.database_url)
+    jobs = enqueue(settings, events, clients=clients, per_request=per_request)
+    seconds = drain(settings, profile)
+    n = stored_count(settings.database_url)
+    with redis.Redis.from_url(settings.redis_url) as r:
+        left = r.llen(f"rq:queue:{PERSIST_QUEUE}")
+        failed = sum(r.zcard(f"rq:{k}:{PERSIST_QUEUE}") for k in ("wip", "failed", "scheduled"))
+    if n != len(events) or left or failed:
+        raise RuntimeError(
+            f"worker stored {n} of {len(events)} events "
+            f"({left} jobs left, {failed} failed, retrying or in progress)"
+        )
+    return Timed(f"worker, {per_request}-event requests", len(events), seconds, jobs)
+
+
+def run_copy_phase(database_url: str, events: list[Event]) -> Timed:
+    reset_tables(database_url)
+    seconds = raw_copy(database_url, events)
+    n = stored_count(database_url)
+    if n != len(events):
+        raise RuntimeError(f"raw COPY stored {n} of {len(events)} rows")
+    return Timed("raw COPY (event_row + COPY, 1 txn)", len(events), seconds, 1)
+
+
+def run_prebuilt_phase(database_url: str, events: list[Event]) -> tuple[Timed, Timed]:
+    reset_tables(database_url)
+    built, copied = prebuilt_copy(database_url, events)
+    return (
+        Timed("event_row only (no I/O)", len(events), built),
+        Timed("COPY of prebuilt rows", len(events), copied, 1),
+    )

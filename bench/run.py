@@ -1,0 +1,626 @@
+"""trackgate's benchmark: one command, one run, one machine, four measurements and three ratios.
+
+    python -m bench                 # from the repository root (or: python bench/run.py)
+    python -m bench --duration 5 --connections 64 --json bench.json
+
+(a) a bare Starlette hello-world (``bench/hello.py``), requests/s;
+(b) single-event ``POST /v1/track`` on the gateway, acknowledged only once the event is in Redis;
+(c) ``POST /v1/batch`` with 100 events a request, events/s;
+(d) events persisted per second by one RQ worker, against a raw COPY of the same rows.
+
+Goals: (b) >= 0.7 x (a) in requests/s; (c) >= 4 x (a) in events/s; (d) >= 0.5 x raw COPY.
+
+(a), (b) and (c) each run in their own uvicorn subprocess with identical settings (one process,
+uvloop, httptools, no access log), loaded by wrk with identical settings (``-t1 -c64`` by default),
+after a short warm-up. After (b) and (c) the gateway is stopped gracefully and the events in the RQ
+queue are counted: every 2xx must be there (the durable ack), and nothing beyond the requests still in
+flight when wrk stopped. Everything runs on 127.0.0.1: a fresh PostgreSQL database (dropped at the
+end) and one Redis database (flushed before each phase; db 0 is refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import resource
+import secrets
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlsplit
+
+if __package__ in (None, ""):  # `python bench/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "bench"
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
+
+from bench import loadgen, payloads, persist, profiling, queued, servers  # noqa: E402
+from gateway.migrate import migrate  # noqa: E402
+from gateway.sources import add_source  # noqa: E402
+from schemas.jobs import PERSIST_QUEUE  # noqa: E402
+from schemas.settings import Settings  # noqa: E402
+
+GOAL_TRACK = 0.7
+GOAL_BATCH = 4.0
+GOAL_PERSIST = 0.5
+BATCH_EVENTS = 100
+LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
+
+
+@dataclass
+class HttpPhase:
+    name: str
+    what: str
+    events_per_request: int
+    requests_ok: int
+    non_2xx: int
+    socket_errors: int
+    duration_s: float
+    req_per_s: float
+    events_per_s: float
+    latency_ms: dict[str, float]
+    cpu: dict[str, float] = field(default_factory=dict)
+    """Share of one core used during the measured window: server, redis-server, wrk, whole machine."""
+    queued: dict | None = None
+    durable_ok: bool | None = None
+    note: str = ""
+    rounds_req_per_s: list[int] = field(default_factory=list)
+    round: int = 1
+
+
+@dataclass
+class Report:
+    machine: dict
+    settings: dict
+    http: list[HttpPhase] = field(default_factory=list)
+    """One run per phase: the median of its rounds."""
+    http_rounds: list[HttpPhase] = field(default_factory=list)
+    """Every round of every phase."""
+    persist: list[dict] = field(default_factory=list)
+    ratios: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- machine ----------------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or "?"
+    versions = {}
+    for dist in ("starlette", "uvicorn", "uvloop", "httptools", "msgspec", "redis", "rq", "psycopg"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "nproc": affinity,
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "kernel": platform.release(),
+        "packages": versions,
+    }
+
+
+# --- setup ------------------------------------------------------------------------------------
+
+
+def _check_loopback(url: str, what: str) -> None:
+    host = (urlsplit(url).hostname if "://" in url else conninfo_to_dict(url).get("host")) or ""
+    if host not in LOOPBACK and not host.startswith("/"):
+        raise SystemExit(f"{what} must be on this machine (127.0.0.1), got host {host!r}")
+
+
+def _redis_db(url: str) -> int:
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path.isdigit() else 0
+
+
+class Database:
+    """A fresh database for this run, migrated, with one Segment source; dropped on close."""
+
+    def __init__(self, admin_url: str):
+        self.admin_url = admin_url
+        self.name = f"trackgate_bench_{secrets.token_hex(4)}"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+            self.server_version = conn.execute("SHOW server_version").fetchone()[0]
+        self.url = make_conninfo(admin_url, dbname=self.name)
+        migrate(self.url)
+        self.write_key = "wk_bench_" + secrets.token_hex(12)
+        self.source, _ = add_source(self.url, "segment", "bench", self.write_key)
+
+    def drop(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+# --- HTTP phases ------------------------------------------------------------------------------
+
+
+def _flush(redis_url: str) -> None:
+    with redis.Redis.from_url(redis_url) as r:
+        r.flushdb()
+
+
+def _cpu_now(pid: int, redis_url: str) -> dict[str, float]:
+    """CPU seconds used so far by the server, redis-server, finished children (wrk), the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    server = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    with redis.Redis.from_url(redis_url) as r:
+        info = r.info("cpu")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = (sum(int(x) for x in total) - int(total[3]) - int(total[4])) / tick  # minus idle, iowait
+    return {
+        "server": server,
+        "redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+        "wrk": children.ru_utime + children.ru_stime,
+        "machine": busy,
+        "t": time.monotonic(),
+    }
+
+
+def _cpu_share(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    wall = after["t"] - before["t"]
+    return {k: round(100 * (after[k] - before[k]) / wall, 1) for k in before if k != "t"}
+
+
+def _wait_quiet(redis_url: str, timeout: float = 20.0, still: float = 1.0) -> None:
+    """Wait until the queue has not grown for ``still`` seconds: requests the warm-up cut off at its
+    end are still being answered (and published) after wrk has gone."""
+    deadline = time.monotonic() + timeout
+    with redis.Redis.from_url(redis_url) as r:
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            n = r.llen(f"rq:queue:{PERSIST_QUEUE}")
+            if n != last:
+                last, since = n, time.monotonic()
+            elif time.monotonic() - since >= still:
+                return
+            time.sleep(0.1)
+
+
+def http_phase(
+    name: str,
+    what: str,
+    *,
+    label: str,
+    profile: bool = True,
+    app: str,
+    factory: bool,
+    env: dict[str, str],
+    path: str,
+    body_file: Path,
+    events_per_request: int,
+    authorization: str,
+    args: argparse.Namespace,
+    wrk: loadgen.WrkSettings,
+    redis_url: str,
+    check_queue: bool,
+) -> HttpPhase:
+    ready = (
+        {"ready_path": "/health", "ready_method": "GET"}
+        if factory
+        else {
+            "ready_path": path,
+            "ready_method": "POST",
+            "ready_headers": {"Content-Type": "application/json"},
+            "ready_body": b"{}",
+        }
+    )
+    _flush(redis_url)
+    print(f"  ({label}) {what}: starting server, warming up {args.warmup:g}s ...", flush=True)
+    with servers.serve(app, factory=factory, env=env, **ready) as (base, proc):
+        url = base + path
+        if args.warmup > 0:
+            loadgen.run_wrk(url, body_file, authorization, args.warmup, wrk, tag="w")
+        if check_queue:
+            _wait_quiet(redis_url)
+        else:
+            time.sleep(0.3)
+        _flush(redis_url)
+        stop_profile = None
+        if args.profile and profile:
+            stop_profile = profiling.attach(proc.pid, args.profile / f"{name}.txt", duration_s=args.duration)
+        print(f"  ({label}) measuring {args.duration:g}s ...", flush=True)
+        cpu_before = _cpu_now(proc.pid, redis_url)
+        result = loadgen.run_wrk(url, body_file, authorization, args.duration, wrk, tag="m")
+        cpu = _cpu_share(cpu_before, _cpu_now(proc.pid, redis_url))
+        if stop_profile:
+            stop_profile()
+    # The server has shut down gracefully: all it accepted is in Redis now.
+    phase = HttpPhase(
+        name=name,
+        what=what,
+        events_per_request=events_per_request,
+        requests_ok=result.ok,
+        non_2xx=result.non_2xx,
+        socket_errors=result.socket_errors,
+        duration_s=result.duration_s,
+        req_per_s=result.rps,
+        events_per_s=result.rps * events_per_request,
+        latency_ms={k: v / 1000 for k, v in result.latency_us.items()},
+        cpu=cpu,
+    )
+    if check_queue:
+        with redis.Redis.from_url(redis_url) as r:
+            q = queued.count_queued(r)
+        acked = result.ok * events_per_request
+        # wrk stops counting at the deadline: requests then in flight (at most one per connection)
+        # may still have been accepted and published, but never acknowledged.
+        in_flight = wrk.connections * events_per_request
+        phase.queued = {
+            "jobs": q.jobs,
+            "events": q.events,
+            "events_per_job": round(q.events_per_job, 1),
+            "acked_events": acked,
+            "unacked_in_flight": q.events - acked,
+            "distinct_ids": q.distinct_ids,
+            "distinct_message_ids": q.distinct_message_ids,
+            "bad_jobs": q.bad_jobs,
+        }
+        phase.durable_ok = (
+            acked <= q.events <= acked + in_flight
+            and q.distinct_ids == q.events
+            and q.distinct_message_ids == q.events
+            and q.bad_jobs == 0
+        )
+        if not phase.durable_ok:
+            phase.note = "queue check FAILED"
+    return phase
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=10, help="seconds of load per HTTP phase (10)")
+    p.add_argument("--warmup", type=float, default=2, help="seconds of warm-up load per server (2)")
+    p.add_argument("--connections", "-c", type=int, default=64, help="wrk connections (64)")
+    p.add_argument("--threads", "-t", type=int, default=1, help="wrk threads (1)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the HTTP phases this many times (a, b, c, a, b, c, ...); "
+        "each phase reports its median round (1)",
+    )
+    p.add_argument("--events", type=int, default=50_000, help="events for the worker phase (50000)")
+    p.add_argument(
+        "--worker-request-sizes",
+        default="100,1",
+        help="phase (d) enqueues the events as requests of these sizes, one run each; the first is "
+        "the one the ratio uses (100,1)",
+    )
+    p.add_argument("--phases", default="abcd", help="which phases to run (abcd)")
+    p.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        help="an existing database to connect to; the bench creates and drops its own next to it",
+    )
+    p.add_argument(
+        "--redis",
+        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+        help="a Redis database the bench may flush (not db 0)",
+    )
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-' for stdout)")
+    p.add_argument("--profile", metavar="DIR", type=Path, help="py-spy each measured window into DIR")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    p.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
+    args = p.parse_args(argv)
+    args.phases = set(args.phases.lower())
+    args.worker_request_sizes = [int(x) for x in str(args.worker_request_sizes).split(",") if x.strip()]
+    if args.duration <= 0 or args.duration > 120 or args.warmup < 0 or args.warmup > 30:
+        p.error("--duration must be in (0, 120] and --warmup in [0, 30] seconds")
+    if not 1 <= args.rounds <= 5:
+        p.error("--rounds must be in [1, 5]")
+    if not 1 <= args.events <= 1_000_000:
+        p.error("--events must be in [1, 1000000]")
+    return args
+
+
+def run(args: argparse.Namespace) -> Report:
+    _check_loopback(args.postgres, "--postgres")
+    _check_loopback(args.redis, "--redis")
+    if _redis_db(args.redis) == 0:
+        raise SystemExit("--redis must name a database other than 0 (the bench flushes it), e.g. /12")
+    if args.phases & set("abc"):
+        loadgen.wrk_path()  # fail early, with install instructions
+    if args.profile:
+        if profiling.py_spy() is None:
+            raise SystemExit("--profile needs py-spy: pip install py-spy")
+        args.profile.mkdir(parents=True, exist_ok=True)
+
+    wrk = loadgen.WrkSettings(threads=args.threads, connections=args.connections)
+    machine = machine_info()
+    with redis.Redis.from_url(args.redis) as r:
+        machine["redis"] = r.info("server").get("redis_version")
+    report = Report(
+        machine=machine,
+        settings={
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "wrk": " ".join(wrk.args()),
+            "wrk_version": loadgen.wrk_version() if args.phases & set("abc") else None,
+            "uvicorn": " ".join(servers.UVICORN_SETTINGS) + " (1 process)",
+            "events_d": args.events,
+            "rounds": args.rounds,
+            "profiling": bool(args.profile),
+        },
+    )
+    print(_machine_line(machine), flush=True)
+
+    db = Database(args.postgres)
+    machine["postgres"] = db.server_version
+    authorization = "Basic " + base64.b64encode(f"{db.write_key}:".encode()).decode()
+    env = {
+        "TRACKGATE_DATABASE_URL": db.url,
+        "TRACKGATE_REDIS_URL": args.redis,
+        "TRACKGATE_LOG_LEVEL": "WARNING",
+    }
+    try:
+        with tempfile.TemporaryDirectory(prefix="trackgate-bench-") as tmp:
+            track_file = Path(tmp) / "track.json"
+            track_file.write_bytes(payloads.track_body())
+            batch_file = Path(tmp) / "batch.json"
+            batch_file.write_bytes(payloads.batch_body(BATCH_EVENTS))
+            report.settings["track_body_bytes"] = track_file.stat().st_size
+            report.settings["batch_body_bytes"] = batch_file.stat().st_size
+            common = {"authorization": authorization, "args": args, "wrk": wrk, "redis_url": args.redis}
+            specs = {
+                "a": {
+                    "what": "hello-world", "app": "bench.hello:app", "factory": False, "env": {},
+                    "path": "/v1/track", "body_file": track_file, "events_per_request": 1,
+                    "check_queue": False,
+                },
+                "b": {
+                    "what": "/v1/track", "app": "gateway.asgi:app_from_env", "factory": True, "env": env,
+                    "path": "/v1/track", "body_file": track_file, "events_per_request": 1,
+                    "check_queue": True,
+                },
+                "c": {
+                    "what": f"/v1/batch x{BATCH_EVENTS}", "app": "gateway.asgi:app_from_env",
+                    "factory": True, "env": env, "path": "/v1/batch", "body_file": batch_file,
+                    "events_per_request": BATCH_EVENTS, "check_queue": True,
+                },
+            }  # fmt: skip
+            runs: dict[str, list[HttpPhase]] = {name: [] for name in specs if name in args.phases}
+            for i in range(args.rounds):
+                for name, runs_of in runs.items():
+                    label = name if args.rounds == 1 else f"{name}, round {i + 1}/{args.rounds}"
+                    phase = http_phase(name, label=label, profile=i == 0, **specs[name], **common)
+                    phase.round = i + 1
+                    runs_of.append(phase)
+            for runs_of in runs.values():
+                report.http_rounds.extend(runs_of)
+                # the median run stands for the phase (the upper one of an even number)
+                chosen = sorted(runs_of, key=lambda p: p.req_per_s)[len(runs_of) // 2]
+                chosen.rounds_req_per_s = [round(p.req_per_s) for p in runs_of]
+                report.http.append(chosen)
+        if "d" in args.phases:
+            report.persist = persist_phase(args, db)
+    finally:
+        _flush(args.redis)
+        if not args.keep_db:
+            db.drop()
+
+    _ratios(report)
+    for phase in report.http_rounds:
+        other = phase.cpu.get("machine", 0) - sum(phase.cpu.get(k, 0) for k in ("server", "redis", "wrk"))
+        if other > 25:
+            where = (
+                phase.name if len(report.http_rounds) == len(report.http) else f"{phase.name}#{phase.round}"
+            )
+            report.warnings.append(
+                f"({where}) other processes used {other:.0f}% of a core during the measured window: "
+                "figures are disturbed (re-run on a quiet machine; --rounds 3 reports medians)"
+            )
+        if phase.durable_ok is False:
+            report.problems.append(f"({phase.name}) queued events do not match the 2xx count: {phase.queued}")
+        if phase.non_2xx or phase.socket_errors:
+            report.problems.append(
+                f"({phase.name}) {phase.non_2xx} non-2xx responses, {phase.socket_errors} socket errors"
+            )
+    return report
+
+
+def persist_phase(args: argparse.Namespace, db: Database) -> list[dict]:
+    settings = Settings(database_url=db.url, redis_url=args.redis, log_level="WARNING")
+    print(f"  (d) building {args.events} canonical events ...", flush=True)
+    events = payloads.canonical_events(args.events, db.source.id)
+    persist.ensure_partitions(db.url, events)
+
+    # warm-up: a few jobs through the worker, a small COPY (connections, catalog caches, partitions)
+    warm = payloads.canonical_events(min(2000, args.events), db.source.id)
+    for e in warm:
+        e.message_id = "warm-" + e.message_id
+    persist.run_worker_phase(settings, warm, clients=args.connections, per_request=BATCH_EVENTS)
+    persist.run_copy_phase(db.url, warm)
+
+    results: list[dict] = []
+    print("  (d) raw COPY ...", flush=True)
+    copy = persist.run_copy_phase(db.url, events)
+    results.append({"role": "baseline", **asdict(copy), "events_per_s": copy.events_per_s})
+    for i, size in enumerate(args.worker_request_sizes):
+        print(f"  (d) worker, events enqueued as {size}-event requests ...", flush=True)
+        profile = None
+        if args.profile:
+            out = args.profile / f"d{'' if i == 0 else '_' + str(size)}.txt"
+
+            def profile(out=out):
+                return profiling.attach(os.getpid(), out, idle=True)
+
+        timed = persist.run_worker_phase(
+            settings, events, clients=args.connections, per_request=size, profile=profile
+        )
+        results.append(
+            {
+                "role": "measured" if i == 0 else "info",
+                **asdict(timed),
+                "events_per_s": timed.events_per_s,
+                "events_per_job": round(timed.events / timed.jobs, 1) if timed.jobs else None,
+            }
+        )
+    built, copied = persist.run_prebuilt_phase(db.url, events)
+    for t in (built, copied):
+        results.append({"role": "info", **asdict(t), "events_per_s": t.events_per_s})
+    persist.reset_tables(db.url)
+    return results
+
+
+def _ratios(report: Report) -> None:
+    by = {p.name: p for p in report.http}
+    a = by.get("a")
+    if a and "b" in by:
+        value = by["b"].req_per_s / a.req_per_s
+        report.ratios.append(_ratio("(b) / (a)", "requests/s", value, GOAL_TRACK))
+    if a and "c" in by:
+        value = by["c"].events_per_s / a.req_per_s
+        report.ratios.append(_ratio("(c) / (a)", "events/s vs hello requests/s", value, GOAL_BATCH))
+    measured = [r for r in report.persist if r["role"] == "measured"]
+    baseline = [r for r in report.persist if r["role"] == "baseline"]
+    if measured and baseline:
+        value = measured[0]["events_per_s"] / baseline[0]["events_per_s"]
+        report.ratios.append(_ratio("(d) / raw COPY", "events/s", value, GOAL_PERSIST))
+
+
+def _ratio(name: str, unit: str, value: float, goal: float) -> dict:
+    return {"ratio": name, "unit": unit, "value": round(value, 3), "goal": goal, "pass": value >= goal}
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def _machine_line(m: dict) -> str:
+    return (
+        f"machine: {m['nproc']} CPU(s) ({m['cpu_model']}), Python {m['python']} "
+        f"({m['implementation']}), Linux {m['kernel']}"
+    )
+
+
+def render(report: Report) -> str:
+    m = report.machine
+    s = report.settings
+    out = ["", "trackgate benchmark", "=" * 100, _machine_line(m)]
+    out.append(
+        f"servers: PostgreSQL {m.get('postgres', '?')}, Redis {m.get('redis', '?')}; "
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
+    )
+    out.append(
+        f"load: {s.get('wrk_version') or 'wrk'}, {s['wrk']}, {s['duration_s']:g}s measured after "
+        f"{s['warmup_s']:g}s warm-up; uvicorn {s['uvicorn']}"
+    )
+    if "track_body_bytes" in s:
+        out.append(
+            f"bodies: track {s['track_body_bytes']} B, batch {s['batch_body_bytes']} B "
+            f"({BATCH_EVENTS} events); unique messageId per event"
+        )
+    if s.get("profiling"):
+        out.append("NOTE: py-spy was sampling during the measured windows; figures are perturbed.")
+    if report.http:
+        out += ["", "HTTP (wrk)"]
+        head = f"{'phase':<24}{'req/s':>10}{'events/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        head += f"{'2xx':>10}{'non-2xx':>9}{'sock err':>9}   CPU% server/redis/wrk/machine"
+        out += [head, "-" * len(head)]
+        for p in report.http:
+            lat = p.latency_ms
+            out.append(
+                f"{'(' + p.name + ') ' + p.what:<24}{p.req_per_s:>10,.0f}{p.events_per_s:>12,.0f}"
+                f"{lat['p50']:>9.2f}{lat['p99']:>9.2f}{lat['max']:>9.1f}"
+                f"{p.requests_ok:>10,}{p.non_2xx:>9,}{p.socket_errors:>9,}   "
+                + "/".join(f"{p.cpu.get(k, 0):.0f}" for k in ("server", "redis", "wrk", "machine"))
+            )
+        if len(report.http_rounds) > len(report.http):
+            for p in report.http:
+                out.append(
+                    f"  ({p.name}) median of {len(p.rounds_req_per_s)} rounds; req/s per round: "
+                    + ", ".join(f"{x:,}" for x in p.rounds_req_per_s)
+                )
+        for p in report.http:
+            if p.queued is None:
+                continue
+            q = p.queued
+            verdict = "OK" if p.durable_ok else "FAILED"
+            out.append(
+                f"  ({p.name}) durable ack {verdict}: {q['events']:,} events queued in {q['jobs']:,} RQ jobs "
+                f"({q['events_per_job']:g} events/job) for {q['acked_events']:,} acknowledged "
+                f"(+{q['unacked_in_flight']:,} in flight at wrk's stop); distinct ids {q['distinct_ids']:,}, "
+                f"message ids {q['distinct_message_ids']:,}"
+            )
+    if report.persist:
+        out += ["", f"Persist ({s['events_d']:,} events into PostgreSQL)"]
+        head = f"{'run':<44}{'events/s':>12}{'seconds':>10}{'jobs':>8}{'events/job':>12}"
+        out += [head, "-" * len(head)]
+        for r in report.persist:
+            tag = {"baseline": "[baseline] ", "measured": "(d) ", "info": "    "}[r["role"]]
+            per_job = r.get("events_per_job")
+            out.append(
+                f"{tag + r['label']:<44}{r['events_per_s']:>12,.0f}{r['seconds']:>10.2f}"
+                f"{r['jobs'] or '':>8}{per_job if per_job is not None else '':>12}"
+            )
+    if report.ratios:
+        out += ["", "Ratios"]
+        head = f"{'ratio':<18}{'value':>8}{'goal':>8}  {'result':<7}unit"
+        out += [head, "-" * len(head)]
+        for r in report.ratios:
+            out.append(
+                f"{r['ratio']:<18}{r['value']:>7.2f}x{'>= ' + format(r['goal'], 'g') + 'x':>8}  "
+                f"{'PASS' if r['pass'] else 'MISS':<7}{r['unit']}"
+            )
+    if report.warnings:
+        out += ["", "Warnings:"] + [f"  - {w}" for w in report.warnings]
+    if report.problems:
+        out += ["", "Problems:"] + [f"  - {p}" for p in report.problems]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    try:
+        report = run(args)
+    except loadgen.WrkMissing as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(render(report))
+    print(f"(whole run: {time.monotonic() - started:.0f}s)")
+    if args.json:
+        text = json.dumps(asdict(report), indent=2, default=str)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    if report.problems:
+        return 1
+    if args.strict and not all(r["pass"] for r in report.ratios):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
