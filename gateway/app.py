@@ -55,6 +55,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             client,
             max_batch_events=settings.max_batch_events,
             retries=settings.job_retries,
+            compress_level=settings.job_compress_level,
             timeout=settings.redis_timeout_seconds,
         )
         await runtime.publisher.start()

@@ -27,6 +27,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a request waits for Redis before it is answered 503."""
     max_batch_events: int = 5000
     """Most events in one group-committed RQ job."""
+    job_compress_level: int = 1
+    """zlib level of RQ job data: 0 (plain, fastest, ~4x the Redis memory) to 9."""
     job_retries: int = 10
     """How often a failed persist job is retried (with backoff) before it lands in RQ's failed registry."""
     dedupe_days: int = 30
@@ -44,6 +46,7 @@ _ENV = {
     "source_refresh_seconds": float,
     "redis_timeout_seconds": float,
     "max_batch_events": int,
+    "job_compress_level": int,
     "job_retries": int,
     "dedupe_days": int,
     "log_level": str,
@@ -63,6 +66,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Sett
                 raise ValueError(f"TRACKGATE_{field.upper()}={raw!r}: expected {kind.__name__}") from exc
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**values)
+    if not 0 <= settings.job_compress_level <= 9:
+        raise ValueError("TRACKGATE_JOB_COMPRESS_LEVEL must be 0 to 9")
     if settings.dedupe_days < 7:
         raise ValueError("TRACKGATE_DEDUPE_DAYS must be at least 7")
     return settings

@@ -278,3 +278,19 @@ def test_publish_after_stop_fails_fast(redis_url):
             await client.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_every_compression_level_is_read_by_a_stock_worker(redis_url, rdb, drain, db, level):
+    """Job data plain (0) or zlib at any level: RQ's own Job.restore reads it and the worker stores it."""
+
+    async def scenario(publisher: Publisher):
+        await publisher.publish([event(f"m-{level}")])
+
+    with_publisher(redis_url, scenario, compress_level=level)
+    (job,) = jobs(rdb)
+    raw = rdb.hget(f"rq:job:{job.id}", "data")
+    assert raw.startswith(b"[") == (level == 0)  # plain JSON, or zlib's header
+    assert [e.message_id for e in job_events(job)] == [f"m-{level}"]
+    drain()
+    assert [row["message_id"] for row in stored(db)] == [f"m-{level}"]
