@@ -270,6 +270,9 @@ def up(port: int | None, data_dir: str | None) -> None:
         worker_proc = subprocess.Popen([sys.executable, "-m", "gateway", "worker"], env=env)
         base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
         click.echo(_banner(base, demo, settings))
+        # uvicorn re-raises the signal that stopped it; for SIGTERM the default action would kill
+        # this process before the cleanup below stops the worker and the embedded servers
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         _serve(settings)
     finally:
         if worker_proc is not None:

