@@ -72,7 +72,7 @@ class Publisher:
             queue_name, connection=self._recorder, serializer=MsgspecJSONSerializer, job_class=job_class
         )
         self._max_batch_events = max_batch_events
-        self._retry = Retry(max=retries, interval=RETRY_INTERVALS[:retries] or [1])
+        self._retry = Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries > 0 else None
         self._timeout = timeout
         self._pending: list[tuple[list[Event], asyncio.Future]] = []
         self._wake = asyncio.Event()

@@ -68,6 +68,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Sett
     settings = Settings(**values)
     if not 0 <= settings.job_compress_level <= 9:
         raise ValueError("TRACKGATE_JOB_COMPRESS_LEVEL must be 0 to 9")
+    if settings.job_retries < 0:
+        raise ValueError("TRACKGATE_JOB_RETRIES must be 0 or more")
     if settings.dedupe_days < 7:
         raise ValueError("TRACKGATE_DEDUPE_DAYS must be at least 7")
     return settings

@@ -294,3 +294,12 @@ def test_every_compression_level_is_read_by_a_stock_worker(redis_url, rdb, drain
     assert [e.message_id for e in job_events(job)] == [f"m-{level}"]
     drain()
     assert [row["message_id"] for row in stored(db)] == [f"m-{level}"]
+
+
+def test_no_retries_configured_means_a_failed_job_goes_straight_to_the_failed_registry(redis_url, rdb):
+    async def scenario(publisher: Publisher):
+        await publisher.publish([event("m-0")])
+
+    with_publisher(redis_url, scenario, retries=0)
+    (job,) = jobs(rdb)
+    assert not job.retries_left
