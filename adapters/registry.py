@@ -8,7 +8,3 @@ from adapters import segment
 from adapters.base import Adapter
 
 ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType({"segment": segment})  # type: ignore[dict-item]
-
-
-def get(dialect: str) -> Adapter:
-    return ADAPTERS[dialect]

@@ -246,7 +246,10 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
                 exc.args = (exc.message,)
             raise
     if envelope.has_nul:
-        events = [scrub_nul(event) for event in events]
+        try:
+            events = [scrub_nul(event) for event in events]
+        except RecursionError as exc:
+            raise _too_deep() from exc
     return events
 
 

@@ -62,7 +62,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         try:
             n = await runtime.sources.load()
             log.info("sources_loaded n_sources=%d", n)
-        except (psycopg.Error, OSError) as exc:
+        except (psycopg.Error, OSError, TimeoutError) as exc:
             log.error("sources_load_failed error=%s (answering 503 until PostgreSQL is reachable)", exc)
         refresh = asyncio.create_task(runtime.sources.run(), name="trackgate-sources")
         try:

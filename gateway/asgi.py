@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 
 from gateway.app import create_app
 from gateway.ingest import IngestFront
@@ -10,7 +11,12 @@ from schemas.settings import settings_from_env
 
 
 def app_from_env() -> IngestFront:
-    app = create_app(settings_from_env())
+    settings = settings_from_env()
+    # each uvicorn worker process is started fresh: set up logging here, not only in the CLI
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    app = create_app(settings)
     tune_gc()
     return app
 

@@ -2,15 +2,15 @@
 
 Keys are stored as SHA-256 digests. A running gateway keeps every enabled source in memory, keyed by
 (dialect, digest), and re-reads the table every ``source_refresh_seconds``, so a new source works within
-a few seconds and a request never waits on PostgreSQL. The digest found is compared again with
-``hmac.compare_digest``; a key's digest is all that is ever held, and keys are never logged.
+a few seconds and a request never waits on PostgreSQL. A lookup by digest reveals nothing useful about
+a key through its timing (the attacker does not control the digest); a key's digest is all that is ever
+held, and keys are never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 
 import psycopg
@@ -19,6 +19,8 @@ from gateway.errors import Unauthorized, Unavailable
 from schemas.request import Source
 
 log = logging.getLogger(__name__)
+
+LOAD_TIMEOUT_SECONDS = 5
 
 
 def key_digest(key: str) -> bytes:
@@ -29,7 +31,7 @@ class SourceCache:
     def __init__(self, database_url: str, refresh_seconds: float):
         self._database_url = database_url
         self._refresh_seconds = refresh_seconds
-        self._by_key: dict[tuple[str, bytes], tuple[bytes, Source]] = {}
+        self._by_key: dict[tuple[str, bytes], Source] = {}
         self._loaded = False
         self._conn: psycopg.AsyncConnection | None = None
 
@@ -39,16 +41,20 @@ class SourceCache:
 
     async def load(self) -> int:
         """Read every enabled source; returns how many."""
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self._database_url, autocommit=True)
-        cur = await self._conn.execute(
-            "SELECT id, dialect, name, key_hash, settings FROM sources WHERE enabled"
-        )
-        table: dict[tuple[str, bytes], tuple[bytes, Source]] = {}
-        for source_id, dialect, name, key_hash, settings in await cur.fetchall():
-            digest = bytes(key_hash)
-            source = Source(id=source_id, dialect=dialect, name=name, settings=settings or {})
-            table[(dialect, digest)] = (digest, source)
+        async with asyncio.timeout(LOAD_TIMEOUT_SECONDS):
+            if self._conn is None or self._conn.closed:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self._database_url, autocommit=True, connect_timeout=LOAD_TIMEOUT_SECONDS
+                )
+            cur = await self._conn.execute(
+                "SELECT id, dialect, name, key_hash, settings FROM sources WHERE enabled"
+            )
+            rows = await cur.fetchall()
+        table: dict[tuple[str, bytes], Source] = {}
+        for source_id, dialect, name, key_hash, settings in rows:
+            table[(dialect, bytes(key_hash))] = Source(
+                id=source_id, dialect=dialect, name=name, settings=settings or {}
+            )
         self._by_key = table
         self._loaded = True
         return len(table)
@@ -59,8 +65,8 @@ class SourceCache:
             await asyncio.sleep(self._refresh_seconds)
             try:
                 await self.load()
-            except (psycopg.Error, OSError) as exc:
-                log.warning("sources_refresh_failed error=%s", exc)
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                log.warning("sources_refresh_failed error=%r", exc)
                 if self._conn is not None:
                     await self._conn.close()
                     self._conn = None
@@ -74,17 +80,15 @@ class SourceCache:
             raise Unavailable("sources are not loaded yet; retry")
         if not key:
             raise Unauthorized("no credentials", code="missing_credentials")
-        digest = key_digest(key)
-        found = self._by_key.get((dialect, digest))
-        if found is None or not hmac.compare_digest(found[0], digest):
+        found = self._by_key.get((dialect, key_digest(key)))
+        if found is None:
             raise Unauthorized("invalid credentials", code="invalid_credentials")
-        return found[1]
+        return found
 
     def by_key(self, dialect: str, key: str) -> Source | None:
-        found = self._by_key.get((dialect, key_digest(key)))
-        return found[1] if found else None
+        return self._by_key.get((dialect, key_digest(key)))
 
     def replace(self, sources: dict[tuple[str, str], Source]) -> None:
         """Set the table directly from (dialect, key) pairs (for embedding and tests)."""
-        self._by_key = {(d, key_digest(k)): (key_digest(k), s) for (d, k), s in sources.items()}
+        self._by_key = {(d, key_digest(k)): s for (d, k), s in sources.items()}
         self._loaded = True

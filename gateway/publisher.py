@@ -30,6 +30,7 @@ from schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, Per
 log = logging.getLogger(__name__)
 
 RETRY_INTERVALS = [1, 5, 15, 60, 300, 900, 1800, 3600]
+MAX_JOB_RAW_BYTES = 8 * 1024 * 1024
 
 
 class BatchJob(Job):
@@ -79,16 +80,12 @@ class Publisher:
         self._task: asyncio.Task | None = None
         self._closed = False
 
-    @property
-    def queue_name(self) -> str:
-        return self._queue.name
-
     async def start(self) -> None:
         try:
             info = await self._client.info("server")
             version = tuple(int(p) for p in str(info["redis_version"]).split(".")[:3])
         except (redis.RedisError, OSError, KeyError, ValueError):
-            version = (6, 2, 0)  # checked again by the first flush that reaches Redis
+            version = (6, 2, 0)  # RQ records it on the job; it does not change how the job is written
         self._queue.redis_server_version = version  # type: ignore[assignment]
         self._task = asyncio.create_task(self._run(), name="trackgate-publisher")
 
@@ -125,13 +122,21 @@ class Publisher:
                 return
 
     def _groups(self, pending: list[tuple[list[Event], asyncio.Future]]) -> list[list[Event]]:
+        """One job per group: at most ``max_batch_events`` events and about MAX_JOB_RAW_BYTES of
+        original messages (a worker holds a job in memory), never splitting one request."""
         groups: list[list[Event]] = []
         current: list[Event] = []
+        size = 0
         for events, _ in pending:
-            if current and len(current) + len(events) > self._max_batch_events:
+            request_size = sum(len(e.raw) for e in events)
+            if current and (
+                len(current) + len(events) > self._max_batch_events or size + request_size > MAX_JOB_RAW_BYTES
+            ):
                 groups.append(current)
                 current = []
+                size = 0
             current.extend(events)
+            size += request_size
         if current:
             groups.append(current)
         return groups

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters import segment
-from gateway.errors import NotFound
+from gateway.errors import NotFound, Unavailable
 from gateway.ingest import IngestRoute
 from gateway.responses import SEGMENT_OK, JSONResponse, error_response
 
@@ -40,6 +40,8 @@ async def project_settings(request: Request) -> Response:
     """GET /v1/projects/{writeKey}/settings: what analytics.js loads from its CDN before it starts."""
     write_key = request.path_params["write_key"]
     runtime = request.app.state.runtime
+    if not runtime.sources.loaded:
+        return error_response("segment", Unavailable("sources are not loaded yet; retry"))
     if runtime.sources.by_key("segment", write_key) is None:
         return error_response("segment", NotFound("no source has that write key"))
     base = (runtime.settings.public_url or f"{request.url.scheme}://{request.url.netloc}").rstrip("/")
@@ -69,5 +71,7 @@ async def project_settings(request: Request) -> Response:
             "metrics": {"sampleRate": 0},
             "legacyVideoPluginsEnabled": False,
             "remotePlugins": [],
-        }
+        },
+        # apiHost comes from TRACKGATE_PUBLIC_URL, else from this request's Host: never cache it
+        headers={"Cache-Control": "no-store"},
     )

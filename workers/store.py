@@ -93,15 +93,22 @@ def store_batch(conn: psycopg.Connection, batch: PersistBatch) -> int:
     """
     try:
         return _store(conn, batch.batch_id, batch.events)
-    except psycopg.DataError as exc:
-        log.warning("batch_data_error batch_id=%s error=%s; storing event by event", batch.batch_id, exc)
+    except REFUSED as exc:
+        log.warning(
+            "batch_refused batch_id=%s sqlstate=%s; storing event by event", batch.batch_id, exc.sqlstate
+        )
     stored = 0
     for event in batch.events:
         try:
             stored += _store(conn, batch.batch_id, [event])
-        except psycopg.DataError as exc:
-            quarantine(conn, event, batch.batch_id, f"storage refused: {exc}".strip())
+        except REFUSED as exc:
+            # the reason without PostgreSQL's CONTEXT line, which quotes the refused value
+            quarantine(conn, event, batch.batch_id, f"{exc.sqlstate}: {exc.diag.message_primary}")
     return stored
+
+
+REFUSED = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
+"""What PostgreSQL refuses because of a value in one event (not an outage): quarantined, not retried."""
 
 
 def quarantine(conn: psycopg.Connection, event: Event, batch_id: str | None, reason: str) -> None:
@@ -111,7 +118,7 @@ def quarantine(conn: psycopg.Connection, event: Event, batch_id: str | None, rea
             " VALUES (%s, %s, %s, %s, %s, %s)",
             (
                 event.source_id,
-                event.message_id.replace("\x00", "\ufffd"),
+                event.message_id,
                 event.dialect,
                 reason[:2000],
                 _encode(event).decode(),
@@ -167,19 +174,32 @@ def ensure_partitions(conn: psycopg.Connection, months: set[tuple[int, int]]) ->
         name = f"events_y{year:04d}m{month:02d}"
         try:
             with conn.transaction():
+                # never queue behind a long query holding the parent: rows go to the default
+                # partition meanwhile, and the next batch tries again
+                conn.execute("SET LOCAL lock_timeout = '2s'")
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events"
                     f" FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
                 )
+        except psycopg.errors.CheckViolation:
+            # the default partition already holds rows of that month: it keeps them, correctly
+            log.warning("partition_skipped partition=%s reason=default_has_rows", name)
         except psycopg.Error as exc:
-            log.warning("partition_create_failed partition=%s error=%s", name, exc)
+            log.warning("partition_create_failed partition=%s sqlstate=%s", name, exc.sqlstate)
+            continue
         _created_partitions.add((year, month))
 
 
-def prune_dedupe(conn: psycopg.Connection, days: int) -> int:
-    """Forget (source, message id) pairs older than ``days``; returns how many."""
-    with conn.transaction():
-        cur = conn.execute(
-            "DELETE FROM event_dedupe WHERE received_at < now() - make_interval(days => %s)", (days,)
-        )
-    return cur.rowcount
+def prune_dedupe(conn: psycopg.Connection, days: int, chunk: int = 20_000) -> int:
+    """Forget (source, message id) pairs older than ``days``, in short transactions; returns how many."""
+    total = 0
+    while True:
+        with conn.transaction():
+            cur = conn.execute(
+                "DELETE FROM event_dedupe WHERE ctid = ANY(ARRAY(SELECT ctid FROM event_dedupe"
+                " WHERE received_at < now() - make_interval(days => %s) LIMIT %s))",
+                (days, chunk),
+            )
+        total += cur.rowcount
+        if cur.rowcount < chunk:
+            return total

@@ -963,3 +963,18 @@ def test_same_message_via_two_jobs_on_two_workers_is_stored_once(client, setting
     rows = stored(db)
     assert len(rows) == 300
     assert len({row["message_id"] for row in rows}) == 300
+
+
+def test_deeply_nested_json_with_a_nul_is_400_not_500(settings, write_key, rdb):
+    deep = _nested(900)
+    data = '{"userId":"u1","event":"e\\u0000","properties":{"a":' + deep + "}}"
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        r = client.post("/v1/track", content=data.encode(), headers=basic(write_key))
+    assert_refused(r, 400)
+    assert queued_jobs(rdb) == 0
+
+
+def test_settings_are_not_cacheable(client, write_key):
+    r = client.get(f"/v1/projects/{write_key}/settings")
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -144,3 +145,40 @@ def test_month_bounds_cross_year(month):
     start, end = store._month_bounds(*month)
     assert start < end
     assert (end - start).days in (28, 29, 30, 31)
+
+
+def test_a_very_long_user_id_is_stored_with_the_rest_of_its_batch(db, database_url):
+    """No B-tree limit on user ids: a 3,200-character one (accepted by the gateway) is stored."""
+    long_id = secrets.token_hex(1600)
+    batch = PersistBatch(batch_id="b1", events=[make_event("m-ok"), make_event("m-long", user_id=long_id)])
+    with psycopg.connect(database_url) as conn:
+        assert store.store_batch(conn, batch) == 2
+    assert {r["message_id"]: len(r["user_id"]) for r in stored(db)} == {"m-ok": 2, "m-long": 3200}
+
+
+def test_an_event_postgresql_refuses_is_quarantined_and_the_rest_stored(db, database_url, caplog):
+    """A value PostgreSQL refuses (NUL in jsonb) sinks neither the batch nor the job; the reason is kept
+    without the refused value, and nothing of the event reaches the logs."""
+    bad = make_event("m-bad", properties={"email": "secret@example.com", "x": "a\x00b"})
+    batch = PersistBatch(batch_id="b1", events=[make_event("m-ok"), bad])
+    with psycopg.connect(database_url) as conn:
+        assert store.store_batch(conn, batch) == 1
+    assert [r["message_id"] for r in stored(db)] == ["m-ok"]
+    (row,) = db.execute("SELECT source_id, message_id, reason, event, batch_id FROM quarantine").fetchall()
+    source_id, message_id, reason, event_json, batch_id = row
+    assert (source_id, message_id, batch_id) == ("src_a", "m-bad", "b1")
+    assert reason.startswith("22P05") and "secret@example.com" not in reason
+    assert '"secret@example.com"' in event_json  # the event itself is kept whole
+    assert "secret@example.com" not in caplog.text
+    # the quarantined event did not claim its message id: fixed and replayed, it can still be stored
+    assert db.execute("SELECT count(*) FROM event_dedupe WHERE message_id = 'm-bad'").fetchone()[0] == 0
+
+
+def test_prune_works_in_chunks(db, database_url):
+    old = datetime.now(UTC) - timedelta(days=40)
+    with psycopg.connect(database_url) as conn:
+        store.store_batch(
+            conn, PersistBatch(batch_id="b", events=[make_event(f"m{i}", received_at=old) for i in range(25)])
+        )
+        assert store.prune_dedupe(conn, 30, chunk=10) == 25
+    assert db.execute("SELECT count(*) FROM event_dedupe").fetchone()[0] == 0
