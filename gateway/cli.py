@@ -10,6 +10,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -199,13 +200,18 @@ def _demo_sources(settings: Settings) -> dict[str, dict]:
     return known
 
 
-def _banner(base: str, demo: dict[str, dict], settings: Settings) -> str:
+def _masked(url: str | None) -> str:
+    """A URL with its password, if any, replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@/]+@", r"\1***@", url or "")
+
+
+def _banner(base: str, demo: dict[str, dict], settings: Settings, embedded: bool) -> str:
     key = demo["segment"]["write_key"]
     lines = [
         "",
         f"trackgate is up at {base}",
-        f"  PostgreSQL: {settings.database_url}",
-        f"  Redis:      {settings.redis_url}",
+        f"  PostgreSQL: {_masked(settings.database_url)}",
+        f"  Redis:      {_masked(settings.redis_url)}",
         "",
         "Demo sources (keys are shown here because `up` created them; they are stored as digests):",
     ]
@@ -217,7 +223,11 @@ def _banner(base: str, demo: dict[str, dict], settings: Settings) -> str:
         f"  curl -sS {base}/v1/track -u '{key}:' -H 'Content-Type: application/json' "
         """-d '{"userId":"user-1","event":"Signed Up","properties":{"plan":"pro"}}'""",
         "See it stored (in another shell, same directory):",
-        f"  TRACKGATE_DATABASE_URL='{settings.database_url}' trackgate events list",
+        (
+            f"  TRACKGATE_DATABASE_URL='{settings.database_url}' trackgate events list"
+            if embedded  # no password in it; a URL from the environment is already in the shell
+            else "  trackgate events list"
+        ),
         "",
         f"Point a Segment SDK at {base} (analytics-python: host=; analytics-node: host:).",
         "Ctrl-C stops everything.",
@@ -269,7 +279,7 @@ def up(port: int | None, data_dir: str | None) -> None:
         }
         worker_proc = subprocess.Popen([sys.executable, "-m", "gateway", "worker"], env=env)
         base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-        click.echo(_banner(base, demo, settings))
+        click.echo(_banner(base, demo, settings, embedded is not None))
         # uvicorn re-raises the signal that stopped it; for SIGTERM the default action would kill
         # this process before the cleanup below stops the worker and the embedded servers
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
