@@ -104,8 +104,8 @@ class IngestFront:
     def __init__(self, app: Any, runtime: Any, routes: Mapping[str, IngestRoute]):
         self.app = app
         self.runtime = runtime
-        self.routes = dict(routes)
-        self._ok = {path: (r.ok_messages(False), r.ok_messages(True)) for path, r in self.routes.items()}
+        # path -> (route, success messages without CORS, with CORS): one lookup per request
+        self.routes = {path: (r, r.ok_messages(False), r.ok_messages(True)) for path, r in routes.items()}
 
     @property
     def state(self):
@@ -113,13 +113,21 @@ class IngestFront:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            route = self.routes.get(scope["path"])
-            if route is not None:
-                await self._ingest(route, scope, receive, send)
+            found = self.routes.get(scope["path"])
+            if found is not None:
+                await self._ingest(*found, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _ingest(self, route: IngestRoute, scope: dict, receive: Callable, send: Callable) -> None:
+    async def _ingest(
+        self,
+        route: IngestRoute,
+        ok_plain: tuple[dict, dict],
+        ok_cors: tuple[dict, dict],
+        scope: dict,
+        receive: Callable,
+        send: Callable,
+    ) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         cors = "origin" in headers
         client = scope.get("client")
@@ -146,7 +154,7 @@ class IngestFront:
         except Exception as exc:  # a bug: answered in the dialect's shape (500), logged with its trace
             await self._error(dialect, exc, cors, scope, receive, send)
             return
-        start, body = self._ok[scope["path"]][cors]
+        start, body = ok_cors if cors else ok_plain
         await send(start)
         await send(body)
 

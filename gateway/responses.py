@@ -25,10 +25,8 @@ class JSONResponse(Response):
         return _encode(content)
 
 
-def _segment_error(status: int, code: str, message: str, path: str | None) -> Response:
-    # Segment documents 400 for an oversized request or event; its SDKs never retry a 400.
-    if status == 413:
-        status = 400
+def _default_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """``{"code", "message", "path"?}``; a 503 tells the client when to retry."""
     body = {"code": code, "message": message}
     if path:
         body["path"] = path
@@ -36,11 +34,9 @@ def _segment_error(status: int, code: str, message: str, path: str | None) -> Re
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _default_error(status: int, code: str, message: str, path: str | None) -> Response:
-    body = {"code": code, "message": message}
-    if path:
-        body["path"] = path
-    return JSONResponse(body, status_code=status)
+def _segment_error(status: int, code: str, message: str, path: str | None) -> Response:
+    # Segment documents 400 for an oversized request or event; its SDKs never retry a 400.
+    return _default_error(400 if status == 413 else status, code, message, path)
 
 
 _RENDERERS: dict[str, Callable[[int, str, str, str | None], Response]] = {
