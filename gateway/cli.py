@@ -24,7 +24,7 @@ import psycopg
 from adapters.registry import ADAPTERS
 from gateway import sources as source_store
 from gateway.migrate import migrate as run_migrations
-from schemas.settings import Settings, settings_from_env
+from schemas.settings import Settings, configure_logging, settings_from_env
 
 log = logging.getLogger("trackgate")
 
@@ -34,10 +34,6 @@ def _settings(**overrides) -> Settings:
         return settings_from_env(**overrides)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 def _need(settings: Settings) -> tuple[str, str]:
@@ -58,7 +54,7 @@ def main() -> None:
 def migrate() -> None:
     """Apply database migrations."""
     settings = _settings()
-    _setup_logging(settings.log_level)
+    configure_logging(settings.log_level)
     if not settings.database_url:
         raise click.UsageError("set TRACKGATE_DATABASE_URL")
     applied = run_migrations(settings.database_url)
@@ -72,7 +68,7 @@ def migrate() -> None:
 def serve(host: str | None, port: int | None, processes: int) -> None:
     """Run the gateway (HTTP) against the configured PostgreSQL and Redis."""
     settings = _settings(host=host, port=port)
-    _setup_logging(settings.log_level)
+    configure_logging(settings.log_level)
     _need(settings)
     _serve(settings, processes)
 
@@ -100,7 +96,7 @@ def _serve(settings: Settings, processes: int = 1) -> None:
 def worker(burst: bool) -> None:
     """Run an RQ worker that stores events in PostgreSQL."""
     settings = _settings()
-    _setup_logging(settings.log_level)
+    configure_logging(settings.log_level)
     _need(settings)
     importlib.import_module("workers.worker").run(settings, burst=burst)
 
@@ -253,7 +249,7 @@ def up(port: int | None, data_dir: str | None) -> None:
     """Run everything: PostgreSQL and Redis (embedded when no URLs are set), migrations, a worker and
     the gateway, with a demo source per dialect."""
     settings = _settings(port=port, data_dir=data_dir)
-    _setup_logging(settings.log_level)
+    configure_logging(settings.log_level)
     _check_port_free(settings.host, settings.port)
     embedded = None
     if not settings.database_url or not settings.redis_url:

@@ -5,6 +5,8 @@ Shared by the gateway and the workers; passed explicitly, never read at import t
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 from collections.abc import Mapping
 
@@ -73,3 +75,17 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Sett
     if settings.dedupe_days < 7:
         raise ValueError("TRACKGATE_DEDUPE_DAYS must be at least 7")
     return settings
+
+
+def configure_logging(level: str) -> None:
+    """One log format for every trackgate process (CLI, each uvicorn worker, RQ workers)."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def tune_gc() -> None:
+    """For the long-running gateway and worker processes: long-lived objects (modules, routes, the
+    source table) out of the collector's way, and fewer young-generation passes. Events are plain
+    trees without cycles; collecting them cost ~11% of a busy gateway's CPU (bench/)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import gc
-
 import redis
 from rq import Queue, SimpleWorker
 
 from schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
-from schemas.settings import Settings
+from schemas.settings import Settings, tune_gc
 from workers import runtime
-
-
-def tune_gc() -> None:
-    """As in the gateway: batches are cycle-free trees; frequent young-generation passes only cost."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
 
 
 def build_worker(settings: Settings, queue_names: tuple[str, ...] = (PERSIST_QUEUE,)) -> SimpleWorker:
