@@ -7,6 +7,10 @@ Decoding is split in two so the gateway can authenticate with credentials found 
 - ``credentials(headers, envelope) -> str | None``: the key the request presents (first called with
   ``envelope=None``, so a key in a header is checked before the body is parsed);
 - ``decode(meta, envelope) -> list[Event]``: validated, normalized events (all or nothing).
+
+A dialect whose vendor answers 200 to a request and drops the events it cannot take (Commanders Act)
+also provides ``decode_partial(meta, envelope) -> Decoded``: the events it accepts, and each refused
+one with its index and reason; the gateway keeps refused events in quarantine instead of losing them.
 """
 
 from __future__ import annotations
@@ -40,6 +44,22 @@ class PayloadTooLarge(AdapterError):
     """An event or a batch is over the dialect's documented limit."""
 
     status = 413
+
+
+class Refused(msgspec.Struct, kw_only=True):
+    """One item of a request that a partial-success dialect refused (kept in quarantine)."""
+
+    index: int
+    code: str
+    reason: str
+    message_id: str | None = None
+    raw: str
+    """The item as it arrived (JSON text)."""
+
+
+class Decoded(msgspec.Struct, kw_only=True):
+    events: list[Event]
+    refused: list[Refused] = []
 
 
 class Adapter(Protocol):

@@ -32,6 +32,8 @@ class Runtime(msgspec.Struct, kw_only=True):
     settings: Settings
     sources: SourceCache
     publisher: Publisher | None = None
+    redis: aioredis.Redis | None = None
+    """For dialect hooks that keep state (sessions, rate limits)."""
     clock: Callable[[], datetime] = utc_now
 
 
@@ -51,6 +53,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
         )
+        runtime.redis = client
         runtime.publisher = Publisher(
             client,
             max_batch_events=settings.max_batch_events,

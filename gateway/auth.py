@@ -32,6 +32,7 @@ class SourceCache:
         self._database_url = database_url
         self._refresh_seconds = refresh_seconds
         self._by_key: dict[tuple[str, bytes], Source] = {}
+        self._by_extra: dict[tuple[str, str, bytes], Source] = {}
         self._loaded = False
         self._conn: psycopg.AsyncConnection | None = None
 
@@ -50,11 +51,22 @@ class SourceCache:
                 "SELECT id, dialect, name, key_hash, settings FROM sources WHERE enabled"
             )
             rows = await cur.fetchall()
+            cur = await self._conn.execute(
+                "SELECT k.dialect, k.kind, k.key_hash, s.id FROM source_keys k"
+                " JOIN sources s ON s.id = k.source_id WHERE s.enabled"
+            )
+            extra_rows = await cur.fetchall()
         table: dict[tuple[str, bytes], Source] = {}
         for source_id, dialect, name, key_hash, settings in rows:
             table[(dialect, bytes(key_hash))] = Source(
                 id=source_id, dialect=dialect, name=name, settings=settings or {}
             )
+        by_id = {s.id: s for s in table.values()}
+        self._by_extra = {
+            (dialect, kind, bytes(key_hash)): by_id[source_id]
+            for dialect, kind, key_hash, source_id in extra_rows
+            if source_id in by_id
+        }
         self._by_key = table
         self._loaded = True
         return len(table)
@@ -88,7 +100,16 @@ class SourceCache:
     def by_key(self, dialect: str, key: str) -> Source | None:
         return self._by_key.get((dialect, key_digest(key)))
 
-    def replace(self, sources: dict[tuple[str, str], Source]) -> None:
-        """Set the table directly from (dialect, key) pairs (for embedding and tests)."""
+    def by_extra_key(self, dialect: str, kind: str, key: str) -> Source | None:
+        """The source that has ``key`` as its key of ``kind`` (``source_keys``)."""
+        return self._by_extra.get((dialect, kind, key_digest(key)))
+
+    def replace(
+        self,
+        sources: dict[tuple[str, str], Source],
+        extra: dict[tuple[str, str, str], Source] | None = None,
+    ) -> None:
+        """Set the tables directly from (dialect, key) and (dialect, kind, key) (for embedding and tests)."""
         self._by_key = {(d, key_digest(k)): s for (d, k), s in sources.items()}
+        self._by_extra = {(d, kind, key_digest(k)): s for (d, kind, k), s in (extra or {}).items()}
         self._loaded = True

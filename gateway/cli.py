@@ -24,9 +24,13 @@ import psycopg
 from adapters.registry import ADAPTERS
 from gateway import sources as source_store
 from gateway.migrate import migrate as run_migrations
+from gateway.routes import DIALECTS
 from schemas.settings import Settings, configure_logging, settings_from_env
 
 log = logging.getLogger("trackgate")
+
+
+DIALECT_GATEWAYS = {module.DIALECT: module for module in DIALECTS}
 
 
 def _settings(**overrides) -> Settings:
@@ -108,22 +112,48 @@ def sources() -> None:
 
 @sources.command("add")
 @click.argument("dialect", type=click.Choice(sorted(ADAPTERS)))
-@click.option("--name", required=True, help="A name, unique per dialect.")
-@click.option("--write-key", "key", default=None, help="Use this key instead of a generated one.")
+@click.option("--name", default=None, help="A name, unique per dialect (default: the domain, or required).")
+@click.option("--key", "--write-key", "key", default=None, help="Use this key instead of a generated one.")
+@click.option("--domain", default=None, help="The website's domain (TinyTrail).")
+@click.option("--origin", "origins", multiple=True, help="An allowed browser origin (OpenPanel; repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
-def sources_add(dialect: str, name: str, key: str | None, as_json: bool) -> None:
-    """Create a source and print its credentials (shown once: only a digest is stored)."""
+def sources_add(
+    dialect: str,
+    name: str | None,
+    key: str | None,
+    domain: str | None,
+    origins: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Create a source and print its credentials (shown once: only digests are stored)."""
     settings = _settings()
     if not settings.database_url:
         raise click.UsageError("set TRACKGATE_DATABASE_URL")
+    name = name or domain
+    if not name:
+        raise click.UsageError("--name is required")
+    module = DIALECT_GATEWAYS[dialect]
     try:
-        source, key = source_store.add_source(settings.database_url, dialect, name, key)
+        created = module.new_source(key, {"domain": domain, "origins": list(origins)})
+        source, _ = source_store.add_source(
+            settings.database_url,
+            dialect,
+            name,
+            created["key"],
+            created["settings"],
+            created["extra_keys"],
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     except source_store.SourceExists as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps({"id": source.id, "dialect": dialect, "name": name, "write_key": key}))
+        shown = {label.replace(" ", "_"): value for label, value in created["show"].items()}
+        click.echo(json.dumps({"id": source.id, "dialect": dialect, "name": name, **shown}))
     else:
-        click.echo(f"source {source.id} ({dialect}, {name})\nwrite key: {key}")
+        click.echo(f"source {source.id} ({dialect}, {name})")
+        for label, value in created["show"].items():
+            click.echo(f"{label}: {value}")
 
 
 @sources.command("list")
@@ -171,23 +201,34 @@ _DEMO_FILE = "demo-sources.json"
 
 
 def _demo_sources(settings: Settings) -> dict[str, dict]:
-    """A source named ``demo`` per dialect; keys kept in the data dir so that ``up`` can print them."""
+    """A source named ``demo`` per dialect; credentials kept in the data dir so that ``up`` can
+    print them on every start."""
     assert settings.database_url
     path = Path(settings.data_dir) / _DEMO_FILE
     known: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
     changed = False
-    for dialect in sorted(ADAPTERS):
+    for dialect, module in DIALECT_GATEWAYS.items():
         entry = known.get(dialect)
         existing = source_store.find_source(settings.database_url, dialect, "demo")
-        if existing and entry and entry.get("id") == existing.id:
+        if existing and entry and entry.get("id") == existing.id and "key" in entry:
             continue
-        if existing:
-            key = source_store.new_key()
-            source_store.set_key(settings.database_url, existing.id, key)
-            known[dialect] = {"id": existing.id, "write_key": key}
+        created = module.new_source(None, {"domain": "localhost", "origins": ["*"]})
+        if existing:  # made by another data dir: its keys are unknown here, so new ones
+            source_store.set_key(settings.database_url, existing.id, created["key"])
+            for kind, key in created["extra_keys"].items():
+                source_store.set_key(settings.database_url, existing.id, key, kind=kind)
+            source_id = existing.id
         else:
-            source, key = source_store.add_source(settings.database_url, dialect, "demo")
-            known[dialect] = {"id": source.id, "write_key": key}
+            source, _ = source_store.add_source(
+                settings.database_url,
+                dialect,
+                "demo",
+                created["key"],
+                created["settings"],
+                created["extra_keys"],
+            )
+            source_id = source.id
+        known[dialect] = {"id": source_id, **created}
         changed = True
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,30 +243,29 @@ def _masked(url: str | None) -> str:
 
 
 def _banner(base: str, demo: dict[str, dict], settings: Settings, embedded: bool) -> str:
-    key = demo["segment"]["write_key"]
     lines = [
         "",
         f"trackgate is up at {base}",
         f"  PostgreSQL: {_masked(settings.database_url)}",
         f"  Redis:      {_masked(settings.redis_url)}",
         "",
-        "Demo sources (keys are shown here because `up` created them; they are stored as digests):",
+        "Demo sources (credentials are shown because `up` created them; only digests are stored).",
+        "Send an event to each:",
     ]
-    for dialect, entry in sorted(demo.items()):
-        lines.append(f"  {dialect:<10} {entry['id']}  write key: {entry['write_key']}")
+    for dialect, module in DIALECT_GATEWAYS.items():
+        entry = demo[dialect]
+        shown = ", ".join(f"{label}: {value}" for label, value in entry["show"].items())
+        lines.append(f"  {dialect} ({entry['id']}; {shown})")
+        lines.extend(module.demo_lines(base, entry))
     lines += [
-        "",
-        "Send an event:",
-        f"  curl -sS {base}/v1/track -u '{key}:' -H 'Content-Type: application/json' "
-        """-d '{"userId":"user-1","event":"Signed Up","properties":{"plan":"pro"}}'""",
-        "See it stored (in another shell, same directory):",
+        "See them stored (in another shell, same directory):",
         (
             f"  TRACKGATE_DATABASE_URL='{settings.database_url}' trackgate events list"
             if embedded  # no password in it; a URL from the environment is already in the shell
             else "  trackgate events list"
         ),
         "",
-        f"Point a Segment SDK at {base} (analytics-python: host=; analytics-node: host:).",
+        f"Point an SDK at {base}: the README lists each dialect's base-URL option.",
         "Ctrl-C stops everything.",
         "",
     ]

@@ -8,10 +8,18 @@ class GatewayError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, code: str | None = None, path: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        code: str | None = None,
+        path: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.path = path
+        self.headers = headers or {}
+        """Added to the error response whatever the dialect's shape (``Retry-After``)."""
         if code is not None:
             self.code = code
 
@@ -36,6 +44,22 @@ class UnsupportedMediaType(GatewayError):
 class Unauthorized(GatewayError):
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(GatewayError):
+    """Credentials were presented and are not valid here (dialects that answer 403, not 401)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int, **kwargs):
+        super().__init__(message, headers={"Retry-After": str(retry_after)}, **kwargs)
+        self.retry_after = retry_after
 
 
 class NotFound(GatewayError):

@@ -12,76 +12,150 @@ answered in the dialect's shape by ``responses.error_response`` and nothing is p
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 import uuid_utils
 
-from adapters.base import Adapter, AdapterError
+from adapters.base import Adapter, AdapterError, Refused
 from gateway.body import read_body
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, Unauthorized
 from gateway.responses import error_response
-from schemas.request import RequestMeta
+from schemas.event import Event
+from schemas.request import Incoming, RequestMeta, Source
 
 log = logging.getLogger(__name__)
 
 _CORS = (b"access-control-allow-origin", b"*")
 
 
-class IngestRoute(msgspec.Struct, frozen=True):
-    """One accepting path: which adapter, which call, the body cap, and what success looks like."""
+class Reply(msgspec.Struct, frozen=True):
+    """A success answer computed per request (a dialect's ``respond`` hook)."""
+
+    status: int
+    body: bytes
+    content_type: bytes = b"application/json"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+class Accepted(msgspec.Struct, kw_only=True):
+    """What ``accept`` published: for a dialect whose success answer depends on it."""
+
+    source: Source
+    meta: RequestMeta
+    events: list[Event]
+    refused: list[Refused] = []
+
+
+def key_auth(adapter: Adapter) -> Callable[[Any, Incoming, Any | None], Source | None]:
+    """The default: one key, from a header or the body, looked up among the dialect's sources.
+    Returns None (before the body is parsed) when the key is not in a header."""
+
+    def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Source | None:
+        key = adapter.credentials(incoming.headers, envelope)
+        if envelope is None and not key:
+            return None
+        return sources.authenticate(adapter.dialect, key)
+
+    return authenticate
+
+
+class IngestRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """One accepting path: which adapter and call, the body cap, and what success looks like.
+
+    The hooks are how a dialect's gateway module shapes the shared path:
+
+    - ``authenticate(sources, incoming, envelope | None) -> Source | None``: called before the body
+      is read (``envelope=None``; return None to be called again with the parsed body) and after.
+      Default: ``key_auth(adapter)``. Raise ``Unauthorized``/``Forbidden`` to refuse.
+    - ``prepare(runtime, incoming, source) -> dict`` (async): hints for the adapter (``meta.hints``):
+      a session id kept in Redis, a rate limit (raise ``RateLimited``), a trusted client IP.
+    - ``respond(accepted) -> Reply``: a success answer that depends on the request; without it the
+      pre-built ``ok_status``/``ok_body`` is sent.
+    - ``partial``: decode with ``adapter.decode_partial`` (refused items go to quarantine).
+    """
 
     adapter: Any  # an Adapter module
     call: str
     cap: int
-    ok_status: int
-    ok_body: bytes
+    ok_status: int = 200
+    ok_body: bytes = b""
     ok_content_type: bytes = b"application/json"
+    authenticate: Callable | None = None
+    prepare: Callable | None = None
+    respond: Callable | None = None
+    partial: bool = False
 
     def ok_messages(self, cors: bool) -> tuple[dict, dict]:
-        headers = [
-            (b"content-type", self.ok_content_type),
-            (b"content-length", str(len(self.ok_body)).encode()),
-        ]
-        if cors:
-            headers.append(_CORS)
-        return (
-            {"type": "http.response.start", "status": self.ok_status, "headers": headers},
-            {"type": "http.response.body", "body": self.ok_body},
-        )
+        return _messages(Reply(self.ok_status, self.ok_body, self.ok_content_type), cors)
+
+
+class SharedRoute(msgspec.Struct, frozen=True):
+    """A path that two dialects both use (``/event``): ``choose(headers)`` picks the route."""
+
+    choose: Callable[[Mapping[str, str]], IngestRoute]
+
+
+def _messages(reply: Reply, cors: bool) -> tuple[dict, dict]:
+    headers = [
+        (b"content-type", reply.content_type),
+        (b"content-length", str(len(reply.body)).encode()),
+        *reply.headers,
+    ]
+    if cors:
+        headers.append(_CORS)
+    return (
+        {"type": "http.response.start", "status": reply.status, "headers": headers},
+        {"type": "http.response.body", "body": reply.body},
+    )
 
 
 async def accept(
     runtime: Any,
-    adapter: Adapter,
-    call: str,
-    cap: int,
-    headers: Mapping[str, str],
+    route: IngestRoute,
+    incoming: Incoming,
     chunks: AsyncIterator[bytes],
-    client_ip: str | None,
-) -> None:
+) -> Accepted:
     """Publish the request's events, or raise the error that refuses it."""
+    adapter = route.adapter
     dialect = adapter.dialect
-    key = adapter.credentials(headers, None)
-    source = runtime.sources.authenticate(dialect, key) if key else None
-    body = await read_body(chunks, cap, headers.get("content-length"))
-    envelope = adapter.parse(call, body)
+    headers = incoming.headers
+    authenticate = route.authenticate or key_auth(adapter)
+    source = authenticate(runtime.sources, incoming, None)
+    body = await read_body(chunks, route.cap, headers.get("content-length"))
+    envelope = adapter.parse(route.call, body)
     if source is None:
-        source = runtime.sources.authenticate(dialect, adapter.credentials(headers, envelope))
+        source = authenticate(runtime.sources, incoming, envelope)
+        if source is None:  # a hook that found no credentials at all
+            raise Unauthorized("no credentials", code="missing_credentials")
+    hints = await route.prepare(runtime, incoming, source) if route.prepare else {}
     meta = RequestMeta(
         source_id=source.id,
         dialect=dialect,
-        call=call,
+        call=route.call,
         received_at=runtime.clock(),
         request_id=str(uuid_utils.uuid7()),
-        ip=client_ip,
+        ip=incoming.client_ip,
         user_agent=headers.get("user-agent"),
+        headers=headers,
+        query=incoming.query,
+        hints=hints,
     )
-    events = adapter.decode(meta, envelope)
+    if route.partial:
+        decoded = adapter.decode_partial(meta, envelope)
+        events, refused = decoded.events, decoded.refused
+    else:
+        events, refused = adapter.decode(meta, envelope), []
     for event in events:
         event.id = str(uuid_utils.uuid7())
-    await runtime.publisher.publish(events)
+    if refused:
+        await runtime.publisher.publish(events, refused=refused, source_id=source.id)
+    else:
+        await runtime.publisher.publish(events)
+    return Accepted(source=source, meta=meta, events=events, refused=refused)
 
 
 class ClientDisconnected(Exception):
@@ -98,50 +172,81 @@ async def _receive_chunks(receive: Callable) -> AsyncIterator[bytes]:
             return
 
 
-class IngestFront:
-    """ASGI: the accepting POST paths of every dialect here, everything else to ``app``."""
+def _compile(pattern: str) -> re.Pattern:
+    """``/{tracking_key}/event`` -> a regex whose named groups are the path parameters."""
+    return re.compile("^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(pattern)) + "$")
 
-    def __init__(self, app: Any, runtime: Any, routes: Mapping[str, IngestRoute]):
+
+class IngestFront:
+    """ASGI: the accepting POST paths of every dialect, everything else to ``app``.
+
+    ``routes`` maps a path to an ``IngestRoute`` or a ``SharedRoute``; a path with ``{name}`` segments
+    is a pattern, tried (in order) only when no exact path matches."""
+
+    def __init__(self, app: Any, runtime: Any, routes: Mapping[str, IngestRoute | SharedRoute]):
         self.app = app
         self.runtime = runtime
-        # path -> (route, success messages without CORS, with CORS): one lookup per request
-        self.routes = {path: (r, r.ok_messages(False), r.ok_messages(True)) for path, r in routes.items()}
+        self.routes: dict[str, IngestRoute | SharedRoute] = {}
+        self.patterns: list[tuple[re.Pattern, IngestRoute | SharedRoute]] = []
+        for path, route in routes.items():
+            if "{" in path:
+                self.patterns.append((_compile(path), route))
+            else:
+                self.routes[path] = route
+        self._ok: dict[int, tuple[tuple[dict, dict], tuple[dict, dict]]] = {}
 
     @property
     def state(self):
         return self.app.state
 
+    def _match(self, path: str) -> tuple[IngestRoute | SharedRoute, dict[str, str]] | None:
+        found = self.routes.get(path)
+        if found is not None:
+            return found, {}
+        for pattern, route in self.patterns:
+            m = pattern.match(path)
+            if m:
+                return route, m.groupdict()
+        return None
+
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            found = self.routes.get(scope["path"])
+            found = self._match(scope["path"])
             if found is not None:
                 await self._ingest(*found, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
+    def _static_ok(self, route: IngestRoute, cors: bool) -> tuple[dict, dict]:
+        cached = self._ok.get(id(route))
+        if cached is None:
+            cached = self._ok[id(route)] = (route.ok_messages(False), route.ok_messages(True))
+        return cached[cors]
+
     async def _ingest(
         self,
-        route: IngestRoute,
-        ok_plain: tuple[dict, dict],
-        ok_cors: tuple[dict, dict],
+        route: IngestRoute | SharedRoute,
+        params: dict[str, str],
         scope: dict,
         receive: Callable,
         send: Callable,
     ) -> None:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if isinstance(route, SharedRoute):
+            route = route.choose(headers)
         cors = "origin" in headers
         client = scope.get("client")
+        query = scope.get("query_string", b"")
+        incoming = Incoming(
+            path=scope["path"],
+            headers=headers,
+            query=dict(parse_qsl(query.decode("latin-1"))) if query else {},
+            params=params,
+            client_ip=client[0] if client else None,
+        )
         dialect = route.adapter.dialect
         try:
-            await accept(
-                self.runtime,
-                route.adapter,
-                route.call,
-                route.cap,
-                headers,
-                _receive_chunks(receive),
-                client[0] if client else None,
-            )
+            accepted = await accept(self.runtime, route, incoming, _receive_chunks(receive))
         except ClientDisconnected:
             return
         except (AdapterError, GatewayError) as exc:
@@ -154,7 +259,10 @@ class IngestFront:
         except Exception as exc:  # a bug: answered in the dialect's shape (500), logged with its trace
             await self._error(dialect, exc, cors, scope, receive, send)
             return
-        start, body = ok_cors if cors else ok_plain
+        if route.respond is None:
+            start, body = self._static_ok(route, cors)
+        else:
+            start, body = _messages(route.respond(accepted), cors)
         await send(start)
         await send(body)
 

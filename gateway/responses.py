@@ -40,6 +40,7 @@ def _segment_error(status: int, code: str, message: str, path: str | None) -> Re
 
 
 _RENDERERS: dict[str, Callable[[int, str, str, str | None], Response]] = {
+    # a dialect's error shape: (status, code, message, path) -> Response
     "segment": _segment_error,
 }
 
@@ -48,7 +49,10 @@ def error_response(dialect: str, exc: Exception) -> Response:
     """``exc`` as ``dialect`` answers it. Unknown exceptions are logged and answered 500."""
     render = _RENDERERS.get(dialect, _default_error)
     if isinstance(exc, AdapterError | GatewayError):
-        return render(exc.status, exc.code, exc.message, exc.path)
+        response = render(exc.status, exc.code, exc.message, exc.path)
+        for name, value in getattr(exc, "headers", {}).items():
+            response.headers[name] = value
+        return response
     log.exception("unhandled_error dialect=%s", dialect, exc_info=exc)
     return render(500, "internal_error", "internal error", None)
 

@@ -1,33 +1,29 @@
 """The route table. Each dialect is reachable at its vendor's own paths (so only the base URL
-changes) and under its own prefix (``/segment/v1/...``), so no two dialects' paths collide."""
+changes) and under its own prefix (``/segment/v1/...``, ``/openpanel/...``), which is never ambiguous.
+
+A dialect's gateway module (``gateway/<dialect>.py``) provides:
+
+- ``ingest_routes() -> dict[path, IngestRoute]``: its accepting POST paths, served by ``IngestFront``;
+- ``shared_routes() -> dict[path, IngestRoute]`` (optional): unprefixed paths that another dialect may
+  use too; when two dialects claim one, ``_shared`` decides per request (see ``choose_shared``);
+- ``routes() -> list[BaseRoute]``: everything else (GET endpoints, preflights), served by Starlette;
+- ``demo_source() -> dict`` and ``demo_lines(base, demo) -> list[str]``: what ``trackgate up`` creates
+  and prints for it.
+"""
 
 from __future__ import annotations
 
-from starlette.middleware.cors import CORSMiddleware
+from collections.abc import Mapping
+
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.routing import BaseRoute, Route
 
 from gateway import segment
-from gateway.ingest import IngestRoute
+from gateway.ingest import IngestRoute, SharedRoute
 
-
-def _segment_v1() -> CORSMiddleware:
-    router = Router(
-        routes=[
-            Route("/m", segment.metrics, methods=["POST"]),
-            Route("/projects/{write_key}/settings", segment.project_settings, methods=["GET"]),
-            Route("/{call}", segment.unknown_call, methods=["POST"]),
-        ]
-    )
-    # analytics.js >= 1.84 sends Basic auth from the browser, which forces a preflight.
-    return CORSMiddleware(
-        router,
-        allow_origins=["*"],
-        allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "X-Retry-Count"],
-        max_age=86400,
-    )
+DIALECTS = (segment,)
+"""The gateway module of every dialect, in the order ``up`` lists them."""
 
 
 async def health(request: Request) -> Response:
@@ -38,15 +34,49 @@ async def health(request: Request) -> Response:
     )
 
 
-def ingest_routes() -> dict[str, IngestRoute]:
-    """Every dialect's accepting POST paths, exact, for ``IngestFront``."""
-    return {**segment.ingest_routes()}
+def choose_shared(routes: Mapping[str, IngestRoute]) -> SharedRoute:
+    """``/event``, ``/user``, ``/company``, ``/feedback`` are both OpenPanel's and Reflag's. The
+    credentials decide: ``Authorization: Bearer`` is Reflag's (its SDKs always send it on these
+    paths); anything else (``openpanel-client-id``/``mixan-client-id`` headers, or ``clientId`` in
+    the body) is OpenPanel's, whose 401 then names what is missing."""
+    bucket, openpanel = routes.get("bucket"), routes.get("openpanel")
+
+    def choose(headers: Mapping[str, str]) -> IngestRoute:
+        if bucket is not None and headers.get("authorization", "")[:7].lower() == "bearer ":
+            return bucket
+        return openpanel if openpanel is not None else bucket  # type: ignore[return-value]
+
+    return SharedRoute(choose=choose)
+
+
+def _shared() -> dict[str, IngestRoute | SharedRoute]:
+    claims: dict[str, dict[str, IngestRoute]] = {}
+    for module in DIALECTS:
+        for path, route in getattr(module, "shared_routes", dict)().items():
+            claims.setdefault(path, {})[route.adapter.dialect] = route
+    return {
+        path: next(iter(by_dialect.values())) if len(by_dialect) == 1 else choose_shared(by_dialect)
+        for path, by_dialect in claims.items()
+    }
+
+
+def ingest_routes() -> dict[str, IngestRoute | SharedRoute]:
+    """Every dialect's accepting POST paths (exact or ``{param}`` patterns), for ``IngestFront``."""
+    table: dict[str, IngestRoute | SharedRoute] = {}
+    for module in DIALECTS:
+        for path, route in module.ingest_routes().items():
+            if path in table:
+                raise RuntimeError(f"two dialects claim POST {path}; use shared_routes()")
+            table[path] = route
+    for path, route in _shared().items():
+        if path in table:
+            raise RuntimeError(f"POST {path} is both a dialect's own path and a shared one")
+        table[path] = route
+    return table
 
 
 def build_routes() -> list[BaseRoute]:
-    segment_v1 = _segment_v1()
-    return [
-        Route("/health", health, methods=["GET"]),
-        Mount("/v1", app=segment_v1),
-        Mount("/segment/v1", app=segment_v1),
-    ]
+    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
+    for module in DIALECTS:
+        routes.extend(module.routes())
+    return routes

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route, Router
 
 from adapters import segment
+from gateway import sources as source_store
 from gateway.errors import NotFound, Unavailable
 from gateway.ingest import IngestRoute
 from gateway.responses import SEGMENT_OK, JSONResponse, error_response
 
+DIALECT = "segment"
 PREFIXES = ("/v1", "/segment/v1")
 
 
@@ -75,3 +79,40 @@ async def project_settings(request: Request) -> Response:
         # apiHost comes from TRACKGATE_PUBLIC_URL, else from this request's Host: never cache it
         headers={"Cache-Control": "no-store"},
     )
+
+
+def routes() -> list[BaseRoute]:
+    """/v1/m, /v1/projects/{key}/settings, 404 for unknown calls, and the CORS preflights."""
+    router = Router(
+        routes=[
+            Route("/m", metrics, methods=["POST"]),
+            Route("/projects/{write_key}/settings", project_settings, methods=["GET"]),
+            Route("/{call}", unknown_call, methods=["POST"]),
+        ]
+    )
+    # analytics.js >= 1.84 sends Basic auth from the browser, which forces a preflight.
+    v1 = CORSMiddleware(
+        router,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-Retry-Count"],
+        max_age=86400,
+    )
+    return [Mount(prefix, app=v1) for prefix in PREFIXES]
+
+
+def new_source(key: str | None, options: dict) -> dict:
+    """Credentials of a new Segment source: one write key (``sources add`` and ``up``).
+
+    Returns ``key`` (primary, in ``sources.key_hash``), ``extra_keys`` (kind -> key, in
+    ``source_keys``), ``settings`` (the source's jsonb) and ``show`` (label -> value, printed once)."""
+    key = key or source_store.new_key()
+    return {"key": key, "extra_keys": {}, "settings": {}, "show": {"write key": key}}
+
+
+def demo_lines(base: str, demo: dict) -> list[str]:
+    """The curl line ``up`` prints for the demo source ``new_source`` made."""
+    return [
+        f"  curl -sS {base}/v1/track -u '{demo['key']}:' -H 'Content-Type: application/json' "
+        """-d '{"userId":"user-1","event":"Signed Up","properties":{"plan":"pro"}}'"""
+    ]

@@ -20,9 +20,15 @@ def new_key() -> str:
 
 
 def add_source(
-    database_url: str, dialect: str, name: str, key: str | None = None, settings: dict | None = None
+    database_url: str,
+    dialect: str,
+    name: str,
+    key: str | None = None,
+    settings: dict | None = None,
+    extra_keys: dict[str, str] | None = None,
 ) -> tuple[Source, str]:
-    """Create a source; returns it with its key (the only time the key is seen in clear)."""
+    """Create a source; returns it with its key (the only time the key is seen in clear).
+    ``extra_keys`` (kind -> key) are further keys the dialect authenticates with (``source_keys``)."""
     key = key or new_key()
     source = Source(id="src_" + secrets.token_hex(8), dialect=dialect, name=name, settings=settings or {})
     with psycopg.connect(database_url) as conn:
@@ -31,6 +37,11 @@ def add_source(
                 "INSERT INTO sources (id, dialect, name, key_hash, settings) VALUES (%s, %s, %s, %s, %s)",
                 (source.id, dialect, name, key_digest(key), Jsonb(source.settings)),
             )
+            for kind, extra in (extra_keys or {}).items():
+                conn.execute(
+                    "INSERT INTO source_keys (source_id, dialect, kind, key_hash) VALUES (%s, %s, %s, %s)",
+                    (source.id, dialect, kind, key_digest(extra)),
+                )
         except psycopg.errors.UniqueViolation as exc:
             raise SourceExists(f"a {dialect} source with that name or key exists already") from exc
     return source, key
@@ -56,9 +67,19 @@ def find_source(database_url: str, dialect: str, name: str) -> Source | None:
     return Source(id=row[0], dialect=row[1], name=row[2], settings=row[3]) if row else None
 
 
-def set_key(database_url: str, source_id: str, key: str) -> None:
-    """Replace a source's key (the old one stops working within the gateways' refresh interval)."""
+def set_key(database_url: str, source_id: str, key: str, kind: str | None = None) -> None:
+    """Replace a source's key, or its key of ``kind`` (the old one stops working within the gateways'
+    refresh interval)."""
     with psycopg.connect(database_url) as conn:
+        if kind is None:
+            conn.execute(
+                "UPDATE sources SET key_hash = %s, updated_at = now() WHERE id = %s",
+                (key_digest(key), source_id),
+            )
+            return
         conn.execute(
-            "UPDATE sources SET key_hash = %s, updated_at = now() WHERE id = %s", (key_digest(key), source_id)
+            "INSERT INTO source_keys (source_id, dialect, kind, key_hash)"
+            " SELECT id, dialect, %s, %s FROM sources WHERE id = %s"
+            " ON CONFLICT (source_id, kind) DO UPDATE SET key_hash = EXCLUDED.key_hash, created_at = now()",
+            (kind, key_digest(key), source_id),
         )

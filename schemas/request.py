@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -28,3 +29,22 @@ class RequestMeta(msgspec.Struct, frozen=True, kw_only=True):
     """Unique per request; adapters derive missing message ids from it, so decoding stays pure."""
     ip: str | None = None
     user_agent: str | None = None
+    headers: dict[str, str] = {}
+    """The request's headers, names lower-cased (dialects read their SDK and IP headers here)."""
+    query: dict[str, str] = {}
+    """The query string, first value of each name."""
+    hints: dict[str, Any] = {}
+    """What the gateway worked out before decoding (a dialect's ``prepare`` hook): device and
+    session ids, a trusted client IP, flags. Adapters read it; they never compute it."""
+
+
+class Incoming(msgspec.Struct, frozen=True, kw_only=True):
+    """The parts of a request that a dialect's gateway hooks may read (never the body)."""
+
+    path: str
+    headers: dict[str, str]
+    query: dict[str, str] = {}
+    params: dict[str, str] = {}
+    """Path parameters of a pattern route (``/{tracking_key}/event``)."""
+    client_ip: str | None = None
+    """The TCP peer (uvicorn's, after its own forwarded-header handling)."""
