@@ -16,12 +16,14 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 import psycopg
 
 from adapters.registry import ADAPTERS
+from gateway import destinations as destination_store
 from gateway import sources as source_store
 from gateway.migrate import migrate as run_migrations
 from gateway.routes import DIALECTS
@@ -97,12 +99,22 @@ def _serve(settings: Settings, processes: int = 1) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
-def worker(burst: bool) -> None:
-    """Run an RQ worker that stores events in PostgreSQL."""
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    type=click.Choice(["persist", "forward"]),
+    help="Queues to work on, in priority order (default: persist, then forward). A worker per queue"
+    " keeps a slow destination from delaying storage.",
+)
+def worker(burst: bool, queues: tuple[str, ...]) -> None:
+    """Run an RQ worker that stores events in PostgreSQL and forwards them to destinations."""
     settings = _settings()
     configure_logging(settings.log_level)
     _need(settings)
-    importlib.import_module("workers.worker").run(settings, burst=burst)
+    importlib.import_module("workers.worker").run(
+        settings, burst=burst, queues=queues or ("persist", "forward")
+    )
 
 
 @main.group()
@@ -193,6 +205,235 @@ def events_list(limit: int) -> None:
     keys = ("received_at", "source_id", "dialect", "type", "name", "user_id", "anonymous_id", "message_id")
     for row in rows:
         click.echo(json.dumps(dict(zip(keys, row, strict=True)), default=str))
+
+
+# --- destinations and replays -----------------------------------------------------------------
+
+
+def _db(settings: Settings) -> str:
+    if not settings.database_url:
+        raise click.UsageError("set TRACKGATE_DATABASE_URL")
+    return settings.database_url
+
+
+def _when(value: str | None) -> datetime | None:
+    """An ISO time (UTC unless it says otherwise) or an age like 30m, 2h, 7d."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip())
+    if match:
+        seconds = float(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: an ISO time or an age like 30m, 2h, 7d") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@main.group()
+def destinations() -> None:
+    """Manage destinations (where stored events are forwarded)."""
+
+
+@destinations.command("add")
+@click.argument("kind", type=click.Choice(destination_store.available_kinds()))
+@click.option("--name", required=True, help="A unique name.")
+@click.option("--url", default=None, help="Base URL (default: the vendor's own; required for webhook).")
+@click.option("--credential", "credentials", multiple=True, metavar="NAME=VALUE", help="Repeatable.")
+@click.option("--source", "sources_", multiple=True, help="Only this source (id or name; repeatable).")
+@click.option("--include-type", multiple=True, help="Only these event types (repeatable).")
+@click.option("--exclude-type", multiple=True, help="Never these event types (repeatable).")
+@click.option("--include-name", multiple=True, help="Only events named so (glob; repeatable).")
+@click.option("--exclude-name", multiple=True, help="Never events named so (glob; repeatable).")
+@click.option("--consent", multiple=True, help="A consent category the event must grant (repeatable).")
+@click.option("--require-consent", is_flag=True, help="Drop events that carry no consent information.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def destinations_add(
+    kind: str,
+    name: str,
+    url: str | None,
+    credentials: tuple[str, ...],
+    sources_: tuple[str, ...],
+    include_type: tuple[str, ...],
+    exclude_type: tuple[str, ...],
+    include_name: tuple[str, ...],
+    exclude_name: tuple[str, ...],
+    consent: tuple[str, ...],
+    require_consent: bool,
+    as_json: bool,
+) -> None:
+    """Add a destination of KIND (credentials are stored encrypted with TRACKGATE_SECRET_KEY)."""
+    from schemas.destinations import Filters, SecretKeyMissing
+
+    settings = _settings()
+    database_url = _db(settings)
+    creds = {}
+    for item in credentials:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected NAME=VALUE", param_hint="--credential")
+        creds[key.strip()] = value
+    filters = Filters(
+        include_types=list(include_type),
+        exclude_types=list(exclude_type),
+        include_names=list(include_name),
+        exclude_names=list(exclude_name),
+        consent=list(consent),
+        consent_required=require_consent,
+    )
+    try:
+        source_ids = [destination_store.resolve_source(database_url, s)[0] for s in sources_]
+        destination_id = destination_store.add_destination(
+            database_url,
+            settings.secret_key,
+            kind=kind,
+            name=name,
+            base_url=url,
+            credentials=creds,
+            source_ids=source_ids,
+            filters=filters,
+        )
+    except (destination_store.DestinationError, SecretKeyMissing) as exc:
+        raise click.UsageError(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"id": destination_id, "kind": kind, "name": name}))
+    else:
+        click.echo(f"destination {destination_id} ({kind}, {name})")
+
+
+@destinations.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def destinations_list(as_json: bool) -> None:
+    """List destinations (credentials masked: never shown in full)."""
+    settings = _settings()
+    rows = destination_store.list_destinations(_db(settings), settings.secret_key)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        state = "  (paused)" if row["paused"] else ""
+        creds = ", ".join(f"{k}={v}" for k, v in row["credentials"].items())
+        sources_shown = ",".join(row["sources"]) or "all sources"
+        click.echo(
+            f"{row['id']}  {row['kind']:<13} {row['name']}  {row['url']}  [{sources_shown}]  {creds}{state}"
+        )
+
+
+@destinations.command("remove")
+@click.argument("destination")
+def destinations_remove(destination: str) -> None:
+    """Remove a destination, its delivery log and dead letters (queued forwards to it are dropped)."""
+    try:
+        destination_id = destination_store.remove_destination(_db(_settings()), destination)
+    except destination_store.DestinationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"removed {destination_id}")
+
+
+@destinations.command("pause")
+@click.argument("destination")
+def destinations_pause(destination: str) -> None:
+    """Stop sending to a destination; its forwards wait (and keep queueing) until resumed."""
+    try:
+        destination_id = destination_store.set_paused(_db(_settings()), destination, True)
+    except destination_store.DestinationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"paused {destination_id}")
+
+
+@destinations.command("resume")
+@click.argument("destination")
+def destinations_resume(destination: str) -> None:
+    """Send to a paused destination again (waiting forwards go out within half a minute)."""
+    try:
+        destination_id = destination_store.set_paused(_db(_settings()), destination, False)
+    except destination_store.DestinationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"resumed {destination_id}")
+
+
+@destinations.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def destinations_status(as_json: bool) -> None:
+    """Per destination: delivered / retrying / dead forwards (events in brackets) and the last error."""
+    rows = destination_store.status(_db(_settings()))
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for r in rows:
+        state = " (paused)" if r["paused"] else ""
+        click.echo(
+            f"{r['name']} ({r['kind']}, {r['id']}){state}:"
+            f" delivered {r['delivered']} [{r['delivered_events']}]"
+            f"  retrying {r['retrying']} [{r['retrying_events']}]  dead {r['dead']} [{r['dead_events']}]"
+        )
+        if r["last_error"]:
+            click.echo(f"  last error ({r['last_error_at']}): {r['last_error']}")
+
+
+@main.group()
+def replay() -> None:
+    """Send again: dead letters, stored events, or an archive of raw payloads."""
+
+
+def _replay_module():
+    return importlib.import_module("workers.replay")
+
+
+@replay.command("dead-letters")
+@click.option("--destination", default=None, help="Only this destination (id or name).")
+@click.option("--since", default=None, help="Only those dead-lettered since (ISO time, or 30m, 2h, 7d).")
+def replay_dead_letters(destination: str | None, since: str | None) -> None:
+    """Re-send dead-lettered forwards; each is retried until the destination takes it."""
+    settings = _settings()
+    _need(settings)
+    configure_logging(settings.log_level)
+    try:
+        counts = _replay_module().replay_dead_letters(settings, destination, _when(since))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"requeued {counts['requeued']} dead letter(s), {counts['events']} event(s)")
+
+
+@replay.command("events")
+@click.option("--source", required=True, help="Source id or name.")
+@click.option("--from", "start", required=True, help="From this event time (ISO, or an age like 7d).")
+@click.option("--to", "end", default=None, help="Up to this event time, excluded (default: now).")
+@click.option("--destination", required=True, help="Destination id or name.")
+@click.option("--restart", is_flag=True, help="Ignore the checkpoint of an earlier run.")
+def replay_events(source: str, start: str, end: str | None, destination: str, restart: bool) -> None:
+    """Forward stored events to a destination (backfill a new one)."""
+    settings = _settings()
+    _need(settings)
+    configure_logging(settings.log_level)
+    try:
+        counts = _replay_module().replay_events(
+            settings, source, _when(start), _when(end) or datetime.now(UTC), destination, restart=restart
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"queued {counts['events']} event(s) in {counts['jobs']} forward job(s)")
+
+
+@replay.command("file")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--source", required=True, help="Source id or name the events are stored under.")
+@click.option("--dialect", default=None, help="The payloads' dialect (default: the source's).")
+@click.option("--restart", is_flag=True, help="Ignore the checkpoint of an earlier run.")
+def replay_file(path: str, source: str, dialect: str | None, restart: bool) -> None:
+    """Import an archive of raw vendor payloads (NDJSON or JSON, gzip allowed) into the pipeline."""
+    settings = _settings()
+    _need(settings)
+    configure_logging(settings.log_level)
+    try:
+        counts = _replay_module().replay_file(settings, path, source, dialect, restart=restart)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"queued {counts['events']} event(s) from {counts['lines']} line(s) in {counts['jobs']} job(s);"
+        f" {counts['refused']} line(s) refused"
+    )
 
 
 # --- up: everything a new user needs, in one command -------------------------------------------
@@ -304,7 +545,7 @@ def up(port: int | None, data_dir: str | None) -> None:
             database_url=settings.database_url or database_url,
             redis_url=settings.redis_url or redis_url,
         )
-    worker_proc = None
+    worker_proc = forward_proc = None
     try:
         run_migrations(settings.database_url)
         demo = _demo_sources(settings)
@@ -313,7 +554,12 @@ def up(port: int | None, data_dir: str | None) -> None:
             "TRACKGATE_DATABASE_URL": settings.database_url,
             "TRACKGATE_REDIS_URL": settings.redis_url,
         }
-        worker_proc = subprocess.Popen([sys.executable, "-m", "gateway", "worker"], env=env)
+        worker_proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "worker", "--queue", "persist"], env=env
+        )
+        forward_proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "worker", "--queue", "forward"], env=env
+        )
         base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
         click.echo(_banner(base, demo, settings, embedded is not None))
         # uvicorn re-raises the signal that stopped it; for SIGTERM the default action would kill
@@ -321,12 +567,14 @@ def up(port: int | None, data_dir: str | None) -> None:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         _serve(settings)
     finally:
-        if worker_proc is not None:
-            worker_proc.send_signal(signal.SIGTERM)
+        for proc in (worker_proc, forward_proc):
+            if proc is None:
+                continue
+            proc.send_signal(signal.SIGTERM)
             try:
-                worker_proc.wait(timeout=15)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                worker_proc.kill()
+                proc.kill()
         if embedded is not None:
             time.sleep(0.2)
             embedded.stop()

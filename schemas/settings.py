@@ -36,6 +36,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dedupe_days: int = 30
     """How long a (source, message id) pair is remembered for dedupe. At least 7."""
     log_level: str = "INFO"
+    secret_key: str | None = None
+    """Encrypts destination credentials (Fernet key, or any long random string)."""
+    forward_horizon_seconds: float = 86400.0
+    """How long a forward is retried (backoff with jitter, or Retry-After) before it is dead-lettered."""
+    forward_connect_timeout: float = 5.0
+    forward_read_timeout: float = 10.0
 
 
 _ENV = {
@@ -52,6 +58,10 @@ _ENV = {
     "job_retries": int,
     "dedupe_days": int,
     "log_level": str,
+    "secret_key": str,
+    "forward_horizon_seconds": float,
+    "forward_connect_timeout": float,
+    "forward_read_timeout": float,
 }
 
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from schemas.jobs import persist_batch_from_arg
-from workers import runtime, store
+from workers import forward, runtime, store
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +16,15 @@ def persist_batch(payload: Any) -> None:
     batch = persist_batch_from_arg(payload)
     rt = runtime.current()
     with rt.pool.connection() as conn:
-        stored = store.store_batch(conn, batch)
+        new: list = []
+        stored = store.store_batch(conn, batch, new)
+        forward.fan_out(conn, rt.settings, batch.batch_id, new)
         if rt.prune_due():
             pruned = store.prune_dedupe(conn, rt.settings.dedupe_days)
             log.info("dedupe_pruned n_rows=%d", pruned)
     log.info("batch_stored batch_id=%s n_events=%d n_stored=%d", batch.batch_id, len(batch.events), stored)
+
+
+def forward_batch(payload: Any) -> None:
+    """Send one chunk of stored events to one destination (retries schedule themselves)."""
+    forward.forward_batch(payload)

@@ -84,15 +84,15 @@ def event_row(event: Event, batch_id: str) -> tuple:
     )
 
 
-def store_batch(conn: psycopg.Connection, batch: PersistBatch) -> int:
-    """Store the batch's events not stored before; returns how many were new.
+def store_batch(conn: psycopg.Connection, batch: PersistBatch, new: list[Event] | None = None) -> int:
+    """Store the batch's events not stored before; returns how many were new (appended to ``new``).
 
     If PostgreSQL refuses a value (a data error), the batch is stored event by event instead, and
     each event it still refuses goes to ``quarantine`` with the reason: one bad event never holds
     back the others of its job, and none is dropped.
     """
     try:
-        return _store(conn, batch.batch_id, batch.events)
+        return _store(conn, batch.batch_id, batch.events, new)
     except REFUSED as exc:
         log.warning(
             "batch_refused batch_id=%s sqlstate=%s; storing event by event", batch.batch_id, exc.sqlstate
@@ -100,7 +100,7 @@ def store_batch(conn: psycopg.Connection, batch: PersistBatch) -> int:
     stored = 0
     for event in batch.events:
         try:
-            stored += _store(conn, batch.batch_id, [event])
+            stored += _store(conn, batch.batch_id, [event], new)
         except REFUSED as exc:
             # the reason without PostgreSQL's CONTEXT line, which quotes the refused value
             quarantine(conn, event, batch.batch_id, f"{exc.sqlstate}: {exc.diag.message_primary}")
@@ -128,7 +128,9 @@ def quarantine(conn: psycopg.Connection, event: Event, batch_id: str | None, rea
     log.warning("event_quarantined source_id=%s batch_id=%s", event.source_id, batch_id)
 
 
-def _store(conn: psycopg.Connection, batch_id: str, batch_events: list[Event]) -> int:
+def _store(
+    conn: psycopg.Connection, batch_id: str, batch_events: list[Event], new: list[Event] | None = None
+) -> int:
     unique: dict[tuple[str, str], Event] = {}
     for event in batch_events:
         unique.setdefault((event.source_id, event.message_id), event)
@@ -154,6 +156,8 @@ def _store(conn: psycopg.Connection, batch_id: str, batch_events: list[Event]) -
                 for key, event in unique.items():
                     if key in claimed:
                         write(event_row(event, batch_id))
+    if new is not None:  # committed
+        new.extend(event for key, event in unique.items() if key in claimed)
     return len(claimed)
 
 

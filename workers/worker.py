@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 from rq import Queue, SimpleWorker
 
+from schemas.destinations import FORWARD_QUEUE
 from schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
 from schemas.settings import Settings, tune_gc
 from workers import runtime
@@ -21,7 +22,11 @@ def build_worker(settings: Settings, queue_names: tuple[str, ...] = (PERSIST_QUE
     return SimpleWorker(queues, connection=connection, serializer=MsgspecJSONSerializer)
 
 
-def run(settings: Settings, *, burst: bool = False) -> None:
-    worker = build_worker(settings)
+QUEUES = {"persist": PERSIST_QUEUE, "forward": FORWARD_QUEUE}
+
+
+def run(settings: Settings, *, burst: bool = False, queues: tuple[str, ...] = ("persist", "forward")) -> None:
+    """Queues in priority order; run a worker per queue so a slow destination never delays persisting."""
+    worker = build_worker(settings, tuple(QUEUES[name] for name in queues))
     tune_gc()
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
