@@ -21,6 +21,7 @@ The clock (``clock``) and the jitter (``rng``) are module attributes so tests ca
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 import uuid
@@ -116,13 +117,13 @@ def reset() -> None:
 _SELECT = "SELECT id, name, kind, base_url, credentials, source_ids, filters, paused FROM destinations"
 
 
-def _row_to_destination(row: tuple, secret_key: str | None) -> Destination:
+def _row_to_destination(row: tuple, secret_key: str | None, decrypt: bool = True) -> Destination:
     return Destination(
         id=row[0],
         name=row[1],
         kind=row[2],
         base_url=row[3],
-        credentials=decrypt_credentials(secret_key, row[4]),
+        credentials=decrypt_credentials(secret_key, row[4]) if decrypt else {},
         source_ids=list(row[5] or []),
         filters=msgspec.convert(row[6] or {}, Filters),
         paused=row[7],
@@ -130,14 +131,15 @@ def _row_to_destination(row: tuple, secret_key: str | None) -> Destination:
 
 
 def destinations(conn: psycopg.Connection, settings: Settings) -> list[Destination]:
-    """Every destination (paused ones too: their deliveries wait), re-read every couple of seconds."""
+    """Every destination (paused ones too: their deliveries wait), re-read every couple of seconds.
+    Credentials stay encrypted here: fan-out never needs them (only the forward job decrypts)."""
     global _cache
     now = time.monotonic()
     if _cache is not None and now - _cache[0] < DESTINATION_CACHE_SECONDS:
         return _cache[1]
     rows = conn.execute(_SELECT + " ORDER BY created_at").fetchall()
     conn.commit()
-    loaded = [_row_to_destination(row, settings.secret_key) for row in rows]
+    loaded = [_row_to_destination(row, settings.secret_key, decrypt=False) for row in rows]
     _cache = (now, loaded)
     return loaded
 
@@ -322,7 +324,7 @@ def forward_batch(arg: Any) -> None:
         if hold is not None and now < horizon_end:
             until = float(hold)
             if until > now:  # the destination is failing: wait for its retry time, attempts untouched
-                _enqueue(queue, job, at=until + rng.random())
+                _enqueue(queue, job, at=math.ceil(until + rng.random()))
                 _log_state(conn, job, "retrying", until)
                 return
             probe_ttl = int(settings.forward_connect_timeout + settings.forward_read_timeout) * 2 + 5
@@ -354,7 +356,7 @@ def forward_batch(arg: Any) -> None:
             if outcome.retryable:
                 attempts = job.attempts + 1
                 wait = outcome.wait if outcome.wait is not None else backoff(attempts)
-                at = now + wait
+                at = math.ceil(now + wait)  # RQ schedules to the whole second
                 if at > horizon_end:
                     now = horizon_end  # dead-letter the rest on the next turn of the loop
                     continue

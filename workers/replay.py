@@ -424,8 +424,15 @@ def _decode_line(
     envelope = adapter.parse(call, content)
     decode_partial = getattr(adapter, "decode_partial", None)
     if decode_partial is not None:
-        return decode_partial(meta, envelope).events
-    return adapter.decode(meta, envelope)
+        decoded = decode_partial(meta, envelope)
+        for item in decoded.refused:
+            log.warning("replay_item_refused request=%s index=%d code=%s", request_id, item.index, item.code)
+        events = decoded.events
+    else:
+        events = adapter.decode(meta, envelope)
+    for event in events:  # as the gateway does after decoding
+        event.id = str(uuid_utils.uuid7())
+    return events
 
 
 def replay_file(
