@@ -24,9 +24,15 @@ class Clock:
         return self.t
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "horizon(seconds): the forward retry horizon for this test")
+
+
 @pytest.fixture
-def fsettings(settings):
-    return msgspec.structs.replace(settings, secret_key=SECRET_KEY)
+def fsettings(settings, request):
+    marker = request.node.get_closest_marker("horizon")
+    horizon = marker.args[0] if marker else settings.forward_horizon_seconds
+    return msgspec.structs.replace(settings, secret_key=SECRET_KEY, forward_horizon_seconds=horizon)
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ import json
 import time
 
 import httpx
+import pytest
 import respx
 
 from adapters.transports import verify_signature
 from gateway import destinations as destination_store
-from tests.destinations.conftest import next_scheduled, release_due
+from tests.destinations.conftest import T0, next_scheduled, release_due
 
 HOOK = "https://hooks.example.com/trackgate"
 SEGMENT = "https://rudder.example.com"
@@ -34,9 +35,11 @@ def batch(prefix: str, n: int, **extra) -> dict:
 
 
 def ingest(client, write_key, drain, body: dict) -> None:
+    """Post a batch; ``drain`` stores it (None: the caller drains once for several posts)."""
     r = client.post("/v1/batch", json=body, auth=(write_key, ""))
     assert r.status_code == 200, r.text
-    drain()
+    if drain is not None:
+        drain()
 
 
 def sent_ids(route, key: str = "events", field: str = "message_id") -> list[str]:
@@ -204,7 +207,8 @@ def test_a_slow_destination_does_not_hold_up_another(client, write_key, drain, d
     slow = add("webhook", "slow", "https://slow.example.com/h", {"secret": "s"})
     add("webhook", "fast", HOOK, {"secret": "s"})
     for n in range(5):
-        ingest(client, write_key, drain, batch(f"b{n}", 2))
+        ingest(client, write_key, None, batch(f"b{n}", 2))
+    drain()
 
     waited = []
 
@@ -235,7 +239,8 @@ def test_a_destination_down_for_an_hour_gets_every_event_once_when_back(
     add("webhook", "hook", HOOK, {"secret": "s"})
     add("segment", "rudder", SEGMENT, {"write_key": "wk"})
     for n in range(4):
-        ingest(client, write_key, drain, batch(f"b{n}", 3))
+        ingest(client, write_key, None, batch(f"b{n}", 3))
+    drain()
     back_at = clock.t + 3600
 
     def hook_side_effect(request):
@@ -259,6 +264,14 @@ def test_a_destination_down_for_an_hour_gets_every_event_once_when_back(
     assert clock.t < back_at + 900 + 60  # retried within the backoff cap after it came back
 
 
+def test_the_default_retry_horizon_is_a_day():
+    from schemas.settings import settings_from_env
+
+    assert settings_from_env({}).forward_horizon_seconds == 86400
+    assert settings_from_env({"TRACKGATE_FORWARD_HORIZON_SECONDS": "3600"}).forward_horizon_seconds == 3600
+
+
+@pytest.mark.horizon(7200)
 def test_retries_stop_at_the_horizon_and_dead_letter(
     client, write_key, drain, add, clock, run_until, db, monkeypatch
 ):
@@ -266,12 +279,13 @@ def test_retries_stop_at_the_horizon_and_dead_letter(
     ingest(client, write_key, drain, batch("m", 2))
     with respx.mock() as mock:
         hook = mock.post(HOOK).respond(503)
-        run_until(3 * 86400)
+        run_until(4 * 3600)
     (dead,) = db.execute("SELECT status, http_status, error, n_events FROM dead_letters").fetchall()
     assert dead[0] == "dead" and dead[1] == 503 and dead[3] == 2
-    assert dead[2].startswith("retry horizon reached (86400 s); last error: HTTP 503")
+    assert dead[2].startswith("retry horizon reached (7200 s); last error: HTTP 503")
     assert deliveries(db)[0][0] == "dead"
-    assert 10 < hook.call_count < 200
+    assert 10 < hook.call_count < 30
+    assert clock.t - T0 <= 7200 + 900
 
 
 def test_filters_and_consent_choose_the_events(client, write_key, drain, drain_forward, add, clock, db):
