@@ -188,6 +188,10 @@ def enqueue_deliveries(
     """One delivery-log row and one forward job per (destination, chunk); returns the delivery ids."""
     if not planned:
         return []
+    queue = forward_queue(connection)
+    now = clock()
+    # the jobs are written before the rows commit: if Redis refuses them, no row claims a forward
+    # that will never run
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO deliveries (destination_id, batch_id, n_events) VALUES (%s, %s, %s) RETURNING id",
@@ -199,20 +203,34 @@ def enqueue_deliveries(
             ids.append(cur.fetchone()[0])
             if not cur.nextset():
                 break
-    queue = forward_queue(connection)
-    now = clock()
-    with connection.pipeline() as pipe:
-        for delivery_id, (dest, chunk) in zip(ids, planned, strict=True):
-            job = ForwardJob(delivery_id=delivery_id, destination_id=dest.id, events=chunk, first_at=now)
-            _enqueue(queue, job, pipeline=pipe)
-        pipe.execute()
+        with connection.pipeline() as pipe:
+            for delivery_id, (dest, chunk) in zip(ids, planned, strict=True):
+                job = ForwardJob(delivery_id=delivery_id, destination_id=dest.id, events=chunk, first_at=now)
+                _enqueue(queue, job, pipeline=pipe)
+            pipe.execute()
     return ids
 
 
 def fan_out(conn: psycopg.Connection, settings: Settings, batch_id: str, events: list[Event]) -> int:
-    """Queue the forwarding of newly stored ``events``; returns how many forward jobs."""
+    """Queue the forwarding of newly stored ``events``; returns how many forward jobs.
+
+    A failure here is logged, not raised: the events are stored, and a re-run of the persist job
+    would find them stored already and forward nothing. ``trackgate replay events`` sends them.
+    """
     if not events:
         return 0
+    try:
+        return _fan_out(conn, settings, batch_id, events)
+    except (psycopg.Error, redis.RedisError, OSError):
+        log.exception(
+            "forward_fanout_failed batch_id=%s n_events=%d (send them with `trackgate replay events`)",
+            batch_id,
+            len(events),
+        )
+        return 0
+
+
+def _fan_out(conn: psycopg.Connection, settings: Settings, batch_id: str, events: list[Event]) -> int:
     global _cache
     dests = destinations(conn, settings)
     if not dests:

@@ -383,3 +383,18 @@ def test_credentials_are_stored_encrypted(add, db, fsettings):
     assert "very-secret" not in token
     listed = destination_store.list_destinations(fsettings.database_url, fsettings.secret_key)
     assert listed[0]["credentials"] == {"write_key": "…-key (21 chars)"}
+
+
+def test_a_fan_out_that_cannot_reach_redis_leaves_storage_alone(
+    client, write_key, drain, add, clock, db, monkeypatch
+):
+    import redis
+
+    from workers import forward
+
+    add("webhook", "hook", HOOK, {"secret": "s"})
+    dead_redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    monkeypatch.setattr(forward, "redis_connection", lambda settings: dead_redis)
+    ingest(client, write_key, drain, batch("m", 2))
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 2  # stored, the job did not fail
+    assert db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0  # no row for a job never queued
