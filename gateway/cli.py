@@ -345,7 +345,7 @@ def destinations_pause(destination: str) -> None:
 @destinations.command("resume")
 @click.argument("destination")
 def destinations_resume(destination: str) -> None:
-    """Send to a paused destination again (waiting forwards go out within half a minute)."""
+    """Send to a paused destination again (waiting forwards go out within a minute)."""
     try:
         destination_id = destination_store.set_paused(_db(_settings()), destination, False)
     except destination_store.DestinationError as exc:

@@ -60,7 +60,8 @@ rng = random.Random()
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 900.0
 """Retries back off 2 s, 4 s, 8 s, ... up to 15 min between attempts, each jittered to 50-100%."""
-PAUSED_RECHECK = 30.0
+PAUSED_RECHECK = 60.0
+"""A paused destination's forwards look again once a minute (a small job run per waiting chunk)."""
 JOB_TIMEOUT = 600
 MAX_JOB_RAW_BYTES = 4 * 1024 * 1024
 ERROR_BODY_CHARS = 2000
