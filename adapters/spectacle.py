@@ -146,7 +146,7 @@ def parse(call: str, body: bytes) -> Envelope:
             body = text.encode()
             try:
                 message = _decode_message(body)
-            except msgspec.ValidationError:
+            except msgspec.DecodeError:  # ValidationError included
                 raise InvalidPayload("invalid_body", "body must be a JSON object") from None
     except msgspec.DecodeError as exc:
         raise InvalidPayload("invalid_json", f"body is not valid JSON: {exc}") from exc
