@@ -473,6 +473,11 @@ def encode_one(event: Event, workspace_id: str | None = None) -> dict[str, Any]:
                 traits.setdefault("companyName", company["name"])
         body["traits"] = traits
     context = denormalize_context(event.context)
+    if pixel:  # where the template puts them: the visitor's ip and the lens flag at the root
+        if isinstance(context.get("ip"), str):
+            body["ip"] = context.pop("ip")
+        if "lens" in context:
+            body["lens"] = context.pop("lens")
     if context:
         body["context"] = context
     body["timestamp"] = event.timestamp.isoformat()

@@ -443,6 +443,7 @@ def test_encode_rest_and_pixel():
     assert out[0]["body"]["properties"] == {"revenue": -1599, "currency": "EUR", "mrr": 4999}
     assert out[0]["body"]["workspaceId"] == "ws_dest" and "writeKey" not in out[0]["body"]
     assert out[1]["body"]["writeKey"] == "ws_dest" and out[1]["body"]["type"] == "track"
+    assert out[1]["body"]["ip"] == "192.0.2.1" and "ip" not in out[1]["body"].get("context", {})
     assert out[2]["body"]["traits"]["companyId"] == "c"
     assert "workspaceId" not in spectacle.encode(events[:1])[0]["body"]
 
