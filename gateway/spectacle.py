@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -119,8 +120,7 @@ def new_source(key: str | None, options: dict) -> dict:
 
 
 def new_workspace_id() -> str:
-    import secrets
-
+    """The form Spectacle's GTM template checks: ``^ws_[a-zA-Z0-9-_]+$``."""
     return "ws_" + secrets.token_hex(12)
 
 
