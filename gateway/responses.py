@@ -39,9 +39,19 @@ def _segment_error(status: int, code: str, message: str, path: str | None) -> Re
     return _default_error(400 if status == 413 else status, code, message, path)
 
 
+def _spectacle_error(status: int, code: str, message: str, path: str | None) -> Response:
+    # Spectacle documents no error body: the default shape, with the ``success`` flag of its 200
+    body = {"success": False, "code": code, "message": message}
+    if path:
+        body["path"] = path
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 _RENDERERS: dict[str, Callable[[int, str, str, str | None], Response]] = {
     # a dialect's error shape: (status, code, message, path) -> Response
     "segment": _segment_error,
+    "spectacle": _spectacle_error,
 }
 
 
@@ -58,3 +68,4 @@ def error_response(dialect: str, exc: Exception) -> Response:
 
 
 SEGMENT_OK = Response(b'{"success":true}', status_code=200, media_type="application/json")
+SPECTACLE_OK = Response(b'{"success":true}', status_code=200, media_type="application/json")
