@@ -6,12 +6,15 @@ Needs Debian's chromium and its driver: ``apt-get update && apt-get install -y c
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +32,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 WEBSITE = "3f1c2a9e-7b4d-4c1e-9a8f-2d6b5e4c3a10"
+GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "tinytrail"
 
 
 def page(gateway: str, outbound: str) -> bytes:
@@ -164,3 +168,30 @@ def test_tracker_in_chromium_delivers_into_postgresql(site, browser, db, drain):
         ["page_view", "scroll_25", "scroll_50", "scroll_75", "signup_complete", "outbound_link", "close_tab"]
     )
     assert all(row["enrichment"] == {"is_bot": False, "is_excluded": False} for row in rows)
+    if os.environ.get("TRACKGATE_CAPTURE_GOLDEN") == "1":
+        capture(db, origin)
+
+
+def capture(db, origin: str) -> None:
+    """Each body the tracker sent, verbatim, as a golden fixture (``expected`` is then filled by
+    ``TRACKGATE_REGEN_GOLDEN=1 pytest tests/adapters/test_tinytrail.py``)."""
+    rows = db.execute("SELECT coalesce(name, 'page_view'), raw::text FROM events WHERE dialect = 'tinytrail'")
+    for name, raw in rows.fetchall():
+        fixture = {
+            "description": f"tracker.js in Chromium {_chromium_version()}: {name}",
+            "headers": {"Content-Type": "application/json", "User-Agent": BROWSER_UA, "Origin": origin},
+            "received_at": "2026-05-04T10:00:00.250Z",
+            "source_id": "src_golden",
+            "ip": "127.0.0.1",
+            "hints": {"is_bot": False, "is_excluded": False, "content_groups": []},
+            "request_id": f"req-tracker_{name}",
+            "body_text": raw,
+        }
+        (GOLDEN / f"tracker_{name}.json").write_text(json.dumps(fixture, indent=2) + "\n")
+
+
+def _chromium_version() -> str:
+    import subprocess
+
+    out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, check=False).stdout
+    return out.split()[1] if len(out.split()) > 1 else "?"
