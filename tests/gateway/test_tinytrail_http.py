@@ -4,6 +4,9 @@ documented answer, and what lands in PostgreSQL (seeds/tinytrail-api.md, "Event 
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -359,3 +362,21 @@ def test_redis_down_is_503_and_nothing_kept(settings, db, rdb, drain):
     assert r.status_code == 503
     assert r.json()["status"] == "error" and int(r.headers["retry-after"]) > 0
     assert_nothing_kept(rdb, db, drain)
+
+
+# --- the curl line `trackgate up` prints ----------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl: apt-get install -y curl")
+def test_demo_curl_line_works(roomy, drain, db):
+    from gateway.tinytrail import demo_lines
+
+    created = new_source(None, {"domain": "localhost"})
+    add_source(roomy.database_url, "tinytrail", "demo", created["key"], created["settings"])
+    with live_gateway(roomy) as base:
+        line = demo_lines(base, created)[0]
+        out = subprocess.run(shlex.split(line), capture_output=True, text=True, timeout=10, check=True)
+    assert out.stdout == ACCEPTED.decode()
+    drain()
+    [row] = stored(db)
+    assert (row["type"], row["context"]["page"]["path"]) == ("page", "/blog/post-1")
