@@ -74,12 +74,15 @@ async def health(request: Request) -> Response:
     cached = getattr(state, "health_cache", None)
     now = time.monotonic()
     if cached is None or now - cached[0] > HEALTH_CACHE_SECONDS:
-        db, cache = await asyncio.gather(_db_ok(runtime), _redis_ok(runtime))
-        cached = state.health_cache = (now, db, cache)
-    _, db, cache = cached
+        db_up, redis_up = await asyncio.gather(_db_ok(runtime), _redis_ok(runtime))
+        cached = state.health_cache = (now, db_up, redis_up)
+    _, db_up, redis_up = cached
     ready = runtime.sources.loaded
-    body = {"db": "connected" if db else "disconnected", "redis": "connected" if cache else "disconnected"}
-    if db and cache and ready:
+    body = {
+        "db": "connected" if db_up else "disconnected",
+        "redis": "connected" if redis_up else "disconnected",
+    }
+    if db_up and redis_up and ready:
         return JSONResponse({"status": "ok", **body, "version": VERSION})
     if not ready:
         body["sources"] = "loading"
