@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from adapters import segment, spectacle
+from adapters import segment, spectacle, tinytrail
 from adapters.base import Adapter
 
-ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType({"segment": segment, "spectacle": spectacle})  # type: ignore[dict-item]
+ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(
+    {  # type: ignore[arg-type]
+        "segment": segment,
+        "spectacle": spectacle,
+        "tinytrail": tinytrail,
+    }
+)

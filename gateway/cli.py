@@ -116,6 +116,12 @@ def sources() -> None:
 @click.option("--key", "--write-key", "key", default=None, help="Use this key instead of a generated one.")
 @click.option("--domain", default=None, help="The website's domain (TinyTrail).")
 @click.option("--origin", "origins", multiple=True, help="An allowed browser origin (OpenPanel; repeatable).")
+@click.option(
+    "--exclude-ip", "excluded_ips", multiple=True, help="An IP or CIDR range to flag (TinyTrail; repeatable)."
+)
+@click.option(
+    "--content-group", "content_groups", multiple=True, help="NAME=PATTERN, e.g. Blog=/blog/* (TinyTrail)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 def sources_add(
     dialect: str,
@@ -123,6 +129,8 @@ def sources_add(
     key: str | None,
     domain: str | None,
     origins: tuple[str, ...],
+    excluded_ips: tuple[str, ...],
+    content_groups: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Create a source and print its credentials (shown once: only digests are stored)."""
@@ -134,7 +142,12 @@ def sources_add(
         raise click.UsageError("--name is required")
     module = DIALECT_GATEWAYS[dialect]
     try:
-        created = module.new_source(key, {"domain": domain, "origins": list(origins)})
+        options = {"domain": domain, "origins": list(origins), "excluded_ips": list(excluded_ips)}
+        options["content_groups"] = [
+            {"name": n.strip(), "pattern": p.strip()}
+            for n, _, p in (group.partition("=") for group in content_groups)
+        ]
+        created = module.new_source(key, options)
         source, _ = source_store.add_source(
             settings.database_url,
             dialect,

@@ -76,6 +76,8 @@ class IngestRoute(msgspec.Struct, frozen=True, kw_only=True):
     - ``respond(accepted) -> Reply``: a success answer that depends on the request; without it the
       pre-built ``ok_status``/``ok_body`` is sent.
     - ``partial``: decode with ``adapter.decode_partial`` (refused items go to quarantine).
+    - ``cors(headers) -> headers``: the CORS headers of every answer (success or error) to a request
+      with an ``Origin``; default ``Access-Control-Allow-Origin: *``.
     """
 
     adapter: Any  # an Adapter module
@@ -88,6 +90,7 @@ class IngestRoute(msgspec.Struct, frozen=True, kw_only=True):
     prepare: Callable | None = None
     respond: Callable | None = None
     partial: bool = False
+    cors: Callable[[Mapping[str, str]], tuple[tuple[bytes, bytes], ...]] | None = None
 
     def ok_messages(self, cors: bool) -> tuple[dict, dict]:
         return _messages(Reply(self.ok_status, self.ok_body, self.ok_content_type), cors)
@@ -99,14 +102,19 @@ class SharedRoute(msgspec.Struct, frozen=True):
     choose: Callable[[Mapping[str, str]], IngestRoute]
 
 
-def _messages(reply: Reply, cors: bool) -> tuple[dict, dict]:
+def _messages(reply: Reply, cors: bool | tuple[tuple[bytes, bytes], ...]) -> tuple[dict, dict]:
     headers = [
-        (b"content-type", reply.content_type),
-        (b"content-length", str(len(reply.body)).encode()),
+        *(
+            ()  # a 204 has neither (RFC 9110 §8.6)
+            if reply.status == 204
+            else ((b"content-type", reply.content_type), (b"content-length", str(len(reply.body)).encode()))
+        ),
         *reply.headers,
     ]
-    if cors:
+    if cors is True:
         headers.append(_CORS)
+    elif cors:
+        headers.extend(cors)
     return (
         {"type": "http.response.start", "status": reply.status, "headers": headers},
         {"type": "http.response.body", "body": reply.body},
@@ -234,7 +242,9 @@ class IngestFront:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if isinstance(route, SharedRoute):
             route = route.choose(headers)
-        cors = "origin" in headers
+        cors: bool | tuple[tuple[bytes, bytes], ...] = "origin" in headers
+        if cors and route.cors is not None:
+            cors = route.cors(headers)
         client = scope.get("client")
         query = scope.get("query_string", b"")
         incoming = Incoming(
@@ -259,15 +269,20 @@ class IngestFront:
         except Exception as exc:  # a bug: answered in the dialect's shape (500), logged with its trace
             await self._error(dialect, exc, cors, scope, receive, send)
             return
-        if route.respond is None:
+        if route.respond is None and cors.__class__ is bool:
             start, body = self._static_ok(route, cors)
+        elif route.respond is None:
+            start, body = _messages(Reply(route.ok_status, route.ok_body, route.ok_content_type), cors)
         else:
             start, body = _messages(route.respond(accepted), cors)
         await send(start)
         await send(body)
 
-    async def _error(self, dialect: str, exc: Exception, cors: bool, scope, receive, send) -> None:
+    async def _error(self, dialect: str, exc: Exception, cors, scope, receive, send) -> None:
         response = error_response(dialect, exc)
-        if cors:
+        if cors is True:
             response.headers["access-control-allow-origin"] = "*"
+        elif cors:
+            for name, value in cors:
+                response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
         await response(scope, receive, send)

@@ -48,10 +48,37 @@ def _spectacle_error(status: int, code: str, message: str, path: str | None) -> 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+_TINYTRAIL_CODES = {
+    400: "INVALID_PAYLOAD",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def _tinytrail_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """``{"status":"error","error":{"code","message"}}`` with TinyTrail's codes. Its collect endpoint
+    documents no 413 or 415: a body too large or unreadable is ``INVALID_PAYLOAD``. A 204 is its silent
+    drop (an unknown website): no body at all."""
+    if status == 204:
+        return Response(status_code=204)
+    if status in (413, 415):
+        status = 400
+    tt_code = _TINYTRAIL_CODES.get(status, "INTERNAL_ERROR")
+    if tt_code == "INTERNAL_ERROR":
+        status = 500
+    headers = {"Retry-After": "5"} if status == 503 else None
+    body = {"status": "error", "error": {"code": tt_code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 _RENDERERS: dict[str, Callable[[int, str, str, str | None], Response]] = {
     # a dialect's error shape: (status, code, message, path) -> Response
     "segment": _segment_error,
     "spectacle": _spectacle_error,
+    "tinytrail": _tinytrail_error,
 }
 
 

@@ -36,6 +36,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dedupe_days: int = 30
     """How long a (source, message id) pair is remembered for dedupe. At least 7."""
     log_level: str = "INFO"
+    tinytrail_rate_limit: int = 10
+    """TinyTrail collect requests one IP may send per ``tinytrail_rate_window`` (0: no limit)."""
+    tinytrail_rate_window: int = 10
+    """Seconds of TinyTrail's rate-limit window (counted in Redis, shared by every gateway process)."""
 
 
 _ENV = {
@@ -52,6 +56,8 @@ _ENV = {
     "job_retries": int,
     "dedupe_days": int,
     "log_level": str,
+    "tinytrail_rate_limit": int,
+    "tinytrail_rate_window": int,
 }
 
 
@@ -74,6 +80,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Sett
         raise ValueError("TRACKGATE_JOB_RETRIES must be 0 or more")
     if settings.dedupe_days < 7:
         raise ValueError("TRACKGATE_DEDUPE_DAYS must be at least 7")
+    if settings.tinytrail_rate_limit < 0 or settings.tinytrail_rate_window < 1:
+        raise ValueError("TRACKGATE_TINYTRAIL_RATE_LIMIT must be 0 or more, _RATE_WINDOW at least 1")
     return settings
 
 
