@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from adapters import segment
+from adapters import commandersact, segment
 from adapters.base import Adapter
 
-ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType({"segment": segment})  # type: ignore[dict-item]
+ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(  # type: ignore[dict-item]
+    {
+        "segment": segment,
+        "commandersact": commandersact,
+    }
+)
