@@ -97,9 +97,7 @@ def parse(call: str, body: bytes) -> Envelope:
         raise InvalidPayload("unknown_call", f"unknown call {call!r}")
     limit = MAX_BATCH_BYTES if kind == "batch" else MAX_EVENT_BYTES
     if len(body) > limit:
-        raise _too_large(
-            kind, len(body), limit, f"{kind}_too_large" if kind == "batch" else "request_too_large"
-        )
+        raise _too_large(kind, len(body), limit, "request_too_large")
     try:
         body.decode()  # msgspec does not check UTF-8 inside strings; raw must be valid text
     except UnicodeDecodeError as exc:
