@@ -62,8 +62,7 @@ def quarantined(db) -> list[dict]:
 
 
 def assert_nothing_kept(rdb, db, drain) -> None:
-    assert queued_jobs(rdb) == 0
-    drain()
+    assert queued_jobs(rdb) == 0  # no job: nothing can reach events or quarantine (no drain needed)
     assert stored(db) == []
     assert quarantined(db) == []
 
@@ -325,3 +324,22 @@ def test_new_source_shows_the_source_key():
     created = gateway_ca.new_source(None, {})
     assert created["show"] == {"source key": created["key"]} and len(created["key"]) >= 24
     assert gateway_ca.new_source("given", {})["key"] == "given"
+
+
+def test_a_source_made_by_the_cli_accepts_events(settings, db, drain, monkeypatch):
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    monkeypatch.setenv("TRACKGATE_DATABASE_URL", settings.database_url)
+    result = CliRunner().invoke(main, ["sources", "add", "commandersact", "--name", "shop", "--json"])
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)
+    assert created["dialect"] == "commandersact"
+    with TestClient(create_app(settings)) as api:
+        r = api.post(
+            "/events", json=event("cli-1"), headers={"Authorization": f"Bearer {created['source_key']}"}
+        )
+    assert r.json() == {"accepted": 1, "refused": []}
+    drain()
+    assert [e["source_id"] for e in stored(db)] == [created["id"]]
