@@ -485,11 +485,15 @@ def v1_to_v2(item: dict) -> dict:
     for key, value in item.items():
         if key in ("event_name", "properties", "user", *V1_META):
             continue
-        if key in out or key == "context":
+        if key == "context":
+            raise InvalidPayload("unconvertible_property", "a v1 event has no context: v2 uses it", key)
+        if key in out:
             raise InvalidPayload(
                 "unconvertible_property", f"{key} is both at the root and in properties", key
             )
         out[key] = value
+    if "user" in properties and "user" in item:
+        raise InvalidPayload("unconvertible_property", "user is both at the root and in properties", "user")
     if "user" in properties:
         out["user"] = properties["user"]
     elif "user" in item:

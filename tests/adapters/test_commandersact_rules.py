@@ -380,6 +380,14 @@ def test_v1_to_v2_keeps_every_field():
             "event_timestamp": "1",
         },
     }
+    for clash in (
+        {"properties": {"user": {"id": "a"}}, "user": {"id": "b"}},
+        {"properties": {"x": 1}, "x": 2},
+        {"properties": {}, "context": "c"},
+    ):
+        with pytest.raises(InvalidPayload) as info:
+            ca.v1_to_v2(clash)
+        assert info.value.code == "unconvertible_property"
     # both location and url: url stays, location is kept beside it
     assert ca.v1_to_v2({"page": {"location": "a", "url": "b"}})["context"]["page"] == {
         "location": "a",
