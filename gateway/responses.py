@@ -74,11 +74,17 @@ def _tinytrail_error(status: int, code: str, message: str, path: str | None) -> 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _commandersact_error(status: int, code: str, message: str, path: str | None) -> Response:
+    # Commanders Act documents 200 for everything but a request too large or not JSON: 400.
+    return _default_error(400 if status == 413 else status, code, message, path)
+
+
 _RENDERERS: dict[str, Callable[[int, str, str, str | None], Response]] = {
     # a dialect's error shape: (status, code, message, path) -> Response
     "segment": _segment_error,
     "spectacle": _spectacle_error,
     "tinytrail": _tinytrail_error,
+    "commandersact": _commandersact_error,
 }
 
 

@@ -35,6 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How often a failed persist job is retried (with backoff) before it lands in RQ's failed registry."""
     dedupe_days: int = 30
     """How long a (source, message id) pair is remembered for dedupe. At least 7."""
+    quarantine_max_per_source: int = 10_000
+    """Most quarantined rows kept per source; beyond it the oldest are dropped (replayed ones first)."""
     log_level: str = "INFO"
     tinytrail_rate_limit: int = 10
     """TinyTrail collect requests one IP may send per ``tinytrail_rate_window`` (0: no limit)."""
@@ -55,6 +57,7 @@ _ENV = {
     "job_compress_level": int,
     "job_retries": int,
     "dedupe_days": int,
+    "quarantine_max_per_source": int,
     "log_level": str,
     "tinytrail_rate_limit": int,
     "tinytrail_rate_window": int,
@@ -78,6 +81,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Sett
         raise ValueError("TRACKGATE_JOB_COMPRESS_LEVEL must be 0 to 9")
     if settings.job_retries < 0:
         raise ValueError("TRACKGATE_JOB_RETRIES must be 0 or more")
+    if settings.quarantine_max_per_source < 1:
+        raise ValueError("TRACKGATE_QUARANTINE_MAX_PER_SOURCE must be at least 1")
     if settings.dedupe_days < 7:
         raise ValueError("TRACKGATE_DEDUPE_DAYS must be at least 7")
     if settings.tinytrail_rate_limit < 0 or settings.tinytrail_rate_window < 1:

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from schemas.jobs import persist_batch_from_arg
-from workers import runtime, store
+from workers import quarantine, runtime, store
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,9 @@ def persist_batch(payload: Any) -> None:
     batch = persist_batch_from_arg(payload)
     rt = runtime.current()
     with rt.pool.connection() as conn:
-        stored = store.store_batch(conn, batch)
+        bound = rt.settings.quarantine_max_per_source
+        stored = store.store_batch(conn, batch, bound)
+        quarantine.store_refused(conn, batch, bound)  # items answered 2xx but refused: kept, once
         if rt.prune_due():
             pruned = store.prune_dedupe(conn, rt.settings.dedupe_days)
             log.info("dedupe_pruned n_rows=%d", pruned)
