@@ -36,6 +36,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dedupe_days: int = 30
     """How long a (source, message id) pair is remembered for dedupe. At least 7."""
     log_level: str = "INFO"
+    trusted_proxies: str = ""
+    """Comma-separated IPs/CIDRs of proxies in front of the gateway whose client-IP headers
+    (``x-forwarded-for``, ``x-real-ip``, ...) are believed (``gateway/client_ip.py``). Empty: none."""
 
 
 _ENV = {
@@ -52,6 +55,7 @@ _ENV = {
     "job_retries": int,
     "dedupe_days": int,
     "log_level": str,
+    "trusted_proxies": str,
 }
 
 
@@ -74,6 +78,13 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Sett
         raise ValueError("TRACKGATE_JOB_RETRIES must be 0 or more")
     if settings.dedupe_days < 7:
         raise ValueError("TRACKGATE_DEDUPE_DAYS must be at least 7")
+    if settings.trusted_proxies:
+        from gateway.client_ip import parse_networks
+
+        try:
+            parse_networks(settings.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"TRACKGATE_TRUSTED_PROXIES: {exc}") from exc
     return settings
 
 
