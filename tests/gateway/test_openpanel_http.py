@@ -328,13 +328,11 @@ ERRORS = [
 @pytest.mark.parametrize(
     "body, message", ERRORS, ids=[m.split(" ", 1)[0] + f"-{i}" for i, (_, m) in enumerate(ERRORS)]
 )
-def test_validation_errors(opc, op, rdb, db, drain, body, message):
+def test_validation_errors(opc, op, rdb, body, message):
     r = opc.post("/track", json=body, headers=op.server())
     assert r.status_code == 400
     assert r.json() == {"status": 400, "error": "Error", "message": message}
-    assert queued_jobs(rdb) == 0
-    drain()
-    assert stored(db) == []
+    assert queued_jobs(rdb) == 0  # nothing published, so nothing can be stored
 
 
 @pytest.mark.parametrize(
