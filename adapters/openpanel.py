@@ -481,7 +481,11 @@ def _track(b: _Builder, payload: dict[str, Any], now: datetime) -> list[Event]:
     if isinstance(revenue, int | float) and not isinstance(revenue, bool):
         props["revenue"] = revenue / 100  # OpenPanel counts revenue in minor units (cents)
     ip = special.get("__ip") if isinstance(special.get("__ip"), str) and special.get("__ip") else None
-    device = b.hints.get("override_device_id") or b.hints.get("device_id")
+    override = special.get("__deviceId")
+    override = override.strip() if isinstance(override, str) else None
+    if not override or len(override) > MAX_OVERRIDE_DEVICE_ID_LENGTH:
+        override = None  # ignored, as the real server ignores it
+    device = override or b.hints.get("device_id")
     identity = special.get("__identify")
     user_id = _profile_id(identity, "", required=False) if isinstance(identity, dict) else None
     user_id = user_id or _profile_id(payload, "", required=False)
@@ -608,7 +612,7 @@ def encode_one(event: Event) -> dict[str, Any]:
     if kind in ("increment", "decrement"):
         payload = {"profileId": event.user_id or event.anonymous_id}
         payload["property"] = event.properties.get("property")
-        if event.properties.get("value") is not None:
+        if event.properties.get("value") not in (None, 1):  # 1 is the default: the SDK sends none
             payload["value"] = event.properties["value"]
         return {"type": kind, "payload": payload}
     if kind == "group":
