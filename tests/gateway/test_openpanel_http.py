@@ -529,3 +529,26 @@ def test_new_source_and_demo_line(op):
         gw.new_source("not-a-uuid", {})
     (line,) = gw.demo_lines("http://127.0.0.1:8080", created)
     assert created["key"] in line and created["extra_keys"]["secret"] in line
+
+
+def test_hung_redis_is_503_within_the_timeout(settings, op, silent_redis):
+    import time
+
+    hung = msgspec.structs.replace(settings, redis_url=silent_redis, redis_timeout_seconds=0.5)
+    with TestClient(create_app(hung)) as client:
+        started = time.perf_counter()
+        r = client.post("/track", json=track(), headers=op.server())
+        elapsed = time.perf_counter() - started
+        d = client.get("/track/device-id", headers=op.server())
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert r.json()["status"] == 503
+    assert d.status_code == 503
+    assert elapsed < 3, f"answered after {elapsed:.1f}s"
+
+
+def test_sources_not_loaded_is_503(settings, op):
+    app = create_app(settings)
+    with TestClient(app) as client:
+        app.runtime.sources._loaded = False
+        r = client.post("/track", json=track(), headers=op.server())
+    assert r.status_code == 503
