@@ -249,7 +249,7 @@ def _check_identify(payload: dict, path: str) -> None:
     _record(payload, "properties", path)
 
 
-def _check_adjust(payload: dict, path: str, *, legacy: bool = False) -> None:
+def _check_adjust(payload: dict, path: str) -> None:
     _profile_id(payload, path, required=True)
     _dot_path(payload, path)
     _positive(payload, "value", path, required=False)
@@ -319,7 +319,7 @@ def parse(call: str, body: bytes) -> Envelope:
     elif call == "profile":
         _check_identify(data, "body")
     elif call in ("profile_increment", "profile_decrement"):
-        _check_adjust(data, "body", legacy=True)
+        _check_adjust(data, "body")
     else:  # pragma: no cover - the routes name only the calls above
         raise ValueError(f"unknown OpenPanel call {call!r}")
     return Envelope(call=call, body=data, raw=body.decode())

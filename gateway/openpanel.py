@@ -266,9 +266,7 @@ async def prepare(runtime: Any, incoming: Incoming, source: Source, envelope: An
             device, session = await touch_session(runtime.redis, source.id, candidates)
     except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
         raise Unavailable(f"session store unavailable: {exc.__class__.__name__}") from exc
-    hints: dict[str, Any] = {"ip": ip, "device_id": device, "trusted": client.verified}
-    if override:
-        hints["override_device_id"] = override
+    hints: dict[str, Any] = {"ip": ip, "device_id": device}
     if session:
         hints["session_id"] = session
     if bot is not None:
