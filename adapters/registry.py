@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from adapters import commandersact, segment, spectacle, tinytrail
+from adapters import commandersact, openpanel, segment, spectacle, tinytrail
 from adapters.base import Adapter
 
 ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(
     {  # type: ignore[arg-type]
         "segment": segment,
         "spectacle": spectacle,
+        "openpanel": openpanel,
         "commandersact": commandersact,
         "tinytrail": tinytrail,
     }

@@ -72,7 +72,9 @@ class IngestRoute(msgspec.Struct, frozen=True, kw_only=True):
       is read (``envelope=None``; return None to be called again with the parsed body) and after.
       Default: ``key_auth(adapter)``. Raise ``Unauthorized``/``Forbidden`` to refuse.
     - ``prepare(runtime, incoming, source) -> dict`` (async): hints for the adapter (``meta.hints``):
-      a session id kept in Redis, a rate limit (raise ``RateLimited``), a trusted client IP.
+      a session id kept in Redis, a rate limit (raise ``RateLimited``), a trusted client IP. With
+      ``prepare_sees_body=True`` it is called with the parsed envelope as a fourth argument (OpenPanel:
+      the device id and client IP may come from the body, the secret from its root).
     - ``respond(accepted) -> Reply``: a success answer that depends on the request; without it the
       pre-built ``ok_status``/``ok_body`` is sent.
     - ``partial``: decode with ``adapter.decode_partial`` (refused items go to quarantine).
@@ -88,6 +90,7 @@ class IngestRoute(msgspec.Struct, frozen=True, kw_only=True):
     ok_content_type: bytes = b"application/json"
     authenticate: Callable | None = None
     prepare: Callable | None = None
+    prepare_sees_body: bool = False
     respond: Callable | None = None
     partial: bool = False
     cors: Callable[[Mapping[str, str]], tuple[tuple[bytes, bytes], ...]] | None = None
@@ -139,7 +142,12 @@ async def accept(
         source = authenticate(runtime.sources, incoming, envelope)
         if source is None:  # a hook that found no credentials at all
             raise Unauthorized("no credentials", code="missing_credentials")
-    hints = await route.prepare(runtime, incoming, source) if route.prepare else {}
+    if route.prepare is None:
+        hints = {}
+    elif route.prepare_sees_body:
+        hints = await route.prepare(runtime, incoming, source, envelope)
+    else:
+        hints = await route.prepare(runtime, incoming, source)
     meta = RequestMeta(
         source_id=source.id,
         dialect=dialect,

@@ -79,12 +79,41 @@ def _commandersact_error(status: int, code: str, message: str, path: str | None)
     return _default_error(400 if status == 413 else status, code, message, path)
 
 
+_FASTIFY_CODES = frozenset(
+    {"invalid_json", "empty_body", "request_too_large", "unsupported_media_type", "invalid_body"}
+)
+"""Errors fastify raises before validation (its ``FastifyError``); the rest are validation errors."""
+
+
+def _openpanel_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """OpenPanel's answers: 401 (and 500) plain text, as ``clientHook`` and ``app.ts`` send them; other
+    errors ``{"status", "error", "message"}`` from its error handler, a validation message prefixed
+    with the field's path (``body/payload/name Too small: ...``)."""
+    if status == 401:
+        return Response(message, status_code=401, media_type="text/plain")
+    if status >= 500 and status != 503:
+        return Response("Internal server error", status_code=status, media_type="text/plain")
+    if status == 429:
+        message = "You have exceeded the rate limit for this endpoint."
+        return JSONResponse(
+            {"status": 429, "error": "Too Many Requests", "message": message}, status_code=429
+        )
+    if status == 413:
+        message = "Request body is too large"
+    error = "FastifyError" if code in _FASTIFY_CODES else "Error"
+    if status == 503:
+        error = "Service Unavailable"
+    body = {"status": status, "error": error, "message": f"{path} {message}" if path else message}
+    return JSONResponse(body, status_code=status, headers={"Retry-After": "5"} if status == 503 else None)
+
+
 _RENDERERS: dict[str, Callable[[int, str, str, str | None], Response]] = {
     # a dialect's error shape: (status, code, message, path) -> Response
     "segment": _segment_error,
     "spectacle": _spectacle_error,
     "tinytrail": _tinytrail_error,
     "commandersact": _commandersact_error,
+    "openpanel": _openpanel_error,
 }
 
 

@@ -24,11 +24,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import commandersact, segment, spectacle, tinytrail
+from gateway import commandersact, openpanel, segment, spectacle, tinytrail
 from gateway.ingest import IngestRoute, SharedRoute
 from gateway.responses import JSONResponse
 
-DIALECTS = (segment, spectacle, commandersact, tinytrail)
+DIALECTS = (segment, spectacle, openpanel, commandersact, tinytrail)
 """The gateway module of every dialect, in the order ``up`` lists them."""
 
 HEALTH_TIMEOUT_SECONDS = 1.0

@@ -6,6 +6,7 @@ Shared by the gateway and the workers; passed explicitly, never read at import t
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -43,6 +44,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tinytrail_rate_window: int = 10
     """Seconds of TinyTrail's rate-limit window (counted in Redis, shared by every gateway process)."""
 
+    trusted_proxies: str = ""
+    """Comma-separated IPs/CIDRs of proxies in front of the gateway whose client-IP headers
+    (``x-forwarded-for``, ``x-real-ip``, ...) are believed (``gateway/client_ip.py``). Empty: none."""
+
 
 _ENV = {
     "database_url": str,
@@ -61,6 +66,7 @@ _ENV = {
     "log_level": str,
     "tinytrail_rate_limit": int,
     "tinytrail_rate_window": int,
+    "trusted_proxies": str,
 }
 
 
@@ -87,6 +93,12 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Sett
         raise ValueError("TRACKGATE_DEDUPE_DAYS must be at least 7")
     if settings.tinytrail_rate_limit < 0 or settings.tinytrail_rate_window < 1:
         raise ValueError("TRACKGATE_TINYTRAIL_RATE_LIMIT must be 0 or more, _RATE_WINDOW at least 1")
+
+    for part in filter(None, (p.strip() for p in settings.trusted_proxies.split(","))):
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"TRACKGATE_TRUSTED_PROXIES: {exc}") from exc
     return settings
 
 
