@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from adapters import segment
+from adapters import bucket, segment
 from adapters.base import Adapter
 
-ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType({"segment": segment})  # type: ignore[dict-item]
+ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType({"segment": segment, "bucket": bucket})  # type: ignore[dict-item]

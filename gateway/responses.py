@@ -39,9 +39,25 @@ def _segment_error(status: int, code: str, message: str, path: str | None) -> Re
     return _default_error(400 if status == 413 else status, code, message, path)
 
 
+# Bucket/Reflag document 200, 400 (any problem with the request, no retry), 403 (a bad key) and 5xx.
+_BUCKET_STATUS = {401: 403, 413: 400, 415: 400}
+
+
+def _bucket_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """``{"success": false, "error": {"code", "message", "path"?}}``: Reflag's shape, which its SDKs
+    log as ``code: message``."""
+    error = {"code": code, "message": message}
+    if path:
+        error["path"] = path
+    status = _BUCKET_STATUS.get(status, status)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse({"success": False, "error": error}, status_code=status, headers=headers)
+
+
 _RENDERERS: dict[str, Callable[[int, str, str, str | None], Response]] = {
     # a dialect's error shape: (status, code, message, path) -> Response
     "segment": _segment_error,
+    "bucket": _bucket_error,
 }
 
 

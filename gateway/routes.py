@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import segment
+from gateway import bucket, segment
 from gateway.ingest import IngestRoute, SharedRoute
 
-DIALECTS = (segment,)
+DIALECTS = (segment, bucket)
 """The gateway module of every dialect, in the order ``up`` lists them."""
 
 
