@@ -43,6 +43,8 @@ OK = b'{"success":true}'
 TRACKING_CALLS = ("user", "company", "event", "feedback")
 FEATURES_BODY = b'{"success":true,"features":[],"flagStateVersion":0}'
 EVALUATED_BODY = b'{"success":true,"features":{}}'
+FLAGS_BODY = b'{"success":true,"flags":{}}'
+"""``/{tracking_key}/features/enabled``: what @bucketco/tracking-sdk's ``getFeatureFlags`` reads."""
 
 _CORS = {"Access-Control-Allow-Origin": "*"}
 
@@ -210,6 +212,11 @@ async def evaluated(request: Request) -> Response:
     return _checked(request, EVALUATED_BODY)
 
 
+async def enabled_by_path_key(request: Request) -> Response:
+    """GET /{tracking_key}/features/enabled (@bucketco/tracking-sdk): no flag is on."""
+    return _checked(request, FLAGS_BODY)
+
+
 async def prompting_init(request: Request) -> Response:
     """POST /feedback/prompting-init: automated feedback surveys are off (no ``channel``), so the
     browser SDK opens no live connection."""
@@ -246,7 +253,7 @@ def routes() -> list[BaseRoute]:
         "/feedback/prompting-init": (prompting_init, "POST"),
     }
     by_path_key = {
-        "/{tracking_key}/features/enabled": (evaluated, "GET"),  # the old SDK's getFeatureFlags
+        "/{tracking_key}/features/enabled": (enabled_by_path_key, "GET"),
         "/{tracking_key}/feedback/prompting-init": (prompting_init, "POST"),
     }
     table: list[BaseRoute] = []
