@@ -276,6 +276,8 @@ def new_source(key: str | None, options: dict) -> dict:
     ``secret``; longer than 22 characters, as @reflag/node-sdk requires)."""
     if key is not None and (not key or any(c in key for c in "/?#% ")):
         raise ValueError("a Bucket tracking key is part of the URL path: no '/', '?', '#', '%' or spaces")
+    if key is not None and key.lower() == PREFIX.strip("/"):
+        raise ValueError("'bucket' cannot be a tracking key: /bucket/user is the prefixed Reflag path")
     key = key or "pub_" + source_store.new_key()
     secret = "sec_" + secrets.token_urlsafe(24)
     assert len(secret) >= MIN_SECRET_LENGTH

@@ -521,6 +521,8 @@ def test_new_source_keys():
     assert bucket.new_source("trCqx4DGo1lk3Lcct5NHLjWy", {})["key"] == "trCqx4DGo1lk3Lcct5NHLjWy"
     with pytest.raises(ValueError, match="path"):
         bucket.new_source("a/b", {})
+    with pytest.raises(ValueError, match="prefixed"):
+        bucket.new_source("bucket", {})
 
 
 def test_demo_lines_work_as_printed(settings, drain, db):
@@ -551,3 +553,25 @@ def test_segment_paths_are_not_taken_for_tracking_keys(settings, keys, write_key
         assert r.status_code == 200, r.text
     drain()
     assert sorted(row["dialect"] for row in stored(db)) == ["bucket", "segment"]
+
+
+def test_cli_sources_add_bucket_prints_both_keys_once(database_url, db, monkeypatch):
+    from click.testing import CliRunner
+
+    from gateway.auth import key_digest
+    from gateway.cli import main
+
+    monkeypatch.setenv("TRACKGATE_DATABASE_URL", database_url)
+    result = CliRunner().invoke(main, ["sources", "add", "bucket", "--name", "app", "--json"])
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)
+    source_id = created["id"]
+    (key_hash,) = db.execute("SELECT key_hash FROM sources WHERE id = %s", (source_id,)).fetchone()
+    assert bytes(key_hash) == key_digest(created["publishable_key"])
+    (kind, secret_hash) = db.execute(
+        "SELECT kind, key_hash FROM source_keys WHERE source_id = %s", (source_id,)
+    ).fetchone()
+    assert (kind, bytes(secret_hash)) == ("secret", key_digest(created["secret_key"]))
+    assert len(created["secret_key"]) > 22
+    bad = CliRunner().invoke(main, ["sources", "add", "bucket", "--name", "x", "--key", "a/b"])
+    assert bad.exit_code == 2 and "path" in bad.output
