@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from adapters import commandersact, openpanel, segment, spectacle, tinytrail
+from adapters import bucket, commandersact, openpanel, segment, spectacle, tinytrail
 from adapters.base import Adapter
 
 ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(
@@ -12,6 +12,7 @@ ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(
         "segment": segment,
         "spectacle": spectacle,
         "openpanel": openpanel,
+        "bucket": bucket,
         "commandersact": commandersact,
         "tinytrail": tinytrail,
     }

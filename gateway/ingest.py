@@ -100,9 +100,9 @@ class IngestRoute(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SharedRoute(msgspec.Struct, frozen=True):
-    """A path that two dialects both use (``/event``): ``choose(headers)`` picks the route."""
+    """A path that two dialects both use (``/event``): ``choose(headers, query)`` picks the route."""
 
-    choose: Callable[[Mapping[str, str]], IngestRoute]
+    choose: Callable[[Mapping[str, str], Mapping[str, str]], IngestRoute]
 
 
 def _messages(reply: Reply, cors: bool | tuple[tuple[bytes, bytes], ...]) -> tuple[dict, dict]:
@@ -248,17 +248,18 @@ class IngestFront:
         send: Callable,
     ) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        raw_query = scope.get("query_string", b"")
+        query = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
         if isinstance(route, SharedRoute):
-            route = route.choose(headers)
+            route = route.choose(headers, query)
         cors: bool | tuple[tuple[bytes, bytes], ...] = "origin" in headers
         if cors and route.cors is not None:
             cors = route.cors(headers)
         client = scope.get("client")
-        query = scope.get("query_string", b"")
         incoming = Incoming(
             path=scope["path"],
             headers=headers,
-            query=dict(parse_qsl(query.decode("latin-1"))) if query else {},
+            query=query,
             params=params,
             client_ip=client[0] if client else None,
         )

@@ -107,6 +107,21 @@ def _openpanel_error(status: int, code: str, message: str, path: str | None) -> 
     return JSONResponse(body, status_code=status, headers={"Retry-After": "5"} if status == 503 else None)
 
 
+# Bucket/Reflag document 200, 400 (any problem with the request, no retry), 403 (a bad key) and 5xx.
+_BUCKET_STATUS = {401: 403, 413: 400, 415: 400}
+
+
+def _bucket_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """``{"success": false, "error": {"code", "message", "path"?}}``: Reflag's shape, which its SDKs
+    log as ``code: message``."""
+    error = {"code": code, "message": message}
+    if path:
+        error["path"] = path
+    status = _BUCKET_STATUS.get(status, status)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse({"success": False, "error": error}, status_code=status, headers=headers)
+
+
 _RENDERERS: dict[str, Callable[[int, str, str, str | None], Response]] = {
     # a dialect's error shape: (status, code, message, path) -> Response
     "segment": _segment_error,
@@ -114,6 +129,7 @@ _RENDERERS: dict[str, Callable[[int, str, str, str | None], Response]] = {
     "tinytrail": _tinytrail_error,
     "commandersact": _commandersact_error,
     "openpanel": _openpanel_error,
+    "bucket": _bucket_error,
 }
 
 

@@ -24,11 +24,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import commandersact, openpanel, segment, spectacle, tinytrail
+from gateway import bucket, commandersact, openpanel, segment, spectacle, tinytrail
 from gateway.ingest import IngestRoute, SharedRoute
 from gateway.responses import JSONResponse
 
-DIALECTS = (segment, spectacle, openpanel, commandersact, tinytrail)
+DIALECTS = (segment, spectacle, openpanel, bucket, commandersact, tinytrail)
 """The gateway module of every dialect, in the order ``up`` lists them."""
 
 HEALTH_TIMEOUT_SECONDS = 1.0
@@ -90,14 +90,17 @@ async def health(request: Request) -> Response:
 
 
 def choose_shared(routes: Mapping[str, IngestRoute]) -> SharedRoute:
-    """``/event``, ``/user``, ``/company``, ``/feedback`` are both OpenPanel's and Reflag's. The
-    credentials decide: ``Authorization: Bearer`` is Reflag's (its SDKs always send it on these
-    paths); anything else (``openpanel-client-id``/``mixan-client-id`` headers, or ``clientId`` in
-    the body) is OpenPanel's, whose 401 then names what is missing."""
+    """A path both OpenPanel and Reflag use (``/event``; Reflag alone has ``/user``, ``/company`` and
+    ``/feedback``). The credentials decide: ``Authorization: Bearer`` or ``?publishableKey=`` is
+    Reflag's (its SDKs always send one of them); anything else (``openpanel-client-id`` or
+    ``mixan-client-id`` headers, or ``clientId`` in the body) is OpenPanel's, whose 401 then names what
+    is missing."""
     bucket, openpanel = routes.get("bucket"), routes.get("openpanel")
 
-    def choose(headers: Mapping[str, str]) -> IngestRoute:
-        if bucket is not None and headers.get("authorization", "")[:7].lower() == "bearer ":
+    def choose(headers: Mapping[str, str], query: Mapping[str, str]) -> IngestRoute:
+        if bucket is not None and (
+            headers.get("authorization", "")[:7].lower() == "bearer " or "publishableKey" in query
+        ):
             return bucket
         return openpanel if openpanel is not None else bucket  # type: ignore[return-value]
 

@@ -48,7 +48,7 @@ def hooked(settings, write_key, monkeypatch):
     answering = _route(prepare=_prepare, respond=_respond)
     extra = {
         "/t/{key}/track": pathkey,
-        "/shared/track": SharedRoute(choose=lambda h: answering if "x-pick" in h else plain),
+        "/shared/track": SharedRoute(choose=lambda h, q: answering if "x-pick" in h else plain),
     }
     real = gateway.app.ingest_routes
     monkeypatch.setattr(gateway.app, "ingest_routes", lambda: {**real(), **extra})
