@@ -16,6 +16,7 @@ one with its index and reason; the gateway keeps refused events in quarantine in
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 import msgspec
@@ -55,6 +56,12 @@ class Refused(msgspec.Struct, kw_only=True):
     message_id: str | None = None
     raw: str
     """The item as it arrived (JSON text)."""
+    dialect: str = ""
+    version: str = ""
+    """The dialect version the item was read as (``v1``/``v2``), when known."""
+    request_id: str | None = None
+    received_at: datetime | None = None
+    """From the request's meta: quarantine replay re-decodes the item with them."""
 
 
 class Decoded(msgspec.Struct, kw_only=True):

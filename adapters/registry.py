@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from adapters import segment
+from adapters import bucket, commandersact, openpanel, segment, spectacle, tinytrail
 from adapters.base import Adapter
 
-ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType({"segment": segment})  # type: ignore[dict-item]
+ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(
+    {  # type: ignore[arg-type]
+        "segment": segment,
+        "spectacle": spectacle,
+        "openpanel": openpanel,
+        "bucket": bucket,
+        "commandersact": commandersact,
+        "tinytrail": tinytrail,
+    }
+)

@@ -76,7 +76,10 @@ class Transport:
     """The most a request's items may weigh (JSON), below the vendor's limit."""
     job_events: int = 500
     """Most canonical events per forward job."""
-    content_type: str = "application/json"
+    content_type: str | Callable[[str], str] = "application/json"
+    """The request's content type, or a function of its route."""
+    url: Callable[[str, str], str] | None = None
+    """(base URL, route) -> the request URL, when it is not simply base + route."""
     success: Callable[[int, bytes], bool] = _ok
     optional_credentials: tuple[str, ...] = ()
     single_routes: frozenset[str] = frozenset()
@@ -101,24 +104,38 @@ def _openpanel_headers(creds: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-def _spectacle_route(item: dict[str, Any]) -> str:
-    # the JS tag posts to /p, /i, /t or /g by the first letter of the call
-    kind = str(item.get("type") or "track")
-    return "/" + kind[0]
+SPECTACLE_PIXEL_HOST = "https://t.spectaclehq.com"
+SPECTACLE_API_HOSTS = ("https://api.spectaclehq.com", "https://api.spectacle.com")
+
+
+def _spectacle_pixel(route: str) -> bool:
+    return not route.startswith("/tracking/")
 
 
 def _spectacle_wrap(items: list[dict[str, Any]], creds: dict[str, str], now: float) -> Any:
-    item = dict(items[0])
-    if not item.get("writeKey"):
-        item["writeKey"] = creds["workspace_id"]
-    return item
+    """The adapter's ``{"path", "body"}``: the REST body carries ``workspaceId``, the pixel's ``writeKey``."""
+    body = dict(items[0]["body"])
+    key = "writeKey" if _spectacle_pixel(items[0]["path"]) else "workspaceId"
+    if not body.get(key):
+        body[key] = creds["workspace_id"]
+    return body
+
+
+def _spectacle_url(base: str, route: str) -> str:
+    # Spectacle serves the REST API and the JS tag's pixel on two hosts; trackgate serves both on one
+    if _spectacle_pixel(route) and base.rstrip("/") in SPECTACLE_API_HOSTS:
+        return SPECTACLE_PIXEL_HOST + route
+    return base.rstrip("/") + route
 
 
 def _tinytrail_wrap(items: list[dict[str, Any]], creds: dict[str, str], now: float) -> Any:
-    item = dict(items[0])
-    if creds.get("website_id"):
-        item["website_id"] = creds["website_id"]
-    return item
+    return {"website_id": creds["website_id"], **items[0]}
+
+
+def _bucket_wrap(items: list[dict[str, Any]], creds: dict[str, str], now: float) -> Any:
+    if items[0].get("type") == "feedback":  # Reflag's POST /feedback body: the item without its type
+        return {k: v for k, v in items[0].items() if k != "type"}
+    return items
 
 
 TRANSPORTS: dict[str, Transport] = {
@@ -171,10 +188,8 @@ TRANSPORTS: dict[str, Transport] = {
             default_base="https://front.reflag.com",
             credentials=("secret_key",),
             # feedback has its own call; user, company and event items go to /bulk
-            route=lambda item: "/feedback" if "featureId" in item and "type" not in item else "/bulk",
-            wrap=lambda items, creds, now: (
-                items[0] if "featureId" in items[0] and "type" not in items[0] else items
-            ),
+            route=lambda item: "/feedback" if item.get("type") == "feedback" else "/bulk",
+            wrap=_bucket_wrap,
             single_routes=frozenset({"/feedback"}),
             headers=lambda creds: {"authorization": f"Bearer {creds['secret_key']}"},
             success=_reflag_ok,
@@ -201,22 +216,23 @@ TRANSPORTS: dict[str, Transport] = {
         Transport(
             kind="spectacle",
             dialect="spectacle",
-            default_base="https://t.spectaclehq.com",
+            default_base="https://api.spectaclehq.com",
             credentials=("workspace_id",),
-            route=_spectacle_route,
+            route=lambda item: item["path"],
             wrap=_spectacle_wrap,
             headers=lambda creds: {},
             per_event=True,
-            content_type="text/plain",
+            content_type=lambda route: "text/plain" if _spectacle_pixel(route) else "application/json",
+            url=_spectacle_url,
             job_events=100,
-            notes="POST {base}/{p|i|t|g} per event, text/plain JSON with writeKey (the JS tag's format)",
+            notes="POST {base}/tracking/{identify|track|page|group} per event (REST, workspaceId in the"
+            " body); anonymous identify/track as the JS tag sends them (/i, /t, text/plain, writeKey)",
         ),
         Transport(
             kind="tinytrail",
             dialect="tinytrail",
             default_base="http://localhost:8000",
-            credentials=(),
-            optional_credentials=("website_id",),
+            credentials=("website_id",),
             route=lambda item: "/api/v1/collect",
             wrap=_tinytrail_wrap,
             headers=lambda creds: {},
@@ -266,11 +282,17 @@ def render(
 ) -> Request:
     body = transport.wrap(part.items, credentials, now)
     content = body if isinstance(body, bytes) else _json(body)
-    headers = {"content-type": transport.content_type, "user-agent": "trackgate-forwarder"}
+    content_type = transport.content_type
+    if callable(content_type):
+        content_type = content_type(part.route)
+    headers = {"content-type": content_type, "user-agent": "trackgate-forwarder"}
     headers.update(transport.headers(credentials))
     if transport.sign:
         headers[SIGNATURE_HEADER] = signature(credentials["secret"], content, int(now))
-    url = base_url.rstrip("/") + part.route if part.route else base_url
+    if transport.url is not None:
+        url = transport.url(base_url, part.route)
+    else:
+        url = base_url.rstrip("/") + part.route if part.route else base_url
     query = transport.query(credentials)
     if query:
         url += ("&" if "?" in url else "?") + urlencode(query)

@@ -128,6 +128,12 @@ def sources() -> None:
 @click.option("--key", "--write-key", "key", default=None, help="Use this key instead of a generated one.")
 @click.option("--domain", default=None, help="The website's domain (TinyTrail).")
 @click.option("--origin", "origins", multiple=True, help="An allowed browser origin (OpenPanel; repeatable).")
+@click.option(
+    "--exclude-ip", "excluded_ips", multiple=True, help="An IP or CIDR range to flag (TinyTrail; repeatable)."
+)
+@click.option(
+    "--content-group", "content_groups", multiple=True, help="NAME=PATTERN, e.g. Blog=/blog/* (TinyTrail)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 def sources_add(
     dialect: str,
@@ -135,6 +141,8 @@ def sources_add(
     key: str | None,
     domain: str | None,
     origins: tuple[str, ...],
+    excluded_ips: tuple[str, ...],
+    content_groups: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Create a source and print its credentials (shown once: only digests are stored)."""
@@ -146,7 +154,12 @@ def sources_add(
         raise click.UsageError("--name is required")
     module = DIALECT_GATEWAYS[dialect]
     try:
-        created = module.new_source(key, {"domain": domain, "origins": list(origins)})
+        options = {"domain": domain, "origins": list(origins), "excluded_ips": list(excluded_ips)}
+        options["content_groups"] = [
+            {"name": n.strip(), "pattern": p.strip()}
+            for n, _, p in (group.partition("=") for group in content_groups)
+        ]
+        created = module.new_source(key, options)
         source, _ = source_store.add_source(
             settings.database_url,
             dialect,
@@ -205,6 +218,106 @@ def events_list(limit: int) -> None:
     keys = ("received_at", "source_id", "dialect", "type", "name", "user_id", "anonymous_id", "message_id")
     for row in rows:
         click.echo(json.dumps(dict(zip(keys, row, strict=True)), default=str))
+
+
+@main.group("quarantine")
+def quarantine_group() -> None:
+    """Events kept because they could not be accepted or stored as they are."""
+
+
+def _quarantine_module():
+    return importlib.import_module("workers.quarantine")
+
+
+@quarantine_group.command("list")
+@click.option("--source", default=None, help="Only this source id.")
+@click.option("--status", type=click.Choice(["pending", "replayed"]), default=None)
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line, with the raw payload.")
+def quarantine_list(source: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """Quarantined items, oldest first: source, dialect/version, status, code and reason."""
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("set TRACKGATE_DATABASE_URL")
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        rows = _quarantine_module().list_rows(
+            conn, source=source, status=status, limit=limit, with_payload=as_json
+        )
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row, default=str))
+            continue
+        version = f"/{row['dialect_version']}" if row["dialect_version"] else ""
+        index = f" [{row['item_index']}]" if row["item_index"] is not None else ""
+        created = f"{row['created_at']:%Y-%m-%d %H:%M:%S}"
+        click.echo(
+            f"{row['id']}  {created}  {row['source_id']}  {row['dialect']}{version}"
+            f"  {row['status']}  {row['code'] or '-'}{index}  {row['reason']}"
+        )
+
+
+@quarantine_group.command("replay")
+@click.option("--source", default=None, help="Only this source id.")
+@click.option("--id", "row_id", type=int, default=None, help="Only this quarantine row.")
+def quarantine_replay(source: str | None, row_id: int | None) -> None:
+    """Re-decode pending items with the current adapters and store those that now decode."""
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("set TRACKGATE_DATABASE_URL")
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        outcomes = _quarantine_module().replay(conn, source=source, row_id=row_id)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.result] = counts.get(outcome.result, 0) + 1
+        detail = f": {outcome.reason}" if outcome.reason else ""
+        click.echo(f"{outcome.id}  {outcome.result}{detail}")
+    summary = ", ".join(f"{n} {result}" for result, n in sorted(counts.items())) or "nothing pending"
+    click.echo(f"replayed {len(outcomes)} row(s): {summary}")
+
+
+_CONVERSIONS = ("commandersact.v1", "commandersact.v2")
+
+
+@main.command()
+@click.option("--from", "source", type=click.Choice(_CONVERSIONS), required=True)
+@click.option("--to", "target", type=click.Choice(_CONVERSIONS), required=True)
+def convert(source: str, target: str) -> None:
+    """Convert payloads on stdin (one JSON document, or NDJSON) between dialect versions, to stdout.
+
+    A document may be one event or {"batch": [...]}. An item that cannot be converted is reported on
+    stderr (with its line) and the exit status is 1; the others are still written."""
+    from adapters import commandersact
+    from adapters.base import AdapterError
+
+    from_version, to_version = source.partition(".")[2], target.partition(".")[2]
+    text = sys.stdin.read()
+    try:
+        documents = [(0, json.loads(text))]
+    except json.JSONDecodeError:
+        documents = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                documents.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                click.echo(f"line {number}: not JSON: {exc}", err=True)
+                documents.append((number, None))
+    failed = False
+    for number, document in documents:
+        if document is None:
+            failed = True
+            continue
+        try:
+            converted = commandersact.convert(document, from_version, to_version)
+        except (AdapterError, ValueError) as exc:
+            where = f"line {number}: " if number else ""
+            click.echo(f"{where}{getattr(exc, 'message', exc)}", err=True)
+            failed = True
+            continue
+        click.echo(json.dumps(converted, ensure_ascii=False, separators=(",", ":")))
+    if failed:
+        sys.exit(1)
 
 
 # --- destinations and replays -----------------------------------------------------------------

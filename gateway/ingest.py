@@ -72,10 +72,14 @@ class IngestRoute(msgspec.Struct, frozen=True, kw_only=True):
       is read (``envelope=None``; return None to be called again with the parsed body) and after.
       Default: ``key_auth(adapter)``. Raise ``Unauthorized``/``Forbidden`` to refuse.
     - ``prepare(runtime, incoming, source) -> dict`` (async): hints for the adapter (``meta.hints``):
-      a session id kept in Redis, a rate limit (raise ``RateLimited``), a trusted client IP.
+      a session id kept in Redis, a rate limit (raise ``RateLimited``), a trusted client IP. With
+      ``prepare_sees_body=True`` it is called with the parsed envelope as a fourth argument (OpenPanel:
+      the device id and client IP may come from the body, the secret from its root).
     - ``respond(accepted) -> Reply``: a success answer that depends on the request; without it the
       pre-built ``ok_status``/``ok_body`` is sent.
     - ``partial``: decode with ``adapter.decode_partial`` (refused items go to quarantine).
+    - ``cors(headers) -> headers``: the CORS headers of every answer (success or error) to a request
+      with an ``Origin``; default ``Access-Control-Allow-Origin: *``.
     """
 
     adapter: Any  # an Adapter module
@@ -86,27 +90,34 @@ class IngestRoute(msgspec.Struct, frozen=True, kw_only=True):
     ok_content_type: bytes = b"application/json"
     authenticate: Callable | None = None
     prepare: Callable | None = None
+    prepare_sees_body: bool = False
     respond: Callable | None = None
     partial: bool = False
+    cors: Callable[[Mapping[str, str]], tuple[tuple[bytes, bytes], ...]] | None = None
 
     def ok_messages(self, cors: bool) -> tuple[dict, dict]:
         return _messages(Reply(self.ok_status, self.ok_body, self.ok_content_type), cors)
 
 
 class SharedRoute(msgspec.Struct, frozen=True):
-    """A path that two dialects both use (``/event``): ``choose(headers)`` picks the route."""
+    """A path that two dialects both use (``/event``): ``choose(headers, query)`` picks the route."""
 
-    choose: Callable[[Mapping[str, str]], IngestRoute]
+    choose: Callable[[Mapping[str, str], Mapping[str, str]], IngestRoute]
 
 
-def _messages(reply: Reply, cors: bool) -> tuple[dict, dict]:
+def _messages(reply: Reply, cors: bool | tuple[tuple[bytes, bytes], ...]) -> tuple[dict, dict]:
     headers = [
-        (b"content-type", reply.content_type),
-        (b"content-length", str(len(reply.body)).encode()),
+        *(
+            ()  # a 204 has neither (RFC 9110 §8.6)
+            if reply.status == 204
+            else ((b"content-type", reply.content_type), (b"content-length", str(len(reply.body)).encode()))
+        ),
         *reply.headers,
     ]
-    if cors:
+    if cors is True:
         headers.append(_CORS)
+    elif cors:
+        headers.extend(cors)
     return (
         {"type": "http.response.start", "status": reply.status, "headers": headers},
         {"type": "http.response.body", "body": reply.body},
@@ -131,7 +142,12 @@ async def accept(
         source = authenticate(runtime.sources, incoming, envelope)
         if source is None:  # a hook that found no credentials at all
             raise Unauthorized("no credentials", code="missing_credentials")
-    hints = await route.prepare(runtime, incoming, source) if route.prepare else {}
+    if route.prepare is None:
+        hints = {}
+    elif route.prepare_sees_body:
+        hints = await route.prepare(runtime, incoming, source, envelope)
+    else:
+        hints = await route.prepare(runtime, incoming, source)
     meta = RequestMeta(
         source_id=source.id,
         dialect=dialect,
@@ -232,15 +248,18 @@ class IngestFront:
         send: Callable,
     ) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        raw_query = scope.get("query_string", b"")
+        query = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
         if isinstance(route, SharedRoute):
-            route = route.choose(headers)
-        cors = "origin" in headers
+            route = route.choose(headers, query)
+        cors: bool | tuple[tuple[bytes, bytes], ...] = "origin" in headers
+        if cors and route.cors is not None:
+            cors = route.cors(headers)
         client = scope.get("client")
-        query = scope.get("query_string", b"")
         incoming = Incoming(
             path=scope["path"],
             headers=headers,
-            query=dict(parse_qsl(query.decode("latin-1"))) if query else {},
+            query=query,
             params=params,
             client_ip=client[0] if client else None,
         )
@@ -259,15 +278,20 @@ class IngestFront:
         except Exception as exc:  # a bug: answered in the dialect's shape (500), logged with its trace
             await self._error(dialect, exc, cors, scope, receive, send)
             return
-        if route.respond is None:
+        if route.respond is None and cors.__class__ is bool:
             start, body = self._static_ok(route, cors)
+        elif route.respond is None:
+            start, body = _messages(Reply(route.ok_status, route.ok_body, route.ok_content_type), cors)
         else:
             start, body = _messages(route.respond(accepted), cors)
         await send(start)
         await send(body)
 
-    async def _error(self, dialect: str, exc: Exception, cors: bool, scope, receive, send) -> None:
+    async def _error(self, dialect: str, exc: Exception, cors, scope, receive, send) -> None:
         response = error_response(dialect, exc)
-        if cors:
+        if cors is True:
             response.headers["access-control-allow-origin"] = "*"
+        elif cors:
+            for name, value in cors:
+                response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
         await response(scope, receive, send)

@@ -17,20 +17,53 @@ import asyncio
 import logging
 import zlib
 
+import msgspec
 import redis
 import redis.asyncio as aioredis
 import uuid_utils
 from rq import Queue, Retry
 from rq.job import Job
 
+from adapters.base import Refused
 from gateway.errors import Unavailable
 from schemas.event import Event
-from schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch
+from schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch, RefusedItem
 
 log = logging.getLogger(__name__)
 
 RETRY_INTERVALS = [1, 5, 15, 60, 300, 900, 1800, 3600]
 MAX_JOB_RAW_BYTES = 8 * 1024 * 1024
+
+
+class _Pending(msgspec.Struct):
+    """One request waiting for its events (and refused items) to be in Redis."""
+
+    events: list[Event]
+    refused: list[RefusedItem]
+    future: asyncio.Future
+
+
+class _Group(msgspec.Struct):
+    """What one RQ job carries."""
+
+    events: list[Event]
+    refused: list[RefusedItem]
+
+
+def _refused_item(refused: Refused, source_id: str) -> RefusedItem:
+    return RefusedItem(
+        key=str(uuid_utils.uuid7()),
+        source_id=source_id,
+        dialect=refused.dialect,
+        version=refused.version,
+        index=refused.index,
+        code=refused.code,
+        reason=refused.reason,
+        message_id=refused.message_id,
+        raw=refused.raw,
+        request_id=refused.request_id,
+        received_at=refused.received_at,
+    )
 
 
 class BatchJob(Job):
@@ -75,7 +108,7 @@ class Publisher:
         self._max_batch_events = max_batch_events
         self._retry = Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries > 0 else None
         self._timeout = timeout
-        self._pending: list[tuple[list[Event], asyncio.Future]] = []
+        self._pending: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closed = False
@@ -98,16 +131,27 @@ class Publisher:
         await self._task
         self._task = None
 
-    async def publish(self, events: list[Event]) -> None:
-        """Return once ``events`` are in Redis as part of an RQ job; raise ``Unavailable`` if not."""
+    async def publish(
+        self, events: list[Event], *, refused: list[Refused] | None = None, source_id: str | None = None
+    ) -> None:
+        """Return once ``events`` are in Redis as part of an RQ job; raise ``Unavailable`` if not.
+
+        ``refused``: items of the same request that its dialect answers 2xx to but could not accept
+        (``decode_partial``); they travel in the same job, so they are as durable as the events
+        before the answer, and the worker keeps them in ``quarantine`` under ``source_id``."""
         if self._closed:
             raise Unavailable("the gateway is shutting down; nothing was stored, retry")
+        items: list[RefusedItem] = []
+        if refused:
+            if source_id is None:
+                raise ValueError("publish(refused=...) needs the source_id")
+            items = [_refused_item(r, source_id) for r in refused]
         future = asyncio.get_running_loop().create_future()
-        self._pending.append((events, future))
+        self._pending.append(_Pending(events, items, future))
         self._wake.set()
         await future
 
-    def _take(self) -> list[tuple[list[Event], asyncio.Future]]:
+    def _take(self) -> list[_Pending]:
         pending, self._pending = self._pending, []
         return pending
 
@@ -121,45 +165,49 @@ class Publisher:
             if self._closed and not self._pending:
                 return
 
-    def _groups(self, pending: list[tuple[list[Event], asyncio.Future]]) -> list[list[Event]]:
+    def _groups(self, pending: list[_Pending]) -> list[_Group]:
         """One job per group: at most ``max_batch_events`` events and about MAX_JOB_RAW_BYTES of
         original messages (a worker holds a job in memory), never splitting one request."""
-        groups: list[list[Event]] = []
-        current: list[Event] = []
+        groups: list[_Group] = []
+        current = _Group([], [])
         size = 0
-        for events, _ in pending:
-            request_size = sum(len(e.raw) for e in events)
-            if current and (
-                len(current) + len(events) > self._max_batch_events or size + request_size > MAX_JOB_RAW_BYTES
+        for request in pending:
+            events = request.events
+            request_size = sum(len(e.raw) for e in events) + sum(len(r.raw) for r in request.refused)
+            if (current.events or current.refused) and (
+                len(current.events) + len(events) > self._max_batch_events
+                or size + request_size > MAX_JOB_RAW_BYTES
             ):
                 groups.append(current)
-                current = []
+                current = _Group([], [])
                 size = 0
-            current.extend(events)
+            current.events.extend(events)
+            current.refused.extend(request.refused)
             size += request_size
-        if current:
+        if current.events or current.refused:
             groups.append(current)
         return groups
 
-    def record(self, groups: list[list[Event]]) -> list:
+    def record(self, groups: list[_Group]) -> list:
         """RQ's commands to enqueue one persist job per group, recorded, not executed."""
         recording = self._recorder.pipeline(transaction=True)
-        for events in groups:
+        for group in groups:
+            events, refused = group.events, group.refused
             batch_id = str(uuid_utils.uuid7())
             job = self._queue.create_job(
                 PERSIST_FUNC,
-                args=[PersistBatch(batch_id=batch_id, events=events)],
+                args=[PersistBatch(batch_id=batch_id, events=events, refused=refused)],
                 job_id=batch_id,
-                description=f"persist_batch {batch_id} n_events={len(events)}",
+                description=f"persist_batch {batch_id} n_events={len(events)} n_refused={len(refused)}",
                 result_ttl=0,
                 retry=self._retry,
             )
             self._queue.enqueue_job(job, pipeline=recording)
         return recording.command_stack
 
-    async def _flush(self, pending: list[tuple[list[Event], asyncio.Future]]) -> None:
+    async def _flush(self, pending: list[_Pending]) -> None:
         groups = self._groups(pending)
-        n_events = sum(len(g) for g in groups)
+        n_events = sum(len(g.events) for g in groups)
         try:
             commands = self.record(groups)
             pipe = self._client.pipeline(transaction=True)
@@ -170,17 +218,19 @@ class Publisher:
         except (redis.RedisError, OSError, TimeoutError) as exc:
             log.warning("publish_failed n_requests=%d n_events=%d error=%r", len(pending), n_events, exc)
             error = Unavailable("the event store is unavailable; nothing was stored, retry")
-            for _, future in pending:
+            for request in pending:
+                future = request.future
                 if not future.done():
                     future.set_exception(error)
             return
         except Exception as exc:  # a bug must not leave requests hanging
             log.exception("publish_crashed n_requests=%d", len(pending))
-            for _, future in pending:
+            for request in pending:
+                future = request.future
                 if not future.done():
                     future.set_exception(exc)
             return
         log.debug("published n_requests=%d n_events=%d n_jobs=%d", len(pending), n_events, len(groups))
-        for _, future in pending:
-            if not future.done():
-                future.set_result(None)
+        for request in pending:
+            if not request.future.done():
+                request.future.set_result(None)

@@ -39,9 +39,97 @@ def _segment_error(status: int, code: str, message: str, path: str | None) -> Re
     return _default_error(400 if status == 413 else status, code, message, path)
 
 
+def _spectacle_error(status: int, code: str, message: str, path: str | None) -> Response:
+    # Spectacle documents no error body: the default shape, with the ``success`` flag of its 200
+    body = {"success": False, "code": code, "message": message}
+    if path:
+        body["path"] = path
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_TINYTRAIL_CODES = {
+    400: "INVALID_PAYLOAD",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def _tinytrail_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """``{"status":"error","error":{"code","message"}}`` with TinyTrail's codes. Its collect endpoint
+    documents no 413 or 415: a body too large or unreadable is ``INVALID_PAYLOAD``. A 204 is its silent
+    drop (an unknown website): no body at all."""
+    if status == 204:
+        return Response(status_code=204)
+    if status in (413, 415):
+        status = 400
+    tt_code = _TINYTRAIL_CODES.get(status, "INTERNAL_ERROR")
+    if tt_code == "INTERNAL_ERROR":
+        status = 500
+    headers = {"Retry-After": "5"} if status == 503 else None
+    body = {"status": "error", "error": {"code": tt_code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _commandersact_error(status: int, code: str, message: str, path: str | None) -> Response:
+    # Commanders Act documents 200 for everything but a request too large or not JSON: 400.
+    return _default_error(400 if status == 413 else status, code, message, path)
+
+
+_FASTIFY_CODES = frozenset(
+    {"invalid_json", "empty_body", "request_too_large", "unsupported_media_type", "invalid_body"}
+)
+"""Errors fastify raises before validation (its ``FastifyError``); the rest are validation errors."""
+
+
+def _openpanel_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """OpenPanel's answers: 401 (and 500) plain text, as ``clientHook`` and ``app.ts`` send them; other
+    errors ``{"status", "error", "message"}`` from its error handler, a validation message prefixed
+    with the field's path (``body/payload/name Too small: ...``)."""
+    if status == 401:
+        return Response(message, status_code=401, media_type="text/plain")
+    if status >= 500 and status != 503:
+        return Response("Internal server error", status_code=status, media_type="text/plain")
+    if status == 429:
+        message = "You have exceeded the rate limit for this endpoint."
+        return JSONResponse(
+            {"status": 429, "error": "Too Many Requests", "message": message}, status_code=429
+        )
+    if status == 413:
+        message = "Request body is too large"
+    error = "FastifyError" if code in _FASTIFY_CODES else "Error"
+    if status == 503:
+        error = "Service Unavailable"
+    body = {"status": status, "error": error, "message": f"{path} {message}" if path else message}
+    return JSONResponse(body, status_code=status, headers={"Retry-After": "5"} if status == 503 else None)
+
+
+# Bucket/Reflag document 200, 400 (any problem with the request, no retry), 403 (a bad key) and 5xx.
+_BUCKET_STATUS = {401: 403, 413: 400, 415: 400}
+
+
+def _bucket_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """``{"success": false, "error": {"code", "message", "path"?}}``: Reflag's shape, which its SDKs
+    log as ``code: message``."""
+    error = {"code": code, "message": message}
+    if path:
+        error["path"] = path
+    status = _BUCKET_STATUS.get(status, status)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse({"success": False, "error": error}, status_code=status, headers=headers)
+
+
 _RENDERERS: dict[str, Callable[[int, str, str, str | None], Response]] = {
     # a dialect's error shape: (status, code, message, path) -> Response
     "segment": _segment_error,
+    "spectacle": _spectacle_error,
+    "tinytrail": _tinytrail_error,
+    "commandersact": _commandersact_error,
+    "openpanel": _openpanel_error,
+    "bucket": _bucket_error,
 }
 
 
@@ -58,3 +146,4 @@ def error_response(dialect: str, exc: Exception) -> Response:
 
 
 SEGMENT_OK = Response(b'{"success":true}', status_code=200, media_type="application/json")
+SPECTACLE_OK = Response(b'{"success":true}', status_code=200, media_type="application/json")

@@ -13,36 +13,94 @@ A dialect's gateway module (``gateway/<dialect>.py``) provides:
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 
+import psycopg
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import segment
+from gateway import bucket, commandersact, openpanel, segment, spectacle, tinytrail
 from gateway.ingest import IngestRoute, SharedRoute
+from gateway.responses import JSONResponse
 
-DIALECTS = (segment,)
+DIALECTS = (segment, spectacle, openpanel, bucket, commandersact, tinytrail)
 """The gateway module of every dialect, in the order ``up`` lists them."""
+
+HEALTH_TIMEOUT_SECONDS = 1.0
+HEALTH_CACHE_SECONDS = 1.0
+"""A load balancer polling every gateway process costs PostgreSQL and Redis one round trip a second."""
+
+try:
+    VERSION = version("trackgate")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    VERSION = "unknown"
+
+
+async def _db_ok(runtime) -> bool:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            conn = await psycopg.AsyncConnection.connect(
+                runtime.settings.database_url, autocommit=True, connect_timeout=1
+            )
+            async with conn:
+                await conn.execute("SELECT 1")
+        return True
+    except (psycopg.Error, OSError, TimeoutError):
+        return False
+
+
+async def _redis_ok(runtime) -> bool:
+    if runtime.redis is None:
+        return False
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            await runtime.redis.ping()
+        return True
+    except (RedisError, OSError, TimeoutError):
+        return False
 
 
 async def health(request: Request) -> Response:
-    runtime = request.app.state.runtime
+    """GET /health: ``{"status":"ok","db":"connected","redis":"connected","version":...}``, or 503
+    ``{"status":"degraded",...}`` while PostgreSQL or Redis is unreachable or the sources are not loaded
+    yet (TinyTrail's shape, which every dialect's load balancer can read). Checked at most once a second."""
+    state = request.app.state
+    runtime = state.runtime
+    cached = getattr(state, "health_cache", None)
+    now = time.monotonic()
+    if cached is None or now - cached[0] > HEALTH_CACHE_SECONDS:
+        db_up, redis_up = await asyncio.gather(_db_ok(runtime), _redis_ok(runtime))
+        cached = state.health_cache = (now, db_up, redis_up)
+    _, db_up, redis_up = cached
     ready = runtime.sources.loaded
-    return Response(
-        b"ok" if ready else b"starting", status_code=200 if ready else 503, media_type="text/plain"
-    )
+    body = {
+        "db": "connected" if db_up else "disconnected",
+        "redis": "connected" if redis_up else "disconnected",
+    }
+    if db_up and redis_up and ready:
+        return JSONResponse({"status": "ok", **body, "version": VERSION})
+    if not ready:
+        body["sources"] = "loading"
+    return JSONResponse({"status": "degraded", **body}, status_code=503)
 
 
 def choose_shared(routes: Mapping[str, IngestRoute]) -> SharedRoute:
-    """``/event``, ``/user``, ``/company``, ``/feedback`` are both OpenPanel's and Reflag's. The
-    credentials decide: ``Authorization: Bearer`` is Reflag's (its SDKs always send it on these
-    paths); anything else (``openpanel-client-id``/``mixan-client-id`` headers, or ``clientId`` in
-    the body) is OpenPanel's, whose 401 then names what is missing."""
+    """A path both OpenPanel and Reflag use (``/event``; Reflag alone has ``/user``, ``/company`` and
+    ``/feedback``). The credentials decide: ``Authorization: Bearer`` or ``?publishableKey=`` is
+    Reflag's (its SDKs always send one of them); anything else (``openpanel-client-id`` or
+    ``mixan-client-id`` headers, or ``clientId`` in the body) is OpenPanel's, whose 401 then names what
+    is missing."""
     bucket, openpanel = routes.get("bucket"), routes.get("openpanel")
 
-    def choose(headers: Mapping[str, str]) -> IngestRoute:
-        if bucket is not None and headers.get("authorization", "")[:7].lower() == "bearer ":
+    def choose(headers: Mapping[str, str], query: Mapping[str, str]) -> IngestRoute:
+        if bucket is not None and (
+            headers.get("authorization", "")[:7].lower() == "bearer " or "publishableKey" in query
+        ):
             return bucket
         return openpanel if openpanel is not None else bucket  # type: ignore[return-value]
 

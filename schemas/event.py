@@ -3,6 +3,22 @@
 One msgspec Struct per concept. Field names are snake_case whatever the dialect called them; the
 original message is kept verbatim in ``raw`` so that an event can be re-normalized or audited later.
 Enrichment (workers) writes only into ``enrichment``; it never overwrites what the client sent.
+
+What every dialect agrees on, so that profiles, enrichment and forwarding read any dialect alike:
+
+- ``identify``: ``user_id``/``anonymous_id`` + ``traits`` (Segment's names: ``email``, ``firstName``,
+  ``lastName``, ``name``, ``avatar``, ``phone``, ``company: {id, name}``). ``group``: ``group_id`` +
+  traits (``name``, ``type``); with a ``user_id`` it is also a membership. ``alias``: ``user_id`` is
+  the new id, ``previous_id`` the old one. ``increment``/``decrement``: ``user_id`` and properties
+  ``{"property": "<dot.path>", "value": <number>}``. ``assign_group``: ``user_id`` (or
+  ``anonymous_id``) and ``group_ids``. ``feedback``: ``user_id`` and properties ``feature_id``,
+  ``score``, ``comment``.
+- Money: ``properties.revenue`` in major currency units with ``properties.currency`` (ISO 4217); a
+  dialect that sends minor units converts (the original stays in ``raw``). ``properties.mrr``/``arr``
+  overwrite the customer's current value.
+- Ids are strings; device ids are ``anonymous_id``. ``context.ip``/``user_agent``: what the client
+  supplied where its dialect allows, else the request's. ``context.active = False``: do not move
+  last-seen. Flags an adapter decides (``is_bot``, ``is_excluded``) go in ``enrichment``.
 """
 
 from __future__ import annotations

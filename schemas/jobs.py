@@ -7,6 +7,7 @@ both sides must use.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -19,11 +20,31 @@ PERSIST_FUNC = "workers.jobs.persist_batch"
 """Dotted path of the job that stores a batch."""
 
 
+class RefusedItem(msgspec.Struct, kw_only=True):
+    """An item a dialect answered 2xx to but could not accept: the worker puts it in ``quarantine``.
+
+    ``key`` is assigned once by the publisher, so a retried job does not quarantine it twice."""
+
+    key: str
+    source_id: str
+    dialect: str = ""
+    version: str = ""
+    index: int
+    code: str
+    reason: str
+    message_id: str | None = None
+    raw: str
+    request_id: str | None = None
+    received_at: datetime | None = None
+
+
 class PersistBatch(msgspec.Struct, kw_only=True):
-    """One group-committed batch: the events of one or more requests of one gateway process."""
+    """One group-committed batch: the events of one or more requests of one gateway process, and the
+    items those requests were answered 2xx for but could not be accepted (kept in quarantine)."""
 
     batch_id: str
     events: list[Event]
+    refused: list[RefusedItem] = []
 
 
 _decode_persist = msgspec.json.Decoder(PersistBatch).decode

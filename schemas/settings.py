@@ -6,6 +6,7 @@ Shared by the gateway and the workers; passed explicitly, never read at import t
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -35,7 +36,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How often a failed persist job is retried (with backoff) before it lands in RQ's failed registry."""
     dedupe_days: int = 30
     """How long a (source, message id) pair is remembered for dedupe. At least 7."""
+    quarantine_max_per_source: int = 10_000
+    """Most quarantined rows kept per source; beyond it the oldest are dropped (replayed ones first)."""
     log_level: str = "INFO"
+    tinytrail_rate_limit: int = 10
+    """TinyTrail collect requests one IP may send per ``tinytrail_rate_window`` (0: no limit)."""
+    tinytrail_rate_window: int = 10
+    """Seconds of TinyTrail's rate-limit window (counted in Redis, shared by every gateway process)."""
+
+    trusted_proxies: str = ""
+    """Comma-separated IPs/CIDRs of proxies in front of the gateway whose client-IP headers
+    (``x-forwarded-for``, ``x-real-ip``, ...) are believed (``gateway/client_ip.py``). Empty: none."""
     secret_key: str | None = None
     """Encrypts destination credentials (Fernet key, or any long random string)."""
     forward_horizon_seconds: float = 86400.0
@@ -57,7 +68,11 @@ _ENV = {
     "job_compress_level": int,
     "job_retries": int,
     "dedupe_days": int,
+    "quarantine_max_per_source": int,
     "log_level": str,
+    "tinytrail_rate_limit": int,
+    "tinytrail_rate_window": int,
+    "trusted_proxies": str,
     "secret_key": str,
     "forward_horizon_seconds": float,
     "forward_connect_timeout": float,
@@ -82,8 +97,18 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Sett
         raise ValueError("TRACKGATE_JOB_COMPRESS_LEVEL must be 0 to 9")
     if settings.job_retries < 0:
         raise ValueError("TRACKGATE_JOB_RETRIES must be 0 or more")
+    if settings.quarantine_max_per_source < 1:
+        raise ValueError("TRACKGATE_QUARANTINE_MAX_PER_SOURCE must be at least 1")
     if settings.dedupe_days < 7:
         raise ValueError("TRACKGATE_DEDUPE_DAYS must be at least 7")
+    if settings.tinytrail_rate_limit < 0 or settings.tinytrail_rate_window < 1:
+        raise ValueError("TRACKGATE_TINYTRAIL_RATE_LIMIT must be 0 or more, _RATE_WINDOW at least 1")
+
+    for part in filter(None, (p.strip() for p in settings.trusted_proxies.split(","))):
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"TRACKGATE_TRUSTED_PROXIES: {exc}") from exc
     return settings
 
 

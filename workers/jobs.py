@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from schemas.jobs import persist_batch_from_arg
-from workers import forward, runtime, store
+from workers import forward, quarantine, runtime, store
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +16,10 @@ def persist_batch(payload: Any) -> None:
     batch = persist_batch_from_arg(payload)
     rt = runtime.current()
     with rt.pool.connection() as conn:
+        bound = rt.settings.quarantine_max_per_source
         new: list = []
-        stored = store.store_batch(conn, batch, new)
+        stored = store.store_batch(conn, batch, bound, new)
+        quarantine.store_refused(conn, batch, bound)  # items answered 2xx but refused: kept, once
         forward.fan_out(conn, rt.settings, batch.batch_id, new)
         if rt.prune_due():
             pruned = store.prune_dedupe(conn, rt.settings.dedupe_days)

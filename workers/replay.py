@@ -350,10 +350,23 @@ _ENVELOPE_KEYS = {"call", "body", "headers", "query", "received_at", "ip", "user
 
 
 def _call_for(adapter: Any, payload: Any) -> str:
-    calls = getattr(adapter, "CALLS", None) or {}
+    """The call a bare payload was posted to, from its shape (an envelope line names it instead)."""
     hook = getattr(adapter, "replay_call", None)
     if callable(hook):
         return hook(payload)
+    dialect = getattr(adapter, "DIALECT", None) or getattr(adapter, "dialect", None)
+    if dialect == "tinytrail":
+        return "collect"
+    if dialect == "openpanel":
+        return "track"
+    if dialect == "bucket" and isinstance(payload, dict):
+        # the old tracking API's calls, by their required fields
+        if "featureId" in payload:
+            return "feedback"
+        if "event" in payload:
+            return "event"
+        return "company" if "companyId" in payload else "user"
+    calls = getattr(adapter, "CALLS", None) or {}
     if isinstance(payload, dict):
         if "batch" in payload and "batch" in calls:
             return "batch"
@@ -362,7 +375,7 @@ def _call_for(adapter: Any, payload: Any) -> str:
             return kind
     if isinstance(payload, list) and "bulk" in calls:
         return "bulk"
-    return next(iter(calls), "batch")
+    return sorted(calls)[0] if calls else "batch"
 
 
 def _time(value: Any) -> datetime | None:

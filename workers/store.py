@@ -84,7 +84,12 @@ def event_row(event: Event, batch_id: str) -> tuple:
     )
 
 
-def store_batch(conn: psycopg.Connection, batch: PersistBatch, new: list[Event] | None = None) -> int:
+def store_batch(
+    conn: psycopg.Connection,
+    batch: PersistBatch,
+    max_quarantine: int | None = None,
+    new: list[Event] | None = None,
+) -> int:
     """Store the batch's events not stored before; returns how many were new (appended to ``new``).
 
     If PostgreSQL refuses a value (a data error), the batch is stored event by event instead, and
@@ -103,7 +108,8 @@ def store_batch(conn: psycopg.Connection, batch: PersistBatch, new: list[Event] 
             stored += _store(conn, batch.batch_id, [event], new)
         except REFUSED as exc:
             # the reason without PostgreSQL's CONTEXT line, which quotes the refused value
-            quarantine(conn, event, batch.batch_id, f"{exc.sqlstate}: {exc.diag.message_primary}")
+            reason = f"{exc.sqlstate}: {exc.diag.message_primary}"
+            quarantine(conn, event, batch.batch_id, reason, exc.sqlstate, max_quarantine)
     return stored
 
 
@@ -111,20 +117,18 @@ REFUSED = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
 """What PostgreSQL refuses because of a value in one event (not an outage): quarantined, not retried."""
 
 
-def quarantine(conn: psycopg.Connection, event: Event, batch_id: str | None, reason: str) -> None:
-    with conn.transaction():
-        conn.execute(
-            "INSERT INTO quarantine (source_id, message_id, dialect, reason, event, batch_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (
-                event.source_id,
-                event.message_id,
-                event.dialect,
-                reason[:2000],
-                _encode(event).decode(),
-                batch_id,
-            ),
-        )
+def quarantine(
+    conn: psycopg.Connection,
+    event: Event,
+    batch_id: str | None,
+    reason: str,
+    code: str | None = None,
+    max_per_source: int | None = None,
+) -> None:
+    # once per event however often its job runs (unique key), within the per-source bound
+    from workers import quarantine as quarantined
+
+    quarantined.insert_event(conn, event, batch_id, reason, code, max_per_source)
     log.warning("event_quarantined source_id=%s batch_id=%s", event.source_id, batch_id)
 
 

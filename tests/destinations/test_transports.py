@@ -107,8 +107,9 @@ def test_plan_splits_by_count_and_bytes_and_sends_an_oversized_item_alone():
 
 
 def test_per_event_kinds_send_one_item_a_request():
+    item = {"type": "track", "path": "/tracking/track", "body": {}}
     for kind in ("openpanel", "spectacle", "tinytrail"):
-        assert [len(p.items) for p in plan(TRANSPORTS[kind], [{"type": "track"}] * 3)] == [1, 1, 1]
+        assert [len(p.items) for p in plan(TRANSPORTS[kind], [item] * 3)] == [1, 1, 1]
 
 
 def test_openpanel_request():
@@ -127,8 +128,8 @@ def test_bucket_bulk_and_feedback_requests():
     items = [
         {"type": "user", "userId": "u1", "attributes": {"name": "Ann"}},
         {"type": "event", "event": "Sent message", "userId": "u1", "companyId": "c1"},
-        {"featureId": "f1", "userId": "u1", "score": 4},
-        {"featureId": "f2", "userId": "u1", "comment": "nice"},
+        {"type": "feedback", "featureId": "f1", "userId": "u1", "score": 4},
+        {"type": "feedback", "featureId": "f2", "userId": "u1", "comment": "nice"},
         {"type": "company", "companyId": "c1", "userId": "u1"},
     ]
     parts = plan(transport, items)
@@ -144,7 +145,7 @@ def test_bucket_bulk_and_feedback_requests():
     assert json.loads(bulk.content) == items[:2]
     feedback = render(transport, "https://front.reflag.com", {"secret_key": "k"}, parts[1], NOW)
     assert feedback.url == "https://front.reflag.com/feedback"
-    assert json.loads(feedback.content) == items[2]
+    assert json.loads(feedback.content) == {"featureId": "f1", "userId": "u1", "score": 4}
     assert transport.success(200, b'{"success":true}')
     assert not transport.success(200, b'{"success":false}')
     assert not transport.success(200, b"ok")
@@ -167,28 +168,36 @@ def test_commandersact_batch_request_keeps_the_key_out_of_the_url():
     assert json.loads(request.content) == {"batch": [item, item]}
 
 
-def test_spectacle_request_is_the_js_tag_format():
+def test_spectacle_requests_rest_and_pixel():
     transport = TRANSPORTS["spectacle"]
-    item = {"type": "track", "event": "Trial Started", "userId": "u1", "anonymousId": "a1", "properties": {}}
-    (part,) = plan(transport, [item])
-    request = render(transport, "https://t.spectaclehq.com", {"workspace_id": "ws_1"}, part, NOW)
+    rest = {"path": "/tracking/track", "body": {"userId": "u1", "event": "Trial Started", "properties": {}}}
+    pixel = {"path": "/t", "body": {"type": "track", "anonymousId": "a1", "event": "Viewed"}}
+    parts = plan(transport, [rest, pixel])
+    assert [p.route for p in parts] == ["/tracking/track", "/t"]
+    creds = {"workspace_id": "ws_1"}
+    request = render(transport, "https://api.spectaclehq.com", creds, parts[0], NOW)
+    assert request.url == "https://api.spectaclehq.com/tracking/track"
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.content) == {**rest["body"], "workspaceId": "ws_1"}
+    # the JS tag's pixel lives on its own host at Spectacle; on trackgate both share one
+    request = render(transport, "https://api.spectaclehq.com", creds, parts[1], NOW)
     assert request.url == "https://t.spectaclehq.com/t"
     assert request.headers["content-type"] == "text/plain"
-    assert json.loads(request.content) == {**item, "writeKey": "ws_1"}
-    identify = plan(transport, [{"type": "identify", "writeKey": "ws_own"}])[0]
-    assert render(
-        transport, "https://t.spectaclehq.com", {"workspace_id": "ws_1"}, identify, NOW
-    ).url.endswith("/i")
+    assert json.loads(request.content) == {**pixel["body"], "writeKey": "ws_1"}
+    assert (
+        render(transport, "http://gw:8080/spectacle", creds, parts[1], NOW).url
+        == "http://gw:8080/spectacle/t"
+    )
 
 
 def test_tinytrail_request():
     transport = TRANSPORTS["tinytrail"]
-    item = {"website_id": "w", "event_type": "page_view", "url": "https://e.com/a", "path": "/a"}
+    item = {"event_type": "page_view", "url": "https://e.com/a", "path": "/a"}
     request = render(
         transport, "http://tt:8000", {"website_id": "site-uuid"}, Part("/api/v1/collect", [item]), NOW
     )
     assert request.url == "http://tt:8000/api/v1/collect"
-    assert json.loads(request.content)["website_id"] == "site-uuid"
+    assert json.loads(request.content) == {"website_id": "site-uuid", **item}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,91 @@
+"""Commanders Act's HTTP surface: ``POST /events`` and ``POST /events/batch`` (v2 and deprecated v1).
+
+The vendor answers 200 to every request but a body that is too large or not JSON (400), and drops
+the events it cannot take. The gateway answers the same statuses, but its 200 says what happened:
+``{"accepted": n, "refused": [{"index", "code", "reason"}]}``; the refused items are kept in
+quarantine (``trackgate quarantine list``) instead of being lost. A missing or unknown source key is
+a 401 (the vendor's behaviour there is undocumented).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.routing import BaseRoute
+
+from adapters import commandersact
+from gateway import sources as source_store
+from gateway.errors import Unauthorized
+from gateway.ingest import Accepted, IngestRoute, Reply
+from schemas.request import Incoming, Source
+
+DIALECT = "commandersact"
+PREFIXES = ("", "/commandersact")
+
+_encode = msgspec.json.encode
+
+
+def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Source:
+    """``Authorization: Bearer <source key>`` or, when that header is absent, ``?token=``: both are
+    known before the body is read, so a bad key is refused without reading it."""
+    key = commandersact.credentials(incoming.headers, None) or incoming.query.get("token")
+    if not key:
+        raise Unauthorized(
+            "no source key: send ?token=<source key> or Authorization: Bearer <source key>",
+            code="missing_credentials",
+        )
+    return sources.authenticate(DIALECT, key)
+
+
+def respond(accepted: Accepted) -> Reply:
+    """200, with how many events were accepted and why each refused one was refused."""
+    body = {
+        "accepted": len(accepted.events),
+        "refused": [{"index": r.index, "code": r.code, "reason": r.reason} for r in accepted.refused],
+    }
+    return Reply(200, _encode(body))
+
+
+def ingest_routes() -> dict[str, IngestRoute]:
+    """POST /events and /events/batch, at the root (the vendor's paths) and under /commandersact."""
+    event = IngestRoute(
+        adapter=commandersact,
+        call="event",
+        cap=commandersact.MAX_EVENT_BYTES,
+        authenticate=authenticate,
+        respond=respond,
+        partial=True,
+    )
+    batch = IngestRoute(
+        adapter=commandersact,
+        call="batch",
+        cap=commandersact.MAX_BATCH_BYTES,
+        authenticate=authenticate,
+        respond=respond,
+        partial=True,
+    )
+    routes: dict[str, IngestRoute] = {}
+    for prefix in PREFIXES:
+        routes[f"{prefix}/events"] = event
+        routes[f"{prefix}/events/batch"] = batch
+    return routes
+
+
+def routes() -> list[BaseRoute]:
+    return []
+
+
+def new_source(key: str | None, options: dict) -> dict:
+    """A Commanders Act source: one source key (``?token=`` or ``Authorization: Bearer``)."""
+    key = key or source_store.new_key()
+    return {"key": key, "extra_keys": {}, "settings": {}, "show": {"source key": key}}
+
+
+def demo_lines(base: str, demo: dict) -> list[str]:
+    """A curl line for ``up``: a v2 search event, its event id and timestamp made by the shell."""
+    return [
+        f"  curl -sS '{base}/events?tc_s=1&token={demo['key']}' -H 'Content-Type: application/json' "
+        """-d '{"event_name":"search","search_term":"t-shirts","user":{"id":"12345"},"""
+        """"context":{"event_id":"demo-'"$(date +%s%N)"'","event_timestamp":'"$(date +%s000)"'}}'"""
+    ]

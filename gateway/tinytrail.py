@@ -1,0 +1,299 @@
+"""TinyTrail's HTTP surface: ``POST /api/v1/collect``, its CORS preflight, and ``GET /js/tracker.js``.
+
+A TinyTrail website is a source: its ``website_id`` (a UUID) is the source's key, and its settings hold
+``domain``, ``excluded_ips`` (addresses or CIDR ranges) and ``content_groups`` (``{name, pattern}``).
+
+The answers, as TinyTrail documents them (seeds/tinytrail-api.md):
+
+- 202 ``{"status":"accepted"}``: stored;
+- 204, no body: a silent drop. An unknown ``website_id`` stores nothing; traffic from a bot (the
+  ``crawlerdetect`` package, on the User-Agent) or from one of the website's excluded IPs is stored,
+  flagged in ``event.enrichment`` (``is_bot``/``is_excluded``), so reports can include it on request;
+- 400 ``INVALID_PAYLOAD`` (a missing or mistyped field), 429 ``RATE_LIMITED`` with ``Retry-After``: 10
+  requests per 10 seconds per client IP by default (``TRACKGATE_TINYTRAIL_RATE_LIMIT``/``_RATE_WINDOW``),
+  counted in Redis so every gateway process shares one count.
+
+The order: the body is validated first (400), then the website looked up, then the rate limit counted
+(a malformed body is refused before it is counted; an unknown website counts), then the drop (204).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.resources
+import ipaddress
+import logging
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from crawlerdetect import CrawlerDetect
+from redis.exceptions import NoScriptError, RedisError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from adapters import tinytrail
+from gateway.errors import GatewayError, RateLimited, Unavailable
+from gateway.ingest import Accepted, IngestRoute, Reply
+from schemas.request import Incoming, Source
+
+log = logging.getLogger(__name__)
+
+DIALECT = "tinytrail"
+PREFIXES = ("", "/tinytrail")
+COLLECT = "/api/v1/collect"
+TRACKER = "/js/tracker.js"
+
+
+class Dropped(GatewayError):
+    """TinyTrail's silent drop: answered 204, nothing stored."""
+
+    status = 204
+    code = "dropped"
+
+
+UNKNOWN_WEBSITE = Source(id="", dialect=DIALECT, name="(unknown website)")
+"""What ``authenticate`` returns for a website id no source has: the rate limit still counts it,
+then ``prepare`` drops it."""
+
+ACCEPTED = Reply(202, b'{"status":"accepted"}')
+SILENT = Reply(204, b"")
+
+
+# --- who sent it --------------------------------------------------------------------------------
+
+
+def website_id(value: str) -> str | None:
+    """The canonical (lower-case, hyphenated) form of a UUID, or None for anything else."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Source | None:
+    """The website id is in the body: nothing to check before it is parsed."""
+    if envelope is None:
+        return None
+    if not sources.loaded:
+        raise Unavailable("sources are not loaded yet; retry")
+    key = website_id(envelope.website_id)
+    found = sources.by_key(DIALECT, key) if key else None
+    return found or UNKNOWN_WEBSITE
+
+
+_crawlers = CrawlerDetect()
+
+
+@lru_cache(maxsize=4096)
+def is_bot(user_agent: str) -> bool:
+    """crawlerdetect's verdict on a User-Agent (cached: a few hundred distinct agents make most traffic)."""
+    return bool(_crawlers.isCrawler(user_agent))
+
+
+@lru_cache(maxsize=256)
+def _networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            log.warning("tinytrail_bad_excluded_ip entry=%r (ignored)", entry)
+    return tuple(networks)
+
+
+def is_excluded(ip: str | None, excluded: Any) -> bool:
+    """Whether ``ip`` is one of the website's excluded addresses or inside one of its ranges."""
+    if not ip or not excluded or not isinstance(excluded, list):
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in _networks(tuple(str(e) for e in excluded)))
+
+
+# --- the rate limit -----------------------------------------------------------------------------
+
+_RATE_SCRIPT = """
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+"""
+_RATE_SHA = hashlib.sha1(_RATE_SCRIPT.encode()).hexdigest()
+
+
+async def _count(redis: Any, key: str, window_ms: int) -> tuple[int, int]:
+    """One atomic INCR (+ PEXPIRE on the first hit of a window): the count so far and the ms left."""
+    try:
+        n, ttl = await redis.evalsha(_RATE_SHA, 1, key, window_ms)
+    except NoScriptError:
+        n, ttl = await redis.eval(_RATE_SCRIPT, 1, key, window_ms)
+    return int(n), int(ttl)
+
+
+async def rate_limit(runtime: Any, ip: str | None) -> None:
+    """Count this request against its IP's fixed window; raise ``RateLimited`` past the limit."""
+    settings = runtime.settings
+    limit = settings.tinytrail_rate_limit
+    if not limit:
+        return
+    window_ms = settings.tinytrail_rate_window * 1000
+    key = f"trackgate:tinytrail:rate:{ip or '-'}"
+    try:
+        async with asyncio.timeout(settings.redis_timeout_seconds):
+            n, ttl = await _count(runtime.redis, key, window_ms)
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise Unavailable("the event store is unavailable; retry") from exc
+    if n > limit:
+        retry_after = max(1, math.ceil(ttl / 1000))
+        raise RateLimited(
+            f"rate limit exceeded: {limit} requests per {settings.tinytrail_rate_window} seconds",
+            retry_after=retry_after,
+        )
+
+
+async def prepare(runtime: Any, incoming: Incoming, source: Source) -> dict:
+    """Rate limit, silent drop of an unknown website, and the flags the adapter stores."""
+    await rate_limit(runtime, incoming.client_ip)
+    if source is UNKNOWN_WEBSITE:
+        raise Dropped("no website has that website_id")
+    settings = source.settings
+    return {
+        "is_bot": is_bot(incoming.headers.get("user-agent") or ""),
+        "is_excluded": is_excluded(incoming.client_ip, settings.get("excluded_ips")),
+        "content_groups": settings.get("content_groups") or [],
+    }
+
+
+def respond(accepted: Accepted) -> Reply:
+    hints = accepted.meta.hints
+    return SILENT if hints.get("is_bot") or hints.get("is_excluded") else ACCEPTED
+
+
+def cors(headers: Mapping[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    """The preflight's CORS headers on every answer: the caller's origin, credentials allowed."""
+    return (
+        (b"access-control-allow-origin", headers.get("origin", "*").encode("latin-1")),
+        (b"access-control-allow-credentials", b"true"),
+        (b"vary", b"Origin"),
+    )
+
+
+COLLECT_ROUTE = IngestRoute(
+    adapter=tinytrail,
+    call="collect",
+    cap=tinytrail.MAX_BODY_BYTES,
+    ok_status=202,
+    ok_body=ACCEPTED.body,
+    authenticate=authenticate,
+    prepare=prepare,
+    respond=respond,
+    cors=cors,
+)
+
+
+def ingest_routes() -> dict[str, IngestRoute]:
+    """POST /api/v1/collect, at the root and under /tinytrail."""
+    return {f"{prefix}{COLLECT}": COLLECT_ROUTE for prefix in PREFIXES}
+
+
+# --- preflight and tracker ------------------------------------------------------------------------
+
+
+async def preflight(request: Request) -> Response:
+    """OPTIONS /api/v1/collect: 204 with the headers TinyTrail lists."""
+    return Response(
+        status_code=204,
+        headers={
+            "Access-Control-Allow-Origin": request.headers.get("origin", "*"),
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Allow-Credentials": "true",
+            "Vary": "Origin",
+        },
+    )
+
+
+@lru_cache(maxsize=1)
+def tracker_js() -> bytes:
+    return importlib.resources.files("gateway").joinpath("static/tracker.js").read_bytes()
+
+
+async def tracker(request: Request) -> Response:
+    """GET /js/tracker.js: the vanilla-JS tracker; it sends to the base it was loaded from."""
+    return Response(
+        tracker_js(),
+        media_type="application/javascript",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
+def routes() -> list[BaseRoute]:
+    out: list[BaseRoute] = []
+    for prefix in PREFIXES:
+        out.append(Route(f"{prefix}{COLLECT}", preflight, methods=["OPTIONS"]))
+        out.append(Route(f"{prefix}{TRACKER}", tracker, methods=["GET"]))
+    return out
+
+
+# --- sources --------------------------------------------------------------------------------------
+
+_DOMAIN = re.compile(r"^[A-Za-z0-9.-]{1,255}$")
+
+
+def new_source(key: str | None, options: dict) -> dict:
+    """A TinyTrail website: its ``website_id`` (a UUID) is the key; ``options`` give ``domain``
+    (required), ``excluded_ips`` (IPs or CIDR ranges) and ``content_groups`` (``{name, pattern}``)."""
+    domain = options.get("domain")
+    if not domain or not _DOMAIN.match(domain):
+        raise ValueError("TinyTrail needs --domain: letters, digits, hyphens and dots, at most 255")
+    if key is not None:
+        canonical = website_id(key)
+        if canonical is None:
+            raise ValueError("a TinyTrail website id is a UUID")
+        key = canonical
+    key = key or str(uuid.uuid4())
+    excluded = [str(e).strip() for e in options.get("excluded_ips") or []]
+    for entry in excluded:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"excluded IP {entry!r} is not an address or CIDR range") from exc
+    groups = options.get("content_groups") or []
+    for group in groups:
+        if not isinstance(group, dict) or not group.get("name") or not group.get("pattern"):
+            raise ValueError("a content group is NAME=PATTERN (a name and a path glob), e.g. Blog=/blog/*")
+    return {
+        "key": key,
+        "extra_keys": {},
+        "settings": {"domain": domain, "excluded_ips": excluded, "content_groups": groups},
+        "show": {"website id": key},
+    }
+
+
+BROWSER_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+)
+
+
+def demo_lines(base: str, demo: dict) -> list[str]:
+    """The curl line ``up`` prints (with a browser's User-Agent: curl's own is a bot's, dropped 204)."""
+    return [
+        f"  curl -sS {base}{COLLECT} -H 'Content-Type: application/json' "
+        f"-A '{BROWSER_UA}' "
+        f"""-d '{{"website_id":"{demo["key"]}","event_type":"page_view","url":"https://example.com/blog/post-1","""
+        """"path":"/blog/post-1","referrer":"https://t.co/abc123","screen_width":1920,"screen_height":1080}'""",
+        f'  or in a page: <script defer data-id="{demo["key"]}" src="{base}{TRACKER}"></script>',
+    ]
