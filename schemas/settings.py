@@ -36,6 +36,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dedupe_days: int = 30
     """How long a (source, message id) pair is remembered for dedupe. At least 7."""
     log_level: str = "INFO"
+    geoip_db: str | None = None
+    """Path of a MaxMind-format database (GeoLite2/GeoIP2 City): workers add region and city. Country
+    needs none (it ships with the ``iptocc`` package). Never downloaded at run time."""
 
 
 _ENV = {
@@ -52,6 +55,7 @@ _ENV = {
     "job_retries": int,
     "dedupe_days": int,
     "log_level": str,
+    "geoip_db": str,
 }
 
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from schemas.jobs import persist_batch_from_arg
-from workers import runtime, store
+from workers import enrich, runtime, store
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +16,7 @@ def persist_batch(payload: Any) -> None:
     batch = persist_batch_from_arg(payload)
     rt = runtime.current()
     with rt.pool.connection() as conn:
+        enrich.enrich_batch(conn, batch.events, rt.settings)
         stored = store.store_batch(conn, batch)
         if rt.prune_due():
             pruned = store.prune_dedupe(conn, rt.settings.dedupe_days)
