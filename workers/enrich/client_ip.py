@@ -32,6 +32,15 @@ def parse_ip(text: str | None) -> IPAddress | None:
     return address
 
 
-def is_public(address: IPAddress) -> bool:
-    """Globally routable: worth a geo lookup."""
-    return address.is_global
+@lru_cache(maxsize=65536)
+def normalized(text: str | None) -> str | None:
+    """The address in its canonical text form (``::ffff:1.2.3.4`` → ``1.2.3.4``), or None."""
+    address = parse_ip(text)
+    return address.compressed if address is not None else None
+
+
+@lru_cache(maxsize=65536)
+def public_ip(text: str | None) -> IPAddress | None:
+    """The address if it is globally routable (worth a geo lookup), else None."""
+    address = parse_ip(text)
+    return address if address is not None and address.is_global else None

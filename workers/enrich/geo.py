@@ -15,14 +15,14 @@ import iptocc
 import maxminddb
 
 from schemas.event import Event
-from workers.enrich.client_ip import IPAddress, parse_ip
+from workers.enrich.client_ip import IPAddress, public_ip
 
 
 @lru_cache(maxsize=65536)
-def country_code(address: IPAddress) -> str | None:
-    if not address.is_global:
-        return None
-    return iptocc.country_code(str(address))
+def country_code(ip: str | None) -> str | None:
+    """The country of an IP string (None for a private or unparsable one), cached by string."""
+    address = public_ip(ip)
+    return iptocc.country_code(str(address)) if address is not None else None
 
 
 class GeoDatabase:
@@ -58,13 +58,15 @@ class GeoDatabase:
 
 
 def process(event: Event, env) -> None:
-    address = parse_ip(event.context.ip)
-    if address is None or not address.is_global:
+    ip = event.context.ip
+    if not ip:
         return
     out = event.enrichment
-    country = country_code(address)
+    country = country_code(ip)
     if country:
         out.setdefault("country", country)
     if env.geo is not None:
-        for key, value in env.geo.lookup(address).items():
-            out.setdefault(key, value)
+        address = public_ip(ip)
+        if address is not None:
+            for key, value in env.geo.lookup(address).items():
+                out.setdefault(key, value)

@@ -72,6 +72,7 @@ def source_categories() -> dict[str, str]:
     return {row[0].strip().lower(): row[1].strip() for row in rows if len(row) >= 2 and row[0].strip()}
 
 
+@lru_cache(maxsize=16384)
 def host_of(url: str | None) -> str | None:
     """The lower-cased host of ``url`` without ``www.``; None if it has none."""
     if not url:
@@ -118,6 +119,7 @@ def source_category(source: str | None) -> str | None:
     return None
 
 
+@lru_cache(maxsize=16384)
 def default_channel(source: str, medium: str, campaign: str = "", category: str | None = None) -> str:
     """GA4's default channel group of a source/medium/campaign, by its published rules in order."""
     source = (source or "").lower()

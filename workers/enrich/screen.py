@@ -14,7 +14,7 @@ BUCKETS = ((375, "320-375"), (768, "376-768"), (1024, "769-1024"), (1440, "1025-
 
 
 def bucket(width: object) -> str:
-    if isinstance(width, bool) or not isinstance(width, int | float) or width != width or width <= 0:
+    if type(width) not in (int, float) or width != width or width <= 0:  # bool is not a width
         return "unknown"
     for upper, name in BUCKETS:
         if width <= upper:

@@ -17,24 +17,41 @@ Which salt:
 from __future__ import annotations
 
 import hashlib
-import hmac
 from datetime import UTC as _UTC
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from schemas.event import Event
-from workers.enrich.client_ip import parse_ip
+from workers.enrich.client_ip import normalized
 
 GRACE = timedelta(minutes=30)
 
 
+@lru_cache(maxsize=8)
+def _pads(salt: bytes) -> tuple:
+    """HMAC-SHA256's inner and outer hash states for a salt (RFC 2104), computed once per salt: an
+    ``hmac`` call sets them up again each time, which costs ~10 µs with OpenSSL 3; a copy ~1 µs."""
+    key = salt if len(salt) <= 64 else hashlib.sha256(salt).digest()
+    key = key.ljust(64, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+
 def visitor_hash(salt: bytes, ip: str, user_agent: str, source_id: str) -> str:
-    message = f"{ip}\n{user_agent}\n{source_id}".encode()
-    return hmac.new(salt, message, hashlib.sha256).hexdigest()
+    """HMAC-SHA256(salt, "ip\nuser agent\nsource id"), hex (equal to ``hmac.new(...).hexdigest()``)."""
+    inner, outer = _pads(salt)
+    h = inner.copy()
+    h.update(f"{ip}\n{user_agent}\n{source_id}".encode())
+    o = outer.copy()
+    o.update(h.digest())
+    return o.hexdigest()
 
 
 def salt_day(received_at: datetime, salts: dict[date, bytes]) -> date:
     """The day whose salt an event uses: its own if that salt exists, else the nearest one."""
-    day = received_at.date() if received_at.tzinfo is None else received_at.astimezone(_UTC).date()
+    if received_at.tzinfo is _UTC or received_at.tzinfo is None:
+        day = received_at.date()
+    else:
+        day = received_at.astimezone(_UTC).date()
     if day in salts:
         return day
     days = sorted(salts)
@@ -56,10 +73,10 @@ def in_late(received_at: datetime) -> bool:
 
 def identity(event: Event) -> str | None:
     """The normalized IP this event's visitor id is made from, or None (no IP, no id)."""
-    address = parse_ip(event.context.ip)
-    if address is not None:
-        return address.compressed
-    return event.context.ip.strip() if event.context.ip and event.context.ip.strip() else None
+    ip = event.context.ip
+    if not ip:
+        return None
+    return normalized(ip) or ip.strip() or None
 
 
 def previous_id(event: Event, salts: dict[date, bytes]) -> str | None:

@@ -146,3 +146,11 @@ WINDOW_CASES = [
 def test_windows(received, grace, late):
     assert visitor.in_grace(received) is grace
     assert visitor.in_late(received) is late
+
+
+@pytest.mark.parametrize("salt", [b"t" * 32, b"", b"k" * 64, b"long" * 40])
+def test_visitor_hash_is_hmac_sha256(salt):
+    import hmac
+
+    expected = hmac.new(salt, f"1.2.3.4\n{CHROME}\nsrc".encode(), "sha256").hexdigest()
+    assert visitor.visitor_hash(salt, "1.2.3.4", CHROME, "src") == expected

@@ -22,6 +22,14 @@ from workers.enrich.sources import SourceSettings
 GEO_DB = str(Path(__file__).parent / "data" / "GeoIP2-City-Test.mmdb")
 
 
+@pytest.fixture(autouse=True)
+def fresh_enricher():
+    """The worker's Enricher caches salts per process: these tests delete them, so start from none."""
+    runner._current = None
+    yield
+    runner._current = None
+
+
 @pytest.fixture
 def conn(settings):
     with psycopg.connect(settings.database_url) as c:
