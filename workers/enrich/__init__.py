@@ -7,11 +7,11 @@ put there stays; an ``is_bot``/``is_excluded`` already True stays True). The one
 needs beyond the event (the clock's salts, the source's settings, the geo database) comes in ``env``, so
 each is deterministic and tested on its own with a table of cases.
 
-Keys, by processor: bots ``is_bot``; user_agent ``browser``, ``browser_version``, ``os``, ``os_version``,
-``device_type``; campaign ``utm_*``, ``gclid``, ``msclkid``, ``fbclid``; referrer ``referrer_domain``,
-``traffic_source``, ``traffic_medium``, ``channel``; geo ``country`` (+ ``region``, ``region_code``,
-``city``); visitor ``visitor_id``; excluded ``is_excluded``; content_group ``content_group``; screen
-``screen_bucket``; ip_policy ``ip_policy``.
+Keys, by processor: bots ``is_bot`` (only when true); user_agent ``browser``, ``browser_version``,
+``os``, ``os_version``, ``device_type``; campaign ``utm_*``, ``gclid``, ``msclkid``, ``fbclid``; referrer
+``referrer_domain``, ``traffic_source``, ``traffic_medium``, ``channel``; geo ``country`` (+ ``region``,
+``region_code``, ``city``); visitor ``visitor_id``; excluded ``is_excluded`` (only when true);
+content_group ``content_group``; screen ``screen_bucket``; ip_policy ``ip_policy``.
 """
 
 from __future__ import annotations

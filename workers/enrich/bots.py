@@ -1,7 +1,7 @@
 """Bots: ``crawlerdetect``'s maintained crawler list plus headless and automated browsers.
 
-Sets ``enrichment.is_bot`` (True or False) on every event with a user agent; a True an adapter already
-set stays. Bot events are stored like any other: the worker never drops them.
+Sets ``enrichment.is_bot = true`` on a bot's events (absent means not a bot, as adapters flag it); a
+True an adapter already set stays. Bot events are stored like any other: the worker never drops them.
 
 Server-side SDKs send from HTTP client libraries that crawler lists name (``Go-http-client``,
 ``okhttp``, ``python-requests``). An event that names its SDK in ``context.library`` and whose user agent
@@ -58,4 +58,5 @@ def process(event: Event, env) -> None:
     if out.get("is_bot") is True or not ua:
         return
     library = event.context.library.name if event.context.library else None
-    out["is_bot"] = is_bot(ua, library)
+    if is_bot(ua, library):
+        out["is_bot"] = True

@@ -1,8 +1,8 @@
 """Per source: ``settings.excluded_ips`` (IPs and CIDRs) → ``enrichment.is_excluded``.
 
-Sets ``is_excluded`` (True or False) on every event with an IP when the source has a list; a True an
-adapter already set stays. Excluded events are stored, flagged: reports leave them out. Entries that are
-not an IP or a CIDR are ignored (``sources add`` is where they should be refused).
+Sets ``is_excluded = true`` on an excluded event (absent means not excluded, as adapters flag it); a
+True an adapter already set stays. Excluded events are stored, flagged: reports leave them out.
+Entries that are not an IP or a CIDR are ignored (``sources add`` is where they should be refused).
 """
 
 from __future__ import annotations
@@ -41,4 +41,5 @@ def process(event: Event, env) -> None:
     address = parse_ip(event.context.ip)
     if address is None:
         return
-    out["is_excluded"] = is_excluded(address, tuple(str(e) for e in entries))
+    if is_excluded(address, tuple(str(e) for e in entries)):
+        out["is_excluded"] = True

@@ -58,17 +58,23 @@ def salt_day(received_at: datetime, salts: dict[date, bytes]) -> date:
     return days[0] if day < days[0] else days[-1]
 
 
+_GRACE_S = GRACE.total_seconds()
+
+
+def _seconds_of_day(at: datetime) -> float:
+    if at.tzinfo is not _UTC and at.tzinfo is not None:
+        at = at.astimezone(_UTC)
+    return at.hour * 3600 + at.minute * 60 + at.second + at.microsecond / 1e6
+
+
 def in_grace(received_at: datetime) -> bool:
     """Received in the first GRACE of its UTC day."""
-    at = received_at.astimezone(_UTC)
-    return at - at.replace(hour=0, minute=0, second=0, microsecond=0) < GRACE
+    return _seconds_of_day(received_at) < _GRACE_S
 
 
 def in_late(received_at: datetime) -> bool:
     """Received in the last GRACE of its UTC day."""
-    at = received_at.astimezone(_UTC)
-    start = at.replace(hour=0, minute=0, second=0, microsecond=0)
-    return start + timedelta(days=1) - at <= GRACE
+    return 86400 - _seconds_of_day(received_at) <= _GRACE_S
 
 
 def identity(event: Event) -> str | None:

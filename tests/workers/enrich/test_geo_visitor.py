@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -154,3 +154,9 @@ def test_visitor_hash_is_hmac_sha256(salt):
 
     expected = hmac.new(salt, f"1.2.3.4\n{CHROME}\nsrc".encode(), "sha256").hexdigest()
     assert visitor.visitor_hash(salt, "1.2.3.4", CHROME, "src") == expected
+
+
+def test_windows_in_another_zone():
+    paris = timezone(timedelta(hours=1))
+    assert visitor.in_grace(datetime(2026, 11, 23, 1, 10, tzinfo=paris))  # 00:10 UTC
+    assert visitor.in_late(datetime(2026, 11, 23, 0, 50, tzinfo=paris))  # 23:50 UTC the day before
