@@ -8,13 +8,15 @@ are stored twice into PostgreSQL in job-sized batches, in the same run and the s
 - ``store+chain``: ``workers.enrich.enrich_batch`` then ``store_batch``, as ``persist_batch`` does,
 
 and the ratio (store+chain)/(store) of the seconds per event is printed. Goal: at most 1.5 (the chain
-adds at most half). Caches are warm for the measured run (the steady state of a worker: a site's user
-agents repeat); a run with every cache cleared first is reported beside it. The store-only and
-store+chain runs alternate ``rounds`` times and each side's median is used.
+adds at most half). Both run under the worker process's GC settings. Caches are warm for the measured
+run (the steady state of a worker: a site's user agents repeat); a run with every cache cleared first
+is reported beside it. The store-only and store+chain runs alternate ``rounds`` times and each side's
+median is used.
 """
 
 from __future__ import annotations
 
+import gc
 import random
 import statistics
 import time
@@ -26,7 +28,7 @@ import psycopg
 from bench import persist
 from schemas.event import Event, Page, Screen
 from schemas.jobs import PersistBatch
-from schemas.settings import Settings
+from schemas.settings import Settings, tune_gc
 from workers import enrich, store
 from workers.enrich import bots, campaign, client_ip, geo, referrer, user_agent
 from workers.enrich import runner as enrich_runner
@@ -97,6 +99,7 @@ def clear_caches() -> None:
         bots.is_bot_ua,
         bots.is_headless,
         campaign.query_fields,
+        campaign.url_fields,
         referrer.source_category,
         client_ip.parse_ip,
         geo.country_code,
@@ -140,6 +143,17 @@ def timed_run(settings: Settings, events: list[Event], *, with_chain: bool) -> t
 
 
 def run_phase(settings: Settings, events: list[Event], rounds: int = 3) -> dict:
+    """Both sides under the worker process's GC settings (``schemas.settings.tune_gc``), restored after."""
+    thresholds = gc.get_threshold()
+    tune_gc()
+    try:
+        return _run_phase(settings, events, rounds)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+def _run_phase(settings: Settings, events: list[Event], rounds: int) -> dict:
     realistic = make_realistic(events)
     n = len(realistic)
     # cold: every cache cleared, a fresh Enricher (salts, source settings read again)

@@ -47,6 +47,13 @@ def url_query(url: str | None) -> str:
         return ""
 
 
+@lru_cache(maxsize=16384)
+def url_fields(url: str) -> tuple[tuple[str, str], ...]:
+    """The campaign parameters of a page URL, cached by URL (a site's tagged URLs repeat)."""
+    query = url_query(url)
+    return query_fields(query) if "=" in query else ()
+
+
 def campaign_fields(event: Event) -> dict[str, str]:
     out: dict[str, str] = {}
     campaign = event.context.campaign
@@ -57,10 +64,14 @@ def campaign_fields(event: Event) -> dict[str, str]:
                 out[key] = value.strip()[:MAX_VALUE]
     page = event.context.page
     if page is not None:
-        query = url_query(page.url) or (page.search or "")
-        if "=" in query:
-            for key, value in query_fields(query):
-                out.setdefault(key, value)
+        if page.url and "?" in page.url:
+            fields = url_fields(page.url)
+        elif page.search and "=" in page.search:
+            fields = query_fields(page.search)
+        else:
+            fields = ()
+        for key, value in fields:
+            out.setdefault(key, value)
     return out
 
 
