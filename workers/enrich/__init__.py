@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 
 from schemas.event import Event
 from workers.enrich import (
@@ -84,10 +84,6 @@ def enrich_event(event: Event, env: Env) -> None:
 def enrich_events(events: Iterable[Event], env: Env) -> None:
     for event in events:
         enrich_event(event, env)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 from workers.enrich.runner import Enricher, enrich_batch  # noqa: E402

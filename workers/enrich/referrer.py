@@ -7,6 +7,7 @@ Enrichment keys:
   a ``msclkid`` (auto-tagging); else for an external referrer its domain with medium ``organic`` when
   the domain is a search engine of GA4's list, ``referral`` otherwise; else
   ``(direct)``/``(none)``. A referrer on the page's own host is internal: it counts as no referrer.
+  Events with neither a page nor campaign fields (server-side calls) get none of these three.
 - ``channel``: GA4's default channel group, by GA4's published rules evaluated in GA4's order, with the
   source category from GA4's published list of sources (``data/ga4_sources.csv``).
 
@@ -61,6 +62,7 @@ _SOCIAL_MEDIUMS = frozenset(
 _EMAIL = frozenset({"email", "e-mail", "e_mail", "e mail"})
 _REFERRAL_MEDIUMS = frozenset({"referral", "app", "link"})
 # second-level labels under which a country's registrable names live (google.co.uk, yahoo.com.au)
+_CAMPAIGN_KEYS = ("utm_source", "utm_medium", "utm_campaign", "gclid", "msclkid")
 _SLD = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go", "gob", "mil"})
 
 
@@ -209,8 +211,10 @@ def traffic_source(
 
 def process(event: Event, env) -> None:
     page = event.context.page
-    referrer = page.referrer if page is not None else None
     out = event.enrichment
+    if page is None and not any(key in out for key in _CAMPAIGN_KEYS):
+        return  # not a web hit (a server-side call): no traffic source to speak of
+    referrer = page.referrer if page is not None else None
     ref_host = host_of(referrer)
     if ref_host:
         out.setdefault("referrer_domain", ref_host)

@@ -183,6 +183,15 @@ REFERRER_CASES = [
 ]
 
 
+def test_server_side_calls_get_no_channel_unless_tagged():
+    e = event()
+    referrer.process(e, ENV)
+    assert e.enrichment == {}
+    e = event(enrichment={"utm_source": "crm", "utm_medium": "email"})
+    referrer.process(e, ENV)
+    assert e.enrichment["channel"] == "Email"
+
+
 @pytest.mark.parametrize(("url", "ref", "expected"), REFERRER_CASES)
 def test_referrer(url, ref, expected):
     e = event(url=url, referrer=ref)

@@ -47,9 +47,4 @@ def test_non_dict_enrichment_is_replaced():
     e = event()
     e.enrichment = None  # a malformed job: the chain still runs
     enrich_event(e, Env())
-    assert e.enrichment == {
-        "screen_bucket": "unknown",
-        "traffic_source": "(direct)",
-        "traffic_medium": "(none)",
-        "channel": "Direct",
-    }
+    assert e.enrichment == {"screen_bucket": "unknown"}  # no page, no campaign: no channel either
