@@ -96,6 +96,8 @@ def make_realistic(events: list[Event], distinct_agents: int = 500, seed: int = 
 def clear_caches() -> None:
     for fn in (
         user_agent.parse_user_agent,
+        user_agent.ua_fields,
+        referrer.referrer_fields,
         bots.is_bot_ua,
         bots.is_headless,
         campaign.query_fields,

@@ -209,17 +209,43 @@ def traffic_source(
     return "(direct)", "(none)"
 
 
+@lru_cache(maxsize=16384)
+def referrer_fields(
+    referrer: str | None,
+    page_url: str | None,
+    utm_source: str | None,
+    utm_medium: str | None,
+    utm_campaign: str | None,
+    gclid: bool,
+    msclkid: bool,
+) -> tuple[tuple[str, str], ...]:
+    """The referrer keys of one combination of inputs (cached: a site's referrers and URLs repeat)."""
+    out: list[tuple[str, str]] = []
+    ref_host = host_of(referrer)
+    if ref_host:
+        out.append(("referrer_domain", ref_host))
+    utm = {"utm_source": utm_source, "utm_medium": utm_medium}
+    source, medium = traffic_source(ref_host, host_of(page_url), utm, {"gclid": gclid, "msclkid": msclkid})
+    out.append(("traffic_source", source))
+    out.append(("traffic_medium", medium))
+    out.append(("channel", default_channel(source, medium, utm_campaign or "")))
+    return tuple(out)
+
+
 def process(event: Event, env) -> None:
     page = event.context.page
     out = event.enrichment
     if page is None and not any(key in out for key in _CAMPAIGN_KEYS):
         return  # not a web hit (a server-side call): no traffic source to speak of
-    referrer = page.referrer if page is not None else None
-    ref_host = host_of(referrer)
-    if ref_host:
-        out.setdefault("referrer_domain", ref_host)
-    page_host = host_of(page.url) if page is not None else None
-    source, medium = traffic_source(ref_host, page_host, out, out)
-    out.setdefault("traffic_source", source)
-    out.setdefault("traffic_medium", medium)
-    out.setdefault("channel", default_channel(source, medium, out.get("utm_campaign") or ""))
+    get = out.get
+    fields = referrer_fields(
+        page.referrer if page is not None else None,
+        page.url if page is not None else None,
+        get("utm_source"),
+        get("utm_medium"),
+        get("utm_campaign"),
+        bool(get("gclid")),
+        bool(get("msclkid")),
+    )
+    for key, value in fields:
+        out.setdefault(key, value)

@@ -68,14 +68,23 @@ def parse_user_agent(ua: str) -> UserAgentInfo:
     )
 
 
+@lru_cache(maxsize=16384)
+def ua_fields(ua: str) -> dict[str, str]:
+    """The enrichment keys of a user agent (without the unknown ones); callers copy, never change it."""
+    info = parse_user_agent(ua)
+    return {k: v for k, v in zip(UserAgentInfo._fields, info, strict=True) if v is not None}
+
+
 def process(event: Event, env) -> None:
     ua = event.context.user_agent
     if not ua:
         return
-    info = parse_user_agent(ua)
+    fields = ua_fields(ua)
     out = event.enrichment
-    for key, value in zip(UserAgentInfo._fields, info, strict=True):
-        if value is not None:
+    if out.keys().isdisjoint(fields):
+        out.update(fields)  # the usual case: nothing of these was sent
+    else:
+        for key, value in fields.items():
             out.setdefault(key, value)
     if out.get("is_bot") is True:
         out["device_type"] = "bot"
