@@ -43,6 +43,7 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
+from bench import enrich as enrich_phase  # noqa: E402
 from bench import loadgen, payloads, persist, profiling, queued, servers  # noqa: E402
 from gateway.migrate import migrate  # noqa: E402
 from gateway.sources import add_source  # noqa: E402
@@ -86,6 +87,8 @@ class Report:
     http_rounds: list[HttpPhase] = field(default_factory=list)
     """Every round of every phase."""
     persist: list[dict] = field(default_factory=list)
+    enrich: dict | None = None
+    """Phase (e): the enrichment chain's cost per event against storing alone."""
     ratios: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -317,7 +320,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="phase (d) enqueues the events as requests of these sizes, one run each; the first is "
         "the one the ratio uses (100,1)",
     )
-    p.add_argument("--phases", default="abcd", help="which phases to run (abcd)")
+    p.add_argument("--phases", default="abcde", help="which phases to run (abcde)")
     p.add_argument(
         "--postgres",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -424,6 +427,8 @@ def run(args: argparse.Namespace) -> Report:
                 report.http.append(chosen)
         if "d" in args.phases:
             report.persist = persist_phase(args, db)
+        if "e" in args.phases:
+            report.enrich = enrich_phase_run(args, db)
     finally:
         _flush(args.redis)
         if not args.keep_db:
@@ -493,6 +498,16 @@ def persist_phase(args: argparse.Namespace, db: Database) -> list[dict]:
     return results
 
 
+def enrich_phase_run(args: argparse.Namespace, db: Database) -> dict:
+    settings = Settings(database_url=db.url, redis_url=args.redis, log_level="WARNING")
+    print(f"  (e) enrichment chain: store vs store+chain, {args.events} events ...", flush=True)
+    events = payloads.canonical_events(args.events, db.source.id)
+    for e in events:
+        e.message_id = "e-" + e.message_id
+    persist.ensure_partitions(db.url, events)
+    return enrich_phase.run_phase(settings, events)
+
+
 def _ratios(report: Report) -> None:
     by = {p.name: p for p in report.http}
     a = by.get("a")
@@ -502,6 +517,18 @@ def _ratios(report: Report) -> None:
     if a and "c" in by:
         value = by["c"].events_per_s / a.req_per_s
         report.ratios.append(_ratio("(c) / (a)", "events/s vs hello requests/s", value, GOAL_BATCH))
+    if report.enrich:
+        e = report.enrich
+        report.ratios.append(
+            {
+                "ratio": "(e) store+chain / store",
+                "unit": "seconds per event (at most)",
+                "value": round(e["ratio"], 3),
+                "goal": e["goal"],
+                "pass": e["pass"],
+                "at_most": True,
+            }
+        )
     measured = [r for r in report.persist if r["role"] == "measured"]
     baseline = [r for r in report.persist if r["role"] == "baseline"]
     if measured and baseline:
@@ -583,13 +610,30 @@ def render(report: Report) -> str:
                 f"{tag + r['label']:<44}{r['events_per_s']:>12,.0f}{r['seconds']:>10.2f}"
                 f"{r['jobs'] or '':>8}{per_job if per_job is not None else '':>12}"
             )
+    if report.enrich:
+        e = report.enrich
+        out += [
+            "",
+            f"Enrichment chain ({e['events']:,} events, {e['batch']:,}-event batches, "
+            f"{e['distinct_user_agents']} distinct user agents, median of {e['rounds']} rounds)",
+        ]
+        out.append(f"  store only            {e['store_us_per_event']:8.1f} µs/event")
+        out.append(
+            f"  store + chain         {e['store_chain_us_per_event']:8.1f} µs/event "
+            f"(chain {e['chain_us_per_event']:.1f} µs/event, warm caches)"
+        )
+        out.append(
+            f"  chain, caches cold    {e['cold_chain_us_per_event']:8.1f} µs/event "
+            f"(store+chain / store {e['cold_ratio']:.2f}x on the first pass)"
+        )
     if report.ratios:
         out += ["", "Ratios"]
-        head = f"{'ratio':<18}{'value':>8}{'goal':>8}  {'result':<7}unit"
+        head = f"{'ratio':<26}{'value':>8}{'goal':>8}  {'result':<7}unit"
         out += [head, "-" * len(head)]
         for r in report.ratios:
             out.append(
-                f"{r['ratio']:<18}{r['value']:>7.2f}x{'>= ' + format(r['goal'], 'g') + 'x':>8}  "
+                f"{r['ratio']:<26}{r['value']:>7.2f}x"
+                f"{('<= ' if r.get('at_most') else '>= ') + format(r['goal'], 'g') + 'x':>8}  "
                 f"{'PASS' if r['pass'] else 'MISS':<7}{r['unit']}"
             )
     if report.warnings:

@@ -47,6 +47,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: str = ""
     """Comma-separated IPs/CIDRs of proxies in front of the gateway whose client-IP headers
     (``x-forwarded-for``, ``x-real-ip``, ...) are believed (``gateway/client_ip.py``). Empty: none."""
+    geoip_db: str | None = None
+    """Path of a MaxMind-format database (GeoLite2/GeoIP2 City): workers add region and city. Country
+    needs none (it ships with the ``iptocc`` package). Never downloaded at run time."""
     secret_key: str | None = None
     """Encrypts destination credentials (Fernet key, or any long random string)."""
     forward_horizon_seconds: float = 86400.0
@@ -73,6 +76,7 @@ _ENV = {
     "tinytrail_rate_limit": int,
     "tinytrail_rate_window": int,
     "trusted_proxies": str,
+    "geoip_db": str,
     "secret_key": str,
     "forward_horizon_seconds": float,
     "forward_connect_timeout": float,

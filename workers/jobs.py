@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from schemas.jobs import persist_batch_from_arg
-from workers import forward, quarantine, runtime, store
+from workers import enrich, forward, quarantine, runtime, store
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +16,7 @@ def persist_batch(payload: Any) -> None:
     batch = persist_batch_from_arg(payload)
     rt = runtime.current()
     with rt.pool.connection() as conn:
+        enrich.enrich_batch(conn, batch.events, rt.settings)
         bound = rt.settings.quarantine_max_per_source
         new: list = []
         stored = store.store_batch(conn, batch, bound, new)

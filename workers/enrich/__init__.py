@@ -1,0 +1,91 @@
+"""The enrichment chain: small processors, in order, adding what analysts need to ``event.enrichment``.
+
+Each processor is a module with a plain ``process(event, env)``; :data:`CHAIN` lists them in order. A
+processor only adds keys to ``event.enrichment`` (``setdefault``: what an adapter or the client already
+put there stays; an ``is_bot``/``is_excluded`` already True stays True). The one exception is
+``ip_policy``, last, which may truncate or drop ``context.ip`` (see its module). Everything a processor
+needs beyond the event (the clock's salts, the source's settings, the geo database) comes in ``env``, so
+each is deterministic and tested on its own with a table of cases.
+
+Keys, by processor: bots ``is_bot`` (only when true); user_agent ``browser``, ``browser_version``,
+``os``, ``os_version``, ``device_type``; campaign ``utm_*``, ``gclid``, ``msclkid``, ``fbclid``; referrer
+``referrer_domain``, ``traffic_source``, ``traffic_medium``, ``channel``; geo ``country`` (+ ``region``,
+``region_code``, ``city``); visitor ``visitor_id``; excluded ``is_excluded`` (only when true);
+content_group ``content_group``; screen ``screen_bucket``; ip_policy ``ip_policy``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from schemas.event import Event
+from workers.enrich import (
+    bots,
+    campaign,
+    content_group,
+    excluded,
+    geo,
+    ip_policy,
+    referrer,
+    screen,
+    user_agent,
+    visitor,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Env:
+    """What the processors need besides the event, for one batch."""
+
+    salts: Mapping[date, bytes] = field(default_factory=dict)
+    """Visitor-id salts by UTC day (today's and yesterday's)."""
+    late_ids: frozenset[str] | set[str] = frozenset()
+    """Visitor ids given to events in the last 30 minutes of yesterday (see :mod:`visitor`)."""
+    settings: Mapping[str, Mapping] = field(default_factory=dict)
+    """Source settings by source id."""
+    geo: geo.GeoDatabase | None = None
+
+    def source(self, source_id: str) -> Mapping:
+        return self.settings.get(source_id) or {}
+
+
+CHAIN: tuple[tuple[str, Callable[[Event, Env], None]], ...] = (
+    ("bots", bots.process),
+    ("user_agent", user_agent.process),
+    ("campaign", campaign.process),
+    ("referrer", referrer.process),
+    ("geo", geo.process),
+    ("visitor", visitor.process),
+    ("excluded", excluded.process),
+    ("content_group", content_group.process),
+    ("screen", screen.process),
+    ("ip_policy", ip_policy.process),
+)
+
+
+def enrich_event(event: Event, env: Env) -> None:
+    """Run the chain on one event. A processor that fails (a bug, an odd value) is logged and noted in
+    ``enrichment.enrich_errors``; the event goes on through the rest of the chain and is stored."""
+    if not isinstance(event.enrichment, dict):
+        event.enrichment = {}
+    for name, process in CHAIN:
+        try:
+            process(event, env)
+        except Exception:  # noqa: BLE001 - never lose an event to enrichment
+            log.exception("enrich_failed processor=%s event_id=%s", name, event.id)
+            event.enrichment.setdefault("enrich_errors", []).append(name)
+
+
+def enrich_events(events: Iterable[Event], env: Env) -> None:
+    for event in events:
+        enrich_event(event, env)
+
+
+from workers.enrich.runner import Enricher, enrich_batch  # noqa: E402
+
+__all__ = ["CHAIN", "Enricher", "Env", "enrich_batch", "enrich_event", "enrich_events"]

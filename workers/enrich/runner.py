@@ -1,0 +1,104 @@
+"""Running the chain in a worker: per-process state (source settings, salts, geo database) and one call
+per batch, :func:`enrich_batch`, made by ``workers.jobs.persist_batch`` before it stores the batch."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+
+from schemas.event import Event
+from schemas.settings import Settings
+from workers.enrich import Env, enrich_events, visitor
+from workers.enrich.geo import GeoDatabase
+from workers.enrich.salts import SaltCache
+from workers.enrich.sources import SourceSettings
+
+log = logging.getLogger(__name__)
+
+LATE_IDS_SQL = (
+    "SELECT DISTINCT enrichment->>'visitor_id' FROM events"
+    ' WHERE source_id = ANY(%s) AND "timestamp" >= %s AND "timestamp" < %s'
+    " AND received_at >= %s AND received_at < %s AND enrichment ? 'visitor_id'"
+)
+
+
+class Enricher:
+    """What one worker process keeps between batches."""
+
+    def __init__(self, settings: Settings):
+        self.key = (settings.database_url, settings.geoip_db)
+        self.sources = SourceSettings(settings.source_refresh_seconds)
+        self.salts = SaltCache()
+        self.geo = GeoDatabase(settings.geoip_db) if settings.geoip_db else None
+        self._late: dict[date, set[str]] = {}
+        """Visitor ids this process gave to events in the last 30 minutes of a day, by day."""
+        self._late_loaded: set[date] = set()
+
+    def run(self, conn: psycopg.Connection, events: list[Event], now: datetime) -> None:
+        if not events:
+            return
+        self.sources.refresh(conn, {e.source_id for e in events})
+        salts = self.salts.get(conn, now.astimezone(UTC).date())
+        env = Env(
+            salts=salts, late_ids=self.late_ids(conn, events, salts), settings=self.sources, geo=self.geo
+        )
+        enrich_events(events, env)
+        self._remember_late(events)
+
+    def late_ids(self, conn: psycopg.Connection, events: list[Event], salts) -> set[str]:
+        """Yesterday's late ids, when the batch has events in a day's first 30 minutes: those this
+        process gave, plus (read once a day) those other workers stored."""
+        days = {
+            visitor.salt_day(e.received_at, salts) - timedelta(days=1)
+            for e in events
+            if visitor.in_grace(e.received_at)
+        }
+        ids: set[str] = set()
+        for day in days:
+            if day not in self._late_loaded:
+                self._late.setdefault(day, set()).update(self._load_late(conn, day))
+                self._late_loaded.add(day)
+            ids |= self._late.get(day, set())
+        return ids
+
+    def _load_late(self, conn: psycopg.Connection, day: date) -> set[str]:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+        start = midnight - visitor.GRACE
+        source_ids = list(self.sources.known())
+        with conn.transaction():
+            rows = conn.execute(
+                LATE_IDS_SQL,
+                (source_ids, start - timedelta(hours=1), midnight + timedelta(hours=1), start, midnight),
+            ).fetchall()
+        return {row[0] for row in rows if row[0]}
+
+    def _remember_late(self, events: list[Event]) -> None:
+        for event in events:
+            vid = event.enrichment.get("visitor_id")
+            if vid and visitor.in_late(event.received_at):
+                self._late.setdefault(event.received_at.astimezone(UTC).date(), set()).add(vid)
+        if len(self._late) > 2:
+            for day in sorted(self._late)[:-2]:
+                del self._late[day]
+                self._late_loaded.discard(day)
+
+    def close(self) -> None:
+        if self.geo is not None:
+            self.geo.close()
+
+
+_current: Enricher | None = None
+
+
+def enrich_batch(
+    conn: psycopg.Connection, events: list[Event], settings: Settings, now: datetime | None = None
+) -> None:
+    """Enrich a batch's events in place, with this process's Enricher (built on first use)."""
+    global _current
+    if _current is None or _current.key != (settings.database_url, settings.geoip_db):
+        if _current is not None:
+            _current.close()
+        _current = Enricher(settings)
+    _current.run(conn, events, now or datetime.now(UTC))

@@ -1,0 +1,34 @@
+"""Screen width → TinyTrail's buckets: ``320-375``, ``376-768``, ``769-1024``, ``1025-1440``, ``1441+``,
+``unknown``.
+
+The width is ``context.screen.width``, else a dialect's own property (``properties.screen_width`` as
+TinyTrail sends it, or ``screenWidth``). Widths under 320 fall in the smallest bucket; no width, or one
+that is not a positive number, is ``unknown``. Enrichment key: ``screen_bucket`` (on every event).
+"""
+
+from __future__ import annotations
+
+from schemas.event import Event
+
+BUCKETS = ((375, "320-375"), (768, "376-768"), (1024, "769-1024"), (1440, "1025-1440"))
+
+
+def bucket(width: object) -> str:
+    if type(width) not in (int, float) or width != width or width <= 0:  # bool is not a width
+        return "unknown"
+    for upper, name in BUCKETS:
+        if width <= upper:
+            return name
+    return "1441+"
+
+
+def screen_width(event: Event) -> object:
+    screen = event.context.screen
+    if screen is not None and screen.width is not None:
+        return screen.width
+    props = event.properties
+    return props.get("screen_width", props.get("screenWidth")) if props else None
+
+
+def process(event: Event, env) -> None:
+    event.enrichment.setdefault("screen_bucket", bucket(screen_width(event)))

@@ -1,0 +1,112 @@
+"""Cookie-less visitor id: HMAC-SHA256(daily salt, IP + user agent + source), hex.
+
+Enrichment key: ``visitor_id`` (64 hex characters); events without an IP get none.
+
+Which salt:
+- An event's day is the UTC date of its ``received_at`` (the gateway's clock), so the events of one
+  day share one salt however late a worker stores them. Salts exist for today and yesterday only (by the
+  worker's clock, see :mod:`salts`): an event older than yesterday uses yesterday's salt, one from a
+  clock ahead uses today's.
+- Visits survive midnight: an event received in the first ``GRACE`` (30 minutes, the usual session
+  timeout) of its day keeps the id made with the previous day's salt when that id was given to an event
+  of the last ``GRACE`` of the previous day (``env.late_ids``). Otherwise it gets its own day's id, so
+  a visitor is never linked across more than two consecutive days, and salts older than yesterday are
+  deleted: nobody can recompute an older id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC as _UTC
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+
+from schemas.event import Event
+from workers.enrich.client_ip import normalized
+
+GRACE = timedelta(minutes=30)
+
+
+@lru_cache(maxsize=8)
+def _pads(salt: bytes) -> tuple:
+    """HMAC-SHA256's inner and outer hash states for a salt (RFC 2104), computed once per salt: an
+    ``hmac`` call sets them up again each time, which costs ~10 µs with OpenSSL 3; a copy ~1 µs."""
+    key = salt if len(salt) <= 64 else hashlib.sha256(salt).digest()
+    key = key.ljust(64, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+
+def visitor_hash(salt: bytes, ip: str, user_agent: str, source_id: str) -> str:
+    """HMAC-SHA256(salt, "ip\nuser agent\nsource id"), hex (equal to ``hmac.new(...).hexdigest()``)."""
+    inner, outer = _pads(salt)
+    h = inner.copy()
+    h.update(f"{ip}\n{user_agent}\n{source_id}".encode())
+    o = outer.copy()
+    o.update(h.digest())
+    return o.hexdigest()
+
+
+def salt_day(received_at: datetime, salts: dict[date, bytes]) -> date:
+    """The day whose salt an event uses: its own if that salt exists, else the nearest one."""
+    if received_at.tzinfo is _UTC or received_at.tzinfo is None:
+        day = received_at.date()
+    else:
+        day = received_at.astimezone(_UTC).date()
+    if day in salts:
+        return day
+    days = sorted(salts)
+    return days[0] if day < days[0] else days[-1]
+
+
+_GRACE_S = GRACE.total_seconds()
+
+
+def _seconds_of_day(at: datetime) -> float:
+    if at.tzinfo is not _UTC and at.tzinfo is not None:
+        at = at.astimezone(_UTC)
+    return at.hour * 3600 + at.minute * 60 + at.second + at.microsecond / 1e6
+
+
+def in_grace(received_at: datetime) -> bool:
+    """Received in the first GRACE of its UTC day."""
+    return _seconds_of_day(received_at) < _GRACE_S
+
+
+def in_late(received_at: datetime) -> bool:
+    """Received in the last GRACE of its UTC day."""
+    return 86400 - _seconds_of_day(received_at) <= _GRACE_S
+
+
+def identity(event: Event) -> str | None:
+    """The normalized IP this event's visitor id is made from, or None (no IP, no id)."""
+    ip = event.context.ip
+    if not ip:
+        return None
+    return normalized(ip) or ip.strip() or None
+
+
+def previous_id(event: Event, salts: dict[date, bytes]) -> str | None:
+    """The id this event would have with the previous day's salt, when it is in its day's grace window."""
+    ip = identity(event)
+    if ip is None or not in_grace(event.received_at):
+        return None
+    day = salt_day(event.received_at, salts)
+    salt = salts.get(day - timedelta(days=1))
+    if salt is None:
+        return None
+    return visitor_hash(salt, ip, event.context.user_agent or "", event.source_id)
+
+
+def process(event: Event, env) -> None:
+    if not env.salts:
+        return
+    ip = identity(event)
+    if ip is None:
+        return
+    ua = event.context.user_agent or ""
+    carried = previous_id(event, env.salts) if env.late_ids else None
+    if carried is not None and carried in env.late_ids:
+        event.enrichment.setdefault("visitor_id", carried)
+        return
+    salt = env.salts[salt_day(event.received_at, env.salts)]
+    event.enrichment.setdefault("visitor_id", visitor_hash(salt, ip, ua, event.source_id))
