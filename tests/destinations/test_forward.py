@@ -398,3 +398,69 @@ def test_a_fan_out_that_cannot_reach_redis_leaves_storage_alone(
     ingest(client, write_key, drain, batch("m", 2))
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 2  # stored, the job did not fail
     assert db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0  # no row for a job never queued
+
+
+KINDS = {
+    "webhook": (HOOK, {"secret": "s"}),
+    "segment": (SEGMENT, {"write_key": "wk"}),
+    "openpanel": ("https://op.example.com", {"client_id": "2e3c0f4e-8d4e-4b3a-9d7e-1c2b3a4d5e6f"}),
+    "bucket": ("https://reflag.example.com", {"secret_key": "sk_" + "x" * 30}),
+    "commandersact": ("https://ca.example.com", {"site_id": "1", "source_key": "k"}),
+    "spectacle": ("https://sp.example.com", {"workspace_id": "ws_1"}),
+    "tinytrail": ("https://tt.example.com", {"website_id": "550e8400-e29b-41d4-a716-446655440000"}),
+}
+
+
+def test_one_segment_source_fans_out_to_every_kind(client, write_key, drain, drain_forward, add, clock, db):
+    from adapters.registry import ADAPTERS
+
+    kinds = {k: v for k, v in KINDS.items() if k == "webhook" or k in ADAPTERS}
+    for kind, (url, creds) in kinds.items():
+        add(kind, kind, url, creds)
+    track = {
+        "type": "track",
+        "userId": "u1",
+        "event": "Order Completed",
+        "messageId": "t1",
+        "context": {"page": {"url": "https://shop.example.com/c", "path": "/c"}},
+    }
+    identify = {"type": "identify", "userId": "u1", "messageId": "i1", "traits": {"email": "a@example.com"}}
+    ingest(client, write_key, drain, {"batch": [track, identify]})
+    with respx.mock() as mock:
+        routes = {
+            "webhook": mock.post(HOOK).respond(200),
+            "segment": mock.post(f"{SEGMENT}/v1/batch").respond(200, text="ok"),
+            "openpanel": mock.post("https://op.example.com/track").respond(200, json={"deviceId": "d"}),
+            "bucket": mock.post("https://reflag.example.com/bulk").respond(200, json={"success": True}),
+            "commandersact": mock.post("https://ca.example.com/events/batch").respond(200),
+            "spectacle": mock.post(url__regex=r"https://sp\.example\.com/tracking/(track|identify)").respond(
+                200
+            ),
+            "tinytrail": mock.post("https://tt.example.com/api/v1/collect").respond(
+                202, json={"status": "accepted"}
+            ),
+        }
+        for kind in set(routes) - set(kinds):
+            routes.pop(kind)
+        drain_forward()
+    per_event = {"openpanel", "spectacle", "tinytrail"}
+    assert {k: r.call_count for k, r in routes.items()} == {k: 2 if k in per_event else 1 for k in routes}
+    assert {row[0] for row in deliveries(db)} == {"delivered"}
+    assert len(deliveries(db)) == len(kinds)
+
+
+def test_a_reflag_reply_without_success_true_is_dead_lettered(
+    client, write_key, drain, drain_forward, add, clock, db
+):
+    from adapters.registry import ADAPTERS
+
+    if "bucket" not in ADAPTERS:
+        pytest.skip("the bucket adapter is not registered in this tree")
+    add("bucket", "reflag", *KINDS["bucket"])
+    ingest(client, write_key, drain, batch("m", 1))
+    with respx.mock() as mock:
+        mock.post("https://reflag.example.com/bulk").respond(200, json={"success": False, "error": "invalid"})
+        drain_forward()
+    assert db.execute("SELECT http_status, response_body FROM dead_letters").fetchall() == [
+        (200, '{"success":false,"error":"invalid"}')
+    ]
