@@ -43,6 +43,7 @@ from schemas.destinations import (
     Filters,
     ForwardJob,
     Part,
+    SecretKeyMissing,
     accepts,
     decrypt_credentials,
     forward_job_from_arg,
@@ -60,6 +61,8 @@ rng = random.Random()
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 900.0
 """Retries back off 2 s, 4 s, 8 s, ... up to 15 min between attempts, each jittered to 50-100%."""
+KEY_RECHECK = 300.0
+"""Forwards wait this long between looks while their credentials cannot be decrypted."""
 PAUSED_RECHECK = 60.0
 """A paused destination's forwards look again once a minute (a small job run per waiting chunk)."""
 JOB_TIMEOUT = 600
@@ -324,7 +327,15 @@ def forward_batch(arg: Any) -> None:
     queue = forward_queue(connection)
     now = clock()
     with rt.pool.connection() as conn:
-        dest = load_destination(conn, settings, job.destination_id)
+        try:
+            dest = load_destination(conn, settings, job.destination_id)
+        except SecretKeyMissing as exc:
+            # a configuration error, not the destination's: wait for the key (the horizon still applies
+            # when it is fixed), and say so in the delivery log
+            _record_retry(conn, job, Outcome(False, error=str(exc)[:500]), now + KEY_RECHECK)
+            _enqueue(queue, job, at=now + KEY_RECHECK)
+            log.error("forward_waiting delivery=%d reason=credentials_unreadable", job.delivery_id)
+            return
         if dest is None:
             log.info("forward_dropped delivery=%d reason=destination_removed", job.delivery_id)
             return

@@ -12,6 +12,7 @@ import respx
 
 from adapters.transports import verify_signature
 from gateway import destinations as destination_store
+from schemas.destinations import FORWARD_QUEUE
 from tests.destinations.conftest import T0, next_scheduled, release_due
 
 HOOK = "https://hooks.example.com/trackgate"
@@ -464,3 +465,23 @@ def test_a_reflag_reply_without_success_true_is_dead_lettered(
     assert db.execute("SELECT http_status, response_body FROM dead_letters").fetchall() == [
         (200, '{"success":false,"error":"invalid"}')
     ]
+
+
+def test_forwards_wait_while_the_credentials_cannot_be_decrypted(
+    client, write_key, drain, add, clock, db, fsettings, scheduled, monkeypatch
+):
+    import msgspec
+
+    from workers.worker import build_worker
+
+    add("webhook", "hook", HOOK, {"secret": "s"})
+    ingest(client, write_key, drain, batch("m", 1))
+    wrong = msgspec.structs.replace(fsettings, secret_key="another-key-entirely-0123456789")
+    with respx.mock(assert_all_called=False) as mock:
+        hook = mock.post(HOOK).respond(200)
+        build_worker(wrong, (FORWARD_QUEUE,)).work(burst=True, with_scheduler=False, logging_level="ERROR")
+    assert hook.call_count == 0
+    (status, attempts, last_status, _) = deliveries(db)[0]
+    assert status == "retrying"
+    assert "cannot be decrypted" in db.execute("SELECT last_error FROM deliveries").fetchone()[0]
+    assert next_scheduled(scheduled) == clock.t + 300
