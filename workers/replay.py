@@ -62,6 +62,7 @@ class Progress:
         self.started = time.monotonic()
         self.every = every
         self.last_line = 0.0
+        self.pending = 0
         self.tty = hasattr(self.out, "isatty") and self.out.isatty()
         self.bar = None
         if self.tty:
@@ -81,16 +82,22 @@ class Progress:
         return " ".join(parts) + f" ({main / elapsed:,.0f}/s)"
 
     def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n, current_item=True)
-            return
         now = time.monotonic()
+        if self.bar is not None:
+            # redrawn at most 5 times a second: a redraw per line costs more than the import
+            self.pending += n
+            if now - self.last_line >= 0.2:
+                self.last_line = now
+                self.bar.update(self.pending, current_item=True)
+                self.pending = 0
+            return
         if now - self.last_line >= self.every:
             self.last_line = now
             click.echo(f"{self.label}: {self.summary()}", file=self.out)
 
     def close(self) -> str:
         if self.bar is not None:
+            self.bar.update(self.pending, current_item=True)
             self.bar.__exit__(None, None, None)
         elapsed = time.monotonic() - self.started
         line = f"{self.label}: done in {elapsed:.1f} s, {self.summary()}"
