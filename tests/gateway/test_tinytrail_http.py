@@ -34,10 +34,10 @@ BROWSER = {"User-Agent": BROWSER_UA, "Content-Type": "application/json"}
 ACCEPTED = b'{"status":"accepted"}'
 
 
-
 def flags(row: dict, *names: str) -> dict:
     """The adapter's flags in a stored row (the workers' enrichment adds more beside them)."""
     return {name: row["enrichment"].get(name) for name in names}
+
 
 def website(settings, key: str = SEED_WEBSITE, name: str = "example.com", **options) -> str:
     created = new_source(key, {"domain": "example.com", **options})
@@ -172,7 +172,11 @@ def test_content_group_is_matched_from_the_websites_settings(roomy, drain, db):
         assert post(base, {**SEED_PAGE_VIEW, "path": "/pricing"}).status_code == 202
     drain()
     first, second = stored(db)
-    assert flags(first, "is_bot", "is_excluded", "content_group") == {"is_bot": False, "is_excluded": False, "content_group": "Blog"}
+    assert flags(first, "is_bot", "is_excluded", "content_group") == {
+        "is_bot": False,
+        "is_excluded": False,
+        "content_group": "Blog",
+    }
     assert "content_group" not in second["enrichment"]
 
 
