@@ -22,6 +22,7 @@ import click
 import psycopg
 
 from adapters.registry import ADAPTERS
+from gateway import profiles as profile_store
 from gateway import sources as source_store
 from gateway.migrate import migrate as run_migrations
 from gateway.routes import DIALECTS
@@ -116,6 +117,12 @@ def sources() -> None:
 @click.option("--key", "--write-key", "key", default=None, help="Use this key instead of a generated one.")
 @click.option("--domain", default=None, help="The website's domain (TinyTrail).")
 @click.option("--origin", "origins", multiple=True, help="An allowed browser origin (OpenPanel; repeatable).")
+@click.option(
+    "--workspace",
+    default="default",
+    show_default=True,
+    help="Sources of one workspace share profiles: a user id is one person across them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 def sources_add(
     dialect: str,
@@ -123,6 +130,7 @@ def sources_add(
     key: str | None,
     domain: str | None,
     origins: tuple[str, ...],
+    workspace: str,
     as_json: bool,
 ) -> None:
     """Create a source and print its credentials (shown once: only digests are stored)."""
@@ -142,6 +150,7 @@ def sources_add(
             created["key"],
             created["settings"],
             created["extra_keys"],
+            workspace=workspace,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -149,7 +158,9 @@ def sources_add(
         raise click.ClickException(str(exc)) from exc
     if as_json:
         shown = {label.replace(" ", "_"): value for label, value in created["show"].items()}
-        click.echo(json.dumps({"id": source.id, "dialect": dialect, "name": name, **shown}))
+        click.echo(
+            json.dumps({"id": source.id, "dialect": dialect, "name": name, "workspace": workspace, **shown})
+        )
     else:
         click.echo(f"source {source.id} ({dialect}, {name})")
         for label, value in created["show"].items():
@@ -169,7 +180,8 @@ def sources_list(as_json: bool) -> None:
         return
     for row in rows:
         state = "" if row["enabled"] else "  (disabled)"
-        click.echo(f"{row['id']}  {row['dialect']:<10} {row['name']}{state}")
+        workspace = "" if row["workspace"] == "default" else f"  (workspace {row['workspace']})"
+        click.echo(f"{row['id']}  {row['dialect']:<10} {row['name']}{workspace}{state}")
 
 
 @main.group()
@@ -193,6 +205,32 @@ def events_list(limit: int) -> None:
     keys = ("received_at", "source_id", "dialect", "type", "name", "user_id", "anonymous_id", "message_id")
     for row in rows:
         click.echo(json.dumps(dict(zip(keys, row, strict=True)), default=str))
+
+
+@main.group()
+def profiles() -> None:
+    """Look at profiles (identity state the workers keep per workspace)."""
+
+
+@profiles.command("show")
+@click.argument("user_id")
+@click.option("--workspace", default=None, help="The workspace (default: any; needed if several match).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def profiles_show(user_id: str, workspace: str | None, as_json: bool) -> None:
+    """Print the profile USER_ID resolves to (any of its ids works: user, anonymous, aliased): its ids,
+    traits, counters, revenue and groups."""
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("set TRACKGATE_DATABASE_URL")
+    with psycopg.connect(settings.database_url) as conn:
+        try:
+            found = profile_store.find_profile(conn, user_id, workspace)
+        except profile_store.AmbiguousProfile as exc:
+            raise click.UsageError(f"{exc}; pick one with --workspace") from exc
+    if found is None:
+        where = f" in workspace {workspace}" if workspace else ""
+        raise click.ClickException(f"no profile for {user_id!r}{where}")
+    click.echo(profile_store.profile_json(found) if as_json else profile_store.profile_text(found))
 
 
 # --- up: everything a new user needs, in one command -------------------------------------------
