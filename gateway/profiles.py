@@ -6,6 +6,7 @@ module reads the tables directly. An id's lookup key is its SHA-256, computed he
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +45,10 @@ _PROFILE_KEYS = (
 )
 
 
+def _utc(value: Any) -> Any:
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
+
+
 class AmbiguousProfile(Exception):
     """The id has a profile in more than one workspace: the caller must name one."""
 
@@ -64,7 +69,7 @@ def find_profile(conn: psycopg.Connection, any_id: str, workspace: str | None = 
             return None
         if len(rows) > 1:
             raise AmbiguousProfile(sorted(row[1] for row in rows))
-        profile: dict[str, Any] = dict(zip(_PROFILE_KEYS, rows[0], strict=True))
+        profile: dict[str, Any] = dict(zip(_PROFILE_KEYS, map(_utc, rows[0]), strict=True))
         profile["profile_id"] = str(profile["profile_id"])
         profile["ids"] = [{"id": i, "kind": kind} for i, kind in cur.execute(_IDS_SQL, (rows[0][0],))]
         profile["groups"] = [
@@ -73,8 +78,8 @@ def find_profile(conn: psycopg.Connection, any_id: str, workspace: str | None = 
                 "type": group_type,
                 "name": name,
                 "traits": traits,
-                "first_seen": first,
-                "last_seen": last,
+                "first_seen": _utc(first),
+                "last_seen": _utc(last),
             }
             for group_id, group_type, name, traits, first, last in cur.execute(_GROUPS_SQL, (rows[0][0],))
         ]
