@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -43,7 +42,8 @@ from typing import Any
 
 import msgspec
 import psycopg
-from psycopg.types.json import Jsonb, set_json_loads
+from psycopg.types.json import Json, set_json_loads
+from uuid_utils import uuid7
 
 from schemas.event import Event
 
@@ -54,26 +54,28 @@ DEFAULT_CURRENCY = "USD"
 
 _dumps = msgspec.json.Encoder(decimal_format="number").encode
 _loads = msgspec.json.Decoder(float_hook=Decimal).decode
+_blake2b = hashlib.blake2b
+
+# Rows travel to PostgreSQL as one JSON document per statement (json_to_recordset): one parameter,
+# encoded by msgspec, parsed by PostgreSQL in C. Ids are looked up by sha256(id) (``key`` columns).
+# Profile ids are handled as text here (no uuid objects to build per row).
+_KEY = "sha256(convert_to({}, 'UTF8'))"
 
 
-def id_key(value: str) -> bytes:
-    """The lookup key of an id or group id: its SHA-256 (ids of any length fit a B-tree)."""
-    return hashlib.sha256(value.encode()).digest()
-
-
-def _lock_id(kind: bytes, workspace: str, key: bytes) -> int:
-    digest = hashlib.sha256(kind + workspace.encode() + b"\0" + key).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+def _lock_id(kind: bytes, workspace: str, value: str) -> int:
+    """A 64-bit advisory lock key for an id or a group of a workspace (stable across processes)."""
+    digest = _blake2b(kind + workspace.encode() + b"\0" + value.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _when(moment: datetime) -> str:
     """An event time as fixed-width UTC ISO text: compares correctly as a string."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _number(value: Any) -> Decimal | None:
     """A finite number from a JSON value (numbers, numeric strings); None for anything else."""
-    if value is None or isinstance(value, bool):
+    if value is None or value is True or value is False:
         return None
     if isinstance(value, Decimal):
         number = value
@@ -94,7 +96,7 @@ def _skipped(event: Event) -> bool:
 
 def _company(event: Event) -> tuple[str | None, dict]:
     """Identify ``traits.company`` ({id, name, ...}): the group id it names and its group traits."""
-    company = event.traits.get("company") if event.type == "identify" else None
+    company = event.traits.get("company") if event.type == "identify" and event.traits else None
     if not isinstance(company, dict):
         return None, {}
     raw_id = company.get("id")
@@ -102,25 +104,26 @@ def _company(event: Event) -> tuple[str | None, dict]:
     return group_id or None, {k: v for k, v in company.items() if k != "id"}
 
 
-def _group_ids(event: Event) -> list[str]:
-    """Every group the event's profile is a member of, by the event."""
-    found = [event.group_id] if event.group_id else []
-    found.extend(event.group_ids)
-    company_id, _ = _company(event)
-    if company_id and not event.group_id:
-        found.append(company_id)
-    return list(dict.fromkeys(g for g in found if g))
+def _groups_of(event: Event) -> tuple[tuple[str, dict] | None, list[str]]:
+    """(the group whose traits the event sets, with the traits; the groups its profile is a member of).
 
-
-def _group_traits(event: Event) -> tuple[str, dict] | None:
-    """The group whose traits this event sets, with the traits (group events; identify company)."""
+    Group traits come from group events and identify ``traits.company``; memberships from any event
+    of a profile that names a group (``group_id``, ``group_ids``, ``traits.company.id``)."""
+    company_id, company_traits = _company(event)
+    if event.group_id is None and not event.group_ids and company_id is None and not company_traits:
+        return None, []
+    written = None
     if event.type == "group" and event.group_id:
-        return event.group_id, event.traits
-    company_id, traits = _company(event)
-    group_id = event.group_id or company_id
-    if group_id and traits:
-        return group_id, traits
-    return None
+        written = (event.group_id, event.traits)
+    elif (event.group_id or company_id) and company_traits:
+        written = (event.group_id or company_id, company_traits)
+    named = [event.group_id] if event.group_id else []
+    named.extend(event.group_ids)
+    if company_id and not event.group_id:
+        named.append(company_id)
+    if not (event.user_id or event.anonymous_id):
+        named = []
+    return written, list(dict.fromkeys(g for g in named if g))
 
 
 # --- in-memory state of the profiles and groups one batch touches ---------------------------------
@@ -128,7 +131,7 @@ def _group_traits(event: Event) -> tuple[str, dict] | None:
 
 @dataclass(eq=False)
 class Profile:
-    id: uuid.UUID
+    id: str
     workspace: str
     first_seen: datetime
     user_id: str | None = None
@@ -151,12 +154,6 @@ class Profile:
             profile = profile.merged_into
         return profile
 
-    def seen(self, moment: datetime, active: bool) -> None:
-        if moment < self.first_seen:
-            self.first_seen = moment
-        if active and (self.last_seen is None or moment > self.last_seen):
-            self.last_seen = moment
-
     def absorb(self, other: Profile) -> None:
         """Merge ``other`` into this profile: traits by time, counters and revenue summed."""
         for name, value in other.traits.items():
@@ -178,11 +175,27 @@ class Profile:
         self.user_id = self.user_id or other.user_id
         other.merged_into = self
 
+    def row(self) -> dict:
+        return {
+            "id": self.id,
+            "workspace": self.workspace,
+            "user_id": self.user_id,
+            "traits": self.traits,
+            "trait_times": self.trait_times,
+            "counters": self.counters,
+            "revenue": self.revenue,
+            "mrr": self.mrr,
+            "mrr_at": self.mrr_at,
+            "arr": self.arr,
+            "arr_at": self.arr_at,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+        }
+
 
 @dataclass(eq=False)
 class Group:
     workspace: str
-    key: bytes
     group_id: str
     first_seen: datetime
     traits: dict = field(default_factory=dict)
@@ -198,30 +211,35 @@ def _merge_traits(traits: dict, times: dict, new: dict, when: str) -> None:
             times[name] = when
 
 
+Step = tuple[str, Event, "tuple[str, dict] | None", list[str]]
+"""One event to apply: (workspace, event, the group traits it writes, the groups it names)."""
+
+
 class _Batch:
     """Applies a batch's events, in event-time order, to the state read under lock; then writes it."""
 
-    def __init__(self, links: dict[tuple[str, bytes], Profile], groups: dict[tuple[str, bytes], Group]):
+    def __init__(self, links: dict[tuple[str, str], Profile], groups: dict[tuple[str, str], Group]):
         self.links = links
-        self.new_links: dict[tuple[str, bytes], tuple[str, str]] = {}  # -> (id, kind)
-        self.profiles: dict[uuid.UUID, Profile] = {p.id: p for p in links.values()}
+        self.new_links: dict[tuple[str, str], str] = {}  # -> kind
+        self.profiles: dict[str, Profile] = {p.id: p for p in links.values()}
         self.groups = groups
-        self.members: dict[tuple[str, bytes, uuid.UUID], list] = {}  # -> [profile, first, last]
+        self.members: dict[tuple[str, str, str], list] = {}  # -> [profile, first, last]
 
     # identity resolution
 
     def _lookup(self, workspace: str, value: str) -> Profile | None:
-        profile = self.links.get((workspace, id_key(value)))
+        profile = self.links.get((workspace, value))
         return profile.final() if profile is not None else None
 
     def _link(self, workspace: str, value: str, kind: str, profile: Profile) -> None:
-        key = (workspace, id_key(value))
+        key = (workspace, value)
         if key not in self.links:
             self.links[key] = profile
-            self.new_links[key] = (value, kind)
+            self.new_links[key] = kind
 
     def _create(self, workspace: str, moment: datetime) -> Profile:
-        profile = Profile(id=uuid.uuid4(), workspace=workspace, first_seen=moment)
+        # UUIDv7: new profiles append to the primary key's index
+        profile = Profile(id=str(uuid7()), workspace=workspace, first_seen=moment)
         self.profiles[profile.id] = profile
         return profile
 
@@ -259,33 +277,36 @@ class _Batch:
 
     # applying one event
 
-    def apply(self, workspace: str, event: Event) -> None:
+    def apply(self, step: Step) -> None:
+        workspace, event, written, named = step
         moment = event.timestamp
-        when = _when(moment)
-        group = _group_traits(event)
-        if group is not None:
-            found = self.groups[(workspace, id_key(group[0]))]
-            _merge_traits(found.traits, found.trait_times, group[1], when)
-            found.first_seen = min(found.first_seen, moment)
-            found.write = True
+        if written is not None:
+            group = self.groups[(workspace, written[0])]
+            _merge_traits(group.traits, group.trait_times, written[1], _when(moment))
+            group.first_seen = min(group.first_seen, moment)
+            group.write = True
         profile = self.resolve(workspace, event)
         if profile is None:
             return
-        profile.seen(moment, event.context.active is not False)
-        if event.type == "identify" and event.traits:
-            _merge_traits(profile.traits, profile.trait_times, event.traits, when)
-        elif event.type in ("increment", "decrement"):
+        if moment < profile.first_seen:
+            profile.first_seen = moment
+        if event.context.active is not False and (profile.last_seen is None or moment > profile.last_seen):
+            profile.last_seen = moment
+        kind = event.type
+        if kind == "identify":
+            if event.traits:
+                _merge_traits(profile.traits, profile.trait_times, event.traits, _when(moment))
+        elif kind == "increment" or kind == "decrement":
             self._count(profile, event)
-        for group_id in _group_ids(event):
-            key = (workspace, id_key(group_id), profile.id)
+        elif event.properties:
+            self._money(profile, event.properties, moment)
+        for group_id in named:
+            key = (workspace, group_id, profile.id)
             member = self.members.get(key)
             if member is None:
                 self.members[key] = [profile, moment, moment]
             else:
                 member[1], member[2] = min(member[1], moment), max(member[2], moment)
-        properties = event.properties
-        if properties and event.type not in ("increment", "decrement"):
-            self._money(profile, properties, moment)
 
     @staticmethod
     def _count(profile: Profile, event: Event) -> None:
@@ -301,142 +322,162 @@ class _Batch:
 
     @staticmethod
     def _money(profile: Profile, properties: dict, moment: datetime) -> None:
-        revenue = _number(properties.get("revenue"))
-        if revenue is not None:
-            currency = properties.get("currency")
-            currency = currency.strip().upper() if isinstance(currency, str) and currency.strip() else None
-            currency = currency or DEFAULT_CURRENCY
-            profile.revenue[currency] = profile.revenue.get(currency, 0) + revenue
-        mrr = _number(properties.get("mrr"))
-        if mrr is not None and (profile.mrr_at is None or moment >= profile.mrr_at):
-            profile.mrr, profile.mrr_at = mrr, moment
-        arr = _number(properties.get("arr"))
-        if arr is not None and (profile.arr_at is None or moment >= profile.arr_at):
-            profile.arr, profile.arr_at = arr, moment
+        if "revenue" in properties:
+            revenue = _number(properties["revenue"])
+            if revenue is not None:
+                currency = properties.get("currency")
+                currency = currency.strip().upper() if isinstance(currency, str) else ""
+                currency = currency or DEFAULT_CURRENCY
+                profile.revenue[currency] = profile.revenue.get(currency, 0) + revenue
+        if "mrr" in properties:
+            mrr = _number(properties["mrr"])
+            if mrr is not None and (profile.mrr_at is None or moment >= profile.mrr_at):
+                profile.mrr, profile.mrr_at = mrr, moment
+        if "arr" in properties:
+            arr = _number(properties["arr"])
+            if arr is not None and (profile.arr_at is None or moment >= profile.arr_at):
+                profile.arr, profile.arr_at = arr, moment
 
     # writing back
 
     def write(self, cur: psycopg.Cursor) -> None:
         alive = [p for p in self.profiles.values() if p.merged_into is None]
-        cur.executemany(INSERT_PROFILE_SQL, [_profile_row(p) for p in alive if not p.stored])
-        groups = sorted((g for g in self.groups.values() if g.write), key=lambda g: (g.workspace, g.key))
-        cur.executemany(
-            UPSERT_GROUP_SQL,
+        _send(cur, INSERT_PROFILES_SQL, [p.row() for p in alive if not p.stored])
+        written = sorted(
+            (g for g in self.groups.values() if g.write), key=lambda g: (g.workspace, g.group_id)
+        )
+        _send(
+            cur,
+            UPSERT_GROUPS_SQL,
             [
-                (
-                    g.workspace,
-                    g.key,
-                    g.group_id,
-                    Jsonb(g.traits, _dumps),
-                    Jsonb(g.trait_times, _dumps),
-                    g.first_seen,
-                )
-                for g in groups
+                {
+                    "workspace": g.workspace,
+                    "group_id": g.group_id,
+                    "traits": g.traits,
+                    "trait_times": g.trait_times,
+                    "first_seen": g.first_seen,
+                }
+                for g in written
             ],
         )
-        members: dict[tuple[str, bytes, uuid.UUID], list] = {}
-        for (workspace, group_key, _), (profile, first, last) in self.members.items():
-            target = profile.final()
-            key = (workspace, group_key, target.id)
+        members: dict[tuple[str, str, str], list] = {}
+        for (workspace, group_id, _), (profile, first, last) in self.members.items():
+            key = (workspace, group_id, profile.final().id)
             if key in members:
                 members[key][0] = min(members[key][0], first)
                 members[key][1] = max(members[key][1], last)
             else:
                 members[key] = [first, last]
-        # groups only named by memberships, not stored yet: created without traits
-        blank = [self.groups[(w, k)] for w, k in sorted({(w, k) for w, k, _ in members})]
-        cur.executemany(
-            INSERT_BLANK_GROUP_SQL,
-            [(g.workspace, g.key, g.group_id, g.first_seen) for g in blank if not g.stored and not g.write],
+        # groups only named by memberships and not stored yet: created without traits
+        blank = [self.groups[key] for key in sorted({(w, g) for w, g, _ in members})]
+        _send(
+            cur,
+            INSERT_BLANK_GROUPS_SQL,
+            [
+                {"workspace": g.workspace, "group_id": g.group_id, "first_seen": g.first_seen}
+                for g in blank
+                if not g.stored and not g.write
+            ],
         )
         for dying in (p for p in self.profiles.values() if p.merged_into is not None and p.stored):
             target = dying.final().id
             cur.execute(MOVE_IDS_SQL, (target, dying.id))
             cur.execute(MOVE_MEMBERS_SQL, (target, dying.id))
-            cur.execute("DELETE FROM profiles WHERE id = %s", (dying.id,))
-        cur.executemany(UPDATE_PROFILE_SQL, [_profile_row(p)[2:] + (p.id,) for p in alive if p.stored])
-        cur.executemany(
-            UPSERT_ID_SQL,
+            cur.execute("DELETE FROM group_members WHERE profile_id = %s::uuid", (dying.id,))
+            cur.execute("DELETE FROM profiles WHERE id = %s::uuid", (dying.id,))
+        _send(cur, UPDATE_PROFILES_SQL, [p.row() for p in alive if p.stored])
+        _send(
+            cur,
+            INSERT_IDS_SQL,
             [
-                (workspace, key, value, kind, self.links[(workspace, key)].final().id)
-                for (workspace, key), (value, kind) in sorted(self.new_links.items())
+                {"workspace": w, "id": value, "kind": kind, "profile_id": self.links[(w, value)].final().id}
+                for (w, value), kind in self.new_links.items()
             ],
         )
-        cur.executemany(
-            UPSERT_MEMBER_SQL,
-            [(w, k, pid, first, last) for (w, k, pid), (first, last) in sorted(members.items())],
+        _send(
+            cur,
+            UPSERT_MEMBERS_SQL,
+            [
+                {"workspace": w, "group_id": g, "profile_id": pid, "first_seen": first, "last_seen": last}
+                for (w, g, pid), (first, last) in sorted(members.items())
+            ],
         )
 
 
-def _profile_row(p: Profile) -> tuple:
-    return (
-        p.id,
-        p.workspace,
-        p.user_id,
-        Jsonb(p.traits, _dumps),
-        Jsonb(p.trait_times, _dumps),
-        Jsonb(p.counters, _dumps),
-        Jsonb(p.revenue, _dumps),
-        p.mrr,
-        p.mrr_at,
-        p.arr,
-        p.arr_at,
-        p.first_seen,
-        p.last_seen,
-    )
+def _send(cur: psycopg.Cursor, sql: str, rows: list[dict]) -> None:
+    if rows:
+        cur.execute(sql, (Json(rows, _dumps),))
 
 
+_PROFILE_RECORD = (
+    "id uuid, workspace text, user_id text, traits jsonb, trait_times jsonb, counters jsonb, revenue jsonb,"
+    " mrr numeric, mrr_at timestamptz, arr numeric, arr_at timestamptz, first_seen timestamptz,"
+    " last_seen timestamptz"
+)
 _PROFILE_COLUMNS = (
     "user_id, traits, trait_times, counters, revenue, mrr, mrr_at, arr, arr_at, first_seen, last_seen"
 )
-INSERT_PROFILE_SQL = (
+INSERT_PROFILES_SQL = (
     f"INSERT INTO profiles (id, workspace, {_PROFILE_COLUMNS})"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f" SELECT id, workspace, {_PROFILE_COLUMNS} FROM json_to_recordset(%s) AS v ({_PROFILE_RECORD})"
 )
-UPDATE_PROFILE_SQL = (
-    f"UPDATE profiles SET ({_PROFILE_COLUMNS}, updated_at)"
-    " = (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) WHERE id = %s"
+UPDATE_PROFILES_SQL = (
+    f"UPDATE profiles p SET ({_PROFILE_COLUMNS}, updated_at) = ("
+    + ", ".join(f"v.{c.strip()}" for c in _PROFILE_COLUMNS.split(","))
+    + f", now()) FROM json_to_recordset(%s) AS v ({_PROFILE_RECORD}) WHERE p.id = v.id"
 )
 SELECT_PROFILES_SQL = (
-    f"SELECT id, workspace, {_PROFILE_COLUMNS} FROM profiles WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+    f"SELECT id::text, workspace, {_PROFILE_COLUMNS} FROM profiles"
+    " WHERE id = ANY(ARRAY(SELECT json_array_elements_text(%s)::uuid)) ORDER BY id FOR UPDATE"
 )
 RESOLVE_SQL = (
-    "SELECT i.workspace, i.key, i.profile_id FROM profile_ids i"
-    " JOIN unnest(%s::text[], %s::bytea[]) AS w (workspace, key) USING (workspace, key)"
+    "SELECT w.workspace, w.id, i.profile_id::text FROM json_to_recordset(%s) AS w (workspace text, id text)"
+    f" JOIN profile_ids i ON i.workspace = w.workspace AND i.key = {_KEY.format('w.id')}"
 )
 SELECT_GROUPS_SQL = (
-    "SELECT g.workspace, g.key, g.group_id, g.traits, g.trait_times, g.first_seen FROM groups g"
-    " JOIN unnest(%s::text[], %s::bytea[]) AS w (workspace, key) USING (workspace, key)"
+    "SELECT w.workspace, w.id, g.traits, g.trait_times, g.first_seen"
+    " FROM json_to_recordset(%s) AS w (workspace text, id text)"
+    f" JOIN groups g ON g.workspace = w.workspace AND g.key = {_KEY.format('w.id')}"
 )
-UPSERT_GROUP_SQL = (
+UPSERT_GROUPS_SQL = (
     "INSERT INTO groups (workspace, key, group_id, traits, trait_times, first_seen)"
-    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (workspace, key) DO UPDATE SET"
+    f" SELECT workspace, {_KEY.format('group_id')}, group_id, traits, trait_times, first_seen"
+    " FROM json_to_recordset(%s)"
+    " AS v (workspace text, group_id text, traits jsonb, trait_times jsonb, first_seen timestamptz)"
+    " ON CONFLICT (workspace, key) DO UPDATE SET"
     " traits = EXCLUDED.traits, trait_times = EXCLUDED.trait_times,"
     " first_seen = LEAST(groups.first_seen, EXCLUDED.first_seen), updated_at = now()"
 )
-INSERT_BLANK_GROUP_SQL = (
-    "INSERT INTO groups (workspace, key, group_id, first_seen) VALUES (%s, %s, %s, %s)"
+INSERT_BLANK_GROUPS_SQL = (
+    "INSERT INTO groups (workspace, key, group_id, first_seen)"
+    f" SELECT workspace, {_KEY.format('group_id')}, group_id, first_seen"
+    " FROM json_to_recordset(%s) AS v (workspace text, group_id text, first_seen timestamptz)"
     " ON CONFLICT (workspace, key) DO NOTHING"
 )
-MOVE_IDS_SQL = "UPDATE profile_ids SET profile_id = %s WHERE profile_id = %s"
+MOVE_IDS_SQL = "UPDATE profile_ids SET profile_id = %s::uuid WHERE profile_id = %s::uuid"
 MOVE_MEMBERS_SQL = (
     "INSERT INTO group_members (workspace, group_key, profile_id, first_seen, last_seen)"
-    " SELECT workspace, group_key, %s, first_seen, last_seen FROM group_members WHERE profile_id = %s"
+    " SELECT workspace, group_key, %s::uuid, first_seen, last_seen FROM group_members"
+    " WHERE profile_id = %s::uuid"
     " ON CONFLICT (workspace, group_key, profile_id) DO UPDATE SET"
     " first_seen = LEAST(group_members.first_seen, EXCLUDED.first_seen),"
     " last_seen = GREATEST(group_members.last_seen, EXCLUDED.last_seen)"
 )
-UPSERT_ID_SQL = (
-    "INSERT INTO profile_ids (workspace, key, id, kind, profile_id) VALUES (%s, %s, %s, %s, %s)"
-    " ON CONFLICT (workspace, key) DO UPDATE SET profile_id = EXCLUDED.profile_id"
+INSERT_IDS_SQL = (  # new ids only: each is advisory-locked and was not found under that lock
+    "INSERT INTO profile_ids (workspace, key, id, kind, profile_id)"
+    f" SELECT workspace, {_KEY.format('id')}, id, kind, profile_id"
+    " FROM json_to_recordset(%s) AS v (workspace text, id text, kind text, profile_id uuid)"
 )
-UPSERT_MEMBER_SQL = (
+UPSERT_MEMBERS_SQL = (
     "INSERT INTO group_members (workspace, group_key, profile_id, first_seen, last_seen)"
-    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workspace, group_key, profile_id) DO UPDATE SET"
+    f" SELECT workspace, {_KEY.format('group_id')}, profile_id, first_seen, last_seen"
+    " FROM json_to_recordset(%s) AS v"
+    " (workspace text, group_id text, profile_id uuid, first_seen timestamptz, last_seen timestamptz)"
+    " ON CONFLICT (workspace, group_key, profile_id) DO UPDATE SET"
     " first_seen = LEAST(group_members.first_seen, EXCLUDED.first_seen),"
     " last_seen = GREATEST(group_members.last_seen, EXCLUDED.last_seen)"
 )
-LOCK_SQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k"
+LOCK_SQL = "SELECT count(pg_advisory_xact_lock(k::bigint)) FROM json_array_elements_text(%s) AS k"
 
 
 # --- the entry point ------------------------------------------------------------------------------
@@ -454,74 +495,83 @@ def apply(conn: psycopg.Connection, events: list[Event]) -> None:
         return
     events.sort(key=lambda e: (e.timestamp, e.id))
     where = workspaces(conn, {e.source_id for e in events})
-    plan = [(where.get(e.source_id, DEFAULT_WORKSPACE), e) for e in events]
 
-    ids: set[tuple[str, bytes]] = set()
-    group_names: dict[tuple[str, bytes], tuple[str, datetime]] = {}
-    group_writes: set[tuple[str, bytes]] = set()
-    for workspace, event in plan:
-        for value in (
-            event.user_id,
-            event.anonymous_id,
-            event.previous_id if event.type == "alias" else None,
-        ):
-            if value:
-                ids.add((workspace, id_key(value)))
-        written = _group_traits(event)
-        named = _group_ids(event) if (event.user_id or event.anonymous_id) else []
+    steps: list[Step] = []
+    ids: set[tuple[str, str]] = set()
+    group_first: dict[tuple[str, str], datetime] = {}
+    group_writes: set[tuple[str, str]] = set()
+    for event in events:
+        workspace = where.get(event.source_id, DEFAULT_WORKSPACE)
+        written, named = _groups_of(event)
+        steps.append((workspace, event, written, named))
+        if event.user_id:
+            ids.add((workspace, event.user_id))
+        if event.anonymous_id:
+            ids.add((workspace, event.anonymous_id))
+        if event.previous_id and event.type == "alias":
+            ids.add((workspace, event.previous_id))
         if written is not None:
+            group_writes.add((workspace, written[0]))
             named = [*named, written[0]]
-            group_writes.add((workspace, id_key(written[0])))
         for group_id in named:
-            key = (workspace, id_key(group_id))
-            if key not in group_names or event.timestamp < group_names[key][1]:
-                group_names[key] = (group_id, event.timestamp)
+            key = (workspace, group_id)
+            if key not in group_first or event.timestamp < group_first[key]:
+                group_first[key] = event.timestamp
 
     with conn.cursor() as cur:
         set_json_loads(_loads, cur)
         # groups that exist and whose traits this batch does not change need no lock (never deleted)
-        existing = _read_groups(cur, set(group_names))
-        locked_groups = group_writes | (set(group_names) - set(existing))
+        existing = _read_groups(cur, set(group_first))
+        locked_groups = group_writes | (set(group_first) - set(existing))
         lock_ids = sorted(
-            {_lock_id(b"id", w, k) for w, k in ids} | {_lock_id(b"group", w, k) for w, k in locked_groups}
+            {_lock_id(b"i", w, value) for w, value in ids} | {_lock_id(b"g", w, g) for w, g in locked_groups}
         )
-        cur.execute(LOCK_SQL, (lock_ids,))
+        if lock_ids:
+            cur.execute(LOCK_SQL, (Json(lock_ids, _dumps),))
         groups = {**existing, **_read_groups(cur, locked_groups)}
-        for key, (group_id, first) in group_names.items():
-            if key not in groups:
-                groups[key] = Group(workspace=key[0], key=key[1], group_id=group_id, first_seen=first)
+        for (workspace, group_id), first in group_first.items():
+            if (workspace, group_id) not in groups:
+                groups[(workspace, group_id)] = Group(workspace, group_id, first)
         batch = _Batch(_lock_profiles(cur, ids), groups)
-        for workspace, event in plan:
-            batch.apply(workspace, event)
-        batch.write(cur)
+        for step in steps:
+            batch.apply(step)
+        with conn.pipeline():  # the writes need no answers: sent back to back, one round trip
+            batch.write(cur)
 
 
-def _read_groups(cur: psycopg.Cursor, keys: set[tuple[str, bytes]]) -> dict[tuple[str, bytes], Group]:
+def _pairs(keys: set[tuple[str, str]]) -> Json:
+    return Json([{"workspace": w, "id": value} for w, value in keys], _dumps)
+
+
+def _read_groups(cur: psycopg.Cursor, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Group]:
     if not keys:
         return {}
-    workspace_list, key_list = zip(*keys, strict=True)
-    cur.execute(SELECT_GROUPS_SQL, (list(workspace_list), list(key_list)))
+    cur.execute(SELECT_GROUPS_SQL, (_pairs(keys),))
     return {
-        (w, bytes(k)): Group(w, bytes(k), group_id, first, traits, times, stored=True)
-        for w, k, group_id, traits, times, first in cur.fetchall()
+        (w, group_id): Group(w, group_id, first, traits, times, stored=True)
+        for w, group_id, traits, times, first in cur.fetchall()
     }
 
 
-def _lock_profiles(cur: psycopg.Cursor, ids: set[tuple[str, bytes]]) -> dict[tuple[str, bytes], Profile]:
-    """Lock the profiles ``ids`` resolve to and return the links; repeated until the links are stable
-    (a merge committed while we waited may have moved an id to a profile we have not locked)."""
+def _lock_profiles(cur: psycopg.Cursor, ids: set[tuple[str, str]]) -> dict[tuple[str, str], Profile]:
+    """Lock the profiles ``ids`` resolve to and return the links.
+
+    Ids move to another profile only when their profile is merged away (and deleted), by a transaction
+    holding that profile's lock. So once every profile the links name is locked and was found, the
+    links are current; if one was gone (merged while we waited for its lock), they are read again."""
     if not ids:
         return {}
-    workspace_list, key_list = (list(x) for x in zip(*ids, strict=True))
-    locked: dict[uuid.UUID, Profile] = {}
+    pairs = _pairs(ids)
+    locked: dict[str, Profile] = {}
     while True:
-        cur.execute(RESOLVE_SQL, (workspace_list, key_list))
-        links = {(w, bytes(k)): pid for w, k, pid in cur.fetchall()}
+        cur.execute(RESOLVE_SQL, (pairs,))
+        links = {(w, value): pid for w, value, pid in cur.fetchall()}
         missing = set(links.values()) - set(locked)
         if not missing:
             return {key: locked[pid] for key, pid in links.items()}
-        cur.execute(SELECT_PROFILES_SQL, (sorted(missing),))
-        for row in cur.fetchall():
+        cur.execute(SELECT_PROFILES_SQL, (Json(sorted(missing), _dumps),))
+        rows = cur.fetchall()
+        for row in rows:
             locked[row[0]] = Profile(
                 id=row[0],
                 workspace=row[1],
@@ -538,3 +588,5 @@ def _lock_profiles(cur: psycopg.Cursor, ids: set[tuple[str, bytes]]) -> dict[tup
                 last_seen=row[12],
                 stored=True,
             )
+        if len(rows) == len(missing):
+            return {key: locked[pid] for key, pid in links.items()}

@@ -6,7 +6,7 @@
 ALTER TABLE sources ADD COLUMN workspace text NOT NULL DEFAULT 'default';
 
 CREATE TABLE profiles (
-    id           uuid PRIMARY KEY,
+    id           uuid PRIMARY KEY,                     -- UUIDv7: new rows append to the index
     workspace    text NOT NULL,
     user_id      text,                                 -- the main user id; null while anonymous
     traits       jsonb NOT NULL DEFAULT '{}'::jsonb,   -- merged by event time, per trait
@@ -23,6 +23,10 @@ CREATE TABLE profiles (
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 
+-- No foreign keys on the tables below: a check per row (a lookup and a row lock) tripled the cost of
+-- a batch. The one writer (workers/profiles.py) keeps them consistent: a profile is deleted only when
+-- merged, after its ids and memberships have moved, and groups are never deleted.
+
 -- (workspace, id) -> profile: user ids, anonymous/device ids, alias previous ids, in one namespace
 -- (an alias's previous id may be either kind).
 CREATE TABLE profile_ids (
@@ -30,7 +34,7 @@ CREATE TABLE profile_ids (
     key         bytea NOT NULL,                        -- sha256(id)
     id          text NOT NULL,
     kind        text NOT NULL,                         -- user | anonymous | previous
-    profile_id  uuid NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+    profile_id  uuid NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (workspace, key)
 );
@@ -52,10 +56,9 @@ CREATE TABLE groups (
 CREATE TABLE group_members (
     workspace   text NOT NULL,
     group_key   bytea NOT NULL,
-    profile_id  uuid NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+    profile_id  uuid NOT NULL,
     first_seen  timestamptz NOT NULL,
     last_seen   timestamptz NOT NULL,
-    PRIMARY KEY (workspace, group_key, profile_id),
-    FOREIGN KEY (workspace, group_key) REFERENCES groups (workspace, key)
+    PRIMARY KEY (workspace, group_key, profile_id)
 );
 CREATE INDEX group_members_profile ON group_members (profile_id);
