@@ -129,16 +129,18 @@ def _groups_of(event: Event) -> tuple[tuple[str, dict] | None, list[str]]:
 # --- in-memory state of the profiles and groups one batch touches ---------------------------------
 
 
-@dataclass(eq=False)
-class Profile:
+class Profile(msgspec.Struct, eq=False, omit_defaults=True):
+    """A profile's state. Encoded as is into the JSON rows of the writes (None and defaults omitted
+    read back as NULL / the column's value; ``stored`` is ignored)."""
+
     id: str
     workspace: str
     first_seen: datetime
     user_id: str | None = None
-    traits: dict = field(default_factory=dict)
-    trait_times: dict = field(default_factory=dict)
-    counters: dict = field(default_factory=dict)
-    revenue: dict = field(default_factory=dict)
+    traits: dict = {}
+    trait_times: dict = {}
+    counters: dict = {}
+    revenue: dict = {}
     mrr: Decimal | None = None
     mrr_at: datetime | None = None
     arr: Decimal | None = None
@@ -147,6 +149,7 @@ class Profile:
     stored: bool = False
     """A row exists in the database (else it is inserted at the end)."""
     merged_into: Profile | None = None
+    """Set once merged into another profile (such a profile is never written as a row)."""
 
     def final(self) -> Profile:
         profile = self
@@ -174,23 +177,6 @@ class Profile:
             self.last_seen = other.last_seen
         self.user_id = self.user_id or other.user_id
         other.merged_into = self
-
-    def row(self) -> dict:
-        return {
-            "id": self.id,
-            "workspace": self.workspace,
-            "user_id": self.user_id,
-            "traits": self.traits,
-            "trait_times": self.trait_times,
-            "counters": self.counters,
-            "revenue": self.revenue,
-            "mrr": self.mrr,
-            "mrr_at": self.mrr_at,
-            "arr": self.arr,
-            "arr_at": self.arr_at,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-        }
 
 
 @dataclass(eq=False)
@@ -342,7 +328,7 @@ class _Batch:
 
     def write(self, cur: psycopg.Cursor) -> None:
         alive = [p for p in self.profiles.values() if p.merged_into is None]
-        _send(cur, INSERT_PROFILES_SQL, [p.row() for p in alive if not p.stored])
+        _send(cur, INSERT_PROFILES_SQL, [p for p in alive if not p.stored])
         written = sorted(
             (g for g in self.groups.values() if g.write), key=lambda g: (g.workspace, g.group_id)
         )
@@ -385,7 +371,7 @@ class _Batch:
             cur.execute(MOVE_MEMBERS_SQL, (target, dying.id))
             cur.execute("DELETE FROM group_members WHERE profile_id = %s::uuid", (dying.id,))
             cur.execute("DELETE FROM profiles WHERE id = %s::uuid", (dying.id,))
-        _send(cur, UPDATE_PROFILES_SQL, [p.row() for p in alive if p.stored])
+        _send(cur, UPDATE_PROFILES_SQL, [p for p in alive if p.stored])
         _send(
             cur,
             INSERT_IDS_SQL,
@@ -404,7 +390,7 @@ class _Batch:
         )
 
 
-def _send(cur: psycopg.Cursor, sql: str, rows: list[dict]) -> None:
+def _send(cur: psycopg.Cursor, sql: str, rows: list) -> None:
     if rows:
         cur.execute(sql, (Json(rows, _dumps),))
 
@@ -417,14 +403,18 @@ _PROFILE_RECORD = (
 _PROFILE_COLUMNS = (
     "user_id, traits, trait_times, counters, revenue, mrr, mrr_at, arr, arr_at, first_seen, last_seen"
 )
+_JSONB_COLUMNS = ("traits", "trait_times", "counters", "revenue")  # omitted when empty
+_PROFILE_VALUES = ", ".join(
+    f"COALESCE(v.{c}, '{{}}')" if c in _JSONB_COLUMNS else f"v.{c}"
+    for c in (c.strip() for c in _PROFILE_COLUMNS.split(","))
+)
 INSERT_PROFILES_SQL = (
     f"INSERT INTO profiles (id, workspace, {_PROFILE_COLUMNS})"
-    f" SELECT id, workspace, {_PROFILE_COLUMNS} FROM json_to_recordset(%s) AS v ({_PROFILE_RECORD})"
+    f" SELECT v.id, v.workspace, {_PROFILE_VALUES} FROM json_to_recordset(%s) AS v ({_PROFILE_RECORD})"
 )
 UPDATE_PROFILES_SQL = (
-    f"UPDATE profiles p SET ({_PROFILE_COLUMNS}, updated_at) = ("
-    + ", ".join(f"v.{c.strip()}" for c in _PROFILE_COLUMNS.split(","))
-    + f", now()) FROM json_to_recordset(%s) AS v ({_PROFILE_RECORD}) WHERE p.id = v.id"
+    f"UPDATE profiles p SET ({_PROFILE_COLUMNS}, updated_at) = ({_PROFILE_VALUES}, now())"
+    f" FROM json_to_recordset(%s) AS v ({_PROFILE_RECORD}) WHERE p.id = v.id"
 )
 SELECT_PROFILES_SQL = (
     f"SELECT id::text, workspace, {_PROFILE_COLUMNS} FROM profiles"
