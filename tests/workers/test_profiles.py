@@ -423,27 +423,33 @@ def test_workers_racing_on_new_users_make_one_profile_each(db, database_url):
 
 
 def test_merges_racing_with_increments_lose_nothing(db, database_url):
-    """One worker increments users a0..a19 and b0..b19 in mixed batches while another aliases each
-    b into its a: every increment ends on the merged profile, and no deadlock stops the run."""
+    """Workers increment through users a0..a19 and the devices d0..d19 of users b0..b19 while another
+    aliases each b into its a. An increment through a device is applied under that device's lock, not
+    under b's, so the merge may commit while it waits for b's profile: it must then find the merged
+    profile. Every increment ends on the merged profile, and no deadlock stops the run."""
     n = 20
-    persist(database_url, *[ev("identify", user_id=f"{p}{i}") for i in range(n) for p in "ab"])
+    persist(database_url, *[ev("identify", user_id=f"a{i}") for i in range(n)])
+    persist(database_url, *[ev("identify", user_id=f"b{i}", anonymous_id=f"d{i}") for i in range(n)])
 
     def increments() -> list[list[Event]]:
         return [
             [
                 ev("increment", user_id=f"a{i}", properties={"property": "n"}),
-                ev("increment", user_id=f"b{(i + 7) % n}", properties={"property": "n"}),
-                ev("increment", user_id=f"b{i}", properties={"property": "n"}),
+                ev("increment", anonymous_id=f"d{(i + 7) % n}", properties={"property": "n"}),
+                ev("increment", anonymous_id=f"d{i}", properties={"property": "n"}),
             ]
             for _ in range(3)
             for i in range(n)
         ]
 
-    aliases = [[ev("alias", user_id=f"a{i}", previous_id=f"b{i}")] for i in range(n)]
+    # a few aliases a batch: each merge transaction holds its profiles' locks a while
+    aliases = [
+        [ev("alias", user_id=f"a{i}", previous_id=f"b{i}") for i in range(k, k + 4)] for k in range(0, n, 4)
+    ]
     _race(database_url, [increments(), aliases, increments()])
     assert count(db, "profiles") == n
     for i in range(n):
-        assert show(db, f"b{i}") == show(db, f"a{i}")
+        assert show(db, f"b{i}") == show(db, f"a{i}") == show(db, f"d{i}")
         assert show(db, f"a{i}")["counters"] == {"n": 3 * 3 * 2}
 
 
