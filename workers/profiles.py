@@ -25,10 +25,11 @@ The model (the canonical conventions decide what each event type means):
 
 Concurrency: every id and every group key this batch may create or change is locked first with
 transaction-level advisory locks taken in one sorted order; then the profiles those ids resolve to are
-locked with ``SELECT ... ORDER BY id FOR UPDATE``, and the resolution is repeated until it is stable
-(a concurrent merge can move an id to another profile while we wait). State is then read, changed in
-Python and written back while those locks are held, so no update is lost. A deadlock that a racing
-merge can still cause is detected by PostgreSQL; the caller retries the transaction.
+locked with ``SELECT ... ORDER BY id FOR UPDATE``; if one of them was merged away while we waited for
+its lock (its ids moved to another profile), the ids are resolved again and the new profiles locked.
+State is then read, changed in Python and written back while those locks are held: no update is lost.
+A deadlock that a racing merge can still cause is detected by PostgreSQL; the caller retries the
+transaction.
 """
 
 from __future__ import annotations
