@@ -67,7 +67,10 @@ def redis_url(servers) -> str:
 def db(database_url) -> Iterator[psycopg.Connection]:
     """A connection to the test database, every table emptied first."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE events, event_dedupe, sources, source_keys, quarantine")
+        conn.execute(
+            "TRUNCATE events, event_dedupe, sources, source_keys, quarantine,"
+            " profiles, profile_ids, groups, group_members"
+        )
         yield conn
 
 

@@ -9,6 +9,7 @@ event is stored once however often it is delivered, within the dedupe window.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -84,15 +85,28 @@ def event_row(event: Event, batch_id: str) -> tuple:
     )
 
 
-def store_batch(conn: psycopg.Connection, batch: PersistBatch, max_quarantine: int | None = None) -> int:
+Apply = Callable[[psycopg.Connection, list[Event]], None]
+"""What runs on the events a batch stored for the first time, inside the transaction that stored them."""
+
+
+def store_batch(
+    conn: psycopg.Connection,
+    batch: PersistBatch,
+    max_quarantine: int | None = None,
+    apply: Apply | None = None,
+) -> int:
     """Store the batch's events not stored before; returns how many were new.
+
+    ``apply(conn, new_events)``, when given, runs in the same transaction as the dedupe claim, with
+    only the events this call stored: its changes commit exactly once per event, however often the
+    batch is delivered (a re-run job finds its events claimed and applies nothing).
 
     If PostgreSQL refuses a value (a data error), the batch is stored event by event instead, and
     each event it still refuses goes to ``quarantine`` with the reason: one bad event never holds
     back the others of its job, and none is dropped.
     """
     try:
-        return _store(conn, batch.batch_id, batch.events)
+        return _store(conn, batch.batch_id, batch.events, apply)
     except REFUSED as exc:
         log.warning(
             "batch_refused batch_id=%s sqlstate=%s; storing event by event", batch.batch_id, exc.sqlstate
@@ -100,7 +114,7 @@ def store_batch(conn: psycopg.Connection, batch: PersistBatch, max_quarantine: i
     stored = 0
     for event in batch.events:
         try:
-            stored += _store(conn, batch.batch_id, [event])
+            stored += _store(conn, batch.batch_id, [event], apply)
         except REFUSED as exc:
             # the reason without PostgreSQL's CONTEXT line, which quotes the refused value
             reason = f"{exc.sqlstate}: {exc.diag.message_primary}"
@@ -127,7 +141,9 @@ def quarantine(
     log.warning("event_quarantined source_id=%s batch_id=%s", event.source_id, batch_id)
 
 
-def _store(conn: psycopg.Connection, batch_id: str, batch_events: list[Event]) -> int:
+def _store(
+    conn: psycopg.Connection, batch_id: str, batch_events: list[Event], apply: Apply | None = None
+) -> int:
     unique: dict[tuple[str, str], Event] = {}
     for event in batch_events:
         unique.setdefault((event.source_id, event.message_id), event)
@@ -153,6 +169,8 @@ def _store(conn: psycopg.Connection, batch_id: str, batch_events: list[Event]) -
                 for key, event in unique.items():
                     if key in claimed:
                         write(event_row(event, batch_id))
+            if apply is not None:
+                apply(conn, [event for key, event in unique.items() if key in claimed])
     return len(claimed)
 
 
