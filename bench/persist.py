@@ -70,7 +70,7 @@ def enqueue(settings: Settings, events: list[Event], *, clients: int, per_reques
 
 def reset_tables(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE events, event_dedupe")
+        conn.execute("TRUNCATE events, event_dedupe, profiles, profile_ids, groups, group_members")
         with contextlib.suppress(psycopg.Error):
             conn.execute("CHECKPOINT")  # start each timed run with no dirty buffers of the last one
 

@@ -24,6 +24,7 @@ import psycopg
 
 from adapters.registry import ADAPTERS
 from gateway import destinations as destination_store
+from gateway import profiles as profile_store
 from gateway import sources as source_store
 from gateway.migrate import migrate as run_migrations
 from gateway.routes import DIALECTS
@@ -134,6 +135,12 @@ def sources() -> None:
 @click.option(
     "--content-group", "content_groups", multiple=True, help="NAME=PATTERN, e.g. Blog=/blog/* (TinyTrail)."
 )
+@click.option(
+    "--workspace",
+    default="default",
+    show_default=True,
+    help="Sources of one workspace share profiles: a user id is one person across them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 def sources_add(
     dialect: str,
@@ -143,6 +150,7 @@ def sources_add(
     origins: tuple[str, ...],
     excluded_ips: tuple[str, ...],
     content_groups: tuple[str, ...],
+    workspace: str,
     as_json: bool,
 ) -> None:
     """Create a source and print its credentials (shown once: only digests are stored)."""
@@ -167,6 +175,7 @@ def sources_add(
             created["key"],
             created["settings"],
             created["extra_keys"],
+            workspace=workspace,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -174,7 +183,9 @@ def sources_add(
         raise click.ClickException(str(exc)) from exc
     if as_json:
         shown = {label.replace(" ", "_"): value for label, value in created["show"].items()}
-        click.echo(json.dumps({"id": source.id, "dialect": dialect, "name": name, **shown}))
+        click.echo(
+            json.dumps({"id": source.id, "dialect": dialect, "name": name, "workspace": workspace, **shown})
+        )
     else:
         click.echo(f"source {source.id} ({dialect}, {name})")
         for label, value in created["show"].items():
@@ -194,7 +205,8 @@ def sources_list(as_json: bool) -> None:
         return
     for row in rows:
         state = "" if row["enabled"] else "  (disabled)"
-        click.echo(f"{row['id']}  {row['dialect']:<10} {row['name']}{state}")
+        workspace = "" if row["workspace"] == "default" else f"  (workspace {row['workspace']})"
+        click.echo(f"{row['id']}  {row['dialect']:<10} {row['name']}{workspace}{state}")
 
 
 @main.group()
@@ -318,6 +330,32 @@ def convert(source: str, target: str) -> None:
         click.echo(json.dumps(converted, ensure_ascii=False, separators=(",", ":")))
     if failed:
         sys.exit(1)
+
+
+@main.group()
+def profiles() -> None:
+    """Look at profiles (identity state the workers keep per workspace)."""
+
+
+@profiles.command("show")
+@click.argument("user_id")
+@click.option("--workspace", default=None, help="The workspace (default: any; needed if several match).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def profiles_show(user_id: str, workspace: str | None, as_json: bool) -> None:
+    """Print the profile USER_ID resolves to (any of its ids works: user, anonymous, aliased): its ids,
+    traits, counters, revenue and groups."""
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("set TRACKGATE_DATABASE_URL")
+    with psycopg.connect(settings.database_url) as conn:
+        try:
+            found = profile_store.find_profile(conn, user_id, workspace)
+        except profile_store.AmbiguousProfile as exc:
+            raise click.UsageError(f"{exc}; pick one with --workspace") from exc
+    if found is None:
+        where = f" in workspace {workspace}" if workspace else ""
+        raise click.ClickException(f"no profile for {user_id!r}{where}")
+    click.echo(profile_store.profile_json(found) if as_json else profile_store.profile_text(found))
 
 
 # --- destinations and replays -----------------------------------------------------------------

@@ -26,16 +26,19 @@ def add_source(
     key: str | None = None,
     settings: dict | None = None,
     extra_keys: dict[str, str] | None = None,
+    workspace: str = "default",
 ) -> tuple[Source, str]:
     """Create a source; returns it with its key (the only time the key is seen in clear).
-    ``extra_keys`` (kind -> key) are further keys the dialect authenticates with (``source_keys``)."""
+    ``extra_keys`` (kind -> key) are further keys the dialect authenticates with (``source_keys``).
+    ``workspace``: the sources whose users share profiles (a user id means one person across them)."""
     key = key or new_key()
     source = Source(id="src_" + secrets.token_hex(8), dialect=dialect, name=name, settings=settings or {})
     with psycopg.connect(database_url) as conn:
         try:
             conn.execute(
-                "INSERT INTO sources (id, dialect, name, key_hash, settings) VALUES (%s, %s, %s, %s, %s)",
-                (source.id, dialect, name, key_digest(key), Jsonb(source.settings)),
+                "INSERT INTO sources (id, dialect, name, key_hash, settings, workspace)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (source.id, dialect, name, key_digest(key), Jsonb(source.settings), workspace),
             )
             for kind, extra in (extra_keys or {}).items():
                 conn.execute(
@@ -50,10 +53,17 @@ def add_source(
 def list_sources(database_url: str) -> list[dict]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT id, dialect, name, enabled, created_at FROM sources ORDER BY created_at"
+            "SELECT id, dialect, name, enabled, created_at, workspace FROM sources ORDER BY created_at"
         ).fetchall()
     return [
-        {"id": r[0], "dialect": r[1], "name": r[2], "enabled": r[3], "created_at": r[4].isoformat()}
+        {
+            "id": r[0],
+            "dialect": r[1],
+            "name": r[2],
+            "enabled": r[3],
+            "created_at": r[4].isoformat(),
+            "workspace": r[5],
+        }
         for r in rows
     ]
 

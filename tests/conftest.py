@@ -69,6 +69,7 @@ def db(database_url) -> Iterator[psycopg.Connection]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE events, event_dedupe, sources, source_keys, quarantine,"
+            " profiles, profile_ids, groups, group_members,"
             " destinations, deliveries, dead_letters, replay_checkpoints"
         )
         yield conn

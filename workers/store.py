@@ -9,6 +9,7 @@ event is stored once however often it is delivered, within the dedupe window.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -84,20 +85,30 @@ def event_row(event: Event, batch_id: str) -> tuple:
     )
 
 
+Apply = Callable[[psycopg.Connection, list[Event]], None]
+"""What runs on the events a batch stored for the first time, inside the transaction that stored them."""
+
+
 def store_batch(
     conn: psycopg.Connection,
     batch: PersistBatch,
     max_quarantine: int | None = None,
+    apply: Apply | None = None,
     new: list[Event] | None = None,
 ) -> int:
-    """Store the batch's events not stored before; returns how many were new (appended to ``new``).
+    """Store the batch's events not stored before; returns how many were new (appended to ``new``
+    once committed: the events to forward).
+
+    ``apply(conn, new_events)``, when given, runs in the same transaction as the dedupe claim, with
+    only the events this call stored: its changes commit exactly once per event, however often the
+    batch is delivered (a re-run job finds its events claimed and applies nothing).
 
     If PostgreSQL refuses a value (a data error), the batch is stored event by event instead, and
     each event it still refuses goes to ``quarantine`` with the reason: one bad event never holds
     back the others of its job, and none is dropped.
     """
     try:
-        return _store(conn, batch.batch_id, batch.events, new)
+        return _store(conn, batch.batch_id, batch.events, apply, new)
     except REFUSED as exc:
         log.warning(
             "batch_refused batch_id=%s sqlstate=%s; storing event by event", batch.batch_id, exc.sqlstate
@@ -105,7 +116,7 @@ def store_batch(
     stored = 0
     for event in batch.events:
         try:
-            stored += _store(conn, batch.batch_id, [event], new)
+            stored += _store(conn, batch.batch_id, [event], apply, new)
         except REFUSED as exc:
             # the reason without PostgreSQL's CONTEXT line, which quotes the refused value
             reason = f"{exc.sqlstate}: {exc.diag.message_primary}"
@@ -133,7 +144,11 @@ def quarantine(
 
 
 def _store(
-    conn: psycopg.Connection, batch_id: str, batch_events: list[Event], new: list[Event] | None = None
+    conn: psycopg.Connection,
+    batch_id: str,
+    batch_events: list[Event],
+    apply: Apply | None = None,
+    new: list[Event] | None = None,
 ) -> int:
     unique: dict[tuple[str, str], Event] = {}
     for event in batch_events:
@@ -160,6 +175,8 @@ def _store(
                 for key, event in unique.items():
                     if key in claimed:
                         write(event_row(event, batch_id))
+            if apply is not None:
+                apply(conn, [event for key, event in unique.items() if key in claimed])
     if new is not None:  # committed
         new.extend(event for key, event in unique.items() if key in claimed)
     return len(claimed)

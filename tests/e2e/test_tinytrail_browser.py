@@ -167,7 +167,9 @@ def test_tracker_in_chromium_delivers_into_postgresql(site, browser, db, drain):
     assert sorted(row["name"] or "page_view" for row in rows) == sorted(
         ["page_view", "scroll_25", "scroll_50", "scroll_75", "signup_complete", "outbound_link", "close_tab"]
     )
-    assert all(row["enrichment"] == {"is_bot": False, "is_excluded": False} for row in rows)
+    for row in rows:  # the adapter's flags, and the workers' enrichment beside them
+        assert row["enrichment"]["is_bot"] is False and row["enrichment"]["is_excluded"] is False
+        assert row["enrichment"]["browser"] == "Chrome" and row["enrichment"]["device_type"] == "desktop"
     if os.environ.get("TRACKGATE_CAPTURE_GOLDEN") == "1":
         capture(db, origin)
 
