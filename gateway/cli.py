@@ -95,6 +95,9 @@ def _serve(settings: Settings, processes: int = 1) -> None:
         http="httptools",
         access_log=False,
         log_level=settings.log_level.lower(),
+        # X-Forwarded-For is believed only from TRACKGATE_TRUSTED_PROXIES (gateway.ingest), not from
+        # uvicorn's default 127.0.0.1
+        proxy_headers=False,
     )
 
 

@@ -21,6 +21,7 @@ import msgspec
 import uuid_utils
 
 from adapters.base import Adapter, AdapterError, Refused
+from gateway import client_ip
 from gateway.body import read_body
 from gateway.errors import GatewayError, Unauthorized
 from gateway.responses import error_response
@@ -30,6 +31,8 @@ from schemas.request import Incoming, RequestMeta, Source
 log = logging.getLogger(__name__)
 
 _CORS = (b"access-control-allow-origin", b"*")
+PROXY_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded")
+"""What a trusted proxy (``TRACKGATE_TRUSTED_PROXIES``) says the client is, in this order."""
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -210,6 +213,8 @@ class IngestFront:
             else:
                 self.routes[path] = route
         self._ok: dict[int, tuple[tuple[dict, dict], tuple[dict, dict]]] = {}
+        settings = getattr(runtime, "settings", None)
+        self._proxies = client_ip.parse_networks(settings.trusted_proxies) if settings else ()
 
     @property
     def state(self):
@@ -256,12 +261,17 @@ class IngestFront:
         if cors and route.cors is not None:
             cors = route.cors(headers)
         client = scope.get("client")
+        peer = client[0] if client else None
+        if self._proxies and client_ip.is_trusted_proxy(peer, self._proxies):
+            # behind a configured load balancer: the client it names (uvicorn's own proxy-header
+            # handling is off, so nobody else's X-Forwarded-For is believed)
+            peer = client_ip.from_headers(headers, PROXY_HEADERS) or peer
         incoming = Incoming(
             path=scope["path"],
             headers=headers,
             query=query,
             params=params,
-            client_ip=client[0] if client else None,
+            client_ip=peer,
         )
         dialect = route.adapter.dialect
         try:

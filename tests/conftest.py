@@ -149,6 +149,7 @@ def live_gateway(settings: Settings) -> Iterator[str]:
         loop="asyncio",
         http="httptools",
         log_level="warning",
+        proxy_headers=False,  # as `trackgate serve` runs it: TRACKGATE_TRUSTED_PROXIES decides
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -154,3 +154,28 @@ def test_sources_add_json_lists_every_credential_once(settings, database_url, db
     assert created["name"] == "shop.example"  # the domain names the source when --name is not given
     result = CliRunner().invoke(main, ["sources", "add", "segment"])
     assert result.exit_code != 0 and "--name is required" in result.output
+
+
+@pytest.mark.parametrize(
+    ("trusted", "expected"),
+    [("", "127.0.0.1"), ("127.0.0.0/8", "198.51.100.7"), ("10.0.0.0/8", "127.0.0.1")],
+)
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
+    settings, write_key, drain, db, trusted, expected
+):
+    import httpx
+    import msgspec
+
+    from tests.conftest import live_gateway
+
+    with live_gateway(msgspec.structs.replace(settings, trusted_proxies=trusted)) as base:
+        r = httpx.post(
+            base + "/v1/track",
+            json=TRACK,
+            auth=(write_key, ""),
+            headers={"X-Forwarded-For": "198.51.100.7, 10.1.2.3"},
+        )
+        assert r.status_code == 200
+    drain()
+    (event,) = stored(db)
+    assert event["context"]["ip"] == expected

@@ -5,7 +5,9 @@ True an adapter already set stays. Bot events are stored like any other: the wor
 
 Server-side SDKs send from HTTP client libraries that crawler lists name (``Go-http-client``,
 ``okhttp``, ``python-requests``). An event that names its SDK in ``context.library`` and whose user agent
-is not a browser's (no ``Mozilla/``) is judged by the headless list only, not by the crawler list.
+is not a browser's (no ``Mozilla/``) is judged by the headless list only, not by the crawler list; so
+is any event sent with a bare HTTP client library (``curl``, ``python-requests``): server-side tracking.
+A dialect that only a browser should speak (TinyTrail) flags those at the gateway, and that True stays.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ HEADLESS = re.compile(
     r"|jsdom|Splash|Lighthouse|Chrome-Lighthouse|PTST/|Cypress",
     re.I,
 )
+
+HTTP_CLIENT = re.compile(
+    r"^(curl|Wget|python-requests|python-httpx|python-urllib|aiohttp|Go-http-client|okhttp|axios"
+    r"|node-fetch|node|undici|Java/|Apache-HttpClient|Ruby|PHP|GuzzleHttp|libwww-perl|HTTPie|PostmanRuntime)\b",
+    re.I,
+)
+"""HTTP client libraries. A tracking call sent with one is server-side tracking (a backend, a cron job,
+``curl``), not a crawler: crawler lists name them because, fetching a web page, they are scrapers."""
 
 _detector: CrawlerDetect | None = None
 
@@ -47,7 +57,7 @@ def is_bot_ua(ua: str) -> bool:
 def is_bot(ua: str | None, library: str | None = None) -> bool:
     if not ua:
         return False
-    if library and not ua.startswith("Mozilla/"):
+    if (library and not ua.startswith("Mozilla/")) or HTTP_CLIENT.match(ua):
         return is_headless(ua)
     return is_bot_ua(ua)
 

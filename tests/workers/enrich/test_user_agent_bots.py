@@ -98,8 +98,14 @@ BOT_CASES = [
         None,
         True,
     ),
-    ("curl/8.5.0", None, True),
-    ("python-requests/2.31.0", None, True),
+    # an HTTP client library posting tracking calls is server-side tracking, not a crawler (crawler
+    # lists name these because, for a web page, they are scrapers)
+    ("curl/8.5.0", None, False),
+    ("python-requests/2.31.0", None, False),
+    ("python-httpx/0.28.1", None, False),
+    ("node", None, False),
+    ("Wget/1.21.4", None, False),
+    ("Scrapy/2.11.0 (+https://scrapy.org)", None, True),
     (CHROME, None, False),
     # a server-side SDK's HTTP client is not a crawler
     ("python-requests/2.31.0", "analytics-python", False),
