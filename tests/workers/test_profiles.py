@@ -461,13 +461,13 @@ def test_the_job_stores_again_when_postgresql_reports_a_deadlock(settings, db, m
     real = store.store_batch
     calls = []
 
-    def deadlock_once(conn, batch, max_quarantine=None, apply=None):
+    def deadlock_once(conn, batch, max_quarantine=None, apply=None, **more):
         calls.append(batch.batch_id)
         if len(calls) == 1:
             with conn.transaction():
                 real(conn, batch, max_quarantine, apply=apply)  # rolled back by the error below
                 raise psycopg.errors.DeadlockDetected("deadlock detected")
-        return real(conn, batch, max_quarantine, apply=apply)
+        return real(conn, batch, max_quarantine, apply=apply, **more)
 
     monkeypatch.setattr(store, "store_batch", deadlock_once)
     event = ev("increment", user_id="u1", properties={"property": "n"})
