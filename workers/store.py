@@ -48,8 +48,8 @@ COLUMNS = (
 _QUOTED = ", ".join(f'"{column}"' for column in COLUMNS)
 COPY_SQL = f"COPY events ({_QUOTED}) FROM STDIN"
 CLAIM_SQL = (
-    "INSERT INTO event_dedupe (source_id, message_id, received_at)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])"
+    "INSERT INTO event_dedupe (source_id, message_id, claimed_at)"
+    " SELECT source_id, message_id, now() FROM unnest(%s::text[], %s::text[]) AS u(source_id, message_id)"
     " ON CONFLICT DO NOTHING RETURNING source_id, message_id"
 )
 
@@ -162,11 +162,7 @@ def _store(
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
             CLAIM_SQL,
-            (
-                [e.source_id for e in events],
-                [e.message_id for e in events],
-                [e.received_at for e in events],
-            ),
+            ([e.source_id for e in events], [e.message_id for e in events]),
         )
         claimed = set(cur.fetchall())
         if claimed:
@@ -216,13 +212,14 @@ def ensure_partitions(conn: psycopg.Connection, months: set[tuple[int, int]]) ->
 
 
 def prune_dedupe(conn: psycopg.Connection, days: int, chunk: int = 20_000) -> int:
-    """Forget (source, message id) pairs older than ``days``, in short transactions; returns how many."""
+    """Forget (source, message id) pairs stored more than ``days`` ago, in short transactions; returns
+    how many. The window counts from the claim, so an imported historical event is remembered too."""
     total = 0
     while True:
         with conn.transaction():
             cur = conn.execute(
                 "DELETE FROM event_dedupe WHERE ctid = ANY(ARRAY(SELECT ctid FROM event_dedupe"
-                " WHERE received_at < now() - make_interval(days => %s) LIMIT %s))",
+                " WHERE claimed_at < now() - make_interval(days => %s) LIMIT %s))",
                 (days, chunk),
             )
         total += cur.rowcount

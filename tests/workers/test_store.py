@@ -124,20 +124,27 @@ def test_rows_land_in_their_month_partition(db, database_url):
     assert rows == {"m1": "events_y2026m04", "m2": "events_y2026m05"}
 
 
-def test_prune_forgets_only_old_pairs(db, database_url):
-    old = datetime.now(UTC) - timedelta(days=40)
-    recent = datetime.now(UTC) - timedelta(days=8)
+def test_prune_forgets_only_pairs_claimed_long_ago(db, database_url):
     with psycopg.connect(database_url) as conn:
-        store.store_batch(
-            conn,
-            PersistBatch(
-                batch_id="b",
-                events=[make_event("old", received_at=old), make_event("recent", received_at=recent)],
-            ),
-        )
+        store.store_batch(conn, PersistBatch(batch_id="b", events=[make_event("old"), make_event("recent")]))
+    # as if the first had been stored 40 days ago and the other 8
+    db.execute("UPDATE event_dedupe SET claimed_at = now() - interval '40 days' WHERE message_id = 'old'")
+    db.execute("UPDATE event_dedupe SET claimed_at = now() - interval '8 days' WHERE message_id = 'recent'")
+    with psycopg.connect(database_url) as conn:
         assert store.prune_dedupe(conn, 30) == 1
     left = [r[0] for r in db.execute("SELECT message_id FROM event_dedupe").fetchall()]
     assert left == ["recent"]
+
+
+def test_a_historical_event_stays_deduplicated_after_a_prune(db, database_url):
+    """An import of old events (received 90 days ago) is remembered for the window from its storing."""
+    old = make_event("imported", received_at=datetime.now(UTC) - timedelta(days=90))
+    batch = PersistBatch(batch_id="b", events=[old])
+    with psycopg.connect(database_url) as conn:
+        assert store.store_batch(conn, batch) == 1
+        assert store.prune_dedupe(conn, 30) == 0
+        assert store.store_batch(conn, batch) == 0
+    assert len(stored(db)) == 1
 
 
 @pytest.mark.parametrize("month", [(2026, 12), (2027, 1)])
@@ -175,10 +182,9 @@ def test_an_event_postgresql_refuses_is_quarantined_and_the_rest_stored(db, data
 
 
 def test_prune_works_in_chunks(db, database_url):
-    old = datetime.now(UTC) - timedelta(days=40)
     with psycopg.connect(database_url) as conn:
-        store.store_batch(
-            conn, PersistBatch(batch_id="b", events=[make_event(f"m{i}", received_at=old) for i in range(25)])
-        )
+        store.store_batch(conn, PersistBatch(batch_id="b", events=[make_event(f"m{i}") for i in range(25)]))
+    db.execute("UPDATE event_dedupe SET claimed_at = now() - interval '40 days'")
+    with psycopg.connect(database_url) as conn:
         assert store.prune_dedupe(conn, 30, chunk=10) == 25
     assert db.execute("SELECT count(*) FROM event_dedupe").fetchone()[0] == 0
