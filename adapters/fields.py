@@ -41,7 +41,7 @@ def scrubbed(events: list[Event]) -> list[Event]:
         raise too_deep() from exc
 
 
-def kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     """A JSON value's kind for messages: ``an object``, ``an array``, ``a string``, ``null``, ..."""
     if value is None:
         return "null"
@@ -59,7 +59,7 @@ def string_id(value: Any, field: str) -> str | None:
         return value
     if value.__class__ is int or value.__class__ is float:
         return str(value)
-    raise InvalidPayload("invalid_field_type", f"{field} must be a string, got {kind(value)}", field)
+    raise InvalidPayload("invalid_field_type", f"{field} must be a string, got {json_kind(value)}", field)
 
 
 def obj(value: Any, path: str) -> dict | None:
@@ -68,7 +68,7 @@ def obj(value: Any, path: str) -> dict | None:
         return None
     if value.__class__ is dict:
         return value
-    raise InvalidPayload("invalid_field_type", f"{path} must be an object, got {kind(value)}", path)
+    raise InvalidPayload("invalid_field_type", f"{path} must be an object, got {json_kind(value)}", path)
 
 
 def iso_time(value: Any, path: str) -> datetime | None:

@@ -26,7 +26,8 @@ from typing import Any
 
 import msgspec
 
-from adapters.base import InvalidPayload, scrub_nul
+from adapters.base import InvalidPayload
+from adapters.fields import NUL, scrubbed
 from schemas.event import Context, Event, Library, Page
 from schemas.request import RequestMeta
 
@@ -89,6 +90,7 @@ class Envelope(msgspec.Struct, kw_only=True):
 
 
 def _kind(value: Any) -> str:
+    """zod's names for a value's type (``string``, ``array``), not ``fields.json_kind``'s prose."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -575,9 +577,7 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
         events = [
             b.make("alias", user_id=_profile_id(payload, "", required=True), previous_id=payload["alias"])
         ]
-    if "\\u0000" in envelope.raw:
-        events = [scrub_nul(event) for event in events]
-    return events
+    return scrubbed(events) if NUL.decode() in envelope.raw else events
 
 
 # --- encoding --------------------------------------------------------------------------------------
