@@ -111,12 +111,21 @@ def _fail(path: str, reason: str, code: str = "invalid_field") -> InvalidPayload
 _MISSING = object()
 
 
-def _str(obj: dict, key: str, path: str, *, required: bool, min1: bool = True) -> str | None:
+def _present(obj: dict, key: str, path: str, expected: str, *, required: bool) -> Any:
+    """``obj[key]``, or None when it is absent or null; a required one missing is zod's refusal."""
     value = obj.get(key, _MISSING)
     if value is _MISSING or value is None:
         if required:
             got = "undefined" if value is _MISSING else "null"
-            raise _fail(f"{path}/{key}", f"Invalid input: expected string, received {got}", "missing_field")
+            reason = f"Invalid input: expected {expected}, received {got}"
+            raise _fail(f"{path}/{key}", reason, "missing_field")
+        return None
+    return value
+
+
+def _str(obj: dict, key: str, path: str, *, required: bool, min1: bool = True) -> str | None:
+    value = _present(obj, key, path, "string", required=required)
+    if value is None:
         return None
     if not isinstance(value, str):
         raise _fail(f"{path}/{key}", f"Invalid input: expected string, received {_kind(value)}")
@@ -155,11 +164,8 @@ def _record(obj: dict, key: str, path: str) -> dict[str, Any]:
 
 
 def _str_list(obj: dict, key: str, path: str, *, required: bool) -> list[str] | None:
-    value = obj.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        if required:
-            got = "undefined" if value is _MISSING else "null"
-            raise _fail(f"{path}/{key}", f"Invalid input: expected array, received {got}", "missing_field")
+    value = _present(obj, key, path, "array", required=required)
+    if value is None:
         return None
     if not isinstance(value, list):
         raise _fail(f"{path}/{key}", f"Invalid input: expected array, received {_kind(value)}")
