@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 
 from adapters.base import InvalidPayload, PayloadTooLarge
-from adapters.fields import NUL, iso_time, json_error, json_kind, obj, scrubbed, too_deep, utf8
+from adapters.fields import NUL, iso_time, json_error, json_kind, json_value, obj, scrubbed, utf8
 from schemas.event import Context, Event, Library
 from schemas.request import RequestMeta
 
@@ -79,12 +79,7 @@ def parse(call: str, body: bytes) -> Envelope:
             raise PayloadTooLarge(
                 "request_too_large", f"body is {len(body)} bytes, over the {MAX_CALL_BYTES}-byte limit"
             )
-        try:
-            item = _decode_any(body)
-        except msgspec.DecodeError as exc:
-            raise json_error(exc) from exc
-        except RecursionError as exc:
-            raise too_deep() from exc
+        item = json_value(body)
         if item.__class__ is not dict:
             raise InvalidPayload("invalid_body", f"body must be a JSON object, got {json_kind(item)}")
         return Envelope(call=call, items=[(body, item)], has_nul=has_nul)

@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 
 from adapters.base import Decoded, InvalidPayload, PayloadTooLarge, Refused
-from adapters.fields import NUL, json_error, scrubbed, string_id, too_deep, utf8
+from adapters.fields import NUL, json_error, json_value, scrubbed, string_id, too_deep, utf8
 from schemas.event import Context, Event, Page
 from schemas.request import RequestMeta
 
@@ -96,13 +96,7 @@ def parse(call: str, body: bytes) -> Envelope:
         raise _too_large(kind, len(body), limit, "request_too_large")
     utf8(body)
     if kind == "event":
-        try:
-            value = _decode_json(body)
-        except msgspec.DecodeError as exc:
-            raise json_error(exc) from exc
-        except RecursionError as exc:
-            raise too_deep() from exc
-        return Envelope(call=kind, items=[Item(body, value)])
+        return Envelope(call=kind, items=[Item(body, json_value(body))])
     try:
         envelope = _decode_batch(body)
         raws = envelope.batch
@@ -211,13 +205,7 @@ def decode_item(meta: RequestMeta, raw: bytes, index: int = 0) -> Event:
     """One item's bytes to its event (quarantine replay); raises ``InvalidPayload``."""
     if len(raw) > MAX_EVENT_BYTES:
         raise _too_large("event", len(raw), MAX_EVENT_BYTES, "event_too_large")
-    try:
-        value = _decode_json(raw)
-    except msgspec.DecodeError as exc:
-        raise json_error(exc) from exc
-    except RecursionError as exc:
-        raise too_deep() from exc
-    return decode_value(meta, value, raw, index)
+    return decode_value(meta, json_value(raw), raw, index)
 
 
 def version_of(value: Any) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from adapters.base import InvalidPayload, scrub_nul
 from schemas.event import Event
 
@@ -31,6 +33,16 @@ def json_error(exc: Exception) -> InvalidPayload:
 
 def too_deep(path: str | None = None) -> InvalidPayload:
     return InvalidPayload("invalid_json", "JSON is nested too deeply", path)
+
+
+def json_value(data: bytes) -> Any:
+    """Any JSON value; not JSON, or nested past the recursion limit, is ``invalid_json``."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise json_error(exc) from exc
+    except RecursionError as exc:
+        raise too_deep() from exc
 
 
 def scrubbed(events: list[Event]) -> list[Event]:
