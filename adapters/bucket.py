@@ -29,12 +29,13 @@ Bucket has no message ids: each event's ``message_id`` is ``<request id>-<index>
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from adapters.base import InvalidPayload, PayloadTooLarge, scrub_nul
+from adapters.base import InvalidPayload, PayloadTooLarge
+from adapters.fields import NUL, iso_time, json_error, json_kind, json_value, obj, scrubbed, utf8
 from schemas.event import Context, Event, Library
 from schemas.request import RequestMeta
 
@@ -50,7 +51,6 @@ FLAG_EVENT = "feature-flag-event"
 PROMPT_EVENT = "prompt-event"
 """The names of the ``track`` events a feature-flag-event or a prompt-event becomes."""
 
-_NUL = b"\\u0000"
 _decode_any = msgspec.json.Decoder().decode
 _decode_bulk = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
@@ -67,33 +67,21 @@ class Envelope(msgspec.Struct):
 # --- parse -----------------------------------------------------------------------------------------
 
 
-def _json_error(exc: Exception) -> InvalidPayload:
-    return InvalidPayload("invalid_json", f"body is not valid JSON: {exc}")
-
-
 def parse(call: str, body: bytes) -> Envelope:
     """Bytes to envelope. ``call`` is what the path names: ``user``, ``company``, ``event``,
     ``feedback``, ``feature-flag-event``, ``prompt-event`` or ``bulk``."""
     if call not in CALLS:
         raise InvalidPayload("unknown_call", f"unknown call {call!r}")
-    try:
-        body.decode()  # msgspec does not check UTF-8 inside strings; raw must be valid text
-    except UnicodeDecodeError as exc:
-        raise InvalidPayload("invalid_json", f"body is not valid UTF-8: {exc}") from exc
-    has_nul = _NUL in body
+    utf8(body)
+    has_nul = NUL in body
     if call != "bulk":
         if len(body) > MAX_CALL_BYTES:
             raise PayloadTooLarge(
                 "request_too_large", f"body is {len(body)} bytes, over the {MAX_CALL_BYTES}-byte limit"
             )
-        try:
-            item = _decode_any(body)
-        except msgspec.DecodeError as exc:
-            raise _json_error(exc) from exc
-        except RecursionError as exc:
-            raise InvalidPayload("invalid_json", "JSON is nested too deeply") from exc
+        item = json_value(body)
         if item.__class__ is not dict:
-            raise InvalidPayload("invalid_body", f"body must be a JSON object, got {_kind(item)}")
+            raise InvalidPayload("invalid_body", f"body must be a JSON object, got {json_kind(item)}")
         return Envelope(call=call, items=[(body, item)], has_nul=has_nul)
 
     if len(body) > MAX_BULK_BYTES:
@@ -105,7 +93,7 @@ def parse(call: str, body: bytes) -> Envelope:
     except msgspec.ValidationError as exc:
         raise InvalidPayload("invalid_body", "body must be a JSON array of items") from exc
     except msgspec.DecodeError as exc:
-        raise _json_error(exc) from exc
+        raise json_error(exc) from exc
     if not raws:
         raise InvalidPayload("empty_bulk", "body is an empty array: nothing to track")
     if len(raws) > MAX_BULK_ITEMS:
@@ -120,7 +108,9 @@ def parse(call: str, body: bytes) -> Envelope:
         except RecursionError as exc:
             raise InvalidPayload("invalid_json", f"[{i}]: JSON is nested too deeply", f"[{i}]") from exc
         if item.__class__ is not dict:
-            raise InvalidPayload("invalid_item", f"[{i}] must be a JSON object, got {_kind(item)}", f"[{i}]")
+            raise InvalidPayload(
+                "invalid_item", f"[{i}] must be a JSON object, got {json_kind(item)}", f"[{i}]"
+            )
         items.append((data, item))
     return Envelope(call="bulk", items=items, is_bulk=True, has_nul=has_nul)
 
@@ -159,7 +149,9 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
                 if kind is None or kind == "":
                     raise InvalidPayload("missing_type", "type is required", "type")
                 if kind.__class__ is not str:
-                    raise InvalidPayload("invalid_type", f"type must be a string, got {_kind(kind)}", "type")
+                    raise InvalidPayload(
+                        "invalid_type", f"type must be a string, got {json_kind(kind)}", "type"
+                    )
             else:
                 kind = envelope.call
             events.append(_decode_one(meta, kind, version, i, raw, item, library))
@@ -169,12 +161,7 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
                 exc.path = f"[{i}].{exc.path}" if exc.path else f"[{i}]"
                 exc.args = (exc.message,)
             raise
-    if envelope.has_nul:
-        try:
-            events = [scrub_nul(event) for event in events]
-        except RecursionError as exc:
-            raise InvalidPayload("invalid_json", "JSON is nested too deeply") from exc
-    return events
+    return scrubbed(events) if envelope.has_nul else events
 
 
 def _decode_one(
@@ -194,22 +181,24 @@ def _decode_one(
     if kind == "user":
         etype = "identify"
         user_id = _required_id(item, "userId", kind)
-        traits = _object(get("attributes"), "attributes") or {}
+        traits = obj(get("attributes"), "attributes") or {}
     elif kind == "company":
         etype = "group"
         group_id = _required_id(item, "companyId", kind)
         user_id = _id(get("userId"), "userId")
-        traits = _object(get("attributes"), "attributes") or {}
+        traits = obj(get("attributes"), "attributes") or {}
     elif kind == "event":
         etype = "track"
         name = get("event")
         if name is None or name == "":
             raise InvalidPayload("missing_event", "event is required for event", "event")
         if name.__class__ is not str:
-            raise InvalidPayload("invalid_field_type", f"event must be a string, got {_kind(name)}", "event")
+            raise InvalidPayload(
+                "invalid_field_type", f"event must be a string, got {json_kind(name)}", "event"
+            )
         user_id = _required_id(item, "userId", kind)
         group_id = _id(get("companyId"), "companyId")
-        properties = _object(get("attributes"), "attributes") or {}
+        properties = obj(get("attributes"), "attributes") or {}
     elif kind == "feedback":
         etype = "feedback"
         user_id, group_id, properties = _feedback(item)
@@ -217,7 +206,7 @@ def _decode_one(
         etype, name = "track", FLAG_EVENT
         _required_str(item, "action", kind)
         _required_str(item, "key", kind)
-        eval_context = _object(get("evalContext"), "evalContext") or {}
+        eval_context = obj(get("evalContext"), "evalContext") or {}
         user_id = _nested_id(eval_context, "user")
         group_id = _nested_id(eval_context, "company")
         properties = {k: v for k, v in item.items() if k != "type"}
@@ -234,7 +223,9 @@ def _decode_one(
         properties = {k: v for k, v in item.items() if k != "type"}
         enrichment = {"unknown_type": True}
 
-    original = _time(get("timestamp"), "timestamp") if kind in ITEM_TYPES else _loose_time(get("timestamp"))
+    original = (
+        iso_time(get("timestamp"), "timestamp") if kind in ITEM_TYPES else _loose_time(get("timestamp"))
+    )
     return Event(
         id="",
         message_id=f"{meta.request_id}-{index}",
@@ -277,7 +268,7 @@ def _feedback(item: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
     comment = get("comment")
     if comment is not None and comment.__class__ is not str:
         raise InvalidPayload(
-            "invalid_field_type", f"comment must be a string, got {_kind(comment)}", "comment"
+            "invalid_field_type", f"comment must be a string, got {json_kind(comment)}", "comment"
         )
     if score is None and not comment:
         raise InvalidPayload(
@@ -301,14 +292,7 @@ def _feedback(item: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
 # --- field helpers ---------------------------------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        value.__class__, "a number"
-    )
-
-
+# Not fields.string_id: Bucket's ids are numbers too, so an integral float is its integer (1e3 is "1000")
 def _id(value: Any, field: str) -> str | None:
     """An id: a string, or a number (stored as its decimal text, ``1234567890``)."""
     if value is None or value == "":
@@ -320,7 +304,7 @@ def _id(value: Any, field: str) -> str | None:
     if value.__class__ is float:
         return str(int(value)) if value.is_integer() else repr(value)
     raise InvalidPayload(
-        "invalid_field_type", f"{field} must be a string or a number, got {_kind(value)}", field
+        "invalid_field_type", f"{field} must be a string or a number, got {json_kind(value)}", field
     )
 
 
@@ -336,7 +320,7 @@ def _required_str(item: dict[str, Any], field: str, kind: str) -> str:
     if value is None or value == "":
         raise InvalidPayload(f"missing_{_snake(field)}", f"{field} is required for {kind}", field)
     if value.__class__ is not str:
-        raise InvalidPayload("invalid_field_type", f"{field} must be a string, got {_kind(value)}", field)
+        raise InvalidPayload("invalid_field_type", f"{field} must be a string, got {json_kind(value)}", field)
     return value
 
 
@@ -357,32 +341,9 @@ def _nested_id(context: dict[str, Any], entity: str) -> str | None:
     return _loose_id(inner.get("id")) if inner.__class__ is dict else None
 
 
-def _object(value: Any, field: str) -> dict | None:
-    if value is None:
-        return None
-    if value.__class__ is dict:
-        return value
-    raise InvalidPayload("invalid_field_type", f"{field} must be an object, got {_kind(value)}", field)
-
-
-def _time(value: Any, field: str) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if value.__class__ is str:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    raise InvalidPayload(
-        "invalid_timestamp", f"{field} must be an ISO 8601 date-time, got {value!r}"[:300], field
-    )
-
-
 def _loose_time(value: Any) -> datetime | None:
     try:
-        return _time(value, "timestamp")
+        return iso_time(value, "timestamp")
     except InvalidPayload:
         return None
 
@@ -390,11 +351,13 @@ def _loose_time(value: Any) -> datetime | None:
 def _context(value: Any, meta: RequestMeta, library: Library | None) -> Context:
     """Bucket's ``context`` (only ``active`` is documented; other keys are kept in ``extra``), the
     request's IP and User-Agent, and the SDK named by its version header."""
-    ctx = _object(value, "context") or {}
+    ctx = obj(value, "context") or {}
     active = ctx.get("active")
     if active is not None and active.__class__ is not bool:
         raise InvalidPayload(
-            "invalid_field_type", f"context.active must be a boolean, got {_kind(active)}", "context.active"
+            "invalid_field_type",
+            f"context.active must be a boolean, got {json_kind(active)}",
+            "context.active",
         )
     extra = {k: v for k, v in ctx.items() if k != "active"}
     return Context(ip=meta.ip, user_agent=meta.user_agent, library=library, active=active, extra=extra)

@@ -36,7 +36,8 @@ from typing import Any
 
 import msgspec
 
-from adapters.base import Decoded, InvalidPayload, PayloadTooLarge, Refused, scrub_nul
+from adapters.base import Decoded, InvalidPayload, PayloadTooLarge, Refused
+from adapters.fields import NUL, json_error, json_value, scrubbed, string_id, too_deep, utf8
 from schemas.event import Context, Event, Page
 from schemas.request import RequestMeta
 
@@ -54,7 +55,6 @@ V2_RESERVED = ("event_name", "user", "context", "event_timestamp")
 V1_META = ("event_id", "event_timestamp", "page", "device", "app")
 """Root keys of a v1 event that v2 moved into ``context``."""
 
-_NUL = b"\\u0000"
 _decode_json = msgspec.json.decode
 _encode = msgspec.json.Encoder().encode
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -86,10 +86,6 @@ def _too_large(what: str, size: int, limit: int, code: str, path: str | None = N
     return PayloadTooLarge(code, f"{what} is {size} bytes, over the {limit}-byte limit", path)
 
 
-def _not_json(exc: Exception) -> InvalidPayload:
-    return InvalidPayload("invalid_json", f"body is not valid JSON: {exc}")
-
-
 def parse(call: str, body: bytes) -> Envelope:
     """Bytes to envelope; raises only for what the vendor answers 400 to: too large, or not JSON."""
     kind = CALLS.get(call)
@@ -98,27 +94,18 @@ def parse(call: str, body: bytes) -> Envelope:
     limit = MAX_BATCH_BYTES if kind == "batch" else MAX_EVENT_BYTES
     if len(body) > limit:
         raise _too_large(kind, len(body), limit, "request_too_large")
-    try:
-        body.decode()  # msgspec does not check UTF-8 inside strings; raw must be valid text
-    except UnicodeDecodeError as exc:
-        raise InvalidPayload("invalid_json", f"body is not valid UTF-8: {exc}") from exc
+    utf8(body)
     if kind == "event":
-        try:
-            value = _decode_json(body)
-        except msgspec.DecodeError as exc:
-            raise _not_json(exc) from exc
-        except RecursionError as exc:
-            raise InvalidPayload("invalid_json", "JSON is nested too deeply") from exc
-        return Envelope(call=kind, items=[Item(body, value)])
+        return Envelope(call=kind, items=[Item(body, json_value(body))])
     try:
         envelope = _decode_batch(body)
         raws = envelope.batch
     except msgspec.ValidationError:
         raws = None  # JSON, but not {"batch": [...]}: refused below, like any event it cannot take
     except msgspec.DecodeError as exc:
-        raise _not_json(exc) from exc
+        raise json_error(exc) from exc
     except RecursionError as exc:
-        raise InvalidPayload("invalid_json", "JSON is nested too deeply") from exc
+        raise too_deep() from exc
     if raws is None:
         refused = Refused(
             index=0,
@@ -145,7 +132,7 @@ def parse(call: str, body: bytes) -> Envelope:
         try:
             items.append(Item(data, _decode_json(data)))
         except RecursionError as exc:
-            raise InvalidPayload("invalid_json", "JSON is nested too deeply", f"batch[{i}]") from exc
+            raise too_deep(f"batch[{i}]") from exc
     return Envelope(call=kind, items=items, refused=refused_items)
 
 
@@ -218,13 +205,7 @@ def decode_item(meta: RequestMeta, raw: bytes, index: int = 0) -> Event:
     """One item's bytes to its event (quarantine replay); raises ``InvalidPayload``."""
     if len(raw) > MAX_EVENT_BYTES:
         raise _too_large("event", len(raw), MAX_EVENT_BYTES, "event_too_large")
-    try:
-        value = _decode_json(raw)
-    except msgspec.DecodeError as exc:
-        raise _not_json(exc) from exc
-    except RecursionError as exc:
-        raise InvalidPayload("invalid_json", "JSON is nested too deeply") from exc
-    return decode_value(meta, value, raw, index)
+    return decode_value(meta, json_value(raw), raw, index)
 
 
 def version_of(value: Any) -> str:
@@ -280,16 +261,11 @@ def decode_value(meta: RequestMeta, value: Any, raw: bytes, index: int = 0) -> E
             raise InvalidPayload(exc.code, message, path) from exc
     else:
         event = _decode_v2(meta, value, raw, version)
-    if _NUL in raw:
-        try:
-            event = scrub_nul(event)
-        except RecursionError as exc:
-            raise InvalidPayload("invalid_json", "JSON is nested too deeply") from exc
-    return event
+    return scrubbed([event])[0] if NUL in raw else event
 
 
 def _decode_v2(meta: RequestMeta, item: dict, raw: bytes, version: str) -> Event:
-    name = _id(item.get("event_name"), "event_name")
+    name = string_id(item.get("event_name"), "event_name")
     if name is None:
         raise InvalidPayload("missing_event_name", "event_name is required", "event_name")
     context = item.get("context")
@@ -297,7 +273,7 @@ def _decode_v2(meta: RequestMeta, item: dict, raw: bytes, version: str) -> Event
         raise InvalidPayload("missing_event_id", "context.event_id is required", "context.event_id")
     if context.__class__ is not dict:
         raise InvalidPayload("invalid_field_type", "context must be an object", "context")
-    event_id = _id(context.get("event_id"), "context.event_id")
+    event_id = string_id(context.get("event_id"), "context.event_id")
     if event_id is None:
         raise InvalidPayload("missing_event_id", "context.event_id is required", "context.event_id")
     if len(event_id) > MAX_EVENT_ID:
@@ -319,8 +295,8 @@ def _decode_v2(meta: RequestMeta, item: dict, raw: bytes, version: str) -> Event
     if user is not None and user.__class__ is not dict:
         raise InvalidPayload("invalid_field_type", "user must be an object", "user")
     user = user or {}
-    user_id = _id(user.get("id"), "user.id")
-    anonymous_id = _id(user.get("consistent_anonymous_id"), "user.consistent_anonymous_id")
+    user_id = string_id(user.get("id"), "user.id")
+    anonymous_id = string_id(user.get("consistent_anonymous_id"), "user.consistent_anonymous_id")
     traits = {
         _TRAIT_NAMES.get(k, k): v for k, v in user.items() if k not in ("id", "consistent_anonymous_id")
     }
@@ -354,17 +330,6 @@ def _decode_v2(meta: RequestMeta, item: dict, raw: bytes, version: str) -> Event
 
 _TRAIT_NAMES = {"firstname": "firstName", "lastname": "lastName"}
 _TRAIT_NAMES_BACK = {v: k for k, v in _TRAIT_NAMES.items()}
-
-
-def _id(value: Any, field: str) -> str | None:
-    """An id or name: a string, or a number sent where a string is meant."""
-    if value is None or value == "":
-        return None
-    if value.__class__ is str:
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    raise InvalidPayload("invalid_field_type", f"{field} must be a string", field)
 
 
 def _ms(value: Any, path: str) -> datetime | None:

@@ -26,7 +26,8 @@ from typing import Any
 
 import msgspec
 
-from adapters.base import InvalidPayload, scrub_nul
+from adapters.base import InvalidPayload
+from adapters.fields import NUL, scrubbed
 from schemas.event import Context, Event, Library, Page
 from schemas.request import RequestMeta
 
@@ -89,6 +90,7 @@ class Envelope(msgspec.Struct, kw_only=True):
 
 
 def _kind(value: Any) -> str:
+    """zod's names for a value's type (``string``, ``array``), not ``fields.json_kind``'s prose."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -109,12 +111,21 @@ def _fail(path: str, reason: str, code: str = "invalid_field") -> InvalidPayload
 _MISSING = object()
 
 
-def _str(obj: dict, key: str, path: str, *, required: bool, min1: bool = True) -> str | None:
+def _present(obj: dict, key: str, path: str, expected: str, *, required: bool) -> Any:
+    """``obj[key]``, or None when it is absent or null; a required one missing is zod's refusal."""
     value = obj.get(key, _MISSING)
     if value is _MISSING or value is None:
         if required:
             got = "undefined" if value is _MISSING else "null"
-            raise _fail(f"{path}/{key}", f"Invalid input: expected string, received {got}", "missing_field")
+            reason = f"Invalid input: expected {expected}, received {got}"
+            raise _fail(f"{path}/{key}", reason, "missing_field")
+        return None
+    return value
+
+
+def _str(obj: dict, key: str, path: str, *, required: bool, min1: bool = True) -> str | None:
+    value = _present(obj, key, path, "string", required=required)
+    if value is None:
         return None
     if not isinstance(value, str):
         raise _fail(f"{path}/{key}", f"Invalid input: expected string, received {_kind(value)}")
@@ -153,11 +164,8 @@ def _record(obj: dict, key: str, path: str) -> dict[str, Any]:
 
 
 def _str_list(obj: dict, key: str, path: str, *, required: bool) -> list[str] | None:
-    value = obj.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        if required:
-            got = "undefined" if value is _MISSING else "null"
-            raise _fail(f"{path}/{key}", f"Invalid input: expected array, received {got}", "missing_field")
+    value = _present(obj, key, path, "array", required=required)
+    if value is None:
         return None
     if not isinstance(value, list):
         raise _fail(f"{path}/{key}", f"Invalid input: expected array, received {_kind(value)}")
@@ -575,9 +583,7 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
         events = [
             b.make("alias", user_id=_profile_id(payload, "", required=True), previous_id=payload["alias"])
         ]
-    if "\\u0000" in envelope.raw:
-        events = [scrub_nul(event) for event in events]
-    return events
+    return scrubbed(events) if NUL.decode() in envelope.raw else events
 
 
 # --- encoding --------------------------------------------------------------------------------------

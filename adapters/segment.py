@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from adapters.base import InvalidPayload, PayloadTooLarge, scrub_nul
+from adapters.base import InvalidPayload, PayloadTooLarge
+from adapters.fields import NUL, iso_time, json_error, obj, scrubbed, string_id, too_deep, utf8
 from schemas.event import Campaign, Context, Event, Library, Page, Screen
 from schemas.request import RequestMeta
 
@@ -107,26 +109,12 @@ _decode_batch = msgspec.json.Decoder(BatchEnvelope).decode
 _encode = msgspec.json.Encoder().encode
 
 
-_NUL = b"\\u0000"
-
-
-def _too_deep(path: str | None = None) -> InvalidPayload:
-    return InvalidPayload("invalid_json", "JSON is nested too deeply", path)
-
-
-def _json_error(exc: msgspec.DecodeError, prefix: str = "") -> InvalidPayload:
-    return InvalidPayload("invalid_json", f"{prefix}body is not valid JSON: {exc}")
-
-
 def parse(call: str, body: bytes) -> Envelope:
     """Bytes to envelope. ``call`` is the path's last segment (``track``, ``t``, ``batch``, ...)."""
     kind = CALLS.get(call)
     if kind is None:
         raise InvalidPayload("unknown_call", f"unknown call {call!r}")
-    try:
-        body.decode()  # msgspec does not check UTF-8 inside strings; raw must be valid text
-    except UnicodeDecodeError as exc:
-        raise InvalidPayload("invalid_json", f"body is not valid UTF-8: {exc}") from exc
+    utf8(body)
     if kind != "batch":
         if len(body) > MAX_EVENT_BYTES:
             raise PayloadTooLarge(
@@ -137,11 +125,11 @@ def parse(call: str, body: bytes) -> Envelope:
         except msgspec.ValidationError as exc:
             raise InvalidPayload("invalid_body", "body must be a JSON object") from exc
         except msgspec.DecodeError as exc:
-            raise _json_error(exc) from exc
+            raise json_error(exc) from exc
         except RecursionError as exc:
-            raise _too_deep() from exc
+            raise too_deep() from exc
         return Envelope(
-            call=kind, items=[(body, message)], write_key=_str(message.writeKey), has_nul=_NUL in body
+            call=kind, items=[(body, message)], write_key=_str(message.writeKey), has_nul=NUL in body
         )
 
     if len(body) > MAX_BATCH_BYTES:
@@ -155,9 +143,9 @@ def parse(call: str, body: bytes) -> Envelope:
             raise InvalidPayload("invalid_batch", "batch must be an array of messages", "batch") from exc
         raise InvalidPayload("invalid_body", f"body must be a JSON object with a batch array: {exc}") from exc
     except msgspec.DecodeError as exc:
-        raise _json_error(exc) from exc
+        raise json_error(exc) from exc
     except RecursionError as exc:
-        raise _too_deep() from exc
+        raise too_deep() from exc
     write_key = _str(envelope.writeKey)
     if envelope.batch is None:
         raise InvalidPayload("invalid_batch", "batch is required: an array of messages", "batch")
@@ -185,16 +173,16 @@ def parse(call: str, body: bytes) -> Envelope:
                 "invalid_message", f"batch[{i}] must be a JSON object", f"batch[{i}]"
             ) from exc
         except RecursionError as exc:
-            raise _too_deep(f"batch[{i}]") from exc
+            raise too_deep(f"batch[{i}]") from exc
     return Envelope(
         call="batch",
         items=items,
         write_key=write_key,
-        context=_object(envelope.context, "context"),
-        integrations=_object(envelope.integrations, "integrations"),
+        context=obj(envelope.context, "context"),
+        integrations=obj(envelope.integrations, "integrations"),
         sent_at=envelope.sentAt,
         is_batch=True,
-        has_nul=_NUL in body,
+        has_nul=NUL in body,
     )
 
 
@@ -245,23 +233,18 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
                 exc.path = f"batch[{i}].{exc.path}" if exc.path else f"batch[{i}]"
                 exc.args = (exc.message,)
             raise
-    if envelope.has_nul:
-        try:
-            events = [scrub_nul(event) for event in events]
-        except RecursionError as exc:
-            raise _too_deep() from exc
-    return events
+    return scrubbed(events) if envelope.has_nul else events
 
 
 def _check_track(message: Message, user_id: str | None) -> tuple[str | None, str | None, str | None]:
-    name = _id(message.event, "event")
+    name = string_id(message.event, "event")
     if name is None:
         raise InvalidPayload("missing_event", "event is required for track", "event")
     return name, None, None
 
 
 def _check_page(message: Message, user_id: str | None) -> tuple[str | None, str | None, str | None]:
-    return _id(message.name, "name"), None, None
+    return string_id(message.name, "name"), None, None
 
 
 def _check_identify(message: Message, user_id: str | None) -> tuple[str | None, str | None, str | None]:
@@ -269,14 +252,14 @@ def _check_identify(message: Message, user_id: str | None) -> tuple[str | None, 
 
 
 def _check_group(message: Message, user_id: str | None) -> tuple[str | None, str | None, str | None]:
-    group_id = _id(message.groupId, "groupId")
+    group_id = string_id(message.groupId, "groupId")
     if group_id is None:
         raise InvalidPayload("missing_group_id", "groupId is required for group", "groupId")
     return None, group_id, None
 
 
 def _check_alias(message: Message, user_id: str | None) -> tuple[str | None, str | None, str | None]:
-    previous_id = _id(message.previousId, "previousId")
+    previous_id = string_id(message.previousId, "previousId")
     if previous_id is None:
         raise InvalidPayload("missing_previous_id", "previousId is required for alias", "previousId")
     if user_id is None:
@@ -317,17 +300,17 @@ def _decode_one(
         kind = envelope.call
     user_id = message.userId
     if user_id.__class__ is not str or not user_id:
-        user_id = _id(user_id, "userId")
+        user_id = string_id(user_id, "userId")
     anonymous_id = message.anonymousId
     if anonymous_id.__class__ is not str or not anonymous_id:
-        anonymous_id = _id(anonymous_id, "anonymousId")
+        anonymous_id = string_id(anonymous_id, "anonymousId")
     if user_id is None and anonymous_id is None:
         raise InvalidPayload("no_user_anon_id", "userId or anonymousId is required", "userId")
     name, group_id, previous_id = _CHECKS[kind](message, user_id)
 
     message_id = message.messageId
     if message_id.__class__ is not str or not message_id:
-        message_id = _id(message_id, "messageId")
+        message_id = string_id(message_id, "messageId")
     if message_id is None:
         message_id = f"{meta.request_id}-{index}"
     elif len(message_id) > MAX_MESSAGE_ID:
@@ -362,20 +345,20 @@ def _decode_one(
 
     context = message.context
     if context is not None and context.__class__ is not dict:
-        context = _object(context, "context")
+        context = obj(context, "context")
     if envelope.context:
         context = {**envelope.context, **context} if context else envelope.context
     integrations = message.integrations
     if integrations is not None and integrations.__class__ is not dict:
-        integrations = _object(integrations, "integrations")
+        integrations = obj(integrations, "integrations")
     if envelope.integrations:
         integrations = {**envelope.integrations, **integrations} if integrations else envelope.integrations
     properties = message.properties
     if properties.__class__ is not dict:
-        properties = _object(properties, "properties") or {}
+        properties = obj(properties, "properties") or {}
     traits = message.traits
     if traits.__class__ is not dict:
-        traits = _object(traits, "traits") or {}
+        traits = obj(traits, "traits") or {}
     if not traits and kind == "identify" and context:
         # RudderStack's SDKs (and older analytics.js) send identify traits only in context.traits
         context_traits = context.get("traits")
@@ -416,46 +399,17 @@ def _str(value: Any) -> str | None:
     return None
 
 
-def _id(value: Any, field: str) -> str | None:
-    """An id or name: a string, or a number sent where a string is meant (real SDKs do)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    raise InvalidPayload("invalid_field_type", f"{field} must be a string, got {type(value).__name__}", field)
-
-
-def _object(value: Any, path: str) -> dict | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return value
-    raise InvalidPayload("invalid_field_type", f"{path} must be an object, got {type(value).__name__}", path)
-
-
 _UNPADDED_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?=$|[T ])")
 
 
 def _time(value: Any, path: str) -> datetime | None:
-    if value is None or value == "":
-        return None
+    """An ISO 8601 date-time; Segment's own docs write "2015-2-02T...", so an unpadded date is padded."""
     if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            # Segment's own docs write "2015-2-02T...": pad the date and try again
-            padded = _UNPADDED_DATE.sub(lambda m: f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}", value, count=1)
-            try:
-                parsed = datetime.fromisoformat(padded)
-            except ValueError:
-                parsed = None
-        if parsed is not None:
-            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    raise InvalidPayload(
-        "invalid_timestamp", f"{path} must be an ISO-8601 date-time, got {value!r}"[:300], path
-    )
+        padded = _UNPADDED_DATE.sub(lambda m: f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}", value, count=1)
+        if padded != value:
+            with contextlib.suppress(InvalidPayload):
+                return iso_time(padded, path)
+    return iso_time(value, path)
 
 
 _CONTEXT_KEYS = frozenset(

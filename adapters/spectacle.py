@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
 
-from adapters.base import InvalidPayload, PayloadTooLarge, scrub_nul
+from adapters.base import InvalidPayload, PayloadTooLarge
+from adapters.fields import NUL, iso_time, json_error, obj, scrubbed, string_id, too_deep, utf8
 from adapters.segment import denormalize_context, normalize_context
 from schemas.event import Event
 from schemas.request import RequestMeta
@@ -117,7 +117,6 @@ class Envelope(msgspec.Struct):
 
 _decode_message = msgspec.json.Decoder(Message).decode
 _decode_str = msgspec.json.Decoder(str).decode
-_NUL = b"\\u0000"
 
 
 def parse(call: str, body: bytes) -> Envelope:
@@ -129,10 +128,7 @@ def parse(call: str, body: bytes) -> Envelope:
         raise PayloadTooLarge(
             "event_too_large", f"event is {len(body)} bytes, over the {MAX_EVENT_BYTES}-byte limit"
         )
-    try:
-        text = body.decode()  # msgspec does not check UTF-8 inside strings; raw must be valid text
-    except UnicodeDecodeError as exc:
-        raise InvalidPayload("invalid_json", f"body is not valid UTF-8: {exc}") from exc
+    text = utf8(body)
     try:
         try:
             message = _decode_message(body)
@@ -149,11 +145,11 @@ def parse(call: str, body: bytes) -> Envelope:
             except msgspec.DecodeError:  # ValidationError included
                 raise InvalidPayload("invalid_body", "body must be a JSON object") from None
     except msgspec.DecodeError as exc:
-        raise InvalidPayload("invalid_json", f"body is not valid JSON: {exc}") from exc
+        raise json_error(exc) from exc
     except RecursionError as exc:
-        raise InvalidPayload("invalid_json", "JSON is nested too deeply") from exc
+        raise too_deep() from exc
     version = "pixel" if call in PIXEL_CALLS else "rest"
-    return Envelope(call=call, kind=kind, version=version, raw=text, message=message, has_nul=_NUL in body)
+    return Envelope(call=call, kind=kind, version=version, raw=text, message=message, has_nul=NUL in body)
 
 
 def credentials(headers: Mapping[str, str], envelope: Envelope | None) -> str | None:
@@ -175,13 +171,8 @@ def credentials(headers: Mapping[str, str], envelope: Envelope | None) -> str | 
 
 def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
     """Validate the message, then normalize it. One request is one event."""
-    event = _decode_one(meta, envelope)
-    if envelope.has_nul:
-        try:
-            event = scrub_nul(event)
-        except RecursionError as exc:
-            raise InvalidPayload("invalid_json", "JSON is nested too deeply") from exc
-    return [event]
+    events = [_decode_one(meta, envelope)]
+    return scrubbed(events) if envelope.has_nul else events
 
 
 # --- validators: one per (format, call) ---------------------------------------------------------
@@ -208,11 +199,11 @@ def _check(version: str, kind: str, message: Message, user_id, anonymous_id) -> 
     else:
         _user_or_anonymous(user_id, anonymous_id, kind)
     if kind == "track":
-        return _require(_id(message.event, "event"), "event", kind), None
+        return _require(string_id(message.event, "event"), "event", kind), None
     if kind == "group":
-        return None, _require(_id(message.groupId, "groupId"), "groupId", kind)
+        return None, _require(string_id(message.groupId, "groupId"), "groupId", kind)
     if kind == "page":
-        return _id(message.name, "name"), None
+        return string_id(message.name, "name"), None
     return None, None
 
 
@@ -226,21 +217,21 @@ def _decode_one(meta: RequestMeta, envelope: Envelope) -> Event:
         raise InvalidPayload(
             "invalid_type", f"type {declared!r} does not match the path, which is a {kind} call", "type"
         )
-    user_id = _id(message.userId, "userId")
-    anonymous_id = _id(message.anonymousId, "anonymousId")
+    user_id = string_id(message.userId, "userId")
+    anonymous_id = string_id(message.anonymousId, "anonymousId")
     name, group_id = _check(envelope.version, kind, message, user_id, anonymous_id)
 
-    properties = _object(message.properties, "properties") or {}
-    traits = _object(message.traits, "traits") or {}
+    properties = obj(message.properties, "properties") or {}
+    traits = obj(message.traits, "traits") or {}
     if kind != "group":
         traits, company_id = _special_traits(message, traits)
         group_id = company_id
-    message_id = _id(message.messageId, "messageId")
+    message_id = string_id(message.messageId, "messageId")
     if kind == "track":
         properties = _money(properties)
         transaction_id = properties.get("transactionId")
         if message_id is None and "revenue" in properties and transaction_id not in (None, ""):
-            message_id = f"txn:{_id(transaction_id, 'properties.transactionId')}"
+            message_id = f"txn:{string_id(transaction_id, 'properties.transactionId')}"
     if message_id is None:
         message_id = f"{meta.request_id}-0"
     elif len(message_id) > MAX_MESSAGE_ID:
@@ -250,8 +241,8 @@ def _decode_one(meta: RequestMeta, envelope: Envelope) -> Event:
             "messageId",
         )
 
-    original = _time(message.timestamp, "timestamp")
-    context = normalize_context(_object(message.context, "context"), meta.ip)
+    original = iso_time(message.timestamp, "timestamp")
+    context = normalize_context(obj(message.context, "context"), meta.ip)
     ip = message.ip
     if isinstance(ip, str) and ip:
         context.ip = ip  # the pixel's own field: the visitor's address as its server saw it
@@ -289,7 +280,7 @@ def _special_traits(message: Message, traits: dict) -> tuple[dict, str | None]:
     root = {f: getattr(message, f) for f in SPECIAL_TRAITS if getattr(message, f) is not None}
     if root:
         traits = {**root, **traits}
-    company_id = _id(traits.get("companyId"), "traits.companyId")
+    company_id = string_id(traits.get("companyId"), "traits.companyId")
     company_name = traits.get("companyName")
     if company_name is not None and not isinstance(company_name, str):
         raise InvalidPayload(
@@ -376,40 +367,6 @@ def _major(minor: Decimal, exponent: int) -> int | float:
     if major == major.to_integral_value():
         return int(major)
     return float(major)
-
-
-def _id(value: Any, field: str) -> str | None:
-    """An id or name: a string, or a number sent where a string is meant."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    raise InvalidPayload("invalid_field_type", f"{field} must be a string, got {type(value).__name__}", field)
-
-
-def _object(value: Any, path: str) -> dict | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return value
-    raise InvalidPayload("invalid_field_type", f"{path} must be an object, got {type(value).__name__}", path)
-
-
-def _time(value: Any, path: str) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    raise InvalidPayload(
-        "invalid_timestamp", f"{path} must be an ISO-8601 date-time, got {value!r}"[:300], path
-    )
 
 
 # --- encode: canonical events to what Spectacle's own clients send ---------------------------------

@@ -32,7 +32,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
-from adapters.base import InvalidPayload, scrub_nul
+from adapters.base import InvalidPayload
+from adapters.fields import NUL, json_error, scrubbed, too_deep, utf8
 from schemas.event import Campaign, Context, Event, Page, Screen
 from schemas.request import RequestMeta
 
@@ -78,16 +79,12 @@ class Envelope(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(Collect).decode
-_NUL = b"\\u0000"
 
 
 def parse(call: str, body: bytes) -> Envelope:
     """Bytes to a validated envelope: every documented rule is checked here, so a request that breaks
     one is refused before its website is looked up."""
-    try:
-        body.decode()
-    except UnicodeDecodeError as exc:
-        raise InvalidPayload("invalid_json", f"body is not valid UTF-8: {exc}") from exc
+    utf8(body)
     if not body.strip():
         raise InvalidPayload("invalid_json", "body is empty: expected a JSON object")
     try:
@@ -95,9 +92,9 @@ def parse(call: str, body: bytes) -> Envelope:
     except msgspec.ValidationError as exc:
         raise InvalidPayload("invalid_body", "body must be a JSON object") from exc
     except msgspec.DecodeError as exc:
-        raise InvalidPayload("invalid_json", f"body is not valid JSON: {exc}") from exc
+        raise json_error(exc) from exc
     except RecursionError as exc:
-        raise InvalidPayload("invalid_json", "JSON is nested too deeply") from exc
+        raise too_deep() from exc
     _check(item)
     return Envelope(body=body, item=item, website_id=item.website_id)
 
@@ -174,9 +171,7 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
         raw=envelope.body.decode(),
         enrichment=enrichment,
     )
-    if _NUL in envelope.body:
-        event = scrub_nul(event)
-    return [event]
+    return scrubbed([event]) if NUL in envelope.body else [event]
 
 
 def _screen(width: Any, height: Any) -> Screen | None:

@@ -49,27 +49,17 @@ def respond(accepted: Accepted) -> Reply:
 
 def ingest_routes() -> dict[str, IngestRoute]:
     """POST /events and /events/batch, at the root (the vendor's paths) and under /commandersact."""
-    event = IngestRoute(
-        adapter=commandersact,
-        call="event",
-        cap=commandersact.MAX_EVENT_BYTES,
-        authenticate=authenticate,
-        respond=respond,
-        partial=True,
+    paths = {
+        "/events": _route("event", commandersact.MAX_EVENT_BYTES),
+        "/events/batch": _route("batch", commandersact.MAX_BATCH_BYTES),
+    }
+    return {f"{prefix}{path}": route for prefix in PREFIXES for path, route in paths.items()}
+
+
+def _route(call: str, cap: int) -> IngestRoute:
+    return IngestRoute(
+        adapter=commandersact, call=call, cap=cap, authenticate=authenticate, respond=respond, partial=True
     )
-    batch = IngestRoute(
-        adapter=commandersact,
-        call="batch",
-        cap=commandersact.MAX_BATCH_BYTES,
-        authenticate=authenticate,
-        respond=respond,
-        partial=True,
-    )
-    routes: dict[str, IngestRoute] = {}
-    for prefix in PREFIXES:
-        routes[f"{prefix}/events"] = event
-        routes[f"{prefix}/events/batch"] = batch
-    return routes
 
 
 def routes() -> list[BaseRoute]:

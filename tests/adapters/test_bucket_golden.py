@@ -28,8 +28,6 @@ and review the diff by hand before committing.
 from __future__ import annotations
 
 import json
-import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -42,22 +40,10 @@ from adapters.base import AdapterError
 from gateway.ingest import IngestFront, SharedRoute
 from gateway.routes import ingest_routes
 from schemas.event import Event
-from schemas.request import RequestMeta
+from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "bucket"
-REGEN = os.environ.get("TRACKGATE_REGEN_GOLDEN") == "1"
-FIXTURES = sorted(GOLDEN.glob("*.json"))
+FIXTURES = fixtures("bucket")
 FRONT = IngestFront(app=None, runtime=None, routes=ingest_routes())
-
-
-def load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
-
-
-def body_bytes(fixture: dict[str, Any]) -> bytes:
-    if "body_text" in fixture:
-        return fixture["body_text"].encode()
-    return json.dumps(fixture["body"], ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def replay(fixture: dict[str, Any]) -> dict[str, Any]:
@@ -73,17 +59,7 @@ def replay(fixture: dict[str, Any]) -> dict[str, Any]:
     key = params.get("tracking_key") or bucket.credentials(headers, None) or query.get("publishableKey")
     try:
         envelope = bucket.parse(route.call, body_bytes(fixture))
-        meta = RequestMeta(
-            source_id=fixture["source_id"],
-            dialect="bucket",
-            call=route.call,
-            received_at=datetime.fromisoformat(fixture["received_at"]),
-            request_id=fixture["request_id"],
-            ip=fixture.get("ip"),
-            user_agent=headers.get("user-agent"),
-            headers=headers,
-            query=query,
-        )
+        meta = request_meta(fixture, "bucket", headers, route.call, headers=headers, query=query)
         events = bucket.decode(meta, envelope)
     except AdapterError as exc:
         return {"error": {"code": exc.code, "path": exc.path}}
@@ -103,10 +79,7 @@ def test_golden(path: Path):
     fixture = load(path)
     result = replay(fixture)
     if REGEN:
-        out = {k: v for k, v in fixture.items() if k not in ("expected", "error", "key")}
-        out.update(result)
-        path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
-        fixture = load(path)
+        fixture = regenerate(path, fixture, result, ("expected", "error", "key"))
     if "error" in fixture:
         assert result == {"error": fixture["error"]}
         return

@@ -20,9 +20,6 @@ Pure: no network, no database. ``TRACKGATE_REGEN_GOLDEN=1`` rewrites ``key``/``e
 
 from __future__ import annotations
 
-import json
-import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +29,10 @@ from starlette.datastructures import Headers
 
 from adapters import commandersact
 from adapters.base import AdapterError
-from schemas.request import RequestMeta
+from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "commandersact"
-REGEN = os.environ.get("TRACKGATE_REGEN_GOLDEN") == "1"
-FIXTURES = sorted(GOLDEN.glob("*.json"))
-
-
-def load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
-
-
-def body_bytes(fixture: dict[str, Any]) -> bytes:
-    if "body_text" in fixture:
-        return fixture["body_text"].encode()
-    return json.dumps(fixture["body"], ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def meta_for(fixture: dict[str, Any], headers: Headers) -> RequestMeta:
-    return RequestMeta(
-        source_id=fixture["source_id"],
-        dialect="commandersact",
-        call=fixture["call"],
-        received_at=datetime.fromisoformat(fixture["received_at"]),
-        request_id=fixture["request_id"],
-        ip=fixture.get("ip"),
-        user_agent=headers.get("user-agent"),
-        query=fixture.get("query", {}),
-    )
+FIXTURES = fixtures("commandersact")
+OUTCOME = ("key", "expected", "refused", "error")
 
 
 def replay(fixture: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +43,9 @@ def replay(fixture: dict[str, Any]) -> dict[str, Any]:
         envelope = commandersact.parse(fixture["call"], body_bytes(fixture))
     except AdapterError as exc:
         return {"error": {"code": exc.code, "status": exc.status}}
-    decoded = commandersact.decode_partial(meta_for(fixture, headers), envelope)
+    decoded = commandersact.decode_partial(
+        request_meta(fixture, "commandersact", headers, query=fixture.get("query", {})), envelope
+    )
     return {
         "key": key,
         "expected": msgspec.to_builtins(decoded.events),
@@ -83,12 +58,9 @@ def test_golden(path: Path):
     fixture = load(path)
     got = replay(fixture)
     if REGEN:
-        for field in ("key", "expected", "refused", "error"):
-            fixture.pop(field, None)
-        fixture.update(got)
-        path.write_text(json.dumps(fixture, indent=2, ensure_ascii=False) + "\n")
+        regenerate(path, fixture, got, OUTCOME)
         return
-    for field in ("key", "expected", "refused", "error"):
+    for field in OUTCOME:
         assert got.get(field) == fixture.get(field), f"{path.name}: {field}"
 
 

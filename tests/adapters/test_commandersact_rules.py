@@ -136,7 +136,7 @@ def test_a_refusal_names_the_field_in_its_own_version_and_not_the_value():
     v1_user = refusal(
         {"event_name": "x", "event_id": "e", "event_timestamp": TS, "properties": {"user": {"id": [1]}}}
     )
-    assert v1_user.message == "properties.user.id must be a string"
+    assert v1_user.message == "properties.user.id must be a string, got an array"
     v1_url = refusal({"event_name": "x", "event_id": "e", "event_timestamp": TS, "page": {"location": 3}})
     assert v1_url.message == "page.location must be a string"
 

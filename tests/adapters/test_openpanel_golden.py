@@ -15,7 +15,7 @@ Each fixture::
       "error": {"code", "path", "message"}   # ...or the refusal
     }
 
-Regenerate after a deliberate change, then review the diff by hand against vendors.md §1::
+Regenerate after a deliberate change::
 
     TRACKGATE_REGEN_GOLDEN=1 pytest tests/adapters/test_openpanel_golden.py
 
@@ -25,8 +25,6 @@ and review the diff by hand against /work/shared/reference/vendors.md §1.
 from __future__ import annotations
 
 import json
-import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +34,9 @@ from starlette.datastructures import Headers
 
 from adapters import openpanel
 from adapters.base import AdapterError
-from schemas.request import RequestMeta
+from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "openpanel"
-REGEN = os.environ.get("TRACKGATE_REGEN_GOLDEN") == "1"
-FIXTURES = sorted(GOLDEN.glob("*.json"))
-
-
-def body_bytes(fixture: dict[str, Any]) -> bytes:
-    if "body_text" in fixture:
-        return fixture["body_text"].encode()
-    return json.dumps(fixture["body"], ensure_ascii=False, separators=(",", ":")).encode()
+FIXTURES = fixtures("openpanel")
 
 
 def replay(fixture: dict[str, Any]) -> dict[str, Any]:
@@ -54,14 +44,10 @@ def replay(fixture: dict[str, Any]) -> dict[str, Any]:
     try:
         envelope = openpanel.parse(fixture["call"], body_bytes(fixture))
         client_id = openpanel.credentials(headers, envelope)
-        meta = RequestMeta(
-            source_id=fixture["source_id"],
-            dialect="openpanel",
-            call=fixture["call"],
-            received_at=datetime.fromisoformat(fixture["received_at"]),
-            request_id=fixture["request_id"],
-            ip=fixture.get("ip"),
-            user_agent=headers.get("user-agent"),
+        meta = request_meta(
+            fixture,
+            "openpanel",
+            headers,
             headers={k.lower(): v for k, v in fixture["headers"].items()},
             hints=fixture.get("hints", {}),
         )
@@ -78,13 +64,10 @@ def test_fixtures_exist():
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_golden(path: Path):
-    fixture = json.loads(path.read_text())
+    fixture = load(path)
     got = replay(fixture)
     if REGEN:
-        fixture.pop("expected", None)
-        fixture.pop("error", None)
-        fixture.update(got)
-        path.write_text(json.dumps(fixture, indent=2, ensure_ascii=False) + "\n")
+        regenerate(path, fixture, got, ("expected", "error"))
         return
     if "error" in fixture:
         assert got == {"error": fixture["error"]}
@@ -101,7 +84,7 @@ def test_encode_gives_the_npm_sdk_body(path: Path):
     """``encode`` of what a captured ``@openpanel/sdk`` request decodes to is that request's body;
     track calls additionally carry the canonical time, device id and IP in OpenPanel's special
     properties (``__timestamp``, ``__deviceId``, ``__ip``), as ``op.track(name, props)`` sends them."""
-    fixture = json.loads(path.read_text())
+    fixture = load(path)
     sent = json.loads(fixture["body_text"])
     events = msgspec.convert(fixture["expected"], list[openpanel.Event])
     (encoded,) = openpanel.encode(events)

@@ -30,8 +30,6 @@ adapter does now. Review the diff by hand against the rules (reference/segment.m
 from __future__ import annotations
 
 import json
-import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +39,9 @@ from starlette.datastructures import Headers
 
 from adapters import segment
 from adapters.base import AdapterError
-from schemas.request import RequestMeta
+from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "segment"
-REGEN = os.environ.get("TRACKGATE_REGEN_GOLDEN") == "1"
-FIXTURES = sorted(GOLDEN.glob("*.json"))
-
-
-def load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
-
-
-def body_bytes(fixture: dict[str, Any]) -> bytes:
-    if "body_text" in fixture:
-        return fixture["body_text"].encode()
-    return json.dumps(fixture["body"], ensure_ascii=False, separators=(",", ":")).encode()
+FIXTURES = fixtures("segment")
 
 
 def replay(fixture: dict[str, Any]) -> dict[str, Any]:
@@ -67,25 +53,10 @@ def replay(fixture: dict[str, Any]) -> dict[str, Any]:
         envelope = segment.parse(fixture["call"], body)
         if key is None:
             key = segment.credentials(headers, envelope)
-        meta = RequestMeta(
-            source_id=fixture["source_id"],
-            dialect="segment",
-            call=fixture["call"],
-            received_at=datetime.fromisoformat(fixture["received_at"]),
-            request_id=fixture["request_id"],
-            ip=fixture.get("ip"),
-            user_agent=headers.get("user-agent"),
-        )
-        events = segment.decode(meta, envelope)
+        events = segment.decode(request_meta(fixture, "segment", headers), envelope)
     except AdapterError as exc:
         return {"error": {"code": exc.code, "path": exc.path}}
     return {"write_key": key, "expected": msgspec.to_builtins(events)}
-
-
-def regenerate(path: Path, fixture: dict[str, Any], result: dict[str, Any]) -> None:
-    out = {k: v for k, v in fixture.items() if k not in ("expected", "error", "write_key")}
-    out.update(result)
-    path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
 
 
 def _params() -> list[Any]:
@@ -113,8 +84,7 @@ def test_golden(path: Path):
     fixture = load(path)
     result = replay(fixture)
     if REGEN and "xfail" not in fixture:
-        regenerate(path, fixture, result)
-        fixture = load(path)
+        fixture = regenerate(path, fixture, result, ("expected", "error", "write_key"))
 
     if "error" in fixture:
         assert "error" in result, f"expected a refusal {fixture['error']}, got events"

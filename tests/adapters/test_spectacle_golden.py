@@ -14,8 +14,6 @@ REST, ``t`` for the pixel). Regenerate after a deliberate change, then review th
 from __future__ import annotations
 
 import json
-import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +25,10 @@ from adapters import spectacle
 from adapters.base import AdapterError
 from schemas.event import Event
 from schemas.request import RequestMeta
+from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "spectacle"
-REGEN = os.environ.get("TRACKGATE_REGEN_GOLDEN") == "1"
-FIXTURES = sorted(GOLDEN.glob("*.json"))
+FIXTURES = fixtures("spectacle")
 SUCCESSES = [p for p in FIXTURES if not p.stem.startswith("error_")]
-
-
-def load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
-
-
-def body_bytes(fixture: dict[str, Any]) -> bytes:
-    if "body_text" in fixture:
-        return fixture["body_text"].encode()
-    return json.dumps(fixture["body"], ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def replay(fixture: dict[str, Any]) -> dict[str, Any]:
@@ -49,25 +36,10 @@ def replay(fixture: dict[str, Any]) -> dict[str, Any]:
     try:
         envelope = spectacle.parse(fixture["call"], body_bytes(fixture))
         key = spectacle.credentials(headers, envelope)
-        meta = RequestMeta(
-            source_id=fixture["source_id"],
-            dialect="spectacle",
-            call=fixture["call"],
-            received_at=datetime.fromisoformat(fixture["received_at"]),
-            request_id=fixture["request_id"],
-            ip=fixture.get("ip"),
-            user_agent=headers.get("user-agent"),
-        )
-        events = spectacle.decode(meta, envelope)
+        events = spectacle.decode(request_meta(fixture, "spectacle", headers), envelope)
     except AdapterError as exc:
         return {"error": {"code": exc.code, "path": exc.path}}
     return {"write_key": key, "expected": msgspec.to_builtins(events)}
-
-
-def regenerate(path: Path, fixture: dict[str, Any], result: dict[str, Any]) -> None:
-    out = {k: v for k, v in fixture.items() if k not in ("expected", "error", "write_key")}
-    out.update(result)
-    path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
 
 
 def test_there_are_fixtures():
@@ -85,8 +57,7 @@ def test_golden(path: Path):
     fixture = load(path)
     result = replay(fixture)
     if REGEN:
-        regenerate(path, fixture, result)
-        fixture = load(path)
+        fixture = regenerate(path, fixture, result, ("expected", "error", "write_key"))
     if path.stem.startswith("error_"):
         assert "error" in fixture and fixture["error"], "an error_ fixture must name its refusal"
         assert result.get("error") == fixture["error"]

@@ -13,7 +13,6 @@ then review the diff against seeds/tinytrail-api.md.
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,29 +25,9 @@ from adapters import tinytrail
 from adapters.base import AdapterError, InvalidPayload
 from schemas.event import Context, Event, Page
 from schemas.request import RequestMeta
+from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "tinytrail"
-REGEN = os.environ.get("TRACKGATE_REGEN_GOLDEN") == "1"
-FIXTURES = sorted(GOLDEN.glob("*.json"))
-
-
-def body_bytes(fixture: dict[str, Any]) -> bytes:
-    if "body_text" in fixture:
-        return fixture["body_text"].encode()
-    return json.dumps(fixture["body"], ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def meta_for(fixture: dict[str, Any], headers: Headers) -> RequestMeta:
-    return RequestMeta(
-        source_id=fixture["source_id"],
-        dialect="tinytrail",
-        call="collect",
-        received_at=datetime.fromisoformat(fixture["received_at"]),
-        request_id=fixture["request_id"],
-        ip=fixture.get("ip"),
-        user_agent=headers.get("user-agent"),
-        hints=fixture.get("hints", {}),
-    )
+FIXTURES = fixtures("tinytrail")
 
 
 def replay(fixture: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +36,9 @@ def replay(fixture: dict[str, Any]) -> dict[str, Any]:
         assert tinytrail.credentials(headers, None) is None
         envelope = tinytrail.parse("collect", body_bytes(fixture))
         key = tinytrail.credentials(headers, envelope)
-        events = tinytrail.decode(meta_for(fixture, headers), envelope)
+        events = tinytrail.decode(
+            request_meta(fixture, "tinytrail", headers, "collect", hints=fixture.get("hints", {})), envelope
+        )
     except AdapterError as exc:
         return {"error": {"code": exc.code, "path": exc.path}}
     return {"website_id": key, "expected": msgspec.to_builtins(events)}
@@ -71,13 +52,10 @@ def test_there_are_fixtures():
 
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
 def test_golden(path: Path):
-    fixture = json.loads(path.read_text())
+    fixture = load(path)
     result = replay(fixture)
     if REGEN:
-        out = {k: v for k, v in fixture.items() if k not in ("expected", "error", "website_id")}
-        out.update(result)
-        path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
-        fixture = out
+        fixture = regenerate(path, fixture, result, ("expected", "error", "website_id"))
     if "error" in fixture:
         assert result.get("error") == fixture["error"]
         return

@@ -1,0 +1,99 @@
+"""Field coercions and parse errors the dialect adapters share.
+
+Every function here is pure and raises ``InvalidPayload`` with a stable code and the field's path. An
+adapter whose dialect means something else by a field (Bucket's numeric ids, Commanders Act's epoch
+milliseconds, OpenPanel's zod messages) keeps its own helper and says why next to it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from adapters.base import InvalidPayload, scrub_nul
+from schemas.event import Event
+
+NUL = b"\\u0000"
+"""A JSON-escaped NUL: a body holding it needs ``scrub_nul`` (PostgreSQL refuses NUL in text)."""
+
+
+def utf8(body: bytes) -> str:
+    """The body as text; msgspec does not check UTF-8 inside strings, and ``raw`` must be valid text."""
+    try:
+        return body.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidPayload("invalid_json", f"body is not valid UTF-8: {exc}") from exc
+
+
+def json_error(exc: Exception) -> InvalidPayload:
+    return InvalidPayload("invalid_json", f"body is not valid JSON: {exc}")
+
+
+def too_deep(path: str | None = None) -> InvalidPayload:
+    return InvalidPayload("invalid_json", "JSON is nested too deeply", path)
+
+
+def json_value(data: bytes) -> Any:
+    """Any JSON value; not JSON, or nested past the recursion limit, is ``invalid_json``."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise json_error(exc) from exc
+    except RecursionError as exc:
+        raise too_deep() from exc
+
+
+def scrubbed(events: list[Event]) -> list[Event]:
+    """``scrub_nul`` on every event; a value nested past the recursion limit is refused as JSON."""
+    try:
+        return [scrub_nul(event) for event in events]
+    except RecursionError as exc:
+        raise too_deep() from exc
+
+
+def json_kind(value: Any) -> str:
+    """A JSON value's kind for messages: ``an object``, ``an array``, ``a string``, ``null``, ..."""
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        value.__class__, "a number"
+    )
+
+
+def string_id(value: Any, field: str) -> str | None:
+    """An id or name: a string, or a number sent where a string is meant (real SDKs do), as ``str()``
+    prints it. Absent or empty is None."""
+    if value is None or value == "":
+        return None
+    if value.__class__ is str:
+        return value
+    if value.__class__ is int or value.__class__ is float:
+        return str(value)
+    raise InvalidPayload("invalid_field_type", f"{field} must be a string, got {json_kind(value)}", field)
+
+
+def obj(value: Any, path: str) -> dict | None:
+    """A JSON object, or None when absent."""
+    if value is None:
+        return None
+    if value.__class__ is dict:
+        return value
+    raise InvalidPayload("invalid_field_type", f"{path} must be an object, got {json_kind(value)}", path)
+
+
+def iso_time(value: Any, path: str) -> datetime | None:
+    """An ISO 8601 date-time (UTC when it names no offset), or None when absent or empty."""
+    if value is None or value == "":
+        return None
+    if value.__class__ is str:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    raise InvalidPayload(
+        "invalid_timestamp", f"{path} must be an ISO 8601 date-time, got {value!r}"[:300], path
+    )
