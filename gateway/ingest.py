@@ -11,6 +11,7 @@ answered in the dialect's shape by ``responses.error_response`` and nothing is p
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -53,6 +54,7 @@ class Accepted(msgspec.Struct, kw_only=True):
     refused: list[Refused] = []
 
 
+@functools.cache
 def key_auth(adapter: Adapter) -> Callable[[Any, Incoming, Any | None], Source | None]:
     """The default: one key, from a header or the body, looked up among the dialect's sources.
     Returns None (before the body is parsed) when the key is not in a header."""
@@ -252,7 +254,8 @@ class IngestFront:
         receive: Callable,
         send: Callable,
     ) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # ASGI header names are lower-case already
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         raw_query = scope.get("query_string", b"")
         query = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
         if isinstance(route, SharedRoute):
