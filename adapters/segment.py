@@ -505,6 +505,9 @@ def encode_one(event: Event) -> dict[str, Any]:
     if event.traits and out["type"] in ("identify", "group"):
         out["traits"] = event.traits
     context = denormalize_context(event.context)
+    if event.group_id is not None and out["type"] != "group":
+        # Segment's spec carries the account of a non-group call in context.groupId (Bucket's companyId)
+        context.setdefault("groupId", event.group_id)
     if context:
         out["context"] = context
     if event.integrations:
