@@ -280,7 +280,7 @@ def quarantine_replay(source: str | None, row_id: int | None) -> None:
     if not settings.database_url:
         raise click.UsageError("set TRACKGATE_DATABASE_URL")
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        outcomes = _quarantine_module().replay(conn, source=source, row_id=row_id)
+        outcomes = _quarantine_module().replay(conn, source=source, row_id=row_id, settings=settings)
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.result] = counts.get(outcome.result, 0) + 1

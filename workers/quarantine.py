@@ -33,7 +33,8 @@ from adapters.registry import ADAPTERS
 from schemas.event import Event
 from schemas.jobs import PersistBatch
 from schemas.request import RequestMeta
-from workers import store
+from schemas.settings import Settings
+from workers import enrich, forward, profiles, store
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +195,10 @@ def replay(
     source: str | None = None,
     row_id: int | None = None,
     now: datetime | None = None,
+    settings: Settings | None = None,
 ) -> list[Outcome]:
-    """Replay pending rows (of ``source``, or the one ``row_id``); ``conn`` must be autocommit."""
+    """Replay pending rows (of ``source``, or the one ``row_id``); ``conn`` must be autocommit. With
+    ``settings`` each event also goes through enrichment and forwarding, as in a persist job."""
     where, params = _filters(source=source, status="pending", row_id=row_id)
     cur = conn.execute(
         "SELECT id, source_id, dialect, dialect_version, message_id, raw, event, request_id, received_at,"
@@ -206,7 +209,7 @@ def replay(
     outcomes = []
     for values in cur.fetchall():
         row = dict(zip(names, values, strict=True))
-        outcome = _replay_one(conn, row, now or datetime.now(UTC))
+        outcome = _replay_one(conn, row, now or datetime.now(UTC), settings)
         outcomes.append(outcome)
         log.info("quarantine_replayed id=%s result=%s", outcome.id, outcome.result)
     return outcomes
@@ -237,10 +240,20 @@ def _redecode(row: dict[str, Any]) -> Event:
     )
 
 
-def _replay_one(conn: psycopg.Connection, row: dict[str, Any], now: datetime) -> Outcome:
+def _replay_one(
+    conn: psycopg.Connection, row: dict[str, Any], now: datetime, settings: Settings | None
+) -> Outcome:
+    """Store the row's event as a persist job would: enriched (the source's IP policy included),
+    deduplicated, applied to profiles, and forwarded to the source's destinations."""
+    batch_id = f"replay-{row['id']}"
     try:
         event = _redecode(row)
-        stored = store._store(conn, f"replay-{row['id']}", [event])
+        new: list[Event] = []
+        if settings is not None:
+            enrich.enrich_batch(conn, [event], settings)
+        stored = store._store(conn, batch_id, [event], apply=profiles.apply, new=new)
+        if settings is not None:
+            forward.fan_out(conn, settings, batch_id, new)
     except AdapterError as exc:
         return _still_refused(conn, row, exc.code, exc.message, now)
     except store.REFUSED as exc:

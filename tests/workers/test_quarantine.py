@@ -386,3 +386,25 @@ def test_convert_as_a_real_process():
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == ca.v1_to_v2(V1_DOC)
+
+
+def test_a_replayed_event_goes_the_whole_persist_path(run, database_url, db):
+    """Enriched under the source's IP policy, applied to profiles, like any stored event."""
+    db.execute(
+        "INSERT INTO sources (id, dialect, name, key_hash, settings)"
+        " VALUES ('src_ca', 'commandersact', 'shop', '\\x00', '{\"ip_policy\": \"truncate\"}')"
+    )
+    device = {"ip": "203.0.113.9", "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0"}
+    raw = {
+        "event_name": "login",
+        "user": {"id": "u-7"},
+        "context": {"event_id": "e-1", "event_timestamp": TS, "device": device},
+    }
+    seed(database_url, refused_item("good", json.dumps(raw)))
+    assert "1 stored" in run("quarantine", "replay").output
+    (event,) = stored(db)
+    assert event["context"]["ip"] == "203.0.113.0"  # the source's policy, applied on replay too
+    assert "203.0.113.9" not in json.dumps(event["raw"])
+    assert event["enrichment"]["browser"] == "Chrome" and event["enrichment"]["visitor_id"]
+    (profiles,) = db.execute("SELECT count(*) FROM profile_ids WHERE id = 'u-7'").fetchone()
+    assert profiles == 1

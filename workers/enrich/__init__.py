@@ -79,6 +79,8 @@ def enrich_event(event: Event, env: Env) -> None:
         except Exception:  # noqa: BLE001 - never lose an event to enrichment
             log.exception("enrich_failed processor=%s event_id=%s", name, event.id)
             event.enrichment.setdefault("enrich_errors", []).append(name)
+            if name == "ip_policy":  # fail closed: an address the policy could not handle is not kept
+                event.context.ip = None
 
 
 def enrich_events(events: Iterable[Event], env: Env) -> None:
