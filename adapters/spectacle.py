@@ -25,8 +25,9 @@ gets ``properties.refund = true``. ``mrr``/``arr`` are read in the same smallest
 (the docs give no unit of their own; they share ``currency``) and become major units too. ``currency``
 must be a three-letter code (upper-cased). The original values stay in ``raw``.
 
-A track with revenue and ``properties.transactionId`` takes ``txn:<transactionId>`` as its message id:
-Spectacle deduplicates revenue by transaction id (GTM template), and so does the store. Otherwise
+A track with revenue and ``properties.transactionId`` takes ``txn:<event>:<transactionId>`` as its
+message id: Spectacle deduplicates revenue by transaction id (GTM template), and so does the store; the
+event name is part of it because a refund carries its order's transaction id. Otherwise
 ``messageId`` if sent, else one derived from the request id.
 """
 
@@ -231,7 +232,8 @@ def _decode_one(meta: RequestMeta, envelope: Envelope) -> Event:
         properties = _money(properties)
         transaction_id = properties.get("transactionId")
         if message_id is None and "revenue" in properties and transaction_id not in (None, ""):
-            message_id = f"txn:{string_id(transaction_id, 'properties.transactionId')}"
+            # the event name too: a refund carries its order's transaction id, and is another event
+            message_id = f"txn:{name}:{string_id(transaction_id, 'properties.transactionId')}"
     if message_id is None:
         message_id = f"{meta.request_id}-0"
     elif len(message_id) > MAX_MESSAGE_ID:

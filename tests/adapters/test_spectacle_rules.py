@@ -374,8 +374,11 @@ def test_money_rules_are_for_track_only():
 
 def test_message_id_from_request_transaction_or_client():
     assert one("track", track()).message_id == "req-0"
-    assert one("track", track(revenue=100, transactionId="T-1")).message_id == "txn:T-1"
-    assert one("track", track(revenue=100, transactionId=77)).message_id == "txn:77"
+    paid = one("track", track(revenue=100, transactionId="T-1"))
+    assert paid.message_id == f"txn:{paid.name}:T-1"
+    assert one("track", track(revenue=100, transactionId=77)).message_id == f"txn:{paid.name}:77"
+    refund = one("track", {**track(revenue=-100, transactionId="T-1"), "event": "Order Refunded"})
+    assert refund.message_id == "txn:Order Refunded:T-1" != paid.message_id
     assert one("track", track(transactionId="T-1")).message_id == "req-0"  # no revenue: not a transaction
     assert one("track", {**track(revenue=1, transactionId="T"), "messageId": "m-1"}).message_id == "m-1"
 

@@ -138,7 +138,7 @@ def test_official_gtm_template_delivers_exactly_once(settings, drain, db, prefix
 
     purchase = by_name[("track", "purchase")]
     assert purchase["user_id"] == "user-42"  # from the cookie identify set
-    assert purchase["message_id"] == "txn:T-1001"
+    assert purchase["message_id"] == "txn:purchase:T-1001"
     assert purchase["properties"] == {"transactionId": "T-1001", "revenue": 25.99}
     assert purchase["raw"]["properties"]["revenue"] == "2599"  # the template's cents string, kept in raw
 

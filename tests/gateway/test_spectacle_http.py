@@ -336,9 +336,14 @@ def test_a_purchase_sent_twice_is_stored_once(sclient, drain, db, rdb):
     body = body_for("t", properties={"revenue": "2599", "currency": "EUR", "transactionId": "T-1"})
     for _ in range(2):
         assert sclient.post("/t", content=as_json(body), headers=PIXEL_HEADERS).status_code == 200
+    # its refund carries the same transaction id: another event, stored too
+    refund = {**body, "event": "Order Refunded", "properties": {**body["properties"], "revenue": "-2599"}}
+    assert sclient.post("/t", content=as_json(refund), headers=PIXEL_HEADERS).status_code == 200
     drain()
-    (row,) = stored(db)
-    assert row["message_id"] == "txn:T-1"
+    paid, refunded = sorted(stored(db), key=lambda r: r["properties"]["revenue"], reverse=True)
+    assert paid["message_id"] == f"txn:{body['event']}:T-1"
+    assert refunded["message_id"] == "txn:Order Refunded:T-1"
+    assert refunded["properties"]["refund"] is True
 
 
 def test_company_traits_land_as_company_and_group(sclient, drain, db):
