@@ -113,6 +113,22 @@ def from_headers(headers: Mapping[str, str], order: Sequence[str] = HEADER_ORDER
     return None
 
 
+def forwarded_client(headers: Mapping[str, str], proxies: Iterable[IPNetwork]) -> str | None:
+    """The client a chain of trusted proxies names: ``x-forwarded-for`` read from the right (each proxy
+    appends the address it saw), skipping our own proxies; the first other address is the client. The
+    left-most entries are whatever the client wrote, so they are never believed. Then ``x-real-ip``."""
+    networks = tuple(proxies)
+    hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            return None  # a garbled chain: believe none of it
+        if not any(address in network for network in networks if network.version == address.version):
+            return str(address)
+    address = _address(headers.get("x-real-ip"))
+    return str(address) if address is not None else None
+
+
 def client_ip(
     headers: Mapping[str, str],
     peer: str | None,
@@ -121,10 +137,13 @@ def client_ip(
     proxies: Iterable[IPNetwork] = (),
     order: Sequence[str] = HEADER_ORDER,
 ) -> str | None:
-    """The request's client IP: from the headers when ``trusted`` (a verified server-side secret) or the
-    peer is a trusted proxy, and they name a public IP; else the peer address."""
-    if trusted or is_trusted_proxy(peer, proxies):
+    """The request's client IP: the first public IP the headers name when ``trusted`` (a verified
+    server-side secret: the SDK forwards its end user's address); the address our trusted proxies saw
+    when the peer is one of them; else the peer address."""
+    if trusted:
         found = from_headers(headers, order)
         if found:
             return found
+    elif is_trusted_proxy(peer, proxies):
+        return forwarded_client(headers, proxies) or peer
     return peer

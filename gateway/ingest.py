@@ -32,8 +32,6 @@ from schemas.request import Incoming, RequestMeta, Source
 log = logging.getLogger(__name__)
 
 _CORS = (b"access-control-allow-origin", b"*")
-PROXY_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded")
-"""What a trusted proxy (``TRACKGATE_TRUSTED_PROXIES``) says the client is, in this order."""
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -268,7 +266,7 @@ class IngestFront:
         if self._proxies and client_ip.is_trusted_proxy(peer, self._proxies):
             # behind a configured load balancer: the client it names (uvicorn's own proxy-header
             # handling is off, so nobody else's X-Forwarded-For is believed)
-            peer = client_ip.from_headers(headers, PROXY_HEADERS) or peer
+            peer = client_ip.forwarded_client(headers, self._proxies) or peer
         incoming = Incoming(
             path=scope["path"],
             headers=headers,

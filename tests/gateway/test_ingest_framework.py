@@ -158,7 +158,12 @@ def test_sources_add_json_lists_every_credential_once(settings, database_url, db
 
 @pytest.mark.parametrize(
     ("trusted", "expected"),
-    [("", "127.0.0.1"), ("127.0.0.0/8", "198.51.100.7"), ("10.0.0.0/8", "127.0.0.1")],
+    [
+        ("", "127.0.0.1"),  # no proxy trusted: the peer
+        ("127.0.0.0/8", "10.1.2.3"),  # the address our proxy saw (the right-most hop not ours)
+        ("127.0.0.0/8, 10.0.0.0/8", "198.51.100.7"),  # through two of our proxies
+        ("10.0.0.0/8", "127.0.0.1"),  # the peer is not a trusted proxy
+    ],
 )
 def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
     settings, write_key, drain, db, trusted, expected
@@ -168,12 +173,13 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
 
     from tests.conftest import live_gateway
 
+    # the client wrote "6.6.6.6" itself; the proxies appended what they saw
     with live_gateway(msgspec.structs.replace(settings, trusted_proxies=trusted)) as base:
         r = httpx.post(
             base + "/v1/track",
             json=TRACK,
             auth=(write_key, ""),
-            headers={"X-Forwarded-For": "198.51.100.7, 10.1.2.3"},
+            headers={"X-Forwarded-For": "6.6.6.6, 198.51.100.7, 10.1.2.3"},
         )
         assert r.status_code == 200
     drain()
