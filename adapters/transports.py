@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -331,9 +332,11 @@ def retry_after(value: str | None, now: float) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "inf", "nan" or a negative number say nothing usable
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     from email.utils import parsedate_to_datetime
 
     try:

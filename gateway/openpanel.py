@@ -35,7 +35,7 @@ from starlette.routing import BaseRoute, Route, Router
 
 from adapters import openpanel
 from gateway import client_ip
-from gateway.errors import GatewayError, Unauthorized, Unavailable, UnsupportedMediaType
+from gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable, UnsupportedMediaType
 from gateway.ingest import Accepted, IngestRoute, Reply
 from gateway.responses import JSONResponse, error_response
 from schemas.request import Incoming, Source
@@ -345,9 +345,9 @@ async def fetch_device_id(request: Request) -> Response:
         proxies=client_ip.parse_networks(runtime.settings.trusted_proxies),
     )
     if not ip:
-        return Response("Missing ip address", status_code=400, media_type="text/plain")
+        return error_response(DIALECT, InvalidBody("Missing ip address", code="missing_ip"))
     if not user_agent:
-        return Response("Missing header: user-agent", status_code=400, media_type="text/plain")
+        return error_response(DIALECT, InvalidBody("Missing header: user-agent", code="missing_user_agent"))
     source_id = client.source.id
     try:
         current, previous = await salts(runtime.redis, runtime)

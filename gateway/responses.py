@@ -85,12 +85,16 @@ _FASTIFY_CODES = frozenset(
 """Errors fastify raises before validation (its ``FastifyError``); the rest are validation errors."""
 
 
+_OPENPANEL_PLAIN = frozenset({"missing_ip", "missing_user_agent"})
+"""``GET /track/device-id``'s refusals, which OpenPanel's controller sends as plain text."""
+
+
 def _openpanel_error(status: int, code: str, message: str, path: str | None) -> Response:
     """OpenPanel's answers: 401 (and 500) plain text, as ``clientHook`` and ``app.ts`` send them; other
     errors ``{"status", "error", "message"}`` from its error handler, a validation message prefixed
     with the field's path (``body/payload/name Too small: ...``)."""
-    if status == 401:
-        return Response(message, status_code=401, media_type="text/plain")
+    if status == 401 or code in _OPENPANEL_PLAIN:
+        return Response(message, status_code=status, media_type="text/plain")
     if status >= 500 and status != 503:
         return Response("Internal server error", status_code=status, media_type="text/plain")
     if status == 429:

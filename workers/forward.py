@@ -225,7 +225,7 @@ def fan_out(conn: psycopg.Connection, settings: Settings, batch_id: str, events:
         return 0
     try:
         return _fan_out(conn, settings, batch_id, events)
-    except (psycopg.Error, redis.RedisError, OSError):
+    except Exception:  # noqa: BLE001 - the events are stored: a fan-out failure must not fail the job
         log.exception(
             "forward_fanout_failed batch_id=%s n_events=%d (send them with `trackgate replay events`)",
             batch_id,

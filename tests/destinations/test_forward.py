@@ -453,10 +453,6 @@ def test_one_segment_source_fans_out_to_every_kind(client, write_key, drain, dra
 def test_a_reflag_reply_without_success_true_is_dead_lettered(
     client, write_key, drain, drain_forward, add, clock, db
 ):
-    from adapters.registry import ADAPTERS
-
-    if "bucket" not in ADAPTERS:
-        pytest.skip("the bucket adapter is not registered in this tree")
     add("bucket", "reflag", *KINDS["bucket"])
     ingest(client, write_key, drain, batch("m", 1))
     with respx.mock() as mock:

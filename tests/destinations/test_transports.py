@@ -227,6 +227,8 @@ def test_retry_after_seconds_and_http_date():
     assert retry_after("120", NOW) == 120
     assert retry_after(None, NOW) is None
     assert retry_after("soon", NOW) is None
+    for unusable in ("inf", "nan", "-5"):  # would overflow or go back in time: use the backoff instead
+        assert retry_after(unusable, NOW) is None
     date = "Sun, 17 Mar 2030 17:48:40 GMT"  # NOW + 120 s
     assert retry_after(date, NOW) == pytest.approx(120)
     assert retry_after("Sun, 17 Mar 2030 17:40:00 GMT", NOW) == 0
