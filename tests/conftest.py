@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -30,18 +33,22 @@ from schemas.settings import Settings
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory) -> Iterator[tuple[str, str]]:
+def servers() -> Iterator[tuple[str, str]]:
     database_url = os.environ.get("TRACKGATE_TEST_DATABASE_URL")
     redis_url = os.environ.get("TRACKGATE_TEST_REDIS_URL")
     embedded = None
     if not database_url or not redis_url:
-        embedded = EmbeddedServers(tmp_path_factory.mktemp("servers"), database="postgres")
+        # not under pytest's basetemp: another pytest run on the machine rotates those directories
+        # away (it keeps the newest three), which would pull the data directory from under the server
+        data_dir = Path(tempfile.mkdtemp(prefix="trackgate-test-servers-"))
+        embedded = EmbeddedServers(data_dir, database="postgres")
         started_db, started_redis = embedded.start()
         database_url = database_url or started_db
         redis_url = redis_url or started_redis
     yield database_url, redis_url
     if embedded is not None:
         embedded.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
