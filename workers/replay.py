@@ -277,10 +277,14 @@ def replay_events(
         batch_prefix = "replay-" + hashlib.sha256(key.encode()).hexdigest()[:16]
         with conn.cursor(name="trackgate_replay") as cur:
             cur.itersize = chunk
+            # keyset, not OFFSET: events that arrive meanwhile (a late client time inside the range)
+            # must not shift a resumed run onto rows it sent or past rows it never sent
+            after = saved.get("after")
+            resume = ' AND ("timestamp", id) > (%s, %s::uuid)' if after else ""
             cur.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE source_id = %s"
-                ' AND "timestamp" >= %s AND "timestamp" < %s ORDER BY "timestamp", id OFFSET %s',
-                (source_id, start, end, position),
+                f' AND "timestamp" >= %s AND "timestamp" < %s{resume} ORDER BY "timestamp", id',
+                (source_id, start, end, *(after or ())),
             )
             while True:
                 rows = cur.fetchmany(chunk)
@@ -295,7 +299,9 @@ def replay_events(
                     position += len(rows)
                     counts["events"] += len(selected)
                     counts["jobs"] += len(ids)
-                    _save_checkpoint(wconn, key, position, False, counts)
+                    last = dict(zip(COLUMNS, rows[-1], strict=True))
+                    after = [last["timestamp"].isoformat(), str(last["id"])]
+                    _save_checkpoint(wconn, key, position, False, {**counts, "after": after})
                 progress.update(len(rows))
         conn.commit()
         _save_checkpoint(conn, key, position, True, counts)

@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from tests.conftest import queued_jobs, stored
-from workers import replay
+from workers import forward, replay
 
 HOOK = "https://hooks.example.com/backfill"
 
@@ -200,3 +200,40 @@ def test_replay_events_backfills_a_new_destination(
         fsettings, "web", now - timedelta(days=1), now + timedelta(minutes=1), "late", out=io.StringIO()
     )
     assert again["events"] == 0  # done already (checkpoint)
+
+
+def test_replay_events_resumes_after_the_last_sent_event_even_when_events_arrive_meanwhile(
+    client, write_key, drain, drain_forward, add, clock, db, fsettings, monkeypatch
+):
+    body = {"batch": [{"type": "track", "userId": "u", "event": "E", "messageId": f"m{i}"} for i in range(6)]}
+    assert client.post("/v1/batch", json=body, auth=(write_key, "")).status_code == 200
+    drain()
+    add("webhook", "late", HOOK, {"secret": "s"})
+    now = datetime.now(UTC)
+    window = (now - timedelta(days=1), now + timedelta(minutes=1))
+    real = forward.enqueue_deliveries
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stopped after the first chunk was sent and checkpointed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(forward, "enqueue_deliveries", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        replay.replay_events(fsettings, "web", *window, "late", chunk=3, out=io.StringIO())
+    monkeypatch.setattr(forward, "enqueue_deliveries", real)
+    # an event whose client time is the earliest of all arrives before the run resumes
+    early = (now - timedelta(hours=2)).isoformat()
+    late = {"type": "track", "userId": "u", "event": "E", "messageId": "late", "timestamp": early}
+    assert client.post("/v1/track", json=late, auth=(write_key, "")).status_code == 200
+    drain()
+    replay.replay_events(fsettings, "web", *window, "late", chunk=3, out=io.StringIO())
+    with respx.mock() as mock:
+        hook = mock.post(HOOK).respond(200)
+        drain_forward()
+    sent = [e["message_id"] for call in hook.calls for e in json.loads(call.request.content)["events"]]
+    # each once: the six by the replay (an OFFSET would have re-sent m2: the late event, sorted first,
+    # shifts the rows), the late one by the ordinary fan-out (the destination existed when it came)
+    assert sorted(sent) == ["late"] + [f"m{i}" for i in range(6)]
