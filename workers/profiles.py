@@ -56,6 +56,7 @@ DEFAULT_CURRENCY = "USD"
 _dumps = msgspec.json.Encoder(decimal_format="number").encode
 _loads = msgspec.json.Decoder(float_hook=Decimal).decode
 _blake2b = hashlib.blake2b
+_sha256 = hashlib.sha256
 
 # Rows travel to PostgreSQL as one JSON document per statement (json_to_recordset): one parameter,
 # encoded by msgspec, parsed by PostgreSQL in C. Ids are looked up by sha256(id) (``key`` columns).
@@ -327,9 +328,41 @@ class _Batch:
 
     # writing back
 
+    def insert(self, cur: psycopg.Cursor) -> None:
+        """COPY the new profiles and the new ids (plain inserts: every new id is advisory-locked and
+        was not found under that lock, every new profile has a fresh id). COPY cannot run in pipeline
+        mode, so this is sent before :meth:`write`; no other write depends on these rows."""
+        fresh = [p for p in self.profiles.values() if p.merged_into is None and not p.stored]
+        if fresh:
+            with cur.copy(COPY_PROFILES_SQL) as copy:
+                write = copy.write_row
+                for p in fresh:
+                    write(
+                        (
+                            p.id,
+                            p.workspace,
+                            p.user_id,
+                            _jsonb(p.traits),
+                            _jsonb(p.trait_times),
+                            _jsonb(p.counters),
+                            _jsonb(p.revenue),
+                            p.mrr,
+                            p.mrr_at,
+                            p.arr,
+                            p.arr_at,
+                            p.first_seen,
+                            p.last_seen,
+                        )
+                    )
+        if self.new_links:
+            links = self.links
+            with cur.copy(COPY_IDS_SQL) as copy:
+                write = copy.write_row
+                for (w, value), kind in self.new_links.items():
+                    write((w, _sha256(value.encode()).digest(), value, kind, links[(w, value)].final().id))
+
     def write(self, cur: psycopg.Cursor) -> None:
         alive = [p for p in self.profiles.values() if p.merged_into is None]
-        _send(cur, INSERT_PROFILES_SQL, [p for p in alive if not p.stored])
         written = sorted(
             (g for g in self.groups.values() if g.write), key=lambda g: (g.workspace, g.group_id)
         )
@@ -375,20 +408,16 @@ class _Batch:
         _send(cur, UPDATE_PROFILES_SQL, [p for p in alive if p.stored])
         _send(
             cur,
-            INSERT_IDS_SQL,
-            [
-                {"workspace": w, "id": value, "kind": kind, "profile_id": self.links[(w, value)].final().id}
-                for (w, value), kind in self.new_links.items()
-            ],
-        )
-        _send(
-            cur,
             UPSERT_MEMBERS_SQL,
             [
                 {"workspace": w, "group_id": g, "profile_id": pid, "first_seen": first, "last_seen": last}
                 for (w, g, pid), (first, last) in sorted(members.items())
             ],
         )
+
+
+def _jsonb(value: dict) -> str:
+    return _dumps(value).decode() if value else "{}"
 
 
 def _send(cur: psycopg.Cursor, sql: str, rows: list) -> None:
@@ -409,10 +438,7 @@ _PROFILE_VALUES = ", ".join(
     f"COALESCE(v.{c}, '{{}}')" if c in _JSONB_COLUMNS else f"v.{c}"
     for c in (c.strip() for c in _PROFILE_COLUMNS.split(","))
 )
-INSERT_PROFILES_SQL = (
-    f"INSERT INTO profiles (id, workspace, {_PROFILE_COLUMNS})"
-    f" SELECT v.id, v.workspace, {_PROFILE_VALUES} FROM json_to_recordset(%s) AS v ({_PROFILE_RECORD})"
-)
+COPY_PROFILES_SQL = f"COPY profiles (id, workspace, {_PROFILE_COLUMNS}) FROM STDIN"
 UPDATE_PROFILES_SQL = (
     f"UPDATE profiles p SET ({_PROFILE_COLUMNS}, updated_at) = ({_PROFILE_VALUES}, now())"
     f" FROM json_to_recordset(%s) AS v ({_PROFILE_RECORD}) WHERE p.id = v.id"
@@ -454,10 +480,8 @@ MOVE_MEMBERS_SQL = (
     " first_seen = LEAST(group_members.first_seen, EXCLUDED.first_seen),"
     " last_seen = GREATEST(group_members.last_seen, EXCLUDED.last_seen)"
 )
-INSERT_IDS_SQL = (  # new ids only: each is advisory-locked and was not found under that lock
-    "INSERT INTO profile_ids (workspace, key, id, kind, profile_id)"
-    f" SELECT workspace, {_KEY.format('id')}, id, kind, profile_id"
-    " FROM json_to_recordset(%s) AS v (workspace text, id text, kind text, profile_id uuid)"
+COPY_IDS_SQL = (  # new ids only: each is advisory-locked and was not found under that lock
+    "COPY profile_ids (workspace, key, id, kind, profile_id) FROM STDIN"  # key: sha256 of the UTF-8 id
 )
 UPSERT_MEMBERS_SQL = (
     "INSERT INTO group_members (workspace, group_key, profile_id, first_seen, last_seen)"
@@ -526,6 +550,7 @@ def apply(conn: psycopg.Connection, events: list[Event]) -> None:
         batch = _Batch(_lock_profiles(cur, ids), groups)
         for step in steps:
             batch.apply(step)
+        batch.insert(cur)
         with conn.pipeline():  # the writes need no answers: sent back to back, one round trip
             batch.write(cur)
 
