@@ -16,17 +16,14 @@ a ``track`` named after its event type, except ``custom``, which is named after 
 ``window.analytics.track(name, props)`` sends) when there is one. ``properties`` are the client's. There is
 no user or device id: TinyTrail is cookie-less.
 
-What the gateway decided before decoding arrives in ``meta.hints`` (``is_bot``, ``is_excluded``, the
-source's ``content_groups``) and goes into ``event.enrichment``; the path is matched against the content
-groups here (a pure function of the path and the patterns).
+What the gateway decided before decoding (``is_bot``, ``is_excluded``, which its 204 answer depends on)
+arrives in ``meta.hints`` and goes into ``event.enrichment``. Content groups are the workers' enrichment,
+for every dialect alike.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -142,9 +139,6 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
         "is_bot": bool(hints.get("is_bot", False)),
         "is_excluded": bool(hints.get("is_excluded", False)),
     }
-    group = content_group(item.path, hints.get("content_groups"))
-    if group is not None:
-        enrichment["content_group"] = group
     event = Event(
         id="",
         message_id=f"{meta.request_id}-0",
@@ -200,25 +194,6 @@ def _campaign(item: Collect, query: str) -> Campaign | None:
         if value:
             fields[field] = value
     return Campaign(**fields) if fields else None
-
-
-@lru_cache(maxsize=1024)
-def _pattern(pattern: str) -> re.Pattern:
-    return re.compile(fnmatch.translate(pattern))
-
-
-def content_group(path: str, groups: Any) -> str | None:
-    """The name of the first content group whose ``pattern`` matches the whole ``path``: a glob where
-    ``*`` is any run of characters (``/`` included), so ``/blog/*`` holds ``/blog/post-1``."""
-    if not groups:
-        return None
-    for group in groups:
-        if not isinstance(group, dict):
-            continue
-        name, pattern = group.get("name"), group.get("pattern")
-        if isinstance(name, str) and isinstance(pattern, str) and _pattern(pattern).match(path):
-            return name
-    return None
 
 
 # --- encode: canonical events to the collect bodies a TinyTrail tracker would send -------------------

@@ -22,7 +22,6 @@ import uuid
 import weakref
 from collections.abc import Mapping
 from datetime import date, timedelta
-from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -33,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router
 
-from adapters import openpanel
+from adapters import openpanel, traffic
 from gateway import client_ip
 from gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable, UnsupportedMediaType
 from gateway.ingest import Accepted, IngestRoute, Reply
@@ -153,22 +152,10 @@ def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Sour
 # --- bots, salts, device and session ids --------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _crawler_detect():
-    from crawlerdetect import CrawlerDetect
-
-    return CrawlerDetect()
-
-
-@lru_cache(maxsize=8192)
 def detect_bot(user_agent: str) -> dict[str, str] | None:
-    """``{"name", "type"}`` when the user agent is a known crawler (``crawlerdetect``), else None."""
-    detector = _crawler_detect()
-    if not detector.isCrawler(user_agent):
-        return None
-    matches = detector.getMatches()
-    name = matches if isinstance(matches, str) else (matches[0] if matches else "bot")
-    return {"name": name, "type": "crawler"}
+    """``{"name", "type"}`` when the user agent is a known crawler, else None (OpenPanel's 202 body)."""
+    name = traffic.crawler_name(user_agent)
+    return None if name is None else {"name": name, "type": "crawler"}
 
 
 def device_id(salt: str, user_agent: str, ip: str, project: str) -> str:

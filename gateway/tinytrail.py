@@ -31,13 +31,12 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from crawlerdetect import CrawlerDetect
 from redis.exceptions import NoScriptError, RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from adapters import tinytrail
+from adapters import tinytrail, traffic
 from gateway.errors import GatewayError, RateLimited, Unavailable
 from gateway.ingest import Accepted, IngestRoute, Reply
 from schemas.request import Incoming, Source
@@ -85,39 +84,6 @@ def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Sour
     key = website_id(envelope.website_id)
     found = sources.by_key(DIALECT, key) if key else None
     return found or UNKNOWN_WEBSITE
-
-
-_crawlers = CrawlerDetect()
-
-
-@lru_cache(maxsize=4096)
-def is_bot(user_agent: str) -> bool:
-    """crawlerdetect's verdict on a User-Agent (cached: a few hundred distinct agents make most traffic)."""
-    return bool(_crawlers.isCrawler(user_agent))
-
-
-@lru_cache(maxsize=256)
-def _networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    networks = []
-    for entry in entries:
-        try:
-            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
-        except ValueError:
-            log.warning("tinytrail_bad_excluded_ip entry=%r (ignored)", entry)
-    return tuple(networks)
-
-
-def is_excluded(ip: str | None, excluded: Any) -> bool:
-    """Whether ``ip`` is one of the website's excluded addresses or inside one of its ranges."""
-    if not ip or not excluded or not isinstance(excluded, list):
-        return False
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if address.version == 6 and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in _networks(tuple(str(e) for e in excluded)))
 
 
 # --- the rate limit -----------------------------------------------------------------------------
@@ -171,9 +137,8 @@ async def prepare(runtime: Any, incoming: Incoming, source: Source) -> dict:
         raise Dropped("no website has that website_id")
     settings = source.settings
     return {
-        "is_bot": is_bot(incoming.headers.get("user-agent") or ""),
-        "is_excluded": is_excluded(incoming.client_ip, settings.get("excluded_ips")),
-        "content_groups": settings.get("content_groups") or [],
+        "is_bot": traffic.is_crawler(incoming.headers.get("user-agent") or ""),
+        "is_excluded": traffic.is_excluded(incoming.client_ip, settings.get("excluded_ips")),
     }
 
 

@@ -21,7 +21,7 @@ import msgspec
 import pytest
 from starlette.datastructures import Headers
 
-from adapters import tinytrail
+from adapters import tinytrail, traffic
 from adapters.base import AdapterError, InvalidPayload
 from schemas.event import Context, Event, Page
 from schemas.request import RequestMeta
@@ -128,12 +128,12 @@ def test_content_groups_first_match_wins(path, group):
         {"name": "Everything", "pattern": "/docs*"},
         "not a group",
     ]
-    assert tinytrail.content_group(path, groups) == group
+    assert traffic.content_group(path, groups) == group
 
 
 def test_hints_become_enrichment():
-    event = decode(BASE, is_bot=True, is_excluded=True, content_groups=[{"name": "Home", "pattern": "/"}])
-    assert event.enrichment == {"is_bot": True, "is_excluded": True, "content_group": "Home"}
+    event = decode(BASE, is_bot=True, is_excluded=True)
+    assert event.enrichment == {"is_bot": True, "is_excluded": True}
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from crawlerdetect import CrawlerDetect
-
+from adapters.traffic import is_crawler
 from schemas.event import Event
 
 HEADLESS = re.compile(
@@ -33,15 +32,6 @@ HTTP_CLIENT = re.compile(
 """HTTP client libraries. A tracking call sent with one is server-side tracking (a backend, a cron job,
 ``curl``), not a crawler: crawler lists name them because, fetching a web page, they are scrapers."""
 
-_detector: CrawlerDetect | None = None
-
-
-def _crawler(ua: str) -> bool:
-    global _detector
-    if _detector is None:
-        _detector = CrawlerDetect()
-    return _detector.isCrawler(ua)
-
 
 @lru_cache(maxsize=16384)
 def is_headless(ua: str) -> bool:
@@ -51,7 +41,7 @@ def is_headless(ua: str) -> bool:
 @lru_cache(maxsize=16384)
 def is_bot_ua(ua: str) -> bool:
     """A crawler (crawlerdetect, ~0.6 ms a new string, hence the cache) or a headless browser."""
-    return is_headless(ua) or _crawler(ua)
+    return is_headless(ua) or is_crawler(ua)
 
 
 def is_bot(ua: str | None, library: str | None = None) -> bool:

@@ -7,29 +7,9 @@ request's as the gateway recorded it, trusted proxies already resolved). The cha
 
 from __future__ import annotations
 
-import ipaddress
 from functools import lru_cache
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-@lru_cache(maxsize=65536)
-def parse_ip(text: str | None) -> IPAddress | None:
-    """The address in ``text``, or None. IPv4-mapped IPv6 (``::ffff:1.2.3.4``) is read as IPv4;
-    brackets and an IPv6 zone (``[fe80::1%eth0]``) are dropped. A port is not accepted."""
-    if not text:
-        return None
-    value = text.strip()
-    if value.startswith("[") and value.endswith("]"):
-        value = value[1:-1]
-    value = value.partition("%")[0]
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+from adapters.traffic import IPAddress, parse_ip
 
 
 @lru_cache(maxsize=65536)
@@ -44,3 +24,6 @@ def public_ip(text: str | None) -> IPAddress | None:
     """The address if it is globally routable (worth a geo lookup), else None."""
     address = parse_ip(text)
     return address if address is not None and address.is_global else None
+
+
+__all__ = ["IPAddress", "normalized", "parse_ip", "public_ip"]

@@ -8,17 +8,10 @@ path must match (``/blog/*`` matches ``/blog/a/b``, not ``/blog``). The first gr
 
 from __future__ import annotations
 
-import fnmatch
-import re
-from functools import lru_cache
 from urllib.parse import urlsplit
 
+from adapters.traffic import content_group
 from schemas.event import Event
-
-
-@lru_cache(maxsize=4096)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(fnmatch.translate(pattern))
 
 
 def page_path(event: Event) -> str | None:
@@ -32,16 +25,6 @@ def page_path(event: Event) -> str | None:
             return urlsplit(page.url).path or "/"
         except ValueError:
             return None
-    return None
-
-
-def content_group(path: str, groups: list) -> str | None:
-    for group in groups:
-        if not isinstance(group, dict):
-            continue
-        name, pattern = group.get("name"), group.get("pattern")
-        if isinstance(name, str) and isinstance(pattern, str) and _compiled(pattern).match(path):
-            return name
     return None
 
 

@@ -7,28 +7,8 @@ Entries that are not an IP or a CIDR are ignored (``sources add`` is where they 
 
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
-
+from adapters.traffic import is_excluded
 from schemas.event import Event
-from workers.enrich.client_ip import IPAddress, parse_ip
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@lru_cache(maxsize=1024)
-def networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
-    out = []
-    for entry in entries:
-        try:
-            out.append(ipaddress.ip_network(entry.strip(), strict=False))
-        except (ValueError, AttributeError):
-            continue
-    return tuple(out)
-
-
-def is_excluded(address: IPAddress, entries: tuple[str, ...]) -> bool:
-    return any(address.version == net.version and address in net for net in networks(entries))
 
 
 def process(event: Event, env) -> None:
@@ -38,8 +18,5 @@ def process(event: Event, env) -> None:
     out = event.enrichment
     if out.get("is_excluded") is True:
         return
-    address = parse_ip(event.context.ip)
-    if address is None:
-        return
-    if is_excluded(address, tuple(str(e) for e in entries)):
+    if is_excluded(event.context.ip, entries):
         out["is_excluded"] = True
