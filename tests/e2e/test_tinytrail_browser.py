@@ -185,7 +185,7 @@ def capture(db, origin: str) -> None:
             "received_at": "2026-05-04T10:00:00.250Z",
             "source_id": "src_golden",
             "ip": "127.0.0.1",
-            "hints": {"is_bot": False, "is_excluded": False, "content_groups": []},
+            "hints": {"is_bot": False, "is_excluded": False},
             "request_id": f"req-tracker_{name}",
             "body_text": raw,
         }
