@@ -87,9 +87,14 @@ class SourceCache:
         if self._conn is not None:
             await self._conn.close()
 
-    def authenticate(self, dialect: str, key: str | None) -> Source:
+    def _ready(self) -> None:
+        """Every lookup refuses with a retryable 503 until the first load: an unknown key before then
+        may be a key that exists."""
         if not self._loaded:
             raise Unavailable("sources are not loaded yet; retry")
+
+    def authenticate(self, dialect: str, key: str | None) -> Source:
+        self._ready()
         if not key:
             raise Unauthorized("no credentials", code="missing_credentials")
         found = self._by_key.get((dialect, key_digest(key)))
@@ -98,10 +103,12 @@ class SourceCache:
         return found
 
     def by_key(self, dialect: str, key: str) -> Source | None:
+        self._ready()
         return self._by_key.get((dialect, key_digest(key)))
 
     def by_extra_key(self, dialect: str, kind: str, key: str) -> Source | None:
         """The source that has ``key`` as its key of ``kind`` (``source_keys``)."""
+        self._ready()
         return self._by_extra.get((dialect, kind, key_digest(key)))
 
     def replace(

@@ -62,8 +62,6 @@ def find_source(
 ) -> Source:
     """The source the request's key belongs to, or ``Forbidden`` (403: Reflag's answer to a missing,
     unknown or not-allowed key)."""
-    if not sources.loaded:
-        raise Unavailable("sources are not loaded yet; retry")
     if path_key is not None:
         source = sources.by_key(DIALECT, path_key)
         if source is None:

@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
+from adapters.traffic import parse_ip
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 HEADER_ORDER: tuple[str, ...] = (
@@ -49,18 +51,6 @@ def parse_networks(spec: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
-def _address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    if not value:
-        return None
-    try:
-        address = ipaddress.ip_address(value.strip())
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
 _NOT_PUBLIC = tuple(
     ipaddress.ip_network(n)
     for n in (
@@ -82,14 +72,14 @@ drop the documentation and benchmark ranges, which the real server takes."""
 
 def is_public(value: str) -> bool:
     """An address that says where a person is: not private, loopback, link-local or unspecified."""
-    address = _address(value)
+    address = parse_ip(value)
     if address is None:
         return False
     return not any(address in network for network in _NOT_PUBLIC if network.version == address.version)
 
 
 def is_trusted_proxy(peer: str | None, proxies: Iterable[IPNetwork]) -> bool:
-    address = _address(peer)
+    address = parse_ip(peer)
     return address is not None and any(address in network for network in proxies)
 
 
@@ -108,7 +98,7 @@ def from_headers(headers: Mapping[str, str], order: Sequence[str] = HEADER_ORDER
         else:
             value = value.strip()
         if is_public(value):
-            address = _address(value)
+            address = parse_ip(value)
             return str(address)
     return None
 
@@ -120,12 +110,12 @@ def forwarded_client(headers: Mapping[str, str], proxies: Iterable[IPNetwork]) -
     networks = tuple(proxies)
     hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
     for hop in reversed(hops):
-        address = _address(hop)
+        address = parse_ip(hop)
         if address is None:
             return None  # a garbled chain: believe none of it
         if not any(address in network for network in networks if network.version == address.version):
             return str(address)
-    address = _address(headers.get("x-real-ip"))
+    address = parse_ip(headers.get("x-real-ip"))
     return str(address) if address is not None else None
 
 

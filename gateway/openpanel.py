@@ -104,8 +104,6 @@ class Client(msgspec.Struct, frozen=True):
 def identify_client(sources: Any, headers: Mapping[str, str], envelope: Any | None) -> Client:
     """``validateSdkRequest``: the source and whether its secret was proved, or 401 with the real
     server's message. ``envelope`` is None for a GET (no body to carry credentials or revenue)."""
-    if not sources.loaded:
-        raise Unavailable("sources are not loaded yet; retry")
     client_id = openpanel.credentials(headers, envelope)
     if not client_id:
         raise Unauthorized("Ingestion: Missing client id", code="missing_client_id")

@@ -44,9 +44,11 @@ async def project_settings(request: Request) -> Response:
     """GET /v1/projects/{writeKey}/settings: what analytics.js loads from its CDN before it starts."""
     write_key = request.path_params["write_key"]
     runtime = request.app.state.runtime
-    if not runtime.sources.loaded:
-        return error_response("segment", Unavailable("sources are not loaded yet; retry"))
-    if runtime.sources.by_key("segment", write_key) is None:
+    try:
+        found = runtime.sources.by_key("segment", write_key)
+    except Unavailable as exc:
+        return error_response("segment", exc)
+    if found is None:
         return error_response("segment", NotFound("no source has that write key"))
     base = (runtime.settings.public_url or f"{request.url.scheme}://{request.url.netloc}").rstrip("/")
     scheme, _, host = base.partition("://")

@@ -79,8 +79,6 @@ def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Sour
     """The website id is in the body: nothing to check before it is parsed."""
     if envelope is None:
         return None
-    if not sources.loaded:
-        raise Unavailable("sources are not loaded yet; retry")
     key = website_id(envelope.website_id)
     found = sources.by_key(DIALECT, key) if key else None
     return found or UNKNOWN_WEBSITE

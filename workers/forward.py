@@ -235,12 +235,6 @@ def fan_out(conn: psycopg.Connection, settings: Settings, batch_id: str, events:
 
 
 def _fan_out(conn: psycopg.Connection, settings: Settings, batch_id: str, events: list[Event]) -> int:
-    seen: set[tuple[str, str]] = set()
-    events = [
-        e
-        for e in events
-        if (e.source_id, e.message_id) not in seen and not seen.add((e.source_id, e.message_id))
-    ]
     global _cache
     dests = destinations(conn, settings)
     if not dests:

@@ -18,6 +18,7 @@ from psycopg.types.json import Json
 
 from schemas.event import Event
 from schemas.jobs import PersistBatch
+from workers import quarantine  # a cycle (its replay stores through here): attributes used at call time
 
 log = logging.getLogger(__name__)
 
@@ -122,27 +123,13 @@ def store_batch(
         except REFUSED as exc:
             # the reason without PostgreSQL's CONTEXT line, which quotes the refused value
             reason = f"{exc.sqlstate}: {exc.diag.message_primary}"
-            quarantine(conn, event, batch.batch_id, reason, exc.sqlstate, max_quarantine)
+            quarantine.insert_event(conn, event, batch.batch_id, reason, exc.sqlstate, max_quarantine)
+            log.warning("event_quarantined source_id=%s batch_id=%s", event.source_id, batch.batch_id)
     return stored
 
 
 REFUSED = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
 """What PostgreSQL refuses because of a value in one event (not an outage): quarantined, not retried."""
-
-
-def quarantine(
-    conn: psycopg.Connection,
-    event: Event,
-    batch_id: str | None,
-    reason: str,
-    code: str | None = None,
-    max_per_source: int | None = None,
-) -> None:
-    # once per event however often its job runs (unique key), within the per-source bound
-    from workers import quarantine as quarantined
-
-    quarantined.insert_event(conn, event, batch_id, reason, code, max_per_source)
-    log.warning("event_quarantined source_id=%s batch_id=%s", event.source_id, batch_id)
 
 
 def _store(
