@@ -72,7 +72,8 @@ class IngestRoute(msgspec.Struct, frozen=True, kw_only=True):
     The hooks are how a dialect's gateway module shapes the shared path:
 
     - ``authenticate(sources, incoming, envelope | None) -> Source | None``: called before the body
-      is read (``envelope=None``; return None to be called again with the parsed body) and after.
+      is read (``envelope=None``; return None to be called again with the parsed body) and after. It
+      may return an object with a ``source`` attribute instead, which ``prepare`` then receives.
       Default: ``key_auth(adapter)``. Raise ``Unauthorized``/``Forbidden`` to refuse.
     - ``prepare(runtime, incoming, source) -> dict`` (async): hints for the adapter (``meta.hints``):
       a session id kept in Redis, a rate limit (raise ``RateLimited``), a trusted client IP. With
@@ -138,19 +139,22 @@ async def accept(
     dialect = adapter.dialect
     headers = incoming.headers
     authenticate = route.authenticate or key_auth(adapter)
-    source = authenticate(runtime.sources, incoming, None)
+    found = authenticate(runtime.sources, incoming, None)
     body = await read_body(chunks, route.cap, headers.get("content-length"))
     envelope = adapter.parse(route.call, body)
-    if source is None:
-        source = authenticate(runtime.sources, incoming, envelope)
-        if source is None:  # a hook that found no credentials at all
+    if found is None:
+        found = authenticate(runtime.sources, incoming, envelope)
+        if found is None:  # a hook that found no credentials at all
             raise Unauthorized("no credentials", code="missing_credentials")
+    # a hook may return more than the source (OpenPanel: whether the secret was proved); ``prepare``
+    # gets what it returned, so nothing is worked out twice
+    source: Source = found if found.__class__ is Source else found.source
     if route.prepare is None:
         hints = {}
     elif route.prepare_sees_body:
-        hints = await route.prepare(runtime, incoming, source, envelope)
+        hints = await route.prepare(runtime, incoming, found, envelope)
     else:
-        hints = await route.prepare(runtime, incoming, source)
+        hints = await route.prepare(runtime, incoming, found)
     meta = RequestMeta(
         source_id=source.id,
         dialect=dialect,

@@ -134,7 +134,7 @@ def identify_client(sources: Any, headers: Mapping[str, str], envelope: Any | No
     raise Unauthorized("Ingestion: Invalid cors or secret", code="invalid_cors_or_secret")
 
 
-def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Source | None:
+def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Client | None:
     """Before the body: only the content type (fastify refuses other types with 415). After it (the body
     is validated first, as the real server does): the client."""
     if envelope is None:
@@ -144,7 +144,7 @@ def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Sour
                 f"Unsupported Media Type: {content_type}", code="unsupported_media_type"
             )
         return None
-    return identify_client(sources, incoming.headers, envelope).source
+    return identify_client(sources, incoming.headers, envelope)  # prepare gets the Client
 
 
 # --- bots, salts, device and session ids --------------------------------------------------------------
@@ -224,15 +224,11 @@ async def touch_session(store: Any, source_id: str, candidates: list[str]) -> tu
     return device, session
 
 
-async def prepare(runtime: Any, incoming: Incoming, source: Source, envelope: Any) -> dict[str, Any]:
-    """The hints ``adapters.openpanel`` reads: trusted client IP, device and session ids, bot verdict."""
-    client = identify_client(runtime.sources, incoming.headers, envelope)
-    ip = client_ip.client_ip(
-        incoming.headers,
-        incoming.client_ip,
-        trusted=client.verified,
-        proxies=client_ip.parse_networks(runtime.settings.trusted_proxies),
-    )
+async def prepare(runtime: Any, incoming: Incoming, client: Client, envelope: Any) -> dict[str, Any]:
+    """The hints ``adapters.openpanel`` reads: trusted client IP, device and session ids, bot verdict.
+    ``client`` is what ``authenticate`` found; trusted proxies were resolved by the gateway already."""
+    source = client.source
+    ip = client_ip.client_ip(incoming.headers, incoming.client_ip, trusted=client.verified)
     user_agent = incoming.headers.get("user-agent")
     bot = None if client.verified or not user_agent else detect_bot(user_agent)
     override = openpanel.override_device_id(envelope)

@@ -47,4 +47,5 @@ class Incoming(msgspec.Struct, frozen=True, kw_only=True):
     params: dict[str, str] = {}
     """Path parameters of a pattern route (``/{tracking_key}/event``)."""
     client_ip: str | None = None
-    """The TCP peer (uvicorn's, after its own forwarded-header handling)."""
+    """The TCP peer, or, when the peer is one of ``TRACKGATE_TRUSTED_PROXIES``, the client those
+    proxies name (uvicorn's own forwarded-header handling is off)."""
