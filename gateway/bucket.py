@@ -29,6 +29,7 @@ from adapters import bucket
 from gateway import sources as source_store
 from gateway.errors import Forbidden, Unavailable, UnsupportedMediaType
 from gateway.ingest import Accepted, IngestRoute, Reply
+from gateway.responses import SUCCESS as OK
 from gateway.responses import error_response
 from schemas.request import Incoming, Source
 
@@ -39,7 +40,6 @@ SECRET = "secret"
 MIN_SECRET_LENGTH = 23
 """@reflag/node-sdk refuses a secret key of 22 characters or fewer."""
 
-OK = b'{"success":true}'
 TRACKING_CALLS = ("user", "company", "event", "feedback")
 FEATURES_BODY = b'{"success":true,"features":[],"flagStateVersion":0}'
 EVALUATED_BODY = b'{"success":true,"features":{}}'

@@ -149,5 +149,6 @@ def error_response(dialect: str, exc: Exception) -> Response:
     return render(500, "internal_error", "internal error", None)
 
 
-SEGMENT_OK = Response(b'{"success":true}', status_code=200, media_type="application/json")
-SPECTACLE_OK = Response(b'{"success":true}', status_code=200, media_type="application/json")
+SUCCESS = b'{"success":true}'
+"""What Segment, Spectacle and Reflag answer when all went well."""
+SEGMENT_OK = Response(SUCCESS, status_code=200, media_type="application/json")

@@ -24,7 +24,7 @@ from adapters import spectacle
 from adapters.base import InvalidPayload
 from gateway.errors import NotFound, Unauthorized, UnsupportedMediaType
 from gateway.ingest import IngestRoute
-from gateway.responses import SPECTACLE_OK, error_response
+from gateway.responses import SUCCESS, error_response
 from schemas.request import Incoming, Source
 
 DIALECT = "spectacle"
@@ -71,7 +71,7 @@ def ingest_routes() -> dict[str, IngestRoute]:
             call=call,
             cap=spectacle.MAX_EVENT_BYTES,
             ok_status=200,
-            ok_body=SPECTACLE_OK.body,
+            ok_body=SUCCESS,
             authenticate=rest if is_rest else pixel,
         )
         for prefix in PREFIXES:
