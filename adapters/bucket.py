@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 
 from adapters.base import InvalidPayload, PayloadTooLarge
-from adapters.fields import NUL, iso_time, json_error, json_kind, json_value, obj, scrubbed, utf8
+from adapters.fields import NUL, iso_time, json_error, json_kind, json_value, obj, scrubbed, too_deep, utf8
 from schemas.event import Context, Event, Library
 from schemas.request import RequestMeta
 
@@ -94,6 +94,8 @@ def parse(call: str, body: bytes) -> Envelope:
         raise InvalidPayload("invalid_body", "body must be a JSON array of items") from exc
     except msgspec.DecodeError as exc:
         raise json_error(exc) from exc
+    except RecursionError as exc:
+        raise too_deep() from exc
     if not raws:
         raise InvalidPayload("empty_bulk", "body is an empty array: nothing to track")
     if len(raws) > MAX_BULK_ITEMS:
@@ -105,6 +107,8 @@ def parse(call: str, body: bytes) -> Envelope:
         data = bytes(raw)
         try:
             item = _decode_any(data)
+        except msgspec.DecodeError as exc:  # a number out of range
+            raise InvalidPayload("invalid_json", f"[{i}]: {exc}", f"[{i}]") from exc
         except RecursionError as exc:
             raise InvalidPayload("invalid_json", f"[{i}]: JSON is nested too deeply", f"[{i}]") from exc
         if item.__class__ is not dict:

@@ -131,6 +131,11 @@ def parse(call: str, body: bytes) -> Envelope:
             continue
         try:
             items.append(Item(data, _decode_json(data)))
+        except msgspec.DecodeError as exc:  # a number out of range: this event is refused, not the batch
+            refused_items.append(
+                Refused(index=i, code="invalid_json", reason=f"batch[{i}]: {exc}", raw=data.decode())
+            )
+            items.append(Item(data, None))
         except RecursionError as exc:
             raise too_deep(f"batch[{i}]") from exc
     return Envelope(call=kind, items=items, refused=refused_items)

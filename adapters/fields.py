@@ -83,6 +83,16 @@ def obj(value: Any, path: str) -> dict | None:
     raise InvalidPayload("invalid_field_type", f"{path} must be an object, got {json_kind(value)}", path)
 
 
+def in_utc_range(when: datetime) -> bool:
+    """Whether ``when`` is a time in UTC years 1-9999: ``0001-01-01T00:00+01:00`` parses, but is year 0
+    in UTC, which PostgreSQL stores and then cannot give back to Python."""
+    try:
+        when.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
 def iso_time(value: Any, path: str) -> datetime | None:
     """An ISO 8601 date-time (UTC when it names no offset), or None when absent or empty."""
     if value is None or value == "":
@@ -93,7 +103,9 @@ def iso_time(value: Any, path: str) -> datetime | None:
         except ValueError:
             parsed = None
         if parsed is not None:
-            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+            parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+            if in_utc_range(parsed):
+                return parsed
     raise InvalidPayload(
         "invalid_timestamp", f"{path} must be an ISO 8601 date-time, got {value!r}"[:300], path
     )

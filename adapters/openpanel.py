@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from adapters.base import InvalidPayload
-from adapters.fields import NUL, scrubbed
+from adapters.fields import NUL, in_utc_range, scrubbed, too_deep
 from schemas.event import Context, Event, Library, Page
 from schemas.request import RequestMeta
 
@@ -303,6 +303,8 @@ def parse(call: str, body: bytes) -> Envelope:
         raise InvalidPayload(
             "invalid_json", "Body is not valid JSON but content-type is set to 'application/json'"
         ) from exc
+    except RecursionError as exc:
+        raise too_deep() from exc
     if not isinstance(data, dict):
         raise _fail("body", f"Invalid input: expected object, received {_kind(data)}", "not_an_object")
     for key in ("clientId", "clientSecret"):
@@ -393,6 +395,8 @@ def client_timestamp(value: Any, now: datetime) -> datetime | None:
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
+        if not in_utc_range(when):
+            return None
     elif isinstance(value, int | float) and not isinstance(value, bool):
         try:
             when = datetime.fromtimestamp(value / 1000, UTC)

@@ -133,7 +133,10 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
         if custom_name.__class__ is str and custom_name:
             name = custom_name
     url: str = item.url
-    split = urlsplit(url)
+    try:
+        split = urlsplit(url)
+    except ValueError as exc:
+        raise InvalidPayload("invalid_field", f"url is not a valid URL: {exc}", "url") from exc
     hints = meta.hints
     enrichment: dict[str, Any] = {
         "is_bot": bool(hints.get("is_bot", False)),
