@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from schemas.event import Event
-from schemas.request import RequestMeta
+from trackgate.schemas.event import Event
+from trackgate.schemas.request import RequestMeta
 
 
 class AdapterError(Exception):

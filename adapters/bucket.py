@@ -34,10 +34,20 @@ from typing import Any
 
 import msgspec
 
-from adapters.base import InvalidPayload, PayloadTooLarge
-from adapters.fields import NUL, iso_time, json_error, json_kind, json_value, obj, scrubbed, too_deep, utf8
-from schemas.event import Context, Event, Library
-from schemas.request import RequestMeta
+from trackgate.adapters.base import InvalidPayload, PayloadTooLarge
+from trackgate.adapters.fields import (
+    NUL,
+    iso_time,
+    json_error,
+    json_kind,
+    json_value,
+    obj,
+    scrubbed,
+    too_deep,
+    utf8,
+)
+from trackgate.schemas.event import Context, Event, Library
+from trackgate.schemas.request import RequestMeta
 
 DIALECT = dialect = "bucket"
 MAX_CALL_BYTES = 64 * 1024

@@ -36,10 +36,10 @@ from typing import Any
 
 import msgspec
 
-from adapters.base import Decoded, InvalidPayload, PayloadTooLarge, Refused
-from adapters.fields import NUL, json_error, json_value, scrubbed, string_id, too_deep, utf8
-from schemas.event import Context, Event, Page
-from schemas.request import RequestMeta
+from trackgate.adapters.base import Decoded, InvalidPayload, PayloadTooLarge, Refused
+from trackgate.adapters.fields import NUL, json_error, json_value, scrubbed, string_id, too_deep, utf8
+from trackgate.schemas.event import Context, Event, Page
+from trackgate.schemas.request import RequestMeta
 
 DIALECT = dialect = "commandersact"
 VERSIONS = ("v1", "v2")

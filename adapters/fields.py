@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
-from adapters.base import InvalidPayload, scrub_nul
-from schemas.event import Event
+from trackgate.adapters.base import InvalidPayload, scrub_nul
+from trackgate.schemas.event import Event
 
 NUL = b"\\u0000"
 """A JSON-escaped NUL: a body holding it needs ``scrub_nul`` (PostgreSQL refuses NUL in text)."""

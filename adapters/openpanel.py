@@ -26,10 +26,10 @@ from typing import Any
 
 import msgspec
 
-from adapters.base import InvalidPayload
-from adapters.fields import NUL, in_utc_range, scrubbed, too_deep
-from schemas.event import Context, Event, Library, Page
-from schemas.request import RequestMeta
+from trackgate.adapters.base import InvalidPayload
+from trackgate.adapters.fields import NUL, in_utc_range, scrubbed, too_deep
+from trackgate.schemas.event import Context, Event, Library, Page
+from trackgate.schemas.request import RequestMeta
 
 dialect = "openpanel"
 

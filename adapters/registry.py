@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from adapters import bucket, commandersact, openpanel, segment, spectacle, tinytrail
-from adapters.base import Adapter
+from trackgate.adapters import bucket, commandersact, openpanel, segment, spectacle, tinytrail
+from trackgate.adapters.base import Adapter
 
 ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(
     {  # type: ignore[arg-type]

@@ -25,10 +25,10 @@ from typing import Any
 
 import msgspec
 
-from adapters.base import InvalidPayload, PayloadTooLarge
-from adapters.fields import NUL, iso_time, json_error, obj, scrubbed, string_id, too_deep, utf8
-from schemas.event import Campaign, Context, Event, Library, Page, Screen
-from schemas.request import RequestMeta
+from trackgate.adapters.base import InvalidPayload, PayloadTooLarge
+from trackgate.adapters.fields import NUL, iso_time, json_error, obj, scrubbed, string_id, too_deep, utf8
+from trackgate.schemas.event import Campaign, Context, Event, Library, Page, Screen
+from trackgate.schemas.request import RequestMeta
 
 DIALECT = dialect = "segment"
 VERSION = "v1"

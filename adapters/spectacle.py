@@ -40,11 +40,11 @@ from typing import Any
 
 import msgspec
 
-from adapters.base import InvalidPayload, PayloadTooLarge
-from adapters.fields import NUL, iso_time, json_error, obj, scrubbed, string_id, too_deep, utf8
-from adapters.segment import denormalize_context, normalize_context
-from schemas.event import Event
-from schemas.request import RequestMeta
+from trackgate.adapters.base import InvalidPayload, PayloadTooLarge
+from trackgate.adapters.fields import NUL, iso_time, json_error, obj, scrubbed, string_id, too_deep, utf8
+from trackgate.adapters.segment import denormalize_context, normalize_context
+from trackgate.schemas.event import Event
+from trackgate.schemas.request import RequestMeta
 
 DIALECT = dialect = "spectacle"
 MAX_EVENT_BYTES = 32 * 1024

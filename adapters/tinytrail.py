@@ -29,10 +29,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
-from adapters.base import InvalidPayload
-from adapters.fields import NUL, json_error, scrubbed, too_deep, utf8
-from schemas.event import Campaign, Context, Event, Page, Screen
-from schemas.request import RequestMeta
+from trackgate.adapters.base import InvalidPayload
+from trackgate.adapters.fields import NUL, json_error, scrubbed, too_deep, utf8
+from trackgate.schemas.event import Campaign, Context, Event, Page, Screen
+from trackgate.schemas.request import RequestMeta
 
 DIALECT = dialect = "tinytrail"
 VERSION = "v1"

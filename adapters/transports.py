@@ -24,8 +24,8 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from schemas.destinations import Part
-from schemas.event import Event
+from trackgate.schemas.destinations import Part
+from trackgate.schemas.event import Event
 
 _json = msgspec.json.encode
 

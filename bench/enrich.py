@@ -26,12 +26,12 @@ import msgspec
 import psycopg
 
 from bench import persist
-from schemas.event import Event, Page, Screen
-from schemas.jobs import PersistBatch
-from schemas.settings import Settings, tune_gc
-from workers import enrich, store
-from workers.enrich import bots, campaign, client_ip, geo, referrer, user_agent
-from workers.enrich import runner as enrich_runner
+from trackgate.schemas.event import Event, Page, Screen
+from trackgate.schemas.jobs import PersistBatch
+from trackgate.schemas.settings import Settings, tune_gc
+from trackgate.workers import enrich, store
+from trackgate.workers.enrich import bots, campaign, client_ip, geo, referrer, user_agent
+from trackgate.workers.enrich import runner as enrich_runner
 
 GOAL = 1.5
 BATCH = 1000

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import uuid_utils
 
-from adapters import segment
-from schemas.event import Event
-from schemas.request import RequestMeta
+from trackgate.adapters import segment
+from trackgate.schemas.event import Event
+from trackgate.schemas.request import RequestMeta
 
 SEQ = "__SEQ__"
 

@@ -19,12 +19,12 @@ import psycopg
 import redis
 import redis.asyncio as aioredis
 
-from gateway.publisher import Publisher
-from schemas.event import Event
-from schemas.jobs import PERSIST_QUEUE
-from schemas.settings import Settings
-from workers import runtime, store
-from workers.worker import build_worker
+from trackgate.gateway.publisher import Publisher
+from trackgate.schemas.event import Event
+from trackgate.schemas.jobs import PERSIST_QUEUE
+from trackgate.schemas.settings import Settings
+from trackgate.workers import runtime, store
+from trackgate.workers.worker import build_worker
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import redis
 
-from schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE
+from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE
 
 
 class _EventIds(msgspec.Struct):

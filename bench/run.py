@@ -45,15 +45,16 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
 from bench import enrich as enrich_phase  # noqa: E402
 from bench import loadgen, payloads, persist, profiling, queued, servers  # noqa: E402
-from gateway.migrate import migrate  # noqa: E402
-from gateway.sources import add_source  # noqa: E402
-from schemas.jobs import PERSIST_QUEUE  # noqa: E402
-from schemas.settings import Settings  # noqa: E402
+from trackgate.migrate import migrate  # noqa: E402
+from trackgate.schemas.jobs import PERSIST_QUEUE  # noqa: E402
+from trackgate.schemas.settings import Settings  # noqa: E402
+from trackgate.sources import add_source  # noqa: E402
 
 GOAL_TRACK = 0.7
 GOAL_BATCH = 4.0
 GOAL_PERSIST = 0.5
 BATCH_EVENTS = 100
+GATEWAY_APP = "trackgate.gateway.asgi:app_from_env"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
 
 
@@ -402,12 +403,12 @@ def run(args: argparse.Namespace) -> Report:
                     "check_queue": False,
                 },
                 "b": {
-                    "what": "/v1/track", "app": "gateway.asgi:app_from_env", "factory": True, "env": env,
+                    "what": "/v1/track", "app": GATEWAY_APP, "factory": True, "env": env,
                     "path": "/v1/track", "body_file": track_file, "events_per_request": 1,
                     "check_queue": True,
                 },
                 "c": {
-                    "what": f"/v1/batch x{BATCH_EVENTS}", "app": "gateway.asgi:app_from_env",
+                    "what": f"/v1/batch x{BATCH_EVENTS}", "app": GATEWAY_APP,
                     "factory": True, "env": env, "path": "/v1/batch", "body_file": batch_file,
                     "events_per_request": BATCH_EVENTS, "check_queue": True,
                 },

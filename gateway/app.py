@@ -13,11 +13,11 @@ import psycopg
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
-from gateway.auth import SourceCache
-from gateway.ingest import IngestFront
-from gateway.publisher import Publisher
-from gateway.routes import build_routes, ingest_routes
-from schemas.settings import Settings
+from trackgate.gateway.auth import SourceCache
+from trackgate.gateway.ingest import IngestFront
+from trackgate.gateway.publisher import Publisher
+from trackgate.gateway.routes import build_routes, ingest_routes
+from trackgate.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.app import create_app
-from gateway.ingest import IngestFront
-from schemas.settings import configure_logging, settings_from_env, tune_gc
+from trackgate.gateway.app import create_app
+from trackgate.gateway.ingest import IngestFront
+from trackgate.schemas.settings import configure_logging, settings_from_env, tune_gc
 
 
 def app_from_env() -> IngestFront:

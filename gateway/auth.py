@@ -12,15 +12,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 
 import psycopg
 
-from gateway.errors import Unauthorized, Unavailable
-from schemas.request import Source
+from trackgate.gateway.errors import Unauthorized, Unavailable
+from trackgate.schemas.request import Source
 
 log = logging.getLogger(__name__)
 
 LOAD_TIMEOUT_SECONDS = 5
+
+
+def new_key() -> str:
+    """A generated key: 24 random bytes, URL-safe."""
+    return secrets.token_urlsafe(24)
 
 
 def key_digest(key: str) -> bytes:

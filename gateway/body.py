@@ -6,7 +6,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import AsyncIterator
 
-from gateway.errors import BodyTooLarge, InvalidBody
+from trackgate.gateway.errors import BodyTooLarge, InvalidBody
 
 GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 64 * 1024

@@ -25,13 +25,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from adapters import bucket
-from gateway import sources as source_store
-from gateway.errors import Forbidden, Unavailable, UnsupportedMediaType
-from gateway.ingest import Accepted, IngestRoute, Reply
-from gateway.responses import SUCCESS as OK
-from gateway.responses import error_response
-from schemas.request import Incoming, Source
+from trackgate.adapters import bucket
+from trackgate.gateway.auth import new_key
+from trackgate.gateway.errors import Forbidden, Unavailable, UnsupportedMediaType
+from trackgate.gateway.ingest import Accepted, IngestRoute, Reply
+from trackgate.gateway.responses import SUCCESS as OK
+from trackgate.gateway.responses import error_response
+from trackgate.schemas.request import Incoming, Source
 
 DIALECT = "bucket"
 PREFIX = "/bucket"
@@ -276,7 +276,7 @@ def new_source(key: str | None, options: dict) -> dict:
         raise ValueError("a Bucket tracking key is part of the URL path: no '/', '?', '#', '%' or spaces")
     if key is not None and key.lower() == PREFIX.strip("/"):
         raise ValueError("'bucket' cannot be a tracking key: /bucket/user is the prefixed Reflag path")
-    key = key or "pub_" + source_store.new_key()
+    key = key or "pub_" + new_key()
     secret = "sec_" + secrets.token_urlsafe(24)
     assert len(secret) >= MIN_SECRET_LENGTH
     return {

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
-from adapters.traffic import parse_ip
+from trackgate.adapters.traffic import parse_ip
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -14,11 +14,11 @@ from typing import Any
 import msgspec
 from starlette.routing import BaseRoute
 
-from adapters import commandersact
-from gateway import sources as source_store
-from gateway.errors import Unauthorized
-from gateway.ingest import Accepted, IngestRoute, Reply
-from schemas.request import Incoming, Source
+from trackgate.adapters import commandersact
+from trackgate.gateway.auth import new_key
+from trackgate.gateway.errors import Unauthorized
+from trackgate.gateway.ingest import Accepted, IngestRoute, Reply
+from trackgate.schemas.request import Incoming, Source
 
 DIALECT = "commandersact"
 PREFIXES = ("", "/commandersact")
@@ -68,7 +68,7 @@ def routes() -> list[BaseRoute]:
 
 def new_source(key: str | None, options: dict) -> dict:
     """A Commanders Act source: one source key (``?token=`` or ``Authorization: Bearer``)."""
-    key = key or source_store.new_key()
+    key = key or new_key()
     return {"key": key, "extra_keys": {}, "settings": {}, "show": {"source key": key}}
 
 

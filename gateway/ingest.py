@@ -21,13 +21,13 @@ from urllib.parse import parse_qsl
 import msgspec
 import uuid_utils
 
-from adapters.base import Adapter, AdapterError, Refused
-from gateway import client_ip
-from gateway.body import read_body
-from gateway.errors import GatewayError, Unauthorized
-from gateway.responses import error_response
-from schemas.event import Event
-from schemas.request import Incoming, RequestMeta, Source
+from trackgate.adapters.base import Adapter, AdapterError, Refused
+from trackgate.gateway import client_ip
+from trackgate.gateway.body import read_body
+from trackgate.gateway.errors import GatewayError, Unauthorized
+from trackgate.gateway.responses import error_response
+from trackgate.schemas.event import Event
+from trackgate.schemas.request import Incoming, RequestMeta, Source
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router
 
-from adapters import openpanel, traffic
-from gateway import client_ip
-from gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable, UnsupportedMediaType
-from gateway.ingest import Accepted, IngestRoute, Reply
-from gateway.responses import JSONResponse, error_response
-from schemas.request import Incoming, Source
+from trackgate.adapters import openpanel, traffic
+from trackgate.gateway import client_ip
+from trackgate.gateway.errors import (
+    GatewayError,
+    InvalidBody,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from trackgate.gateway.ingest import Accepted, IngestRoute, Reply
+from trackgate.gateway.responses import JSONResponse, error_response
+from trackgate.schemas.request import Incoming, Source
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,16 @@ import uuid_utils
 from rq import Queue, Retry
 from rq.job import Job
 
-from adapters.base import Refused
-from gateway.errors import Unavailable
-from schemas.event import Event
-from schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch, RefusedItem
+from trackgate.adapters.base import Refused
+from trackgate.gateway.errors import Unavailable
+from trackgate.schemas.event import Event
+from trackgate.schemas.jobs import (
+    PERSIST_FUNC,
+    PERSIST_QUEUE,
+    MsgspecJSONSerializer,
+    PersistBatch,
+    RefusedItem,
+)
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import msgspec
 from starlette.responses import Response
 
-from adapters.base import AdapterError
-from gateway.errors import GatewayError
+from trackgate.adapters.base import AdapterError
+from trackgate.gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import bucket, commandersact, openpanel, segment, spectacle, tinytrail
-from gateway.ingest import IngestRoute, SharedRoute
-from gateway.responses import JSONResponse
+from trackgate.gateway import bucket, commandersact, openpanel, segment, spectacle, tinytrail
+from trackgate.gateway.ingest import IngestRoute, SharedRoute
+from trackgate.gateway.responses import JSONResponse
 
 DIALECTS = (segment, spectacle, openpanel, bucket, commandersact, tinytrail)
 """The gateway module of every dialect, in the order ``up`` lists them."""

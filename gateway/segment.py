@@ -7,11 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
-from adapters import segment
-from gateway import sources as source_store
-from gateway.errors import NotFound, Unavailable
-from gateway.ingest import IngestRoute
-from gateway.responses import SEGMENT_OK, JSONResponse, error_response
+from trackgate.adapters import segment
+from trackgate.gateway.auth import new_key
+from trackgate.gateway.errors import NotFound, Unavailable
+from trackgate.gateway.ingest import IngestRoute
+from trackgate.gateway.responses import SEGMENT_OK, JSONResponse, error_response
 
 DIALECT = "segment"
 PREFIXES = ("/v1", "/segment/v1")
@@ -108,7 +108,7 @@ def new_source(key: str | None, options: dict) -> dict:
 
     Returns ``key`` (primary, in ``sources.key_hash``), ``extra_keys`` (kind -> key, in
     ``source_keys``), ``settings`` (the source's jsonb) and ``show`` (label -> value, printed once)."""
-    key = key or source_store.new_key()
+    key = key or new_key()
     return {"key": key, "extra_keys": {}, "settings": {}, "show": {"write key": key}}
 
 

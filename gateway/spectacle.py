@@ -20,12 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from adapters import spectacle
-from adapters.base import InvalidPayload
-from gateway.errors import NotFound, Unauthorized, UnsupportedMediaType
-from gateway.ingest import IngestRoute
-from gateway.responses import SUCCESS, error_response
-from schemas.request import Incoming, Source
+from trackgate.adapters import spectacle
+from trackgate.adapters.base import InvalidPayload
+from trackgate.gateway.errors import NotFound, Unauthorized, UnsupportedMediaType
+from trackgate.gateway.ingest import IngestRoute
+from trackgate.gateway.responses import SUCCESS, error_response
+from trackgate.schemas.request import Incoming, Source
 
 DIALECT = "spectacle"
 PREFIXES = ("", "/spectacle")

@@ -36,10 +36,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from adapters import tinytrail, traffic
-from gateway.errors import GatewayError, RateLimited, Unavailable
-from gateway.ingest import Accepted, IngestRoute, Reply
-from schemas.request import Incoming, Source
+from trackgate.adapters import tinytrail, traffic
+from trackgate.gateway.errors import GatewayError, RateLimited, Unavailable
+from trackgate.gateway.ingest import Accepted, IngestRoute, Reply
+from trackgate.schemas.request import Incoming, Source
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import msgspec
 
-from schemas.event import Event
+from trackgate.schemas.event import Event
 
 FORWARD_QUEUE = "trackgate-forward"
 """RQ queue of forward jobs: its own queue (and worker), so a slow destination never delays persisting."""
-FORWARD_FUNC = "workers.jobs.forward_batch"
+FORWARD_FUNC = "trackgate.workers.jobs.forward_batch"
 
 
 class Filters(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -12,11 +12,11 @@ from typing import Any
 
 import msgspec
 
-from schemas.event import Event
+from trackgate.schemas.event import Event
 
 PERSIST_QUEUE = "trackgate-persist"
 """RQ queue that carries batches of canonical events to be stored."""
-PERSIST_FUNC = "workers.jobs.persist_batch"
+PERSIST_FUNC = "trackgate.workers.jobs.persist_batch"
 """Dotted path of the job that stores a batch."""
 
 

@@ -25,11 +25,11 @@ import redis
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.embedded import EmbeddedServers
-from gateway.migrate import migrate
-from gateway.sources import add_source
-from schemas.settings import Settings
+from trackgate.embedded import EmbeddedServers
+from trackgate.gateway.app import create_app
+from trackgate.migrate import migrate
+from trackgate.schemas.settings import Settings
+from trackgate.sources import add_source
 
 
 @pytest.fixture(scope="session")
@@ -118,7 +118,7 @@ def drain(settings):
     """Run a burst worker in this process: every queued job is processed before it returns."""
 
     def run() -> None:
-        from workers.worker import build_worker
+        from trackgate.workers.worker import build_worker
 
         build_worker(settings).work(burst=True, with_scheduler=False, logging_level="WARNING")
 
@@ -132,7 +132,7 @@ def stored(db: psycopg.Connection, where: str = "TRUE", params: tuple = ()) -> l
 
 
 def queued_jobs(rdb: redis.Redis) -> int:
-    from schemas.jobs import PERSIST_QUEUE
+    from trackgate.schemas.jobs import PERSIST_QUEUE
 
     return rdb.llen(f"rq:queue:{PERSIST_QUEUE}")
 

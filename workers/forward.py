@@ -34,9 +34,9 @@ import psycopg
 import redis
 from rq import Queue, Retry
 
-from adapters import transports
-from adapters.registry import ADAPTERS
-from schemas.destinations import (
+from trackgate.adapters import transports
+from trackgate.adapters.registry import ADAPTERS
+from trackgate.schemas.destinations import (
     FORWARD_FUNC,
     FORWARD_QUEUE,
     Destination,
@@ -48,10 +48,10 @@ from schemas.destinations import (
     decrypt_credentials,
     forward_job_from_arg,
 )
-from schemas.event import Event
-from schemas.jobs import MsgspecJSONSerializer
-from schemas.settings import Settings
-from workers import runtime
+from trackgate.schemas.event import Event
+from trackgate.schemas.jobs import MsgspecJSONSerializer
+from trackgate.schemas.settings import Settings
+from trackgate.workers import runtime
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 
-from schemas.jobs import persist_batch_from_arg
-from workers import enrich, forward, profiles, quarantine, runtime, store
+from trackgate.schemas.jobs import persist_batch_from_arg
+from trackgate.workers import enrich, forward, profiles, quarantine, runtime, store
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ import psycopg
 from psycopg.types.json import Json, set_json_loads
 from uuid_utils import uuid7
 
-from schemas.event import Event
+from trackgate.schemas.event import Event
 
 log = logging.getLogger(__name__)
 

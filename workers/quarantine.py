@@ -28,13 +28,13 @@ import msgspec
 import psycopg
 import uuid_utils
 
-from adapters.base import AdapterError
-from adapters.registry import ADAPTERS
-from schemas.event import Event
-from schemas.jobs import PersistBatch
-from schemas.request import RequestMeta
-from schemas.settings import Settings
-from workers import enrich, forward, profiles, store
+from trackgate.adapters.base import AdapterError
+from trackgate.adapters.registry import ADAPTERS
+from trackgate.schemas.event import Event
+from trackgate.schemas.jobs import PersistBatch
+from trackgate.schemas.request import RequestMeta
+from trackgate.schemas.settings import Settings
+from trackgate.workers import enrich, forward, profiles, store
 
 log = logging.getLogger(__name__)
 

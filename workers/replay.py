@@ -33,16 +33,16 @@ import uuid_utils
 from psycopg.types.json import Jsonb
 from rq import Queue, Retry
 
-from adapters import transports
-from adapters.base import AdapterError
-from adapters.registry import ADAPTERS
-from schemas.destinations import ForwardJob, Part
-from schemas.event import Event
-from schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch
-from schemas.request import RequestMeta
-from schemas.settings import Settings
-from workers import forward
-from workers.store import COLUMNS
+from trackgate.adapters import transports
+from trackgate.adapters.base import AdapterError
+from trackgate.adapters.registry import ADAPTERS
+from trackgate.schemas.destinations import ForwardJob, Part
+from trackgate.schemas.event import Event
+from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch
+from trackgate.schemas.request import RequestMeta
+from trackgate.schemas.settings import Settings
+from trackgate.workers import forward
+from trackgate.workers.store import COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import time
 
 from psycopg_pool import ConnectionPool
 
-from schemas.settings import Settings, settings_from_env
+from trackgate.schemas.settings import Settings, settings_from_env
 
 
 class WorkerRuntime:

@@ -16,9 +16,11 @@ import msgspec
 import psycopg
 from psycopg.types.json import Json
 
-from schemas.event import Event
-from schemas.jobs import PersistBatch
-from workers import quarantine  # a cycle (its replay stores through here): attributes used at call time
+from trackgate.schemas.event import Event
+from trackgate.schemas.jobs import PersistBatch
+from trackgate.workers import (
+    quarantine,  # a cycle (its replay stores through here): attributes used at call time
+)
 
 log = logging.getLogger(__name__)
 

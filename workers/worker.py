@@ -5,10 +5,10 @@ from __future__ import annotations
 import redis
 from rq import Queue, SimpleWorker
 
-from schemas.destinations import FORWARD_QUEUE
-from schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
-from schemas.settings import Settings, tune_gc
-from workers import runtime
+from trackgate.schemas.destinations import FORWARD_QUEUE
+from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
+from trackgate.schemas.settings import Settings, tune_gc
+from trackgate.workers import runtime
 
 
 def build_worker(settings: Settings, queue_names: tuple[str, ...] = (PERSIST_QUEUE,)) -> SimpleWorker:

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from schemas.request import RequestMeta
+from trackgate.schemas.request import RequestMeta
 
 ROOT = Path(__file__).resolve().parent.parent / "golden"
 REGEN = os.environ.get("TRACKGATE_REGEN_GOLDEN") == "1"

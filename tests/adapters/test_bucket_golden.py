@@ -35,12 +35,12 @@ from urllib.parse import parse_qsl
 import msgspec
 import pytest
 
-from adapters import bucket
-from adapters.base import AdapterError
-from gateway.ingest import IngestFront, SharedRoute
-from gateway.routes import ingest_routes
-from schemas.event import Event
 from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
+from trackgate.adapters import bucket
+from trackgate.adapters.base import AdapterError
+from trackgate.gateway.ingest import IngestFront, SharedRoute
+from trackgate.gateway.routes import ingest_routes
+from trackgate.schemas.event import Event
 
 FIXTURES = fixtures("bucket")
 FRONT = IngestFront(app=None, runtime=None, routes=ingest_routes())

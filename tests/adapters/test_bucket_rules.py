@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from adapters import bucket
-from adapters.base import InvalidPayload, PayloadTooLarge
-from schemas.event import Context, Event
-from schemas.request import RequestMeta
+from trackgate.adapters import bucket
+from trackgate.adapters.base import InvalidPayload, PayloadTooLarge
+from trackgate.schemas.event import Context, Event
+from trackgate.schemas.request import RequestMeta
 
 NOW = datetime(2026, 5, 4, 10, 0, 0, tzinfo=UTC)
 

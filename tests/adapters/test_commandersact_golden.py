@@ -27,9 +27,9 @@ import msgspec
 import pytest
 from starlette.datastructures import Headers
 
-from adapters import commandersact
-from adapters.base import AdapterError
 from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
+from trackgate.adapters import commandersact
+from trackgate.adapters.base import AdapterError
 
 FIXTURES = fixtures("commandersact")
 OUTCOME = ("key", "expected", "refused", "error")

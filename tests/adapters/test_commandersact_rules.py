@@ -11,10 +11,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from adapters import commandersact as ca
-from adapters import segment
-from adapters.base import InvalidPayload, PayloadTooLarge
-from schemas.request import RequestMeta
+from trackgate.adapters import commandersact as ca
+from trackgate.adapters import segment
+from trackgate.adapters.base import InvalidPayload, PayloadTooLarge
+from trackgate.schemas.request import RequestMeta
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "commandersact"
 V1_DOC = json.loads((GOLDEN / "docs_v1_event.json").read_text())["body"]

@@ -32,9 +32,9 @@ import msgspec
 import pytest
 from starlette.datastructures import Headers
 
-from adapters import openpanel
-from adapters.base import AdapterError
 from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
+from trackgate.adapters import openpanel
+from trackgate.adapters.base import AdapterError
 
 FIXTURES = fixtures("openpanel")
 

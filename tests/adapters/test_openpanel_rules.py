@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters import openpanel
-from adapters.base import InvalidPayload
-from gateway import client_ip
-from gateway.openpanel import device_id, origin_allowed
-from schemas.event import Context, Event
-from schemas.request import RequestMeta
-from schemas.settings import settings_from_env
+from trackgate.adapters import openpanel
+from trackgate.adapters.base import InvalidPayload
+from trackgate.gateway import client_ip
+from trackgate.gateway.openpanel import device_id, origin_allowed
+from trackgate.schemas.event import Context, Event
+from trackgate.schemas.request import RequestMeta
+from trackgate.schemas.settings import settings_from_env
 
 NOW = datetime(2026, 5, 4, 10, 0, 0, tzinfo=UTC)
 

@@ -37,9 +37,9 @@ import msgspec
 import pytest
 from starlette.datastructures import Headers
 
-from adapters import segment
-from adapters.base import AdapterError
 from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
+from trackgate.adapters import segment
+from trackgate.adapters.base import AdapterError
 
 FIXTURES = fixtures("segment")
 

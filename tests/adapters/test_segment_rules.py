@@ -13,10 +13,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from adapters import segment
-from adapters.base import AdapterError, InvalidPayload, PayloadTooLarge
-from schemas.event import Context, Event
-from schemas.request import RequestMeta
+from trackgate.adapters import segment
+from trackgate.adapters.base import AdapterError, InvalidPayload, PayloadTooLarge
+from trackgate.schemas.event import Context, Event
+from trackgate.schemas.request import RequestMeta
 
 RECEIVED = datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC)
 REQUEST_IP = "192.0.2.1"

@@ -21,11 +21,11 @@ import msgspec
 import pytest
 from starlette.datastructures import Headers
 
-from adapters import spectacle
-from adapters.base import AdapterError
-from schemas.event import Event
-from schemas.request import RequestMeta
 from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
+from trackgate.adapters import spectacle
+from trackgate.adapters.base import AdapterError
+from trackgate.schemas.event import Event
+from trackgate.schemas.request import RequestMeta
 
 FIXTURES = fixtures("spectacle")
 SUCCESSES = [p for p in FIXTURES if not p.stem.startswith("error_")]

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from adapters import spectacle
-from adapters.base import AdapterError, InvalidPayload, PayloadTooLarge
-from schemas.event import Event
-from schemas.request import RequestMeta
+from trackgate.adapters import spectacle
+from trackgate.adapters.base import AdapterError, InvalidPayload, PayloadTooLarge
+from trackgate.schemas.event import Event
+from trackgate.schemas.request import RequestMeta
 
 RECEIVED = datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC)
 META = RequestMeta(

@@ -21,11 +21,11 @@ import msgspec
 import pytest
 from starlette.datastructures import Headers
 
-from adapters import tinytrail, traffic
-from adapters.base import AdapterError, InvalidPayload
-from schemas.event import Context, Event, Page
-from schemas.request import RequestMeta
 from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
+from trackgate.adapters import tinytrail, traffic
+from trackgate.adapters.base import AdapterError, InvalidPayload
+from trackgate.schemas.event import Context, Event, Page
+from trackgate.schemas.request import RequestMeta
 
 FIXTURES = fixtures("tinytrail")
 

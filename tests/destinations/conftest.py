@@ -7,10 +7,10 @@ import pytest
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
-from gateway.destinations import add_destination
-from schemas.destinations import FORWARD_QUEUE, Filters
-from schemas.jobs import MsgspecJSONSerializer
-from workers import forward
+from trackgate.schemas.destinations import FORWARD_QUEUE, Filters
+from trackgate.schemas.jobs import MsgspecJSONSerializer
+from trackgate.workers import forward
+from trackgate.workers.destinations import add_destination
 
 SECRET_KEY = "test-secret-key-that-is-long-and-random-enough"
 T0 = 1_900_000_000.0  # a fixed start for the injected clock
@@ -70,7 +70,7 @@ def drain_forward(fsettings):
     """Run every forward job that is due now (retries scheduled for later stay scheduled)."""
 
     def run() -> None:
-        from workers.worker import build_worker
+        from trackgate.workers.worker import build_worker
 
         build_worker(fsettings, (FORWARD_QUEUE,)).work(
             burst=True, with_scheduler=False, logging_level="WARNING"
@@ -85,7 +85,7 @@ def quick_drain(fsettings, rdb):
     for the tests that move the clock through hundreds of retries."""
     from rq.job import Job
 
-    from workers import runtime
+    from trackgate.workers import runtime
 
     queue = Queue(FORWARD_QUEUE, connection=rdb, serializer=MsgspecJSONSerializer)
 

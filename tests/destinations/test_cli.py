@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import main
 from tests.destinations.conftest import SECRET_KEY
+from trackgate.cli import main
 
 
 @pytest.fixture
@@ -123,8 +123,8 @@ def test_add_refuses_what_cannot_work(run, db, monkeypatch):
 
 
 def test_the_kinds_offered_are_those_whose_adapter_is_registered(run):
-    from adapters.registry import ADAPTERS
-    from gateway.destinations import available_kinds
+    from trackgate.adapters.registry import ADAPTERS
+    from trackgate.workers.destinations import available_kinds
 
     kinds = available_kinds()
     assert {"segment", "webhook"} <= set(kinds) and set(kinds) <= set(ADAPTERS) | {"webhook"}

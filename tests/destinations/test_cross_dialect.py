@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from adapters import transports
-from adapters.registry import ADAPTERS
-from adapters.transports import TRANSPORTS, plan, render
-from schemas.request import RequestMeta
+from trackgate.adapters import transports
+from trackgate.adapters.registry import ADAPTERS
+from trackgate.adapters.transports import TRANSPORTS, plan, render
+from trackgate.schemas.request import RequestMeta
 
 NOW = 1_900_000_000.0
 RECEIVED = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)

@@ -10,10 +10,10 @@ import httpx
 import pytest
 import respx
 
-from adapters.transports import verify_signature
-from gateway import destinations as destination_store
-from schemas.destinations import FORWARD_QUEUE
 from tests.destinations.conftest import T0, next_scheduled, release_due
+from trackgate.adapters.transports import verify_signature
+from trackgate.schemas.destinations import FORWARD_QUEUE
+from trackgate.workers import destinations as destination_store
 
 HOOK = "https://hooks.example.com/trackgate"
 SEGMENT = "https://rudder.example.com"
@@ -154,7 +154,7 @@ def test_429_waits_as_retry_after_tells(client, write_key, drain, add, clock, dr
 def test_a_400_is_dead_lettered_and_replayed_exactly_once_after_the_fix(
     client, write_key, drain, drain_forward, add, clock, db, fsettings
 ):
-    from workers import replay
+    from trackgate.workers import replay
 
     add("segment", "rudder", SEGMENT, {"write_key": "wk"})
     ingest(client, write_key, drain, batch("m", 2))
@@ -190,7 +190,7 @@ def test_a_400_is_dead_lettered_and_replayed_exactly_once_after_the_fix(
 def test_a_dead_letter_replayed_while_still_broken_is_dead_again(
     client, write_key, drain, drain_forward, add, clock, db, fsettings
 ):
-    from workers import replay
+    from trackgate.workers import replay
 
     add("webhook", "hook", HOOK, {"secret": "s"})
     ingest(client, write_key, drain, batch("m", 1))
@@ -266,7 +266,7 @@ def test_a_destination_down_for_an_hour_gets_every_event_once_when_back(
 
 
 def test_the_default_retry_horizon_is_a_day():
-    from schemas.settings import settings_from_env
+    from trackgate.schemas.settings import settings_from_env
 
     assert settings_from_env({}).forward_horizon_seconds == 86400
     assert settings_from_env({"TRACKGATE_FORWARD_HORIZON_SECONDS": "3600"}).forward_horizon_seconds == 3600
@@ -339,7 +339,7 @@ def test_filters_and_consent_choose_the_events(client, write_key, drain, drain_f
 def test_a_destination_for_another_source_gets_nothing(
     client, write_key, drain, drain_forward, add, clock, db
 ):
-    from gateway.sources import add_source
+    from trackgate.sources import add_source
 
     other, _ = add_source(db.info.dsn, "segment", "other", "other-key")
     add("webhook", "hook", HOOK, {"secret": "s"}, source_ids=[other.id])
@@ -391,7 +391,7 @@ def test_a_fan_out_that_cannot_reach_redis_leaves_storage_alone(
 ):
     import redis
 
-    from workers import forward
+    from trackgate.workers import forward
 
     add("webhook", "hook", HOOK, {"secret": "s"})
     dead_redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
@@ -413,7 +413,7 @@ KINDS = {
 
 
 def test_one_segment_source_fans_out_to_every_kind(client, write_key, drain, drain_forward, add, clock, db):
-    from adapters.registry import ADAPTERS
+    from trackgate.adapters.registry import ADAPTERS
 
     kinds = {k: v for k, v in KINDS.items() if k == "webhook" or k in ADAPTERS}
     for kind, (url, creds) in kinds.items():
@@ -468,7 +468,7 @@ def test_forwards_wait_while_the_credentials_cannot_be_decrypted(
 ):
     import msgspec
 
-    from workers.worker import build_worker
+    from trackgate.workers.worker import build_worker
 
     add("webhook", "hook", HOOK, {"secret": "s"})
     ingest(client, write_key, drain, batch("m", 1))

@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from tests.conftest import queued_jobs, stored
-from workers import forward, replay
+from trackgate.workers import forward, replay
 
 HOOK = "https://hooks.example.com/backfill"
 

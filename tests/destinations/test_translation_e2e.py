@@ -13,10 +13,10 @@ import pytest
 import respx
 from starlette.testclient import TestClient
 
-from adapters.transports import verify_signature
-from gateway.app import create_app
-from gateway.sources import add_source
 from tests.conftest import stored
+from trackgate.adapters.transports import verify_signature
+from trackgate.gateway.app import create_app
+from trackgate.sources import add_source
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "golden" / "translations"
 GOLDEN = TRANSLATIONS.parent

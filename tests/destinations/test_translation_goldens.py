@@ -15,16 +15,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from adapters import transports
-from adapters.registry import ADAPTERS
-from adapters.transports import TRANSPORTS, plan, render
-from schemas.event import Event
 from tests.adapters import (
     test_bucket_golden,
     test_commandersact_golden,
     test_openpanel_golden,
     test_segment_golden,
 )
+from trackgate.adapters import transports
+from trackgate.adapters.registry import ADAPTERS
+from trackgate.adapters.transports import TRANSPORTS, plan, render
+from trackgate.schemas.event import Event
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 FIXTURES = sorted((GOLDEN / "translations").glob("*.json"))

@@ -9,10 +9,17 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from adapters import segment, transports
-from adapters.transports import TRANSPORTS, plan, render, retry_after, retryable_status, verify_signature
-from schemas.destinations import Part
-from schemas.request import RequestMeta
+from trackgate.adapters import segment, transports
+from trackgate.adapters.transports import (
+    TRANSPORTS,
+    plan,
+    render,
+    retry_after,
+    retryable_status,
+    verify_signature,
+)
+from trackgate.schemas.destinations import Part
+from trackgate.schemas.request import RequestMeta
 
 NOW = 1_900_000_000.0
 RECEIVED = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from gateway import bucket
-from gateway.sources import add_source
 from tests.conftest import live_gateway, stored
+from trackgate.gateway import bucket
+from trackgate.sources import add_source
 
 BUCKET_DIR = Path(__file__).resolve().parent / "bucket"
 MODULES = BUCKET_DIR / "node_modules"

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from gateway import bucket, openpanel, spectacle
-from gateway.cli import main
-from gateway.sources import add_source
 from tests.conftest import live_gateway, stored
+from trackgate.cli import main
+from trackgate.gateway import bucket, openpanel, spectacle
+from trackgate.sources import add_source
 
 
 def _source(settings, module, name: str) -> dict:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import openpanel as gw
-from gateway.sources import add_source
 from tests.conftest import live_gateway, stored
+from trackgate.gateway import openpanel as gw
+from trackgate.sources import add_source
 
 OP_DIR = Path(__file__).resolve().parent / "openpanel"
 OP_SDK = OP_DIR / "node_modules" / "@openpanel" / "sdk"

@@ -17,12 +17,12 @@ import redis.asyncio as aioredis
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.cli import main
-from gateway.publisher import Publisher
-from gateway.sources import add_source
-from schemas.event import Context, Event, Library
 from tests.conftest import stored
+from trackgate.cli import main
+from trackgate.gateway.app import create_app
+from trackgate.gateway.publisher import Publisher
+from trackgate.schemas.event import Context, Event, Library
+from trackgate.sources import add_source
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.sources import add_source
 from tests.conftest import live_gateway, stored
+from trackgate.sources import add_source
 
 HERE = Path(__file__).resolve().parent
 GTM_RUNNER = HERE / "spectacle" / "run_gtm.mjs"

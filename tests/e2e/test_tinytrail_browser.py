@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sources import add_source
-from gateway.tinytrail import BROWSER_UA, new_source
 from tests.conftest import live_gateway, stored
+from trackgate.gateway.tinytrail import BROWSER_UA, new_source
+from trackgate.sources import add_source
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

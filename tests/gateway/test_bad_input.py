@@ -8,10 +8,10 @@ import base64
 import pytest
 from starlette.testclient import TestClient
 
-from gateway import bucket, commandersact, openpanel, spectacle, tinytrail
-from gateway.app import create_app
-from gateway.sources import add_source
 from tests.conftest import stored
+from trackgate.gateway import bucket, commandersact, openpanel, spectacle, tinytrail
+from trackgate.gateway.app import create_app
+from trackgate.sources import add_source
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 YEAR_ZERO = "0001-01-01T00:00:00+01:00"  # parses, but is year 0 in UTC

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 import pytest
 from starlette.testclient import TestClient
 
-from adapters.bucket import MAX_BULK_BYTES, MAX_BULK_ITEMS, MAX_CALL_BYTES
-from gateway import bucket
-from gateway.app import create_app
-from gateway.sources import add_source
 from tests.conftest import live_gateway, queued_jobs, stored
+from trackgate.adapters.bucket import MAX_BULK_BYTES, MAX_BULK_ITEMS, MAX_CALL_BYTES
+from trackgate.gateway import bucket
+from trackgate.gateway.app import create_app
+from trackgate.sources import add_source
 
 OK = b'{"success":true}'
 
@@ -559,8 +559,8 @@ def test_segment_paths_are_not_taken_for_tracking_keys(settings, keys, write_key
 def test_cli_sources_add_bucket_prints_both_keys_once(database_url, db, monkeypatch):
     from click.testing import CliRunner
 
-    from gateway.auth import key_digest
-    from gateway.cli import main
+    from trackgate.cli import main
+    from trackgate.gateway.auth import key_digest
 
     monkeypatch.setenv("TRACKGATE_DATABASE_URL", database_url)
     result = CliRunner().invoke(main, ["sources", "add", "bucket", "--name", "app", "--json"])

@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from gateway.auth import key_digest
-from gateway.cli import main
+from trackgate.cli import main
+from trackgate.gateway.auth import key_digest
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from adapters import commandersact as ca
-from gateway import commandersact as gateway_ca
-from gateway.app import create_app
-from gateway.sources import add_source
 from tests.conftest import live_gateway, queued_jobs, stored
+from trackgate.adapters import commandersact as ca
+from trackgate.gateway import commandersact as gateway_ca
+from trackgate.gateway.app import create_app
+from trackgate.sources import add_source
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "commandersact"
 V1_DOC = json.loads((GOLDEN / "docs_v1_event.json").read_text())["body"]
@@ -329,7 +329,7 @@ def test_new_source_shows_the_source_key():
 def test_a_source_made_by_the_cli_accepts_events(settings, db, drain, monkeypatch):
     from click.testing import CliRunner
 
-    from gateway.cli import main
+    from trackgate.cli import main
 
     monkeypatch.setenv("TRACKGATE_DATABASE_URL", settings.database_url)
     result = CliRunner().invoke(main, ["sources", "add", "commandersact", "--name", "shop", "--json"])

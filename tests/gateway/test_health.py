@@ -7,8 +7,8 @@ import time
 import msgspec
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.routes import VERSION
+from trackgate.gateway.app import create_app
+from trackgate.gateway.routes import VERSION
 
 
 def test_health_ok_names_db_and_version(settings):
@@ -54,7 +54,7 @@ def test_health_is_503_with_a_hung_redis_within_its_timeout(settings, silent_red
 
 
 def test_health_checks_are_cached_for_a_second(settings, monkeypatch):
-    from gateway import routes
+    from trackgate.gateway import routes
 
     calls = []
     real = routes._db_ok

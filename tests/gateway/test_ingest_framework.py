@@ -10,13 +10,13 @@ import msgspec
 import pytest
 from starlette.testclient import TestClient
 
-import gateway.app
-from adapters import segment
-from gateway.auth import SourceCache
-from gateway.errors import RateLimited
-from gateway.ingest import IngestRoute, Reply, SharedRoute
-from gateway.sources import add_source, set_key
+import trackgate.gateway.app
 from tests.conftest import stored
+from trackgate.adapters import segment
+from trackgate.gateway.auth import SourceCache
+from trackgate.gateway.errors import RateLimited
+from trackgate.gateway.ingest import IngestRoute, Reply, SharedRoute
+from trackgate.sources import add_source, set_key
 
 TRACK = {"userId": "u1", "event": "Hooked", "messageId": "m-1"}
 
@@ -50,9 +50,9 @@ def hooked(settings, write_key, monkeypatch):
         "/t/{key}/track": pathkey,
         "/shared/track": SharedRoute(choose=lambda h, q: answering if "x-pick" in h else plain),
     }
-    real = gateway.app.ingest_routes
-    monkeypatch.setattr(gateway.app, "ingest_routes", lambda: {**real(), **extra})
-    with TestClient(gateway.app.create_app(settings)) as client:
+    real = trackgate.gateway.app.ingest_routes
+    monkeypatch.setattr(trackgate.gateway.app, "ingest_routes", lambda: {**real(), **extra})
+    with TestClient(trackgate.gateway.app.create_app(settings)) as client:
         yield client
 
 
@@ -107,8 +107,8 @@ def test_exact_paths_win_over_patterns(hooked, write_key):
 
 def test_a_hook_that_finds_no_credentials_at_all_is_a_401(settings, write_key, monkeypatch, drain, db):
     route = _route(authenticate=lambda sources, incoming, envelope: None)
-    monkeypatch.setattr(gateway.app, "ingest_routes", lambda: {"/none/track": route})
-    with TestClient(gateway.app.create_app(settings)) as client:
+    monkeypatch.setattr(trackgate.gateway.app, "ingest_routes", lambda: {"/none/track": route})
+    with TestClient(trackgate.gateway.app.create_app(settings)) as client:
         r = client.post("/none/track", json=TRACK)
     assert r.status_code == 401 and r.json()["code"] == "missing_credentials"
     drain()
@@ -145,7 +145,7 @@ def test_extra_keys_are_loaded_per_kind_and_follow_the_source(settings, db):
 def test_sources_add_json_lists_every_credential_once(settings, database_url, db, monkeypatch):
     from click.testing import CliRunner
 
-    from gateway.cli import main
+    from trackgate.cli import main
 
     monkeypatch.setenv("TRACKGATE_DATABASE_URL", database_url)
     result = CliRunner().invoke(main, ["sources", "add", "segment", "--domain", "shop.example", "--json"])

@@ -18,10 +18,10 @@ import msgspec
 import pytest
 from starlette.testclient import TestClient
 
-from gateway import openpanel as gw
-from gateway.app import create_app
-from gateway.sources import add_source
 from tests.conftest import live_gateway, queued_jobs, stored
+from trackgate.gateway import openpanel as gw
+from trackgate.gateway.app import create_app
+from trackgate.sources import add_source
 
 BROWSER_UA = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "

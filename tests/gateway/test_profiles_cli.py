@@ -9,11 +9,11 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import main
-from gateway.sources import add_source
-from schemas.event import Event
-from schemas.jobs import PersistBatch
-from workers import profiles, store
+from trackgate.cli import main
+from trackgate.schemas.event import Event
+from trackgate.schemas.jobs import PersistBatch
+from trackgate.sources import add_source
+from trackgate.workers import profiles, store
 
 T0 = datetime(2026, 2, 1, 8, 30, tzinfo=UTC)
 

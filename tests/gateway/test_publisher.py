@@ -15,11 +15,11 @@ import redis
 import redis.asyncio as aioredis
 from rq.job import Job
 
-from gateway.errors import Unavailable
-from gateway.publisher import Publisher
-from schemas.event import Context, Event
-from schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, persist_batch_from_arg
 from tests.conftest import queued_jobs, stored
+from trackgate.gateway.errors import Unavailable
+from trackgate.gateway.publisher import Publisher
+from trackgate.schemas.event import Context, Event
+from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, persist_batch_from_arg
 
 T0 = datetime(2026, 3, 14, 15, 9, 26, 535000, tzinfo=UTC)
 

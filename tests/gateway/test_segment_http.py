@@ -26,10 +26,10 @@ import msgspec
 import pytest
 from starlette.testclient import TestClient
 
-from adapters.segment import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES
-from gateway.app import create_app
-from gateway.sources import add_source, set_key
 from tests.conftest import live_gateway, queued_jobs, stored
+from trackgate.adapters.segment import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES
+from trackgate.gateway.app import create_app
+from trackgate.sources import add_source, set_key
 
 ROOT = Path(__file__).resolve().parents[2]
 OK = b'{"success":true}'
@@ -917,8 +917,8 @@ def test_same_message_id_in_one_batch_is_stored_once(client, write_key, drain, d
 
 WORKER = """
 import json, sys, time
-from schemas.settings import Settings
-from workers.worker import build_worker
+from trackgate.schemas.settings import Settings
+from trackgate.workers.worker import build_worker
 
 database_url, redis_url, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
 worker = build_worker(Settings(database_url=database_url, redis_url=redis_url))

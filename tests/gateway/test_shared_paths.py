@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from gateway import bucket as bucket_gateway
-from gateway import openpanel as openpanel_gateway
-from gateway.app import create_app
-from gateway.sources import add_source
 from tests.conftest import stored
+from trackgate.gateway import bucket as bucket_gateway
+from trackgate.gateway import openpanel as openpanel_gateway
+from trackgate.gateway.app import create_app
+from trackgate.sources import add_source
 
 
 def _source(settings, module, name: str) -> dict:

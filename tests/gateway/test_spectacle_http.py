@@ -18,11 +18,11 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from adapters import spectacle as adapter
-from gateway import spectacle
-from gateway.app import create_app
-from gateway.sources import add_source
 from tests.conftest import live_gateway, queued_jobs, stored
+from trackgate.adapters import spectacle as adapter
+from trackgate.gateway import spectacle
+from trackgate.gateway.app import create_app
+from trackgate.sources import add_source
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "spectacle"
 OK = b'{"success":true}'

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from gateway.auth import key_digest
-from gateway.cli import main
-from gateway.tinytrail import BROWSER_UA
 from tests.conftest import live_gateway, stored
+from trackgate.cli import main
+from trackgate.gateway.auth import key_digest
+from trackgate.gateway.tinytrail import BROWSER_UA
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ import msgspec
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.sources import add_source
-from gateway.tinytrail import BROWSER_UA, new_source
 from tests.conftest import live_gateway, queued_jobs, stored
+from trackgate.gateway.app import create_app
+from trackgate.gateway.tinytrail import BROWSER_UA, new_source
+from trackgate.sources import add_source
 
 SEED_WEBSITE = "550e8400-e29b-41d4-a716-446655440000"
 SEED_PAGE_VIEW = {
@@ -378,7 +378,7 @@ def test_redis_down_is_503_and_nothing_kept(settings, db, rdb, drain):
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl: apt-get install -y curl")
 def test_demo_curl_line_works(roomy, drain, db):
-    from gateway.tinytrail import demo_lines
+    from trackgate.gateway.tinytrail import demo_lines
 
     created = new_source(None, {"domain": "localhost"})
     add_source(roomy.database_url, "tinytrail", "demo", created["key"], created["settings"])

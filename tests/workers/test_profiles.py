@@ -12,11 +12,11 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from gateway.profiles import AmbiguousProfile, find_profile
-from gateway.sources import add_source
-from schemas.event import Context, Event
-from schemas.jobs import PersistBatch
-from workers import jobs, profiles, store
+from trackgate.profiles_view import AmbiguousProfile, find_profile
+from trackgate.schemas.event import Context, Event
+from trackgate.schemas.jobs import PersistBatch
+from trackgate.sources import add_source
+from trackgate.workers import jobs, profiles, store
 
 T0 = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
 _serial = itertools.count(1)
@@ -455,7 +455,7 @@ def test_merges_racing_with_increments_lose_nothing(db, database_url):
 
 def test_the_job_stores_again_when_postgresql_reports_a_deadlock(settings, db, monkeypatch):
     """persist_batch retries the whole transaction on a deadlock (rolled back: nothing twice)."""
-    from workers import runtime
+    from trackgate.workers import runtime
 
     runtime.configure(settings)
     real = store.store_batch

@@ -17,16 +17,16 @@ import pytest
 import redis.asyncio as aioredis
 from click.testing import CliRunner
 
-from adapters import commandersact as ca
-from adapters.base import Refused
-from gateway.cli import main
-from gateway.publisher import Publisher
-from gateway.sources import add_source
-from schemas.jobs import PersistBatch, RefusedItem
-from schemas.request import RequestMeta
 from tests.conftest import queued_jobs, stored
 from tests.workers.test_store import make_event
-from workers import jobs, quarantine, runtime, store
+from trackgate.adapters import commandersact as ca
+from trackgate.adapters.base import Refused
+from trackgate.cli import main
+from trackgate.gateway.publisher import Publisher
+from trackgate.schemas.jobs import PersistBatch, RefusedItem
+from trackgate.schemas.request import RequestMeta
+from trackgate.sources import add_source
+from trackgate.workers import jobs, quarantine, runtime, store
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "commandersact"
@@ -181,7 +181,7 @@ def test_each_source_keeps_at_most_its_bound_replayed_rows_dropped_first(db, dat
 
 
 def test_the_bound_comes_from_the_settings(settings, db, drain, rdb):
-    from schemas.settings import settings_from_env
+    from trackgate.schemas.settings import settings_from_env
 
     assert settings_from_env({"TRACKGATE_QUARANTINE_MAX_PER_SOURCE": "7"}).quarantine_max_per_source == 7
     with pytest.raises(ValueError):
@@ -313,7 +313,7 @@ def test_the_whole_path_gateway_to_quarantine_to_replay(settings, db, drain, run
     """A refused item from a real request is listed and, still refused, stays; nothing is lost."""
     from starlette.testclient import TestClient
 
-    from gateway.app import create_app
+    from trackgate.gateway.app import create_app
 
     add_source(settings.database_url, "commandersact", "shop", "the-key")
     with TestClient(create_app(settings)) as api:
@@ -370,7 +370,7 @@ def test_convert_as_a_real_process():
         [
             sys.executable,
             "-m",
-            "gateway",
+            "trackgate",
             "convert",
             "--from",
             "commandersact.v1",

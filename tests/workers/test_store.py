@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from schemas.event import Context, Event
-from schemas.jobs import PersistBatch
 from tests.conftest import stored
-from workers import store
+from trackgate.schemas.event import Context, Event
+from trackgate.schemas.jobs import PersistBatch
+from trackgate.workers import store
 
 T0 = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 

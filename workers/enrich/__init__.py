@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from schemas.event import Event
-from workers.enrich import (
+from trackgate.schemas.event import Event
+from trackgate.workers.enrich import (
     bots,
     campaign,
     content_group,
@@ -88,6 +88,6 @@ def enrich_events(events: Iterable[Event], env: Env) -> None:
         enrich_event(event, env)
 
 
-from workers.enrich.runner import Enricher, enrich_batch  # noqa: E402
+from trackgate.workers.enrich.runner import Enricher, enrich_batch  # noqa: E402
 
 __all__ = ["CHAIN", "Enricher", "Env", "enrich_batch", "enrich_event", "enrich_events"]

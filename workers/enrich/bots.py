@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from adapters.traffic import is_crawler
-from schemas.event import Event
+from trackgate.adapters.traffic import is_crawler
+from trackgate.schemas.event import Event
 
 HEADLESS = re.compile(
     r"HeadlessChrome|PhantomJS|SlimerJS|Headless|Puppeteer|Playwright|Selenium|WebDriver|Electron/.*HappyDOM"

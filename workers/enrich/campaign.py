@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from urllib.parse import parse_qsl, urlsplit
 
-from schemas.event import Event
+from trackgate.schemas.event import Event
 
 UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 CLICK_IDS = ("gclid", "msclkid", "fbclid")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from adapters.traffic import IPAddress, parse_ip
+from trackgate.adapters.traffic import IPAddress, parse_ip
 
 
 @lru_cache(maxsize=65536)

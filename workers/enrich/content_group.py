@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from adapters.traffic import content_group
-from schemas.event import Event
+from trackgate.adapters.traffic import content_group
+from trackgate.schemas.event import Event
 
 
 def page_path(event: Event) -> str | None:

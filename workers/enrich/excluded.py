@@ -7,8 +7,8 @@ Entries that are not an IP or a CIDR are ignored (``sources add`` is where they 
 
 from __future__ import annotations
 
-from adapters.traffic import is_excluded
-from schemas.event import Event
+from trackgate.adapters.traffic import is_excluded
+from trackgate.schemas.event import Event
 
 
 def process(event: Event, env) -> None:

@@ -14,8 +14,8 @@ from functools import lru_cache
 import iptocc
 import maxminddb
 
-from schemas.event import Event
-from workers.enrich.client_ip import IPAddress, public_ip
+from trackgate.schemas.event import Event
+from trackgate.workers.enrich.client_ip import IPAddress, public_ip
 
 
 @lru_cache(maxsize=65536)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from schemas.event import Event
-from workers.enrich.client_ip import IPAddress, parse_ip
+from trackgate.schemas.event import Event
+from trackgate.workers.enrich.client_ip import IPAddress, parse_ip
 
 POLICIES = ("keep", "truncate", "drop")
 

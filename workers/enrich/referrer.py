@@ -23,7 +23,7 @@ from functools import lru_cache
 from importlib import resources
 from urllib.parse import urlsplit
 
-from schemas.event import Event
+from trackgate.schemas.event import Event
 
 SEARCH = "SOURCE_CATEGORY_SEARCH"
 SOCIAL = "SOURCE_CATEGORY_SOCIAL"
@@ -69,7 +69,7 @@ _SLD = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go
 @lru_cache(maxsize=1)
 def source_categories() -> dict[str, str]:
     """GA4's list of sources → source category, from the package data file (names lower-cased)."""
-    text = (resources.files("workers.enrich") / "data" / "ga4_sources.csv").read_text()
+    text = (resources.files("trackgate.workers.enrich") / "data" / "ga4_sources.csv").read_text()
     rows = csv.reader(text.splitlines()[1:])
     return {row[0].strip().lower(): row[1].strip() for row in rows if len(row) >= 2 and row[0].strip()}
 

@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
-from schemas.event import Event
-from schemas.settings import Settings
-from workers.enrich import Env, enrich_events, visitor
-from workers.enrich.geo import GeoDatabase
-from workers.enrich.salts import SaltCache
-from workers.enrich.sources import SourceSettings
+from trackgate.schemas.event import Event
+from trackgate.schemas.settings import Settings
+from trackgate.workers.enrich import Env, enrich_events, visitor
+from trackgate.workers.enrich.geo import GeoDatabase
+from trackgate.workers.enrich.salts import SaltCache
+from trackgate.workers.enrich.sources import SourceSettings
 
 log = logging.getLogger(__name__)
 

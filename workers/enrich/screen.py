@@ -8,7 +8,7 @@ that is not a positive number, is ``unknown``. Enrichment key: ``screen_bucket``
 
 from __future__ import annotations
 
-from schemas.event import Event
+from trackgate.schemas.event import Event
 
 BUCKETS = ((375, "320-375"), (768, "376-768"), (1024, "769-1024"), (1440, "1025-1440"))
 

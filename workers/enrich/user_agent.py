@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import ua_parser
 
-from schemas.event import Event
+from trackgate.schemas.event import Event
 
 _TABLET = re.compile(r"iPad|Tablet|Kindle|Silk/|PlayBook|Nexus (7|9|10)\b|SM-[TPX]\d|Tab\b", re.I)
 _MOBILE = re.compile(r"Mobi|iPhone|iPod|Android.*Mobile|Windows Phone|IEMobile|BlackBerry|Opera Mini", re.I)

@@ -21,8 +21,8 @@ from datetime import UTC as _UTC
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
-from schemas.event import Event
-from workers.enrich.client_ip import normalized
+from trackgate.schemas.event import Event
+from trackgate.workers.enrich.client_ip import normalized
 
 GRACE = timedelta(minutes=30)
 

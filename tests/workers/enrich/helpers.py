@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from schemas.event import Campaign, Context, Event, Library, Page, Screen
+from trackgate.schemas.event import Campaign, Context, Event, Library, Page, Screen
 
 RECEIVED = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 CHROME = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.workers.enrich.helpers import event
-from workers.enrich import Env, campaign, referrer
+from trackgate.workers.enrich import Env, campaign, referrer
 
 ENV = Env()
 PAGE = "https://shop.example.com/pricing"

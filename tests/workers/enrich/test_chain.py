@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-import workers.enrich as chain
+import trackgate.workers.enrich as chain
 from tests.workers.enrich.helpers import CHROME, event
-from workers.enrich import Env, enrich_event
+from trackgate.workers.enrich import Env, enrich_event
 
 SALTS = {date(2026, 11, 23): b"s" * 32}
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from tests.workers.enrich.helpers import CHROME, event
-from workers.enrich import Env, client_ip, geo, visitor
+from trackgate.workers.enrich import Env, client_ip, geo, visitor
 
 IP_CASES = [
     ("81.2.69.142", "81.2.69.142"),

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.workers.enrich.helpers import event
-from workers.enrich import Env, content_group, excluded, ip_policy, screen
+from trackgate.workers.enrich import Env, content_group, excluded, ip_policy, screen
 
 
 def env(**settings) -> Env:

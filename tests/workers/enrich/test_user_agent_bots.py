@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.workers.enrich.helpers import CHROME, event
-from workers.enrich import Env, bots, user_agent
+from trackgate.workers.enrich import Env, bots, user_agent
 
 ENV = Env()
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gateway.sources import add_source
-from schemas.settings import Settings
 from tests.conftest import stored
 from tests.workers.enrich.helpers import CHROME, event
-from workers.enrich import runner, salts, visitor
-from workers.enrich.sources import SourceSettings
+from trackgate.schemas.settings import Settings
+from trackgate.sources import add_source
+from trackgate.workers.enrich import runner, salts, visitor
+from trackgate.workers.enrich.sources import SourceSettings
 
 GEO_DB = str(Path(__file__).parent / "data" / "GeoIP2-City-Test.mmdb")
 
@@ -253,7 +253,7 @@ def test_source_rules_and_ip_policy_through_the_worker(settings, client, drain, 
 
 
 def test_geoip_db_setting_from_the_environment():
-    from schemas.settings import settings_from_env
+    from trackgate.schemas.settings import settings_from_env
 
     assert settings_from_env({"TRACKGATE_GEOIP_DB": GEO_DB}).geoip_db == GEO_DB
     assert settings_from_env({}).geoip_db is None

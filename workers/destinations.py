@@ -12,9 +12,9 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from adapters.registry import ADAPTERS
-from adapters.transports import TRANSPORTS
-from schemas.destinations import Filters, decrypt_credentials, encrypt_credentials, mask
+from trackgate.adapters.registry import ADAPTERS
+from trackgate.adapters.transports import TRANSPORTS
+from trackgate.schemas.destinations import Filters, decrypt_credentials, encrypt_credentials, mask
 
 
 class DestinationError(ValueError):

@@ -22,13 +22,13 @@ from pathlib import Path
 import click
 import psycopg
 
-from adapters.registry import ADAPTERS
-from gateway import destinations as destination_store
-from gateway import profiles as profile_store
-from gateway import sources as source_store
-from gateway.migrate import migrate as run_migrations
-from gateway.routes import DIALECTS
-from schemas.settings import Settings, configure_logging, settings_from_env
+from trackgate import profiles_view as profile_store
+from trackgate import sources as source_store
+from trackgate.adapters.registry import ADAPTERS
+from trackgate.gateway.routes import DIALECTS
+from trackgate.migrate import migrate as run_migrations
+from trackgate.schemas.settings import Settings, configure_logging, settings_from_env
+from trackgate.workers import destinations as destination_store
 
 log = logging.getLogger("trackgate")
 
@@ -86,7 +86,7 @@ def _serve(settings: Settings, processes: int = 1) -> None:
     os.environ["TRACKGATE_DATABASE_URL"] = settings.database_url or ""
     os.environ["TRACKGATE_REDIS_URL"] = settings.redis_url or ""
     uvicorn.run(
-        "gateway.asgi:app_from_env",
+        "trackgate.gateway.asgi:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -116,7 +116,7 @@ def worker(burst: bool, queues: tuple[str, ...]) -> None:
     settings = _settings()
     configure_logging(settings.log_level)
     _need(settings)
-    importlib.import_module("workers.worker").run(
+    importlib.import_module("trackgate.workers.worker").run(
         settings, burst=burst, queues=queues or ("persist", "forward")
     )
 
@@ -241,7 +241,7 @@ def quarantine_group() -> None:
 
 
 def _quarantine_module():
-    return importlib.import_module("workers.quarantine")
+    return importlib.import_module("trackgate.workers.quarantine")
 
 
 @quarantine_group.command("list")
@@ -301,8 +301,8 @@ def convert(source: str, target: str) -> None:
 
     A document may be one event or {"batch": [...]}. An item that cannot be converted is reported on
     stderr (with its line) and the exit status is 1; the others are still written."""
-    from adapters import commandersact
-    from adapters.base import AdapterError
+    from trackgate.adapters import commandersact
+    from trackgate.adapters.base import AdapterError
 
     from_version, to_version = source.partition(".")[2], target.partition(".")[2]
     text = sys.stdin.read()
@@ -418,7 +418,7 @@ def destinations_add(
     as_json: bool,
 ) -> None:
     """Add a destination of KIND (credentials are stored encrypted with TRACKGATE_SECRET_KEY)."""
-    from schemas.destinations import Filters, SecretKeyMissing
+    from trackgate.schemas.destinations import Filters, SecretKeyMissing
 
     settings = _settings()
     database_url = _db(settings)
@@ -532,7 +532,7 @@ def replay() -> None:
 
 
 def _replay_module():
-    return importlib.import_module("workers.replay")
+    return importlib.import_module("trackgate.workers.replay")
 
 
 @replay.command("dead-letters")
@@ -688,7 +688,7 @@ def up(port: int | None, data_dir: str | None) -> None:
     _check_port_free(settings.host, settings.port)
     embedded = None
     if not settings.database_url or not settings.redis_url:
-        from gateway.embedded import EmbeddedServers
+        from trackgate.embedded import EmbeddedServers
 
         click.echo(f"starting embedded PostgreSQL and Redis under {Path(settings.data_dir).resolve()} ...")
         embedded = EmbeddedServers(settings.data_dir)
@@ -709,10 +709,10 @@ def up(port: int | None, data_dir: str | None) -> None:
             "TRACKGATE_REDIS_URL": settings.redis_url,
         }
         worker_proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "worker", "--queue", "persist"], env=env
+            [sys.executable, "-m", "trackgate", "worker", "--queue", "persist"], env=env
         )
         forward_proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "worker", "--queue", "forward"], env=env
+            [sys.executable, "-m", "trackgate", "worker", "--queue", "forward"], env=env
         )
         base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
         click.echo(_banner(base, demo, settings, embedded is not None))

@@ -7,16 +7,12 @@ import secrets
 import psycopg
 from psycopg.types.json import Jsonb
 
-from gateway.auth import key_digest
-from schemas.request import Source
+from trackgate.gateway.auth import key_digest, new_key
+from trackgate.schemas.request import Source
 
 
 class SourceExists(Exception):
     pass
-
-
-def new_key() -> str:
-    return secrets.token_urlsafe(24)
 
 
 def add_source(

@@ -1,0 +1,3 @@
+from trackgate.cli import main
+
+main()
