@@ -36,12 +36,13 @@ from rq import Queue, Retry
 from trackgate.adapters import transports
 from trackgate.adapters.base import AdapterError
 from trackgate.adapters.registry import ADAPTERS
-from trackgate.schemas.destinations import ForwardJob, Part
+from trackgate.schemas.destinations import ForwardJob, Part, accepts
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch
 from trackgate.schemas.request import RequestMeta
 from trackgate.schemas.settings import Settings
-from trackgate.workers import forward
+from trackgate.workers import destinations as destination_table
+from trackgate.workers.forward import fanout, resources
 from trackgate.workers.store import COLUMNS
 
 log = logging.getLogger(__name__)
@@ -144,17 +145,10 @@ def replay_dead_letters(
     forward path: it is retried until the destination takes it, or dead again if still refused."""
     assert settings.database_url
     connection = _redis(settings)
-    queue = forward.forward_queue(connection)
+    queue = resources.forward_queue(connection)
     counts = {"requeued": 0, "events": 0}
     with psycopg.connect(settings.database_url) as conn:
-        destination_id = None
-        if destination:
-            row = conn.execute(
-                "SELECT id FROM destinations WHERE id = %s OR name = %s", (destination, destination)
-            ).fetchone()
-            if row is None:
-                raise ValueError(f"no destination {destination!r}")
-            destination_id = row[0]
+        destination_id = destination_table.resolve(conn, destination) if destination else None
         where = ["status = 'dead'"]
         params: list[Any] = []
         if destination_id:
@@ -171,7 +165,7 @@ def replay_dead_letters(
         ]
         conn.commit()
         progress = Progress("replay dead-letters", len(ids), counts, out=out)
-        now = forward.clock()
+        now = resources.clock()
         for dead_letter_id in ids:
             # claim it: a concurrent or repeated run re-sends each dead letter once
             with conn.transaction():
@@ -196,7 +190,7 @@ def replay_dead_letters(
                     dead_letter_id=dead_letter_id,
                 )
                 # enqueued inside the claim's transaction: if Redis refuses, the row stays dead
-                forward._enqueue(queue, job)
+                fanout.enqueue(queue, job)
             counts["requeued"] += 1
             counts["events"] += row[4]
             progress.update(1)
@@ -248,12 +242,7 @@ def replay_events(
     connection = _redis(settings)
     counts = {"events": 0, "jobs": 0, "skipped": 0}
     with psycopg.connect(settings.database_url) as conn:
-        dest_row = conn.execute(
-            "SELECT id FROM destinations WHERE id = %s OR name = %s", (destination, destination)
-        ).fetchone()
-        if dest_row is None:
-            raise ValueError(f"no destination {destination!r}")
-        dest = forward.load_destination(conn, settings, dest_row[0])
+        dest = destination_table.load(conn, settings.secret_key, destination_table.resolve(conn, destination))
         assert dest is not None
         src = conn.execute("SELECT id FROM sources WHERE id = %s OR name = %s", (source, source)).fetchall()
         if len(src) != 1:
@@ -291,11 +280,11 @@ def replay_events(
                 if not rows:
                     break
                 events = [_row_event(r) for r in rows]
-                selected = [e for e in events if forward.accepts(dest.filters, e)]
+                selected = [e for e in events if accepts(dest.filters, e)]
                 counts["skipped"] += len(events) - len(selected)
-                planned = [(dest, c) for c in forward.chunks(selected, transport.job_events)]
+                planned = [(dest, c) for c in fanout.chunks(selected, transport.job_events)]
                 with psycopg.connect(settings.database_url) as wconn:
-                    ids = forward.enqueue_deliveries(wconn, connection, f"{batch_prefix}-{position}", planned)
+                    ids = fanout.enqueue_deliveries(wconn, connection, f"{batch_prefix}-{position}", planned)
                     position += len(rows)
                     counts["events"] += len(selected)
                     counts["jobs"] += len(ids)
