@@ -106,7 +106,7 @@ def replay(
         f" item_index, created_at FROM quarantine WHERE {where} ORDER BY id",
         params,
     )
-    names = [c.name for c in cur.description]
+    names = [c.name for c in cur.description or ()]
     outcomes = []
     for values in cur.fetchall():
         row = dict(zip(names, values, strict=True))

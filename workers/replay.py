@@ -65,7 +65,7 @@ class Progress:
         self.last_line = 0.0
         self.pending = 0
         self.tty = hasattr(self.out, "isatty") and self.out.isatty()
-        self.bar = None
+        self.bar: Any = None  # click's ProgressBar, on a terminal
         if self.tty:
             self.bar = click.progressbar(
                 length=total,
@@ -253,10 +253,11 @@ def replay_events(
         if done:
             click.echo(f"already replayed ({saved}); --restart sends them again", file=out or sys.stderr)
             return {"events": 0, "jobs": 0, "skipped": 0}
-        total = conn.execute(
+        count_row = conn.execute(
             'SELECT count(*) FROM events WHERE source_id = %s AND "timestamp" >= %s AND "timestamp" < %s',
             (source_id, start, end),
-        ).fetchone()[0]
+        ).fetchone()
+        total = count_row[0] if count_row else 0
         conn.commit()
         progress = Progress("replay events", total, counts, out=out)
         progress.update(position)
