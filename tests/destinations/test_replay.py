@@ -13,6 +13,7 @@ import respx
 from tests.conftest import queued_jobs, stored
 from trackgate.workers import replay
 from trackgate.workers.forward import fanout
+from trackgate.workers.replay import files as archive
 
 HOOK = "https://hooks.example.com/backfill"
 
@@ -109,7 +110,7 @@ def test_replay_file_refuses_bad_lines_and_keeps_going(tmp_path, settings, sourc
 
 def test_replay_file_resumes_after_an_interruption(tmp_path, settings, source_id, drain, db, monkeypatch):
     path = write(tmp_path / "a.ndjson", archive_lines(20))
-    real = replay._decode_line
+    real = archive._decode_line
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -118,15 +119,15 @@ def test_replay_file_resumes_after_an_interruption(tmp_path, settings, source_id
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(replay, "_decode_line", flaky)
+    monkeypatch.setattr(archive, "_decode_line", flaky)
     with pytest.raises(KeyboardInterrupt):
         replay.replay_file(settings, path, "web", batch_events=4, out=io.StringIO())
     (position,) = db.execute("SELECT position FROM replay_checkpoints").fetchone()
     assert 0 < position < 12
-    monkeypatch.setattr(replay, "_decode_line", real)
+    monkeypatch.setattr(archive, "_decode_line", real)
     calls["n"] = 0
     monkeypatch.setattr(
-        replay, "_decode_line", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
+        archive, "_decode_line", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
     )
     counts = replay.replay_file(settings, path, "web", batch_events=4, out=io.StringIO())
     assert calls["n"] == 20 - position  # only the lines after the checkpoint
