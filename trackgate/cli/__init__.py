@@ -22,13 +22,13 @@ from pathlib import Path
 import click
 import psycopg
 
-from trackgate import profiles_view as profile_store
 from trackgate import sources as source_store
 from trackgate.adapters.registry import ADAPTERS
 from trackgate.gateway.routes import DIALECTS
 from trackgate.migrate import migrate as run_migrations
 from trackgate.schemas.settings import Settings, configure_logging, settings_from_env
 from trackgate.workers import destinations as destination_store
+from trackgate.workers import profiles_read as profile_store
 
 log = logging.getLogger("trackgate")
 
