@@ -12,16 +12,18 @@ from typing import Any
 
 import click
 
+from trackgate.cli import (
+    convert,
+    destinations,
+    events,
+    profiles,
+    quarantine,
+    replay,
+    serve,
+    sources,
+    up,
+)
 from trackgate.cli.config import one_line_errors
-from trackgate.cli.convert import convert
-from trackgate.cli.destinations import destinations
-from trackgate.cli.events import events
-from trackgate.cli.profiles import profiles
-from trackgate.cli.quarantine import quarantine
-from trackgate.cli.replay import replay
-from trackgate.cli.serve import migrate, serve, worker
-from trackgate.cli.sources import sources
-from trackgate.cli.up import up
 
 
 class _Root(click.Group):
@@ -36,18 +38,19 @@ def main() -> None:
     """trackgate: a multi-dialect tracking gateway."""
 
 
+# modules, not their commands, are bound here: ``trackgate.cli.up`` stays the module
 COMMANDS: tuple[click.Command, ...] = (
-    up,
-    migrate,
-    serve,
-    worker,
-    sources,
-    destinations,
-    events,
-    profiles,
-    quarantine,
-    replay,
-    convert,
+    up.up,
+    serve.migrate,
+    serve.serve,
+    serve.worker,
+    sources.sources,
+    destinations.destinations,
+    events.events,
+    profiles.profiles,
+    quarantine.quarantine,
+    replay.replay,
+    convert.convert,
 )
 for _command in COMMANDS:
     main.add_command(_command)
