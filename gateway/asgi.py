@@ -1,4 +1,4 @@
-"""ASGI entry point for process managers: ``uvicorn --factory gateway.asgi:app_from_env``."""
+"""ASGI entry point for process managers: ``uvicorn --factory trackgate.gateway.asgi:app_from_env``."""
 
 from __future__ import annotations
 
