@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,3 +40,17 @@ def test_the_cli_imports_the_worker_modules_it_runs():
     assert trackgate.cli.serve.worker_process is trackgate.workers.worker
     assert trackgate.cli.quarantine.quarantine_store is trackgate.workers.quarantine
     assert trackgate.cli.replay.replays is trackgate.workers.replay
+
+
+def test_the_serving_path_loads_no_worker_and_no_cli_code():
+    """The rule the import direction protects (DESIGN.md), checked where it matters: a fresh process
+    that loads the ASGI app as uvicorn does."""
+    script = (
+        "import sys, trackgate.gateway.asgi\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('trackgate.workers', 'trackgate.cli',"
+        " 'trackgate.up', 'trackgate.embedded', 'trackgate.migrate', 'trackgate.sources')))\n"
+        "print(','.join(loaded))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
