@@ -23,7 +23,7 @@ from trackgate.cli import (
     sources,
     up,
 )
-from trackgate.cli.config import one_line_errors
+from trackgate.cli.config import CliConfig, one_line_errors
 
 
 class _Root(click.Group):
@@ -34,8 +34,11 @@ class _Root(click.Group):
 
 
 @click.group(cls=_Root)
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """trackgate: a multi-dialect tracking gateway."""
+    # one CliConfig for the invocation, on the root context: options of the root (none yet) set it up
+    ctx.ensure_object(CliConfig)
 
 
 # modules, not their commands, are bound here: ``trackgate.cli.up`` stays the module
