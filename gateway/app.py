@@ -17,7 +17,7 @@ from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.publisher import Publisher
 from trackgate.gateway.routes import build_routes, ingest_routes
-from trackgate.schemas.settings import Settings
+from trackgate.schemas.settings import ServerSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,7 @@ class Runtime(msgspec.Struct, kw_only=True):
     clock: Callable[[], datetime] = utc_now
 
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> IngestFront:
-    if not settings.database_url or not settings.redis_url:
-        raise ValueError("create_app needs database_url and redis_url (trackgate up provides them)")
+def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_now) -> IngestFront:
     runtime = Runtime(
         settings=settings,
         sources=SourceCache(settings.database_url, settings.source_refresh_seconds),

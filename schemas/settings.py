@@ -1,6 +1,11 @@
 """Configuration, read once from ``TRACKGATE_*`` environment variables into a frozen struct.
 
-Shared by the gateway and the workers; passed explicitly, never read at import time.
+Shared by the gateway, the workers and the CLI; passed explicitly, never read at import time.
+
+Two views of one configuration: ``Settings``, where the server URLs may still be unset (the CLI reads it
+first, then finds them: ``trackgate up`` starts embedded servers for what is missing), and
+``ServerSettings``, what a gateway or worker process runs on, whose ``database_url`` and ``redis_url``
+are ``str``. ``Settings.require()`` turns the first into the second, or says which variable to set.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import ipaddress
 import logging
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
@@ -57,6 +63,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     forward_connect_timeout: float = 5.0
     forward_read_timeout: float = 10.0
 
+    def require(self) -> ServerSettings:
+        """These settings with both server URLs present, typed so; ``MissingSetting`` names the
+        variables to set when one is not."""
+        if isinstance(self, ServerSettings):
+            return self
+        missing = [name for name in _REQUIRED if not getattr(self, name)]
+        if missing:
+            raise MissingSetting(missing)
+        return ServerSettings(**msgspec.structs.asdict(self))
+
+
+class ServerSettings(Settings, frozen=True, kw_only=True):
+    """Settings of a process that serves or works: PostgreSQL and Redis are known (not Optional)."""
+
+    database_url: str
+    redis_url: str
+
+
+_REQUIRED = ("database_url", "redis_url")
+
+
+class MissingSetting(ValueError):
+    """A setting a command needs is unset; the message names the environment variables."""
+
+    def __init__(self, fields: list[str]):
+        self.variables = [f"TRACKGATE_{field.upper()}" for field in fields]
+        super().__init__("set " + " and ".join(self.variables))
+
 
 _ENV = {
     "database_url": str,
@@ -84,10 +118,10 @@ _ENV = {
 }
 
 
-def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Settings:
+def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read ``TRACKGATE_<FIELD>`` variables; keyword overrides win. Empty values count as unset."""
     env = os.environ if env is None else env
-    values: dict = {}
+    values: dict[str, Any] = {}
     for field, kind in _ENV.items():
         raw = env.get(f"TRACKGATE_{field.upper()}")
         if raw:
