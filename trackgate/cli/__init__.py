@@ -33,7 +33,7 @@ from trackgate.workers import destinations as destination_store
 log = logging.getLogger("trackgate")
 
 
-DIALECT_GATEWAYS = {module.DIALECT: module for module in DIALECTS}
+DIALECT_GATEWAYS = {dialect.name: dialect for dialect in DIALECTS}
 
 
 def _settings(**overrides) -> Settings:
