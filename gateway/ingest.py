@@ -6,7 +6,12 @@ Everything else (preflights, settings, health, unknown paths) goes to the Starle
 ``bench/``: Starlette's Mount + Router + CORSMiddleware alone cost more per request than this whole path.
 
 Nothing is acknowledged before the publisher says the events are in Redis; any error on the way is
-answered in the dialect's shape by ``responses.error_response`` and nothing is published.
+answered in the dialect's shape (its ``Dialect.render_error``, applied by ``responses.error_response``)
+and nothing is published.
+
+A dialect shapes this path with the typed hooks of its ``IngestRoute``s: one context value in,
+one typed value out (see ``IngestRoute``). A route without hooks (Segment's) costs no hook call and no
+context: its key is looked up inline.
 """
 
 from __future__ import annotations
