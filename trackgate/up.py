@@ -18,12 +18,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import msgspec
 
 from trackgate.embedded import EmbeddedServers
+from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.routes import DIALECTS
 from trackgate.migrate import migrate
 from trackgate.schemas.settings import ServerSettings, Settings
@@ -37,10 +37,10 @@ class UpError(Exception):
     """Something the user can fix before ``up`` can start (the message says what)."""
 
 
-def dialect_gateways() -> dict[str, ModuleType]:
-    """Each dialect's gateway module by name, in the order ``up`` lists them. (The one place ``up``
-    reads the gateway's dialect table: ``DIALECT``, ``new_source`` and ``demo_lines``.)"""
-    return {module.DIALECT: module for module in DIALECTS}
+def dialect_gateways() -> dict[str, Dialect]:
+    """Each dialect's declared value by name, in the order ``up`` lists them (the one place ``up``
+    reads the gateway's dialect table: ``new_source`` and ``demo_lines``)."""
+    return {dialect.name: dialect for dialect in DIALECTS}
 
 
 def run_gateway(settings: ServerSettings, processes: int = 1) -> None:
@@ -127,12 +127,12 @@ def demo_sources(settings: ServerSettings) -> dict[str, dict[str, Any]]:
     path = Path(settings.data_dir) / DEMO_FILE
     known: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
     changed = False
-    for dialect, module in dialect_gateways().items():
+    for dialect, spec in dialect_gateways().items():
         entry = known.get(dialect)
         existing = find_source(settings.database_url, dialect, "demo")
         if existing and entry and entry.get("id") == existing.id and "key" in entry:
             continue
-        created = module.new_source(None, {"domain": "localhost", "origins": ["*"]})
+        created = spec.new_source(None, {"domain": "localhost", "origins": ["*"]})
         if existing:  # made by another data dir: its keys are unknown here, so new ones
             set_key(settings.database_url, existing.id, created["key"])
             for kind, key in created["extra_keys"].items():
@@ -172,11 +172,11 @@ def banner(base: str, demo: dict[str, dict[str, Any]], settings: ServerSettings,
         "Demo sources (credentials are shown because `up` created them; only digests are stored).",
         "Send an event to each:",
     ]
-    for dialect, module in dialect_gateways().items():
+    for dialect, spec in dialect_gateways().items():
         entry = demo[dialect]
         shown = ", ".join(f"{label}: {value}" for label, value in entry["show"].items())
         lines.append(f"  {dialect} ({entry['id']}; {shown})")
-        lines.extend(module.demo_lines(base, entry))
+        lines.extend(spec.demo_lines(base, entry))
     lines += [
         "See them stored (in another shell, same directory):",
         (

@@ -16,7 +16,7 @@ from trackgate.gateway.routes import DIALECTS
 def new_source(dialect: str, key: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """The dialect's new source: ``key``, ``settings``, ``extra_keys`` and what to ``show`` once.
     (The one place this command reads the gateway's dialect table.)"""
-    module = {module.DIALECT: module for module in DIALECTS}[dialect]
+    module = {spec.name: spec for spec in DIALECTS}[dialect]
     created: dict[str, Any] = module.new_source(key, options)
     return created
 

@@ -21,7 +21,7 @@ import psycopg
 import uuid_utils
 from rq import Queue, Retry
 
-from trackgate.adapters.base import AdapterError
+from trackgate.adapters.base import Adapter, AdapterError
 from trackgate.adapters.registry import ADAPTERS
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch
@@ -85,33 +85,9 @@ def payloads(stream) -> Iterator[tuple[int, Any]]:
 _ENVELOPE_KEYS = {"call", "body", "headers", "query", "received_at", "ip", "user_agent"}
 
 
-def _call_for(adapter: Any, payload: Any) -> str:
+def _call_for(adapter: Adapter, payload: Any) -> str:
     """The call a bare payload was posted to, from its shape (an envelope line names it instead)."""
-    hook = getattr(adapter, "replay_call", None)
-    if callable(hook):
-        return hook(payload)
-    dialect = getattr(adapter, "DIALECT", None) or getattr(adapter, "dialect", None)
-    if dialect == "tinytrail":
-        return "collect"
-    if dialect == "openpanel":
-        return "track"
-    if dialect == "bucket" and isinstance(payload, dict):
-        # the old tracking API's calls, by their required fields
-        if "featureId" in payload:
-            return "feedback"
-        if "event" in payload:
-            return "event"
-        return "company" if "companyId" in payload else "user"
-    calls = getattr(adapter, "CALLS", None) or {}
-    if isinstance(payload, dict):
-        if "batch" in payload and "batch" in calls:
-            return "batch"
-        kind = payload.get("type")
-        if isinstance(kind, str) and kind in calls:
-            return kind
-    if isinstance(payload, list) and "bulk" in calls:
-        return "bulk"
-    return sorted(calls)[0] if calls else "batch"
+    return adapter.replay_call(payload)
 
 
 def _time(value: Any) -> datetime | None:
