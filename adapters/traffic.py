@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from crawlerdetect.providers.crawlers import data as _crawler_patterns
-from crawlerdetect.providers.exclusions import data as _exclusion_patterns
+from crawlerdetect.providers.crawlers import data as _crawler_patterns  # type: ignore[import-untyped]
+from crawlerdetect.providers.exclusions import data as _exclusion_patterns  # type: ignore[import-untyped]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -33,7 +33,7 @@ _RUN = r"[a-z0-9\-_]*"
 
 
 def _crawler_regex() -> re.Pattern[str]:
-    """crawlerdetect's crawler list as one regex, as ``CrawlerDetect`` compiles it, except that a
+    r"""crawlerdetect's crawler list as one regex, as ``CrawlerDetect`` compiles it, except that a
     pattern starting with a run of word characters (``[a-z0-9\-_]*(bot|crawl|...)``) may only start
     where such a run starts: ``search`` otherwise retries it at every character of a long run, which
     is quadratic (a 20 KB agent took 27 s). The same agents match, with the same leftmost match: a

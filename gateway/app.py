@@ -42,7 +42,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         raise ValueError("create_app needs database_url and redis_url (trackgate up provides them)")
     runtime = Runtime(
         settings=settings,
-        sources=SourceCache(settings.database_url, settings.source_refresh_seconds),
+        sources=SourceCache(settings.database_url, settings.source_refresh_seconds, settings.key_pepper),
         clock=clock,
     )
 
@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             retries=settings.job_retries,
             compress_level=settings.job_compress_level,
             timeout=settings.redis_timeout_seconds,
+            max_pending_events=settings.max_pending_events,
         )
         await runtime.publisher.start()
         try:

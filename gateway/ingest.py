@@ -140,7 +140,9 @@ async def accept(
     headers = incoming.headers
     authenticate = route.authenticate or key_auth(adapter)
     found = authenticate(runtime.sources, incoming, None)
-    body = await read_body(chunks, route.cap, headers.get("content-length"))
+    body = await read_body(
+        chunks, route.cap, headers.get("content-length"), runtime.settings.http_body_timeout_seconds
+    )
     envelope = adapter.parse(route.call, body)
     if found is None:
         found = authenticate(runtime.sources, incoming, envelope)
