@@ -81,24 +81,11 @@ def serve(host: str | None, port: int | None, processes: int) -> None:
 
 
 def _serve(settings: Settings, processes: int = 1) -> None:
-    import uvicorn
+    from trackgate.gateway.server import serve, uvicorn_config
 
     os.environ["TRACKGATE_DATABASE_URL"] = settings.database_url or ""
     os.environ["TRACKGATE_REDIS_URL"] = settings.redis_url or ""
-    uvicorn.run(
-        "trackgate.gateway.asgi:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=processes,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level=settings.log_level.lower(),
-        # X-Forwarded-For is believed only from TRACKGATE_TRUSTED_PROXIES (gateway.ingest), not from
-        # uvicorn's default 127.0.0.1
-        proxy_headers=False,
-    )
+    serve(uvicorn_config(settings, workers=processes))
 
 
 @main.command()
