@@ -34,8 +34,8 @@ def gateway_process(settings, **env: object) -> Iterator[tuple[str, subprocess.P
         "TRACKGATE_LOG_LEVEL": "WARNING",
         **{f"TRACKGATE_{k.upper()}": str(v) for k, v in env.items()},
     }
-    cmd = [sys.executable, "-m", "trackgate.gateway.server", "trackgate.gateway.asgi:app_from_env", "--factory"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "trackgate.gateway.server", "trackgate.gateway.asgi:app_from_env"]
+    cmd += ["--factory", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -67,7 +67,8 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             start_new_session=True,
         )

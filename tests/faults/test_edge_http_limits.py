@@ -106,9 +106,7 @@ def test_a_16_mb_header_is_refused_431_without_being_read(gateway):
     assert sent < 16 * 1024 * 1024 or data.startswith(b"HTTP/1.1 431 ")
     assert data == b"" or data.startswith(b"HTTP/1.1 431 "), data[:100]
     # a header under the cap still works
-    r = httpx.post(
-        gateway + "/v1/track", content=TRACK, headers={"Authorization": AUTH, "X-Pad": "p" * 8000}
-    )
+    r = httpx.post(gateway + "/v1/track", content=TRACK, headers={"Authorization": AUTH, "X-Pad": "p" * 8000})
     assert r.status_code == 200, r.text
 
 
