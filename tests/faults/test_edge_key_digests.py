@@ -50,14 +50,8 @@ def _cache(settings, pepper: str | None = None) -> SourceCache:
 
 
 def test_legacy_sha256_rows_still_authenticate_and_are_upgraded(settings, db):
-    db.execute(
-        "INSERT INTO sources (id, dialect, name, key_hash, settings) VALUES ('src_old', 'openpanel', 'old', %s, '{}')",
-        (legacy_digest("old-client-id"),),
-    )
-    db.execute(
-        "INSERT INTO source_keys (source_id, dialect, kind, key_hash) VALUES ('src_old', 'openpanel', 'secret', %s)",
-        (legacy_digest("old-secret"),),
-    )
+    db.execute(LEGACY_SOURCE, ("openpanel", legacy_digest("old-client-id")))
+    db.execute(LEGACY_KEY, ("openpanel", "secret", legacy_digest("old-secret")))
     assert (
         db.execute("SELECT digest_kind FROM sources").fetchone()[0] == SHA256
     )  # as migration 0011 leaves them
