@@ -115,3 +115,29 @@ def read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, float]:
             break
         data += chunk
     return data, time.monotonic() - started
+
+
+def read_response(sock: socket.socket, timeout: float = 5) -> bytes:
+    """One whole response (head and its Content-Length body) from a kept-alive connection."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body

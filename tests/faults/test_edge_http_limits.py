@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.faults.edge_support import gateway_process, open_socket, read_until_closed
+from tests.faults.edge_support import gateway_process, open_socket, read_response, read_until_closed
 from trackgate.sources import add_source
 
 KEY = "wk_edge_limits"
@@ -134,8 +134,7 @@ def test_kept_alive_connections_still_work_and_get_the_header_deadline_again(gat
     with open_socket(gateway) as sock:
         for _ in range(3):
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            sock.settimeout(5)
-            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            assert read_response(sock).startswith(b"HTTP/1.1 200 ")
             time.sleep(0.6)  # under the keep-alive timeout; over half the header deadline
         sock.sendall(b"GET /health HTTP/1.1\r\n")  # a next request that never ends its head
         data, took = read_until_closed(sock, limit=5)
