@@ -28,7 +28,7 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
     redis_url = settings.redis_url
     runtime = Runtime(
         settings=settings,
-        sources=SourceCache(settings.database_url, settings.source_refresh_seconds),
+        sources=SourceCache(settings.database_url, settings.source_refresh_seconds, settings.key_pepper),
         clock=clock,
     )
 
@@ -46,6 +46,7 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
             retries=settings.job_retries,
             compress_level=settings.job_compress_level,
             timeout=settings.redis_timeout_seconds,
+            max_pending_events=settings.max_pending_events,
         )
         await publisher.start()
         try:

@@ -179,7 +179,9 @@ async def accept(
             source = runtime.sources.authenticate(dialect, key)
     else:
         auth = authenticate(AuthContext(runtime, incoming))
-    body = await read_body(chunks, route.cap, headers.get("content-length"))
+    body = await read_body(
+        chunks, route.cap, headers.get("content-length"), runtime.settings.http_body_timeout_seconds
+    )
     envelope = adapter.parse(route.call, body)
     if auth is not None:
         source = auth.source

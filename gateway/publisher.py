@@ -6,6 +6,11 @@ a single MULTI/EXEC on the asyncio Redis client. Requests that arrive while a fl
 the next group, so the group size follows the load with no linger timer. Only after EXEC succeeds are
 the waiting requests released to answer 2xx; if Redis fails or times out they get ``Unavailable``.
 
+The events held (waiting, or in a write in flight) are capped at ``max_pending_events``: beyond it a
+request is refused at once with ``Unavailable`` (503, ``Retry-After``) and nothing of it is held, so a
+slow or frozen Redis cannot grow the gateway's memory without bound. A refused request was never
+acknowledged; an acknowledged one was never refused.
+
 RQ and the synchronous redis-py client never touch the network here: RQ records its commands into a
 synchronous pipeline that is never executed, and those commands are replayed on the asyncio
 pipeline. The job format is exactly RQ's, so stock RQ workers consume it.
@@ -103,6 +108,7 @@ class Publisher:
         retries: int = 10,
         timeout: float = 2.0,
         compress_level: int = 1,
+        max_pending_events: int = 50_000,
     ):
         self._client = client
         # A synchronous client that is never connected: RQ writes its commands into its pipelines.
@@ -115,6 +121,9 @@ class Publisher:
         self._retry = Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries > 0 else None
         self._timeout = timeout
         self._pending: list[_Pending] = []
+        self._max_pending_events = max_pending_events
+        self._held = 0
+        """Events (and refused items) of requests not answered yet: waiting or being written."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closed = False
@@ -152,10 +161,23 @@ class Publisher:
             if source_id is None:
                 raise ValueError("publish(refused=...) needs the source_id")
             items = [_refused_item(r, source_id) for r in refused]
+        count = len(events) + len(items)
+        if self._held and self._held + count > self._max_pending_events:
+            raise Unavailable(
+                "the event store is not keeping up; nothing was stored, retry",
+                code="overloaded",
+                headers={"Retry-After": "5"},
+            )
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(events, items, future))
+        self._held += count
         self._wake.set()
         await future
+
+    @property
+    def held_events(self) -> int:
+        """Events (and refused items) waiting for Redis now."""
+        return self._held
 
     def _take(self) -> list[_Pending]:
         pending, self._pending = self._pending, []
@@ -212,6 +234,13 @@ class Publisher:
         return recording.command_stack
 
     async def _flush(self, pending: list[_Pending]) -> None:
+        try:
+            await self._write(pending)
+        finally:
+            # every request of ``pending`` is answered (or its waiter gone): none of it is held now
+            self._held -= sum(len(r.events) + len(r.refused) for r in pending)
+
+    async def _write(self, pending: list[_Pending]) -> None:
         groups = self._groups(pending)
         n_events = sum(len(g.events) for g in groups)
         try:

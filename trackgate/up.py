@@ -46,24 +46,11 @@ def dialect_gateways() -> dict[str, Dialect]:
 def run_gateway(settings: ServerSettings, processes: int = 1) -> None:
     """Serve the gateway in the foreground until stopped (uvicorn; each process builds the app from
     the environment, so the URLs are put there)."""
-    import uvicorn
+    from trackgate.gateway.server import serve, uvicorn_config
 
     os.environ["TRACKGATE_DATABASE_URL"] = settings.database_url
     os.environ["TRACKGATE_REDIS_URL"] = settings.redis_url
-    uvicorn.run(
-        "trackgate.gateway.asgi:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=processes,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level=settings.log_level.lower(),
-        # X-Forwarded-For is believed only from TRACKGATE_TRUSTED_PROXIES (gateway.ingest), not from
-        # uvicorn's default 127.0.0.1
-        proxy_headers=False,
-    )
+    serve(uvicorn_config(settings, workers=processes))
 
 
 def up(settings: Settings, echo: Callable[[str], None]) -> None:

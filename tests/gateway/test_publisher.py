@@ -303,3 +303,27 @@ def test_no_retries_configured_means_a_failed_job_goes_straight_to_the_failed_re
     with_publisher(redis_url, scenario, retries=0)
     (job,) = jobs(rdb)
     assert not job.retries_left
+
+
+def test_a_hung_redis_holds_at_most_max_pending_events(silent_redis):
+    async def scenario(publisher: Publisher):
+        waiting = [asyncio.ensure_future(publisher.publish([event(f"m-{i}")])) for i in range(100)]
+        await asyncio.sleep(0.1)
+        held = publisher.held_events
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        return held, results, publisher.held_events
+
+    held, results, after = with_publisher(silent_redis, scenario, timeout=0.5, max_pending_events=20)
+    assert held == 20 and after == 0
+    assert all(isinstance(r, Unavailable) for r in results), results
+    overloaded = [r for r in results if r.code == "overloaded"]
+    assert len(overloaded) == 80 and all(r.headers == {"Retry-After": "5"} for r in overloaded)
+
+
+def test_one_request_over_the_cap_still_goes_through_when_nothing_is_held(redis_url, rdb):
+    async def scenario(publisher: Publisher):
+        await publisher.publish([event(f"m-{i}") for i in range(30)])
+        return publisher.held_events
+
+    assert with_publisher(redis_url, scenario, max_pending_events=20) == 0
+    assert queued_jobs(rdb) == 1
