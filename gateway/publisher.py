@@ -11,6 +11,13 @@ request is refused at once with ``Unavailable`` (503, ``Retry-After``) and nothi
 slow or frozen Redis cannot grow the gateway's memory without bound. A refused request was never
 acknowledged; an acknowledged one was never refused.
 
+A 503 must mean "nothing was stored": a write that reaches Redis after the gateway gave up (Redis frozen,
+a slow network) must not land and be stored beside the client's retry. So the commands do not go in a
+MULTI/EXEC but in one Lua script (``_PUBLISH``) that first reads Redis's own clock and writes nothing when
+the flush's deadline has passed. The deadline is in Redis's clock (the offset to ours is learned from
+every reply), ``DEADLINE_MARGIN`` before the gateway stops waiting: a script that runs in time is answered
+before the gateway gives up unless its reply alone takes longer than the margin.
+
 RQ and the synchronous redis-py client never touch the network here: RQ records its commands into a
 synchronous pipeline that is never executed, and those commands are replayed on the asyncio
 pipeline. The job format is exactly RQ's, so stock RQ workers consume it.
@@ -19,7 +26,9 @@ pipeline. The job format is exactly RQ's, so stock RQ workers consume it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
 import zlib
 
 import msgspec
@@ -44,6 +53,31 @@ log = logging.getLogger(__name__)
 
 RETRY_INTERVALS = [1, 5, 15, 60, 300, 900, 1800, 3600]
 MAX_JOB_RAW_BYTES = 8 * 1024 * 1024
+
+DEADLINE_MARGIN = 0.25
+"""Seconds between the script's deadline (in Redis's clock) and the moment the gateway stops waiting."""
+
+_PUBLISH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now > tonumber(ARGV[1]) then
+  return {0, now}
+end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return {1, now}
+"""
+"""ARGV: the deadline (ms, Redis's clock), then each command as its length followed by its words.
+Returns ``{written, Redis's clock in ms}``. A script runs atomically, as MULTI/EXEC did."""
+_PUBLISH_SHA = hashlib.sha1(_PUBLISH.encode()).hexdigest()
+
+
+def _now_ms() -> float:
+    return time.time() * 1000
 
 
 class _Pending(msgspec.Struct):
@@ -127,6 +161,8 @@ class Publisher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closed = False
+        self._clock_offset_ms = 0.0
+        """Redis's clock minus ours (ms), from the last reply; deadlines are written in Redis's clock."""
 
     async def start(self) -> None:
         try:
@@ -135,6 +171,12 @@ class Publisher:
         except (redis.RedisError, OSError, KeyError, ValueError):
             version = (6, 2, 0)  # RQ records it on the job; it does not change how the job is written
         self._queue.redis_server_version = version  # type: ignore[assignment]
+        try:
+            sent = _now_ms()
+            seconds, micros = await self._client.time()
+            self._learn_offset(sent, seconds * 1000 + micros // 1000)
+        except (redis.RedisError, OSError):
+            pass  # learned from the first flush's reply; until then our clock is taken for Redis's
         self._task = asyncio.create_task(self._run(), name="trackgate-publisher")
 
     async def stop(self) -> None:
@@ -233,6 +275,27 @@ class Publisher:
             self._queue.enqueue_job(job, pipeline=recording)
         return recording.command_stack
 
+    def _learn_offset(self, sent_ms: float, redis_ms: float) -> None:
+        """Redis read its clock somewhere between our send and now: take the middle."""
+        self._clock_offset_ms = redis_ms - (sent_ms + _now_ms()) / 2
+
+    def script_args(self, commands: list, sent_ms: float) -> list:
+        """The deadline in Redis's clock, then each recorded command as its length and its words."""
+        wait = max(self._timeout - DEADLINE_MARGIN, self._timeout / 2)
+        deadline = sent_ms + self._clock_offset_ms + wait * 1000
+        argv: list = [int(deadline)]
+        for args, _options in commands:
+            argv.append(len(args))
+            argv.extend(args)
+        return argv
+
+    async def _run_script(self, argv: list) -> tuple[int, int]:
+        try:
+            written, now = await self._client.evalsha(_PUBLISH_SHA, 0, *argv)
+        except redis.exceptions.NoScriptError:  # a restarted Redis: EVAL loads it again
+            written, now = await self._client.eval(_PUBLISH, 0, *argv)
+        return int(written), int(now)
+
     async def _flush(self, pending: list[_Pending]) -> None:
         try:
             await self._write(pending)
@@ -245,11 +308,13 @@ class Publisher:
         n_events = sum(len(g.events) for g in groups)
         try:
             commands = self.record(groups)
-            pipe = self._client.pipeline(transaction=True)
-            for args, options in commands:
-                pipe.execute_command(*args, **options)
+            sent = _now_ms()
+            argv = self.script_args(commands, sent)
             async with asyncio.timeout(self._timeout):
-                await pipe.execute()
+                written, redis_now = await self._run_script(argv)
+            self._learn_offset(sent, redis_now)
+            if not written:
+                raise TimeoutError("the write reached Redis after its deadline and was not made")
         except (redis.RedisError, OSError, TimeoutError) as exc:
             log.warning("publish_failed n_requests=%d n_events=%d error=%r", len(pending), n_events, exc)
             error = Unavailable("the event store is unavailable; nothing was stored, retry")

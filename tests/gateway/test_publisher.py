@@ -213,7 +213,7 @@ def test_stop_flushes_pending(redis_url, rdb):
 
 
 class GatedRedis:
-    """A real asyncio Redis client whose first transaction waits until ``gate`` is set."""
+    """A real asyncio Redis client whose first write (the publish script) waits until ``gate`` is set."""
 
     def __init__(self, real: aioredis.Redis):
         self.real = real
@@ -221,20 +221,12 @@ class GatedRedis:
         self.in_flight = asyncio.Event()
         self._gated = False
 
-    def pipeline(self, *args, **kwargs):
-        pipe = self.real.pipeline(*args, **kwargs)
-        if self._gated:
-            return pipe
-        self._gated = True
-        execute = pipe.execute
-
-        async def gated_execute(*a, **k):
+    async def evalsha(self, *args, **kwargs):
+        if not self._gated:
+            self._gated = True
             self.in_flight.set()
             await self.gate.wait()
-            return await execute(*a, **k)
-
-        pipe.execute = gated_execute
-        return pipe
+        return await self.real.evalsha(*args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.real, name)
