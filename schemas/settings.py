@@ -56,6 +56,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a forward is retried (backoff with jitter, or Retry-After) before it is dead-lettered."""
     forward_connect_timeout: float = 5.0
     forward_read_timeout: float = 10.0
+    pg_connect_timeout: float = 3.0
+    """Seconds a worker waits for a new PostgreSQL connection (libpq ``connect_timeout``, whole seconds)."""
+    pg_pool_timeout: float = 5.0
+    """Seconds a job waits for a pooled connection before it fails and RQ retries it with backoff."""
 
 
 _ENV = {
@@ -81,6 +85,8 @@ _ENV = {
     "forward_horizon_seconds": float,
     "forward_connect_timeout": float,
     "forward_read_timeout": float,
+    "pg_connect_timeout": float,
+    "pg_pool_timeout": float,
 }
 
 
