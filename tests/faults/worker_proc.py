@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 
+import msgspec
 import redis
 from rq import Queue, SimpleWorker
 
@@ -63,7 +64,8 @@ def install(point: str) -> None:
 
 
 def run_old(settings) -> None:
-    runtime.configure(settings)
+    # the pool as it was: a job waited up to 30 s for a connection (psycopg_pool's default)
+    runtime.configure(msgspec.structs.replace(settings, pg_pool_timeout=30.0))
     connection = redis.Redis.from_url(settings.redis_url)
     queues = [
         Queue(name, connection=connection, serializer=MsgspecJSONSerializer)
