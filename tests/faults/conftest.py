@@ -100,7 +100,7 @@ class Faults:
         self.procs: list[subprocess.Popen] = []
         self.sent: list[str] = []
 
-    def worker(self, point: str = "") -> subprocess.Popen:
+    def worker(self, point: str = "", queues: str = "persist,forward") -> subprocess.Popen:
         env = {
             **os.environ,
             "TRACKGATE_DATABASE_URL": self.servers.database_url,
@@ -109,7 +109,7 @@ class Faults:
         }
         log = open(self.log_dir / f"worker-{len(self.procs)}-{point or 'healthy'}.log", "w")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "worker_proc.py"), point],
+            [sys.executable, str(HERE / "worker_proc.py"), point, queues],
             cwd=ROOT,
             env=env,
             stdout=log,

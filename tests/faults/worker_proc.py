@@ -1,4 +1,4 @@
-"""A worker process for the fault suite: ``python worker_proc.py [fault point]``.
+"""A worker process for the fault suite: ``python worker_proc.py [fault point] [queue,...]``.
 
 With a fault point it SIGKILLs itself at that point of its first job's life. The hooks are patched in
 here, test-only: production code carries none. ``TRACKGATE_FAULTS_OLD=1`` runs the worker as trackgate
@@ -63,7 +63,7 @@ def install(point: str) -> None:
         raise SystemExit(f"unknown fault point {point!r}; one of {POINTS}")
 
 
-def run_old(settings) -> None:
+def run_old(settings, queue_names: tuple[str, ...]) -> None:
     # the pool as it was: a job waited up to 30 s for a connection (psycopg_pool's default)
     runtime.configure(msgspec.structs.replace(settings, pg_pool_timeout=30.0))
     connection = redis.Redis.from_url(settings.redis_url)
@@ -80,10 +80,12 @@ def main() -> None:
     configure_logging(settings.log_level)
     if len(sys.argv) > 1 and sys.argv[1]:
         install(sys.argv[1])
+    # as the README runs it (both queues, RQ's BLPOP path before) unless told otherwise
+    queues = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ("persist", "forward")
     if os.environ.get("TRACKGATE_FAULTS_OLD") == "1":
-        run_old(settings)
+        run_old(settings, queues)
     else:
-        trackgate_worker.run(settings, queues=("persist", "forward"))
+        trackgate_worker.run(settings, queues=queues)
 
 
 if __name__ == "__main__":
