@@ -208,6 +208,7 @@ class Keeper(threading.Thread):
         )
         self._stop_event = threading.Event()
         self._locks: set[str] = set()
+        self._recover_after = 0.0
         self._mark_alive()  # before the first dequeue: its processing list is never taken for a dead one's
 
     def _mark_alive(self) -> None:
@@ -222,6 +223,8 @@ class Keeper(threading.Thread):
             try:
                 self.tick()
             except redis.RedisError as exc:  # Redis away: try again next tick
+                # the others' keys may have expired meanwhile: let them say they live before judging them
+                self._recover_after = time.monotonic() + ALIVE_TTL + 2 * TICK
                 log.warning("keeper_redis_error worker=%s error=%r", self.worker_name, exc)
             except Exception:
                 log.exception("keeper_error worker=%s", self.worker_name)
@@ -230,6 +233,8 @@ class Keeper(threading.Thread):
     def tick(self) -> None:
         self._mark_alive()
         self.schedule()
+        if time.monotonic() < self._recover_after:
+            return
         for name in dead_workers(self.connection, exclude=self.worker_name):
             recover_worker(self.connection, name, serializer=self.serializer, job_class=self.job_class)
 
