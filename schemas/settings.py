@@ -62,6 +62,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a forward is retried (backoff with jitter, or Retry-After) before it is dead-lettered."""
     forward_connect_timeout: float = 5.0
     forward_read_timeout: float = 10.0
+    pg_connect_timeout: float = 3.0
+    """Seconds a worker waits for a new PostgreSQL connection (libpq ``connect_timeout``, whole seconds)."""
+    pg_pool_timeout: float = 5.0
+    """Seconds a job waits for a pooled connection before it fails and RQ retries it with backoff."""
 
     key_pepper: str | None = None
     """A secret mixed into the HMAC of stored source keys besides the installation's own (kept in
@@ -141,6 +145,8 @@ _ENV = {
     "http_max_header_bytes": int,
     "http_max_connections": int,
     "max_pending_events": int,
+    "pg_connect_timeout": float,
+    "pg_pool_timeout": float,
 }
 
 

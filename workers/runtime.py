@@ -34,6 +34,9 @@ class WorkerRuntime:
             # no check per checkout (a round trip per job): a broken connection fails the job, which
             # RQ retries, and the pool replaces the connection
             name="trackgate-worker",
+            # fail fast while PostgreSQL is down: the job fails and RQ retries it later (backoff)
+            timeout=settings.pg_pool_timeout,
+            kwargs={"connect_timeout": max(1, round(settings.pg_connect_timeout))},
         )
         self.last_prune = 0.0
 

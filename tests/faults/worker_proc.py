@@ -1,0 +1,93 @@
+"""A worker process for the fault suite: ``python worker_proc.py [fault point] [queue,...]``.
+
+With a fault point it SIGKILLs itself at that point of its first job's life. The hooks are patched in
+here, test-only: production code carries none. ``TRACKGATE_FAULTS_OLD=1`` runs the worker as trackgate
+ran it before the reliable dequeue (RQ's SimpleWorker on both queues, RQ's defaults, forked
+scheduler), to show the windows this suite closes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+
+import msgspec
+import redis
+from rq import Queue, SimpleWorker
+
+from trackgate.schemas.destinations import FORWARD_QUEUE
+from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
+from trackgate.schemas.settings import configure_logging, settings_from_env
+from trackgate.workers import profiles, runtime
+from trackgate.workers import worker as trackgate_worker
+from trackgate.workers.forward import fanout
+
+POINTS = ("after_pop", "after_register", "in_store", "during_fanout", "after_commit")
+
+
+def die(*_args, **_kwargs):
+    print(f"fault_point_kill pid={os.getpid()}", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def before(owner, name: str) -> None:
+    """Die when ``owner.name`` is called."""
+    setattr(owner, name, die)
+
+
+def after(owner, name: str) -> None:
+    """Die right after ``owner.name`` returns."""
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def wrapper(*args, **kwargs):
+        original(*args, **kwargs)
+        die()
+
+    setattr(owner, name, wrapper)
+
+
+def install(point: str) -> None:
+    if point == "after_pop":  # the job id has left the queue; nothing registered yet
+        before(SimpleWorker, "execute_job")
+    elif point == "after_register":  # in the started registry, status still "queued"
+        after(SimpleWorker, "prepare_execution")
+    elif point == "in_store":  # rows copied, profiles not yet applied: the store transaction is open
+        before(profiles, "apply")
+    elif point == "during_fanout":
+        before(fanout, "fan_out")
+    elif point == "after_commit":  # the job function returned (committed); RQ has not recorded it
+        before(SimpleWorker, "handle_job_success")
+    else:
+        raise SystemExit(f"unknown fault point {point!r}; one of {POINTS}")
+
+
+def run_old(settings, queue_names: tuple[str, ...]) -> None:
+    # the pool as it was: a job waited up to 30 s for a connection (psycopg_pool's default)
+    runtime.configure(msgspec.structs.replace(settings, pg_pool_timeout=30.0))
+    connection = redis.Redis.from_url(settings.redis_url)
+    queues = [
+        Queue(name, connection=connection, serializer=MsgspecJSONSerializer)
+        for name in (PERSIST_QUEUE, FORWARD_QUEUE)
+    ]
+    worker = SimpleWorker(queues, connection=connection, serializer=MsgspecJSONSerializer)
+    worker.work(with_scheduler=True, logging_level=settings.log_level)
+
+
+def main() -> None:
+    settings = settings_from_env()
+    configure_logging(settings.log_level)
+    if len(sys.argv) > 1 and sys.argv[1]:
+        install(sys.argv[1])
+    # as the README runs it (both queues, RQ's BLPOP path before) unless told otherwise
+    queues = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ("persist", "forward")
+    if os.environ.get("TRACKGATE_FAULTS_OLD") == "1":
+        run_old(settings, queues)
+    else:
+        trackgate_worker.run(settings, queues=queues)
+
+
+if __name__ == "__main__":
+    main()

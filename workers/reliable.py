@@ -1,0 +1,380 @@
+"""A worker that loses no job when it is killed, and whose jobs run again within seconds if it is.
+
+RQ 3 leaves three windows a ``kill -9`` falls into (read in ``rq/queue.py``, ``rq/worker/base.py``,
+``rq/registry.py``, ``rq/intermediate_queue.py``):
+
+- With more than one queue RQ dequeues with ``BLPOP``: between the pop and the job's registration the
+  id is in no Redis list at all, so a worker killed there loses the job for good. (With one queue RQ
+  uses ``BLMOVE`` into a per-queue "intermediate" list, whose cleanup fails a stuck job after a minute
+  and only at maintenance time.)
+- Between ``prepare_execution`` (the job is in the started registry) and ``prepare_job_execution``
+  (its status becomes ``started``) the status is still ``queued``; ``StartedJobRegistry.cleanup``
+  skips entries whose job is not ``started`` and then drops them: lost again.
+- A started job of a dead worker is noticed only when its registry entry expires (job timeout + 60 s
+  for a ``SimpleWorker``) *and* some worker's maintenance runs (every 600 s); the forked scheduler
+  that would re-enqueue retries dies with its worker and another takes its lock only after 61 s
+  plus a maintenance round.
+
+:class:`ReliableWorker` closes them with a reliable dequeue and a keeper thread:
+
+- Every dequeue moves the job id atomically (``LMOVE``/``BLMOVE``) from its queue into this worker's
+  own processing list, ``trackgate:processing:<worker>``; the id leaves that list in the same Redis
+  transaction that records the job's end (success, failure or retry, see :meth:`cleanup_execution`).
+  Queues are polled in priority order with ``LMOVE``; when all are empty the worker blocks with
+  ``BLMOVE`` on the first queue for at most :data:`BLOCK_SECONDS` (the other queues wait that long at
+  most when idle).
+- A keeper thread keeps ``trackgate:alive:<worker>`` alive (TTL :data:`ALIVE_TTL`, refreshed every
+  :data:`TICK` s). It dies with its process, so a worker killed by any signal is known dead within
+  :data:`ALIVE_TTL` seconds, however long its job was allowed to run.
+- Each keeper looks for dead workers every tick and puts their jobs back (:func:`recover_worker`):
+  one never started goes back to the front of its queue as is; one that was running counts as an
+  attempt (RQ's ``AbandonedJobError``) and goes back to the front while it has retries left
+  (``retries_left``), else into the failed registry, as RQ's own cleanup would do much later.
+  Storage stays exactly-once because a re-run batch is deduplicated (``event_dedupe``).
+- The keeper also runs RQ's scheduler (retries scheduled for later) in-process, holding RQ's own
+  scheduler lock with a TTL of :data:`ALIVE_TTL`: when its worker dies another worker's keeper takes
+  the lock over within that time. No forked scheduler is left behind or lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import redis
+from rq import Queue, SimpleWorker
+from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.job_lifecycle import record_job_failure
+from rq.scheduler import RQScheduler
+from rq.scripts import acquire_or_refresh_lock, release_lock
+from rq.utils import as_text
+
+log = logging.getLogger(__name__)
+
+PREFIX = "trackgate"
+WORKERS_KEY = f"{PREFIX}:reliable-workers"
+"""Set of the names of workers that may hold a processing list."""
+RECOVERY_LOCK = f"{PREFIX}:recovery-lock"
+UNREADABLE_KEY = f"{PREFIX}:unreadable-jobs"
+"""Ids of jobs whose data cannot be read (kept for an operator, never retried)."""
+
+ALIVE_TTL = 10
+"""Seconds after its last sign of life that a worker counts as dead and its jobs are put back."""
+TICK = 1.0
+"""Seconds between two rounds of the keeper: liveness, scheduled jobs, dead workers."""
+BLOCK_SECONDS = 1
+"""Longest blocking wait on the first queue when a worker listens on several."""
+MAINTENANCE_INTERVAL = 30
+"""RQ's own maintenance (registry cleanup): a fallback now, so every 30 s rather than 600 s."""
+WORKER_TTL = 60
+"""RQ's worker key TTL; RQ blocks at most ``WORKER_TTL - 15`` s per dequeue call and then heartbeats."""
+
+_DONE = frozenset(
+    {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, JobStatus.SCHEDULED}
+)
+"""States in which a job id left in a processing list needs nothing more: RQ already ended it or
+put it where it will run again (the scheduled registry)."""
+
+
+def processing_key(worker_name: str) -> str:
+    return f"{PREFIX}:processing:{worker_name}"
+
+
+def alive_key(worker_name: str) -> str:
+    return f"{PREFIX}:alive:{worker_name}"
+
+
+class ReliableQueue(Queue):
+    """A queue class whose ``dequeue_any`` moves the job id into a processing list instead of popping it.
+
+    RQ calls ``worker.queue_class.dequeue_any`` (a classmethod without the worker), so each worker
+    uses a subclass that carries its processing list's key (:func:`queue_class_for`)."""
+
+    processing_key: ClassVar[str] = ""
+
+    @classmethod
+    def dequeue_any(  # type: ignore[override]
+        cls,
+        queues: Iterable[Queue],
+        timeout: int | None,
+        connection: redis.Redis,
+        job_class: type[Job] | None = None,
+        serializer: Any = None,
+        death_penalty_class: Any = None,
+    ) -> tuple[Job, Queue] | None:
+        ordered = list(queues)
+        target = cls.processing_key
+        if not target:
+            raise RuntimeError("ReliableQueue used without a processing list (use queue_class_for)")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            found = _poll(connection, ordered, target)
+            if found is None and deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DequeueTimeout(timeout, [q.key for q in ordered])
+                block = math.ceil(remaining) if len(ordered) == 1 else BLOCK_SECONDS
+                job_id = connection.blmove(ordered[0].key, target, block, "LEFT", "RIGHT")
+                if job_id is not None:
+                    found = (ordered[0].key, as_text(job_id))
+            if found is None:
+                if deadline is None:
+                    return None
+                continue
+            queue_key, job_id = found
+            try:
+                result = cls._fetch_dequeued_job(
+                    connection,
+                    queue_key,
+                    job_id,
+                    job_class=job_class,
+                    serializer=serializer,
+                    death_penalty_class=death_penalty_class,
+                )
+            except Exception:
+                # RQ would raise with the id already popped (the job silently gone); keep its id
+                log.exception("job_unreadable job_id=%s queue=%s", job_id, queue_key)
+                with connection.pipeline(transaction=True) as pipe:
+                    pipe.lrem(target, 1, job_id)
+                    pipe.rpush(UNREADABLE_KEY, job_id)
+                    pipe.execute()
+                continue
+            if result is None:  # its hash is gone (deleted, expired): nothing to run
+                connection.lrem(target, 1, job_id)
+                continue
+            return result
+
+
+def _poll(connection: redis.Redis, queues: Sequence[Queue], target: str) -> tuple[str, str] | None:
+    for queue in queues:
+        job_id = connection.lmove(queue.key, target, "LEFT", "RIGHT")
+        if job_id is not None:
+            return queue.key, as_text(job_id)
+    return None
+
+
+def queue_class_for(worker_name: str) -> type[ReliableQueue]:
+    return type("ReliableQueue", (ReliableQueue,), {"processing_key": processing_key(worker_name)})
+
+
+class ReliableWorker(SimpleWorker):
+    """RQ's SimpleWorker (jobs run in this process) with a reliable dequeue and a keeper thread.
+
+    Run it with ``with_scheduler=False``: the keeper runs the scheduler, in this process."""
+
+    def __init__(self, queues: Sequence[Queue], **kwargs: Any):
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
+        kwargs.setdefault("worker_ttl", WORKER_TTL)
+        super().__init__(queues, **kwargs)
+        self.queue_class = queue_class_for(self.name)
+        self.processing_key = processing_key(self.name)
+        self.keeper: Keeper | None = None
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        if kwargs.get("with_scheduler"):
+            raise ValueError("ReliableWorker runs the scheduler in its keeper: pass with_scheduler=False")
+        self.keeper = Keeper(self)
+        self.keeper.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            self.keeper.stop()
+            self.keeper = None
+
+    def cleanup_execution(self, job: Job, pipeline: Any, execution: Any = None) -> None:
+        """Every end of a job (success, failure, retry) passes here inside the transaction that records
+        it: the id leaves the processing list in that same transaction."""
+        super().cleanup_execution(job, pipeline, execution)
+        pipeline.lrem(self.processing_key, 1, job.id)
+
+
+class Keeper(threading.Thread):
+    """The worker's sign of life, the scheduler, and the recovery of dead workers' jobs."""
+
+    def __init__(self, worker: ReliableWorker):
+        super().__init__(name=f"trackgate-keeper-{worker.name}", daemon=True)
+        self.worker_name = worker.name
+        self.connection: redis.Redis = worker.connection
+        self.serializer = worker.serializer
+        self.job_class = worker.job_class
+        self.queue_names = [q.name for q in worker.queues]
+        self.scheduler = RQScheduler(
+            worker.queues, connection=worker.connection, serializer=worker.serializer, name=worker.name
+        )
+        self._stop_event = threading.Event()
+        self._locks: set[str] = set()
+        self._recover_after = 0.0
+        self._mark_alive()  # before the first dequeue: its processing list is never taken for a dead one's
+
+    def _mark_alive(self) -> None:
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.set(alive_key(self.worker_name), "1", ex=ALIVE_TTL)
+            pipe.sadd(WORKERS_KEY, self.worker_name)
+            pipe.execute()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            started = time.monotonic()
+            try:
+                self.tick()
+            except redis.RedisError as exc:  # Redis away: try again next tick
+                # the others' keys may have expired meanwhile: let them say they live before judging them
+                self._recover_after = time.monotonic() + ALIVE_TTL + 2 * TICK
+                log.warning("keeper_redis_error worker=%s error=%r", self.worker_name, exc)
+            except Exception:
+                log.exception("keeper_error worker=%s", self.worker_name)
+            self._stop_event.wait(max(0.05, TICK - (time.monotonic() - started)))
+
+    def tick(self) -> None:
+        self._mark_alive()
+        self.schedule()
+        if time.monotonic() < self._recover_after:
+            return
+        for name in dead_workers(self.connection, exclude=self.worker_name):
+            recover_worker(self.connection, name, serializer=self.serializer, job_class=self.job_class)
+
+    def schedule(self) -> None:
+        """Hold RQ's scheduler lock of each queue (short TTL) and enqueue the jobs that are due."""
+        held = set()
+        for name in self.queue_names:
+            key = RQScheduler.get_locking_key(name)
+            if acquire_or_refresh_lock(self.connection, key, self.worker_name, ALIVE_TTL) != "taken":
+                held.add(name)
+        if held != self._locks:
+            if held - self._locks:
+                log.info(
+                    "scheduler_locks_acquired worker=%s queues=%s",
+                    self.worker_name,
+                    sorted(held - self._locks),
+                )
+            self._locks = held
+            self.scheduler._acquired_locks = held
+            self.scheduler.prepare_registries(held)
+        if held:
+            self.scheduler.enqueue_scheduled_jobs()
+
+    def stop(self) -> None:
+        """A clean exit: stop the thread, give the scheduler locks back, put back what is still ours."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout=5)
+        try:
+            for name in self._locks:
+                release_lock(self.connection, RQScheduler.get_locking_key(name), self.worker_name)
+            recover_worker(
+                self.connection, self.worker_name, serializer=self.serializer, job_class=self.job_class
+            )
+            self.connection.delete(alive_key(self.worker_name))
+        except redis.RedisError as exc:  # what is left is recovered by the others once our key expires
+            log.warning("keeper_stop_failed worker=%s error=%r", self.worker_name, exc)
+
+
+def dead_workers(connection: redis.Redis, exclude: str = "") -> list[str]:
+    names = sorted(as_text(n) for n in connection.smembers(WORKERS_KEY))
+    names = [n for n in names if n != exclude]
+    if not names:
+        return []
+    with connection.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.exists(alive_key(name))
+        alive = pipe.execute()
+    return [name for name, is_alive in zip(names, alive, strict=True) if not is_alive]
+
+
+def recover_worker(
+    connection: redis.Redis, worker_name: str, *, serializer: Any = None, job_class: Any = None
+) -> int:
+    """Put back the jobs in a (dead, or cleanly stopping) worker's processing list; forget the worker
+    once its list is empty. One recoverer at a time (a lock), so no job is put back twice.
+    Returns how many jobs went back to a queue."""
+    token = f"{worker_name}:{time.monotonic_ns()}"
+    if not connection.set(RECOVERY_LOCK, token, nx=True, ex=30):
+        return 0
+    requeued = 0
+    try:
+        key = processing_key(worker_name)
+        for raw in connection.lrange(key, 0, -1):
+            if _recover_job(
+                connection, worker_name, as_text(raw), serializer=serializer, job_class=job_class
+            ):
+                requeued += 1
+        if connection.llen(key) == 0:  # forget the worker (a dead one adds nothing to its list)
+            connection.srem(WORKERS_KEY, worker_name)
+    finally:
+        release_lock(connection, RECOVERY_LOCK, token)
+    if requeued:
+        log.warning("worker_recovered worker=%s n_requeued=%d", worker_name, requeued)
+    return requeued
+
+
+def _recover_job(
+    connection: redis.Redis, worker_name: str, job_id: str, *, serializer: Any, job_class: Any
+) -> bool:
+    key = processing_key(worker_name)
+    cls = job_class or Job
+    try:
+        job = cls.fetch(job_id, connection=connection, serializer=serializer)
+    except NoSuchJobError:
+        connection.lrem(key, 1, job_id)
+        return False
+    except Exception:
+        log.exception("job_unreadable job_id=%s worker=%s", job_id, worker_name)
+        with connection.pipeline(transaction=True) as pipe:
+            pipe.lrem(key, 1, job_id)
+            pipe.rpush(UNREADABLE_KEY, job_id)
+            pipe.execute()
+        return False
+    status = job.get_status(refresh=False)
+    queue = Queue(job.origin, connection=connection, serializer=serializer, job_class=cls)
+    elsewhere = (
+        status in _DONE
+        or (status == JobStatus.QUEUED and connection.lpos(queue.key, job_id) is not None)
+        or (status == JobStatus.STARTED and job.worker_name not in (None, "", worker_name))
+        or _in_other_processing_list(connection, worker_name, job_id)
+    )
+    if elsewhere:  # ended, or already waiting or running elsewhere (e.g. RQ's own cleanup retried it)
+        connection.lrem(key, 1, job_id)
+        return False
+    attempted = status == JobStatus.STARTED
+    registry = queue.started_job_registry
+    members: list[bytes] = connection.zrange(registry.key, 0, -1)  # type: ignore[assignment]
+    entries = [m for m in members if as_text(m).startswith(f"{job_id}:")]
+    with connection.pipeline(transaction=True) as pipe:
+        pipe.lrem(key, 1, job_id)
+        if entries:
+            pipe.zrem(registry.key, *entries)
+        if attempted and not (job.retries_left and job.retries_left > 0):
+            log.error("job_abandoned_failed job_id=%s worker=%s (no retries left)", job_id, worker_name)
+            record_job_failure(job, f"AbandonedJobError: worker {worker_name} died running it", pipe)
+            pipe.execute()
+            return False
+        if attempted:
+            assert job.retries_left is not None
+            job.retries_left -= 1
+        queue._enqueue_job(job, pipeline=pipe, at_front=True)
+        pipe.execute()
+    log.warning(
+        "job_requeued job_id=%s queue=%s dead_worker=%s attempted=%s retries_left=%s",
+        job_id,
+        queue.name,
+        worker_name,
+        attempted,
+        job.retries_left,
+    )
+    return True
+
+
+def _in_other_processing_list(connection: redis.Redis, worker_name: str, job_id: str) -> bool:
+    others = [as_text(n) for n in connection.smembers(WORKERS_KEY)]
+    others = [n for n in others if n != worker_name]
+    if not others:
+        return False
+    with connection.pipeline(transaction=False) as pipe:
+        for name in others:
+            pipe.lpos(processing_key(name), job_id)
+        return any(pos is not None for pos in pipe.execute())
