@@ -37,6 +37,7 @@ import msgspec
 from trackgate.adapters.base import InvalidPayload, PayloadTooLarge, Transport
 from trackgate.adapters.fields import (
     NUL,
+    assigned_message_id,
     decode_json,
     iso_time,
     json_kind,
@@ -230,7 +231,7 @@ def _decode_one(
     )
     return Event(
         id="",
-        message_id=f"{meta.request_id}-{index}",
+        message_id=assigned_message_id(meta, index, original),
         source_id=meta.source_id,
         dialect=DIALECT,
         dialect_version=version,

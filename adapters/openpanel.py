@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from trackgate.adapters.base import InvalidPayload, Transport
-from trackgate.adapters.fields import NUL, decode_json, in_utc_range, scrubbed
+from trackgate.adapters.fields import NUL, assigned_message_id, decode_json, in_utc_range, scrubbed
 from trackgate.schemas.event import Context, Event, Library, Page
 from trackgate.schemas.request import RequestMeta
 
@@ -459,7 +459,7 @@ class _Builder:
         )
         event = Event(
             id="",
-            message_id=f"{meta.request_id}-{self.index}",
+            message_id=assigned_message_id(meta, self.index, when),
             source_id=meta.source_id,
             dialect=dialect,
             dialect_version=self.version,

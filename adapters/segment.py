@@ -28,6 +28,7 @@ import msgspec
 from trackgate.adapters.base import InvalidPayload, PayloadTooLarge, Transport, iso_millis
 from trackgate.adapters.fields import (
     NUL,
+    assigned_message_id,
     call_by_shape,
     decode_json,
     iso_time,
@@ -308,7 +309,7 @@ def _decode_one(
     if message_id.__class__ is not str or not message_id:
         message_id = string_id(message_id, "messageId")
     if message_id is None:
-        message_id = f"{meta.request_id}-{index}"
+        message_id = assigned_message_id(meta, index, message.timestamp or message.originalTimestamp)
     elif len(message_id) > MAX_MESSAGE_ID:
         raise InvalidPayload(
             "message_id_too_long",

@@ -43,6 +43,7 @@ import msgspec
 from trackgate.adapters.base import InvalidPayload, PayloadTooLarge, Transport
 from trackgate.adapters.fields import (
     NUL,
+    assigned_message_id,
     call_by_shape,
     decode_json,
     iso_time,
@@ -237,7 +238,7 @@ def _decode_one(meta: RequestMeta, envelope: Envelope) -> Event:
             # the event name too: a refund carries its order's transaction id, and is another event
             message_id = f"txn:{name}:{string_id(transaction_id, 'properties.transactionId')}"
     if message_id is None:
-        message_id = f"{meta.request_id}-0"
+        message_id = assigned_message_id(meta, 0, message.timestamp)
     elif len(message_id) > MAX_MESSAGE_ID:
         raise InvalidPayload(
             "message_id_too_long",

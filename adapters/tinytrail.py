@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 import msgspec
 
 from trackgate.adapters.base import InvalidPayload, Transport
-from trackgate.adapters.fields import NUL, decode_json, scrubbed, utf8
+from trackgate.adapters.fields import NUL, assigned_message_id, decode_json, scrubbed, utf8
 from trackgate.schemas.event import Campaign, Context, Event, EventType, Page, Screen
 from trackgate.schemas.request import RequestMeta
 
@@ -138,7 +138,7 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
     }
     event = Event(
         id="",
-        message_id=f"{meta.request_id}-0",
+        message_id=assigned_message_id(meta, 0, None),
         source_id=meta.source_id,
         dialect=DIALECT,
         dialect_version=VERSION,

@@ -16,6 +16,7 @@ context: its key is looked up inline.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -160,6 +161,17 @@ def _messages(reply: Reply, cors: bool | CorsHeaders) -> tuple[Message, Message]
     )
 
 
+def request_key(dialect: str, source_id: str, call: str, idempotency_key: str | None, body: bytes) -> str:
+    """What names a request when it is sent again (``RequestMeta.request_key``): a BLAKE2b digest of its
+    dialect, source, call and body, or the client's ``Idempotency-Key`` instead of the body."""
+    digest = hashlib.blake2b(f"{dialect}\0{source_id}\0{call}\0".encode(), digest_size=16)
+    if idempotency_key is not None:
+        digest.update(b"key\0" + idempotency_key.encode("utf-8", "surrogateescape"))
+    else:
+        digest.update(b"body\0" + body)
+    return "r" + digest.hexdigest()
+
+
 async def accept(
     runtime: Runtime,
     route: IngestRoute[Any],
@@ -204,6 +216,7 @@ async def accept(
         call=route.call,
         received_at=runtime.clock(),
         request_id=str(uuid_utils.uuid7()),
+        request_key=request_key(dialect, source.id, route.call, headers.get("idempotency-key"), body),
         ip=incoming.client_ip,
         user_agent=headers.get("user-agent"),
         headers=headers,

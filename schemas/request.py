@@ -27,6 +27,12 @@ class RequestMeta(msgspec.Struct, frozen=True, kw_only=True):
     received_at: datetime
     request_id: str
     """Unique per request; adapters derive missing message ids from it, so decoding stays pure."""
+    request_key: str = ""
+    """The same for the same request sent again: a digest of the dialect, the source, the call and the
+    body (or, instead of the body, the client's ``Idempotency-Key`` header). An item that carries no
+    message id of the client's but does carry the client's own time (or whose request has an
+    ``Idempotency-Key``) gets its message id from this key, so a retry after an ambiguous failure is
+    deduplicated (``adapters.fields.assigned_message_id``). Empty: not computed (tests, replays)."""
     ip: str | None = None
     user_agent: str | None = None
     headers: dict[str, str] = {}
