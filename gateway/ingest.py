@@ -23,8 +23,8 @@ import uuid_utils
 
 from trackgate.adapters.base import Adapter, AdapterError, Refused
 from trackgate.gateway import client_ip
-from trackgate.gateway.body import read_body
-from trackgate.gateway.errors import GatewayError, Unauthorized
+from trackgate.gateway.body import MAX_DEPTH, nested_deeper, read_body
+from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized
 from trackgate.gateway.responses import error_response
 from trackgate.schemas.event import Event
 from trackgate.schemas.request import Incoming, RequestMeta, Source
@@ -173,6 +173,8 @@ async def accept(
     else:
         events, refused = adapter.decode(meta, envelope), []
     for event in events:
+        if nested_deeper(event.raw):  # a worker could not decode it: refused whole, nothing published
+            raise InvalidBody(f"JSON is nested more than {MAX_DEPTH} levels deep", code="invalid_json")
         event.id = str(uuid_utils.uuid7())
     if refused:
         await runtime.publisher.publish(events, refused=refused, source_id=source.id)
