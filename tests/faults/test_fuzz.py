@@ -8,7 +8,10 @@ What it proves (issue 11, "Done when"): for hostile input on any path the gatewa
   not grown; after a 2xx every queued event belongs to the source that authenticated and to the
   route's dialect; Commanders Act (200 with refused items) queued exactly ``accepted`` events and
   ``len(refused)`` refused items; paths that do not accept events (GET, OPTIONS, ``/v1/m``) queue
-  nothing.
+  nothing;
+- a 2xx means stored: after the fuzz the queued jobs run in a real worker (``drain``); none fails or
+  waits for a retry, and every accepted (source, message id) is stored once, or quarantined with the
+  reason it could not be, and nothing else is.
 
 How: hypothesis draws a request: a route from the gateway's own route table (``routes.ingest_routes()``
 and the Starlette routes of ``routes.build_routes()``, walked at run time, so a new route is fuzzed
@@ -24,7 +27,8 @@ registered as sources, so unmutated seeds authenticate and the fuzz reaches the 
 Running it:
 
 - CI (part of ``pytest``): 10,000 requests, derandomized (every run draws the same requests, so a
-  red run is reproducible), about a minute::
+  red run is reproducible), then ten more for each route hypothesis drove fewer than five times, and
+  the drain: 60-90 s on a shared 2-core machine::
 
       pytest tests/faults/test_fuzz.py
 
@@ -33,7 +37,12 @@ Running it:
 
       TRACKGATE_FUZZ_LONG=1 pytest tests/faults/test_fuzz.py -s
 
-  ``TRACKGATE_FUZZ_EXAMPLES=N`` sets the number of requests in either mode.
+  ``TRACKGATE_FUZZ_EXAMPLES=N`` sets the number of requests in either mode, ``TRACKGATE_FUZZ_SEED=N``
+  (long mode) replays one seed, ``TRACKGATE_FUZZ_DRAIN=0`` skips the worker drain.
+
+A failure prints the request (route, seed fixture, mutations, headers, the body's first bytes) and
+hypothesis's ``@reproduce_failure`` blob. User-Agents stay under ``UA_MAX`` bytes: crawlerdetect's
+quadratic time on long agents is issue 11 item 7, bounded by its own fix and fault test.
 
 Inputs the fuzzer once found to fail are kept in ``REGRESSIONS`` and replayed as plain tests.
 """
