@@ -34,19 +34,18 @@ from typing import Any
 
 import msgspec
 
-from trackgate.adapters.base import InvalidPayload, PayloadTooLarge
+from trackgate.adapters.base import InvalidPayload, PayloadTooLarge, Transport
 from trackgate.adapters.fields import (
     NUL,
+    decode_json,
     iso_time,
-    json_error,
     json_kind,
     json_value,
     obj,
     scrubbed,
-    too_deep,
     utf8,
 )
-from trackgate.schemas.event import Context, Event, Library
+from trackgate.schemas.event import Context, Event, EventType, Library
 from trackgate.schemas.request import RequestMeta
 
 DIALECT = dialect = "bucket"
@@ -98,14 +97,7 @@ def parse(call: str, body: bytes) -> Envelope:
         raise PayloadTooLarge(
             "request_too_large", f"body is {len(body)} bytes, over the {MAX_BULK_BYTES}-byte limit"
         )
-    try:
-        raws = _decode_bulk(body)
-    except msgspec.ValidationError as exc:
-        raise InvalidPayload("invalid_body", "body must be a JSON array of items") from exc
-    except msgspec.DecodeError as exc:
-        raise json_error(exc) from exc
-    except RecursionError as exc:
-        raise too_deep() from exc
+    raws = decode_json(_decode_bulk, body, invalid="body must be a JSON array of items")
     if not raws:
         raise InvalidPayload("empty_bulk", "body is an empty array: nothing to track")
     if len(raws) > MAX_BULK_ITEMS:
@@ -115,12 +107,7 @@ def parse(call: str, body: bytes) -> Envelope:
     items: list[tuple[bytes, dict[str, Any]]] = []
     for i, raw in enumerate(raws):
         data = bytes(raw)
-        try:
-            item = _decode_any(data)
-        except msgspec.DecodeError as exc:  # a number out of range
-            raise InvalidPayload("invalid_json", f"[{i}]: {exc}", f"[{i}]") from exc
-        except RecursionError as exc:
-            raise InvalidPayload("invalid_json", f"[{i}]: JSON is nested too deeply", f"[{i}]") from exc
+        item = decode_json(_decode_any, data, path=f"[{i}]", item=True)  # a number out of range fails here
         if item.__class__ is not dict:
             raise InvalidPayload(
                 "invalid_item", f"[{i}] must be a JSON object, got {json_kind(item)}", f"[{i}]"
@@ -192,6 +179,7 @@ def _decode_one(
     properties: dict[str, Any] = {}
     traits: dict[str, Any] = {}
     enrichment: dict[str, Any] = {}
+    etype: EventType
     if kind == "user":
         etype = "identify"
         user_id = _required_id(item, "userId", kind)
@@ -458,3 +446,53 @@ def encode_one(event: Event) -> dict[str, Any]:
         out["context"] = {"active": event.context.active}
     out["timestamp"] = event.timestamp.isoformat()
     return out
+
+
+# --- forwarding and replay -------------------------------------------------------------------------
+
+
+def _reflag_ok(status: int, body: bytes) -> bool:
+    """Reflag's SDKs count a reply as delivered only when it is 2xx AND its JSON has success: true."""
+    if not 200 <= status < 300:
+        return False
+    try:
+        reply = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return False
+    return isinstance(reply, dict) and reply.get("success") is True
+
+
+def _wrap(items: list[dict[str, Any]], creds: dict[str, str], now: float) -> Any:
+    if items[0].get("type") == "feedback":  # Reflag's POST /feedback body: the item without its type
+        return {k: v for k, v in items[0].items() if k != "type"}
+    return items
+
+
+TRANSPORT = Transport(
+    kind="bucket",
+    dialect="bucket",
+    default_base="https://front.reflag.com",
+    credentials=("secret_key",),
+    # feedback has its own call; user, company and event items go to /bulk
+    route=lambda item: "/feedback" if item.get("type") == "feedback" else "/bulk",
+    wrap=_wrap,
+    single_routes=frozenset({"/feedback"}),
+    headers=lambda creds: {"authorization": f"Bearer {creds['secret_key']}"},
+    success=_reflag_ok,
+    max_items=100,  # the node SDK's batch
+    max_bytes=500 * 1024,
+    job_events=100,
+    notes="POST {base}/bulk [items], Bearer secret key; a reply counts only with success:true",
+)
+
+
+def replay_call(payload: Any) -> str:
+    """An array is a ``bulk`` body; an object one of the old tracking API's calls, told by its
+    required fields."""
+    if isinstance(payload, dict):
+        if "featureId" in payload:
+            return "feedback"
+        if "event" in payload:
+            return "event"
+        return "company" if "companyId" in payload else "user"
+    return "bulk"

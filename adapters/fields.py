@@ -7,8 +7,9 @@ milliseconds, OpenPanel's zod messages) keeps its own helper and says why next t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -35,14 +36,62 @@ def too_deep(path: str | None = None) -> InvalidPayload:
     return InvalidPayload("invalid_json", "JSON is nested too deeply", path)
 
 
-def json_value(data: bytes) -> Any:
-    """Any JSON value; not JSON, or nested past the recursion limit, is ``invalid_json``."""
+T = TypeVar("T")
+
+
+def decode_json(
+    decoder: Callable[[bytes], T],
+    data: bytes,
+    *,
+    invalid: str | Callable[[msgspec.ValidationError], InvalidPayload] = "body must be a JSON object",
+    code: str = "invalid_body",
+    path: str | None = None,
+    item: bool = False,
+    not_json: Callable[[Exception], InvalidPayload] | None = None,
+) -> T:
+    """``decoder(data)``, msgspec's errors refused as ``InvalidPayload`` (the one place that maps them):
+
+    - JSON of the wrong shape (``msgspec.ValidationError``): ``code`` with the message ``invalid``
+      at ``path``, or what ``invalid(exc)`` makes of it;
+    - not JSON (``msgspec.DecodeError``, also a number out of range; or bad UTF-8): ``invalid_json``,
+      with msgspec's reason, or what ``not_json(exc)`` makes of it;
+    - nested past the recursion limit: ``invalid_json``, "JSON is nested too deeply".
+
+    ``item=True`` is for one item of a batch at ``path``: the ``invalid_json`` messages start with
+    the path (``[3]: ...``) and carry it."""
     try:
-        return msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
+        return decoder(data)
+    except msgspec.ValidationError as exc:
+        raise (InvalidPayload(code, invalid, path) if isinstance(invalid, str) else invalid(exc)) from exc
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        if not_json is not None:
+            raise not_json(exc) from exc
+        if item:
+            raise InvalidPayload("invalid_json", f"{path}: {exc}", path) from exc
         raise json_error(exc) from exc
     except RecursionError as exc:
-        raise too_deep() from exc
+        if item:
+            raise InvalidPayload("invalid_json", f"{path}: JSON is nested too deeply", path) from exc
+        raise too_deep(path) from exc
+
+
+def call_by_shape(calls: Collection[str], payload: Any) -> str:
+    """The call a bare payload of a dialect with ``calls`` was posted to, from its shape: a
+    ``batch`` key, else its ``type``, else ``bulk`` for an array, else the first call by name."""
+    if isinstance(payload, dict):
+        if "batch" in payload and "batch" in calls:
+            return "batch"
+        kind = payload.get("type")
+        if isinstance(kind, str) and kind in calls:
+            return kind
+    if isinstance(payload, list) and "bulk" in calls:
+        return "bulk"
+    return sorted(calls)[0] if calls else "batch"
+
+
+def json_value(data: bytes) -> Any:
+    """Any JSON value; not JSON, or nested past the recursion limit, is ``invalid_json``."""
+    return decode_json(msgspec.json.decode, data)
 
 
 def scrubbed(events: list[Event]) -> list[Event]:

@@ -26,8 +26,8 @@ from typing import Any
 
 import msgspec
 
-from trackgate.adapters.base import InvalidPayload
-from trackgate.adapters.fields import NUL, in_utc_range, scrubbed, too_deep
+from trackgate.adapters.base import InvalidPayload, Transport
+from trackgate.adapters.fields import NUL, decode_json, in_utc_range, scrubbed
 from trackgate.schemas.event import Context, Event, Library, Page
 from trackgate.schemas.request import RequestMeta
 
@@ -297,14 +297,13 @@ def parse(call: str, body: bytes) -> Envelope:
         raise InvalidPayload(
             "empty_body", "Body cannot be empty when content-type is set to 'application/json'"
         )
-    try:
-        data = _decode_json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise InvalidPayload(
+    data = decode_json(
+        _decode_json.decode,
+        body,
+        not_json=lambda exc: InvalidPayload(
             "invalid_json", "Body is not valid JSON but content-type is set to 'application/json'"
-        ) from exc
-    except RecursionError as exc:
-        raise too_deep() from exc
+        ),
+    )
     if not isinstance(data, dict):
         raise _fail("body", f"Invalid input: expected object, received {_kind(data)}", "not_an_object")
     for key in ("clientId", "clientSecret"):
@@ -669,3 +668,33 @@ def _iso(when: datetime) -> str:
     """``Date.toISOString()``: UTC, milliseconds, ``Z``."""
     when = when.astimezone(UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+# --- forwarding and replay -------------------------------------------------------------------------
+
+
+def _headers(creds: dict[str, str]) -> dict[str, str]:
+    headers = {"openpanel-client-id": creds["client_id"], "openpanel-sdk-name": "trackgate"}
+    if creds.get("client_secret"):
+        headers["openpanel-client-secret"] = creds["client_secret"]
+    return headers
+
+
+TRANSPORT = Transport(
+    kind="openpanel",
+    dialect="openpanel",
+    default_base="https://api.openpanel.dev",
+    credentials=("client_id",),
+    optional_credentials=("client_secret",),
+    route=lambda item: "/track",
+    wrap=lambda items, creds, now: items[0],
+    headers=_headers,
+    per_event=True,
+    job_events=100,
+    notes="POST {base}/track per event {type, payload}; openpanel-client-id/-secret headers",
+)
+
+
+def replay_call(payload: Any) -> str:
+    """Every stored OpenPanel body is a ``/track`` body (``{type, payload}``)."""
+    return "track"

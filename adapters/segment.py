@@ -21,13 +21,22 @@ import binascii
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
-from trackgate.adapters.base import InvalidPayload, PayloadTooLarge
-from trackgate.adapters.fields import NUL, iso_time, json_error, obj, scrubbed, string_id, too_deep, utf8
-from trackgate.schemas.event import Campaign, Context, Event, Library, Page, Screen
+from trackgate.adapters.base import InvalidPayload, PayloadTooLarge, Transport, iso_millis
+from trackgate.adapters.fields import (
+    NUL,
+    call_by_shape,
+    decode_json,
+    iso_time,
+    obj,
+    scrubbed,
+    string_id,
+    utf8,
+)
+from trackgate.schemas.event import Campaign, Context, Event, EventType, Library, Page, Screen
 from trackgate.schemas.request import RequestMeta
 
 DIALECT = dialect = "segment"
@@ -108,6 +117,12 @@ _decode_batch = msgspec.json.Decoder(BatchEnvelope).decode
 _encode = msgspec.json.Encoder().encode
 
 
+def _not_a_batch(exc: msgspec.ValidationError) -> InvalidPayload:
+    if "$.batch" in str(exc):
+        return InvalidPayload("invalid_batch", "batch must be an array of messages", "batch")
+    return InvalidPayload("invalid_body", f"body must be a JSON object with a batch array: {exc}")
+
+
 def parse(call: str, body: bytes) -> Envelope:
     """Bytes to envelope. ``call`` is the path's last segment (``track``, ``t``, ``batch``, ...)."""
     kind = CALLS.get(call)
@@ -119,14 +134,7 @@ def parse(call: str, body: bytes) -> Envelope:
             raise PayloadTooLarge(
                 "event_too_large", f"event is {len(body)} bytes, over the {MAX_EVENT_BYTES}-byte limit"
             )
-        try:
-            message = _decode_message(body)
-        except msgspec.ValidationError as exc:
-            raise InvalidPayload("invalid_body", "body must be a JSON object") from exc
-        except msgspec.DecodeError as exc:
-            raise json_error(exc) from exc
-        except RecursionError as exc:
-            raise too_deep() from exc
+        message = decode_json(_decode_message, body)
         return Envelope(
             call=kind, items=[(body, message)], write_key=_str(message.writeKey), has_nul=NUL in body
         )
@@ -135,16 +143,7 @@ def parse(call: str, body: bytes) -> Envelope:
         raise PayloadTooLarge(
             "batch_too_large", f"batch is {len(body)} bytes, over the {MAX_BATCH_BYTES}-byte limit"
         )
-    try:
-        envelope = _decode_batch(body)
-    except msgspec.ValidationError as exc:
-        if "$.batch" in str(exc):
-            raise InvalidPayload("invalid_batch", "batch must be an array of messages", "batch") from exc
-        raise InvalidPayload("invalid_body", f"body must be a JSON object with a batch array: {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise json_error(exc) from exc
-    except RecursionError as exc:
-        raise too_deep() from exc
+    envelope = decode_json(_decode_batch, body, invalid=_not_a_batch)
     write_key = _str(envelope.writeKey)
     if envelope.batch is None:
         raise InvalidPayload("invalid_batch", "batch is required: an array of messages", "batch")
@@ -165,14 +164,11 @@ def parse(call: str, body: bytes) -> Envelope:
                 f"batch[{i}] is {len(data)} bytes, over the {MAX_EVENT_BYTES}-byte limit",
                 f"batch[{i}]",
             )
-        try:
-            items.append((data, _decode_message(data)))
-        except msgspec.ValidationError as exc:
-            raise InvalidPayload(
-                "invalid_message", f"batch[{i}] must be a JSON object", f"batch[{i}]"
-            ) from exc
-        except RecursionError as exc:
-            raise too_deep(f"batch[{i}]") from exc
+        path = f"batch[{i}]"
+        message = decode_json(
+            _decode_message, data, code="invalid_message", invalid=f"{path} must be a JSON object", path=path
+        )
+        items.append((data, message))
     return Envelope(
         call="batch",
         items=items,
@@ -285,6 +281,7 @@ def _decode_one(
     message: Message,
     batch_sent_at: datetime | None,
 ) -> Event:
+    kind: EventType
     if envelope.is_batch:
         kind = message.type
         if kind is None or kind == "":
@@ -296,7 +293,7 @@ def _decode_one(
                 "type",
             )
     else:
-        kind = envelope.call
+        kind = cast(EventType, envelope.call)  # a CALLS value: one of MESSAGE_TYPES
     user_id = message.userId
     if user_id.__class__ is not str or not user_id:
         user_id = string_id(user_id, "userId")
@@ -541,3 +538,32 @@ def denormalize_context(ctx: Context) -> dict[str, Any]:
             known = msgspec.to_builtins(struct)
             out[key] = {**leftover, **known} if isinstance(leftover, dict) else known
     return out
+
+
+# --- forwarding and replay -------------------------------------------------------------------------
+
+
+def _basic(creds: dict[str, str]) -> dict[str, str]:
+    token = base64.b64encode(f"{creds['write_key']}:".encode()).decode()
+    return {"authorization": f"Basic {token}"}
+
+
+TRANSPORT = Transport(
+    kind="segment",
+    dialect="segment",
+    default_base="https://api.segment.io",
+    credentials=("write_key",),
+    route=lambda item: "/v1/batch",
+    wrap=lambda items, creds, now: {"batch": items, "sentAt": iso_millis(now)},
+    headers=_basic,
+    # Segment: 32 KB an event, 500 KB and 2,500 events a batch; analytics-python stays at 475 KB
+    max_items=500,
+    max_bytes=475_000,
+    job_events=500,
+    notes="POST {base}/v1/batch, Basic base64(write_key:) (Segment, RudderStack, Hightouch)",
+)
+
+
+def replay_call(payload: Any) -> str:
+    """A stored message is posted to its ``type``'s call, a ``{"batch": [...]}`` to ``batch``."""
+    return call_by_shape(CALLS, payload)

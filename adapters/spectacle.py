@@ -40,8 +40,17 @@ from typing import Any
 
 import msgspec
 
-from trackgate.adapters.base import InvalidPayload, PayloadTooLarge
-from trackgate.adapters.fields import NUL, iso_time, json_error, obj, scrubbed, string_id, too_deep, utf8
+from trackgate.adapters.base import InvalidPayload, PayloadTooLarge, Transport
+from trackgate.adapters.fields import (
+    NUL,
+    call_by_shape,
+    decode_json,
+    iso_time,
+    obj,
+    scrubbed,
+    string_id,
+    utf8,
+)
 from trackgate.adapters.segment import denormalize_context, normalize_context
 from trackgate.schemas.event import Event
 from trackgate.schemas.request import RequestMeta
@@ -117,7 +126,11 @@ class Envelope(msgspec.Struct):
 
 
 _decode_message = msgspec.json.Decoder(Message).decode
-_decode_str = msgspec.json.Decoder(str).decode
+_decode_message_or_text = msgspec.json.Decoder(Message | str).decode
+
+
+def _not_an_object(exc: Exception) -> InvalidPayload:
+    return InvalidPayload("invalid_body", "body must be a JSON object")
 
 
 def parse(call: str, body: bytes) -> Envelope:
@@ -130,25 +143,14 @@ def parse(call: str, body: bytes) -> Envelope:
             "event_too_large", f"event is {len(body)} bytes, over the {MAX_EVENT_BYTES}-byte limit"
         )
     text = utf8(body)
-    try:
-        try:
-            message = _decode_message(body)
-        except msgspec.ValidationError:
-            # a body that is itself a JSON string holding the message (a client that stringified twice):
-            # the meaning is clear, the inner text is the message
-            try:
-                text = _decode_str(body)
-            except msgspec.ValidationError:
-                raise InvalidPayload("invalid_body", "body must be a JSON object") from None
-            body = text.encode()
-            try:
-                message = _decode_message(body)
-            except msgspec.DecodeError:  # ValidationError included
-                raise InvalidPayload("invalid_body", "body must be a JSON object") from None
-    except msgspec.DecodeError as exc:
-        raise json_error(exc) from exc
-    except RecursionError as exc:
-        raise too_deep() from exc
+    found = decode_json(_decode_message_or_text, body)
+    if isinstance(found, str):
+        # a body that is itself a JSON string holding the message (a client that stringified twice):
+        # the meaning is clear, the inner text is the message
+        text = found
+        body = text.encode()
+        found = decode_json(_decode_message, body, not_json=_not_an_object)
+    message = found
     version = "pixel" if call in PIXEL_CALLS else "rest"
     return Envelope(call=call, kind=kind, version=version, raw=text, message=message, has_nul=NUL in body)
 
@@ -457,3 +459,51 @@ def _minor_properties(properties: dict) -> dict:
     if out.get("refund") is True and isinstance(out.get("revenue"), int) and out["revenue"] < 0:
         del out["refund"]  # the sign says it; refund is trackgate's marker, not Spectacle's
     return out
+
+
+# --- forwarding and replay -------------------------------------------------------------------------
+
+PIXEL_HOST = "https://t.spectaclehq.com"
+API_HOSTS = ("https://api.spectaclehq.com", "https://api.spectacle.com")
+
+
+def _pixel(route: str) -> bool:
+    return not route.startswith("/tracking/")
+
+
+def _wrap(items: list[dict[str, Any]], creds: dict[str, str], now: float) -> Any:
+    """The adapter's ``{"path", "body"}``: the REST body carries ``workspaceId``, the pixel's ``writeKey``."""
+    body = dict(items[0]["body"])
+    key = "writeKey" if _pixel(items[0]["path"]) else "workspaceId"
+    if not body.get(key):
+        body[key] = creds["workspace_id"]
+    return body
+
+
+def _url(base: str, route: str) -> str:
+    # Spectacle serves the REST API and the JS tag's pixel on two hosts; trackgate serves both on one
+    if _pixel(route) and base.rstrip("/") in API_HOSTS:
+        return PIXEL_HOST + route
+    return base.rstrip("/") + route
+
+
+TRANSPORT = Transport(
+    kind="spectacle",
+    dialect="spectacle",
+    default_base="https://api.spectaclehq.com",
+    credentials=("workspace_id",),
+    route=lambda item: item["path"],
+    wrap=_wrap,
+    headers=lambda creds: {},
+    per_event=True,
+    content_type=lambda route: "text/plain" if _pixel(route) else "application/json",
+    url=_url,
+    job_events=100,
+    notes="POST {base}/tracking/{identify|track|page|group} per event (REST, workspaceId in the"
+    " body); anonymous identify/track as the JS tag sends them (/i, /t, text/plain, writeKey)",
+)
+
+
+def replay_call(payload: Any) -> str:
+    """A stored message is posted to its ``type``'s call."""
+    return call_by_shape(CALLS, payload)

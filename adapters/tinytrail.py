@@ -29,9 +29,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
-from trackgate.adapters.base import InvalidPayload
-from trackgate.adapters.fields import NUL, json_error, scrubbed, too_deep, utf8
-from trackgate.schemas.event import Campaign, Context, Event, Page, Screen
+from trackgate.adapters.base import InvalidPayload, Transport
+from trackgate.adapters.fields import NUL, decode_json, scrubbed, utf8
+from trackgate.schemas.event import Campaign, Context, Event, EventType, Page, Screen
 from trackgate.schemas.request import RequestMeta
 
 DIALECT = dialect = "tinytrail"
@@ -84,14 +84,7 @@ def parse(call: str, body: bytes) -> Envelope:
     utf8(body)
     if not body.strip():
         raise InvalidPayload("invalid_json", "body is empty: expected a JSON object")
-    try:
-        item = _decode(body)
-    except msgspec.ValidationError as exc:
-        raise InvalidPayload("invalid_body", "body must be a JSON object") from exc
-    except msgspec.DecodeError as exc:
-        raise json_error(exc) from exc
-    except RecursionError as exc:
-        raise too_deep() from exc
+    item = decode_json(_decode, body)
     _check(item)
     return Envelope(body=body, item=item, website_id=item.website_id)
 
@@ -124,6 +117,7 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
     item = envelope.item
     event_type: str = item.event_type
     properties: dict = item.properties or {}
+    kind: EventType
     if event_type == "page_view":
         kind, name = "page", None
     else:
@@ -241,3 +235,29 @@ def encode_one(event: Event) -> dict[str, Any]:
             if value:
                 out[key] = value
     return out
+
+
+# --- forwarding and replay -------------------------------------------------------------------------
+
+
+def _wrap(items: list[dict[str, Any]], creds: dict[str, str], now: float) -> Any:
+    return {"website_id": creds["website_id"], **items[0]}
+
+
+TRANSPORT = Transport(
+    kind="tinytrail",
+    dialect="tinytrail",
+    default_base="http://localhost:8000",
+    credentials=("website_id",),
+    route=lambda item: "/api/v1/collect",
+    wrap=_wrap,
+    headers=lambda creds: {},
+    per_event=True,
+    job_events=10,  # 10 requests / 10 s per IP: a 429 with Retry-After holds the destination
+    notes="POST {base}/api/v1/collect per event (no auth; website_id in the body)",
+)
+
+
+def replay_call(payload: Any) -> str:
+    """TinyTrail has one call."""
+    return "collect"

@@ -87,7 +87,7 @@ def ensure_partitions(database_url: str, events: list[Event]) -> None:
 
 def drain(settings: Settings, profile: Callable[[], object] | None = None) -> float:
     """Run one burst worker until the queue is empty; returns the seconds it took (setup excluded)."""
-    worker = build_worker(settings)
+    worker = build_worker(settings.require())
     runtime.current().pool.wait(timeout=30)
     stop_profile = profile() if profile else None
     started = time.perf_counter()

@@ -371,7 +371,9 @@ def run(args: argparse.Namespace) -> Report:
             "warmup_s": args.warmup,
             "wrk": " ".join(wrk.args()),
             "wrk_version": loadgen.wrk_version() if args.phases & set("abc") else None,
-            "uvicorn": " ".join(servers.UVICORN_SETTINGS) + " (1 process)",
+            "uvicorn": "gateway.server.uvicorn_options "
+            + " ".join(servers.UVICORN_SETTINGS)
+            + " (1 process)",
             "events_d": args.events,
             "rounds": args.rounds,
             "profiling": bool(args.profile),

@@ -1,5 +1,6 @@
-"""The HTTP servers under test, each in its own subprocess with identical uvicorn settings:
-one process, uvloop, httptools, no access log, bound to 127.0.0.1."""
+"""The HTTP servers under test, each in its own subprocess with identical uvicorn settings, the
+gateway's own (``trackgate.gateway.server.uvicorn_config``: uvloop, httptools with its header
+deadline and cap, no access log, its connection cap): one process, bound to 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 
-UVICORN_SETTINGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+UVICORN_SETTINGS = ["--log-level", "warning"]
+"""Besides ``trackgate.gateway.server.uvicorn_options`` (uvloop, httptools, no access log, limits)."""
 
 
 def free_port() -> int:
@@ -28,7 +30,8 @@ def free_port() -> int:
 
 
 def uvicorn_command(app: str, port: int, *, factory: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port), *UVICORN_SETTINGS]
+    server = "trackgate.gateway.server"
+    cmd = [sys.executable, "-m", server, app, "--host", HOST, "--port", str(port), *UVICORN_SETTINGS]
     if factory:
         cmd.append("--factory")
     return cmd

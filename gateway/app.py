@@ -1,14 +1,13 @@
-"""The application factory."""
+"""The application factory. ``Runtime`` and ``utc_now`` live in ``gateway.runtime`` (re-exported here)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
-import msgspec
 import psycopg
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
@@ -16,52 +15,40 @@ from starlette.applications import Starlette
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.publisher import Publisher
-from trackgate.gateway.routes import build_routes, ingest_routes
-from trackgate.schemas.settings import Settings
+from trackgate.gateway.routes import DIALECTS, build_routes, ingest_routes
+from trackgate.gateway.runtime import Runtime, utc_now
+from trackgate.schemas.settings import ServerSettings
+
+__all__ = ["Runtime", "create_app", "utc_now"]
 
 log = logging.getLogger(__name__)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Runtime(msgspec.Struct, kw_only=True):
-    """What handlers reach through ``request.app.state.runtime``."""
-
-    settings: Settings
-    sources: SourceCache
-    publisher: Publisher | None = None
-    redis: aioredis.Redis | None = None
-    """For dialect hooks that keep state (sessions, rate limits)."""
-    clock: Callable[[], datetime] = utc_now
-
-
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> IngestFront:
-    if not settings.database_url or not settings.redis_url:
-        raise ValueError("create_app needs database_url and redis_url (trackgate up provides them)")
+def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_now) -> IngestFront:
+    redis_url = settings.redis_url
     runtime = Runtime(
         settings=settings,
-        sources=SourceCache(settings.database_url, settings.source_refresh_seconds),
+        sources=SourceCache(settings.database_url, settings.source_refresh_seconds, settings.key_pepper),
         clock=clock,
     )
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = aioredis.from_url(
-            settings.redis_url,
+            redis_url,
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
         )
         runtime.redis = client
-        runtime.publisher = Publisher(
+        runtime.publisher = publisher = Publisher(
             client,
             max_batch_events=settings.max_batch_events,
             retries=settings.job_retries,
             compress_level=settings.job_compress_level,
             timeout=settings.redis_timeout_seconds,
+            max_pending_events=settings.max_pending_events,
         )
-        await runtime.publisher.start()
+        await publisher.start()
         try:
             n = await runtime.sources.load()
             log.info("sources_loaded n_sources=%d", n)
@@ -74,10 +61,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             refresh.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresh
-            await runtime.publisher.stop()
+            await publisher.stop()
             await runtime.sources.close()
             await client.aclose()
 
     app = Starlette(routes=build_routes(), lifespan=lifespan)
     app.state.runtime = runtime
-    return IngestFront(app, runtime, ingest_routes())
+    errors = {dialect.name: dialect.render_error for dialect in DIALECTS}
+    return IngestFront(app, runtime, ingest_routes(), errors=errors)

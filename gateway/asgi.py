@@ -1,4 +1,4 @@
-"""ASGI entry point for process managers: ``uvicorn --factory gateway.asgi:app_from_env``."""
+"""ASGI entry point for process managers: ``uvicorn --factory trackgate.gateway.asgi:app_from_env``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from trackgate.schemas.settings import configure_logging, settings_from_env, tun
 
 
 def app_from_env() -> IngestFront:
-    settings = settings_from_env()
+    settings = settings_from_env().require()
     # each uvicorn worker process is started fresh: set up logging here, not only in the CLI
     configure_logging(settings.log_level)
     app = create_app(settings)

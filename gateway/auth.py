@@ -1,18 +1,27 @@
 """Credentials to sources.
 
-Keys are stored as SHA-256 digests. A running gateway keeps every enabled source in memory, keyed by
-(dialect, digest), and re-reads the table every ``source_refresh_seconds``, so a new source works within
-a few seconds and a request never waits on PostgreSQL. A lookup by digest reveals nothing useful about
-a key through its timing (the attacker does not control the digest); a key's digest is all that is ever
-held, and keys are never logged.
+Keys are stored as keyed digests: HMAC-SHA256 under the installation's secret (``installation``
+table, generated at migrate time), or under a secret derived from it and ``TRACKGATE_KEY_PEPPER``
+when that is set, so a dump of the sources tables alone, or of the whole database when the pepper is
+kept outside it, does not let anyone test guesses of a user-chosen key. Rows written before keep a
+plain SHA-256 digest (``digest_kind = 'sha256'``): they still authenticate, and are rewritten as HMAC
+after their first successful lookup.
+
+A running gateway keeps every enabled source in memory, keyed by (dialect, digest), one table per
+digest kind (a lookup is one or two dict lookups), and re-reads the tables every
+``source_refresh_seconds``, so a new source works within a few seconds and a request never waits on
+PostgreSQL. A lookup by digest reveals nothing useful about a key through its timing (the attacker
+does not control the digest); a key's digest is all that is ever held, and keys are never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import secrets
+from typing import Any
 
 import psycopg
 
@@ -22,6 +31,9 @@ from trackgate.schemas.request import Source
 log = logging.getLogger(__name__)
 
 LOAD_TIMEOUT_SECONDS = 5
+HMAC = "hmac-sha256"
+SHA256 = "sha256"
+SECRET_QUERY = "SELECT key_secret FROM installation"
 
 
 def new_key() -> str:
@@ -29,16 +41,46 @@ def new_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-def key_digest(key: str) -> bytes:
+def digest_secret(installation_secret: bytes, pepper: str | None = None) -> bytes:
+    """The HMAC key of key digests: the installation's secret, combined with ``pepper``
+    (``TRACKGATE_KEY_PEPPER``) when there is one. Changing the pepper invalidates every HMAC digest:
+    set it before the first source, or set every key again."""
+    if not pepper:
+        return bytes(installation_secret)
+    return hmac.new(bytes(installation_secret), pepper.encode(), hashlib.sha256).digest()
+
+
+def key_digest(key: str, secret: bytes) -> bytes:
+    """What is stored of a key: HMAC-SHA256 of it under ``secret`` (:func:`digest_secret`)."""
+    return hmac.new(secret, key.encode(), hashlib.sha256).digest()
+
+
+def legacy_digest(key: str) -> bytes:
+    """The plain SHA-256 digest rows written before migration 0011 hold."""
     return hashlib.sha256(key.encode()).digest()
 
 
+def read_secret(conn: psycopg.Connection, pepper: str | None = None) -> bytes:
+    """The digest secret, from the ``installation`` row migrations create."""
+    row = conn.execute(SECRET_QUERY).fetchone()
+    if row is None:
+        raise RuntimeError("no installation secret: run `trackgate migrate`")
+    return digest_secret(row[0], pepper)
+
+
 class SourceCache:
-    def __init__(self, database_url: str, refresh_seconds: float):
+    def __init__(self, database_url: str, refresh_seconds: float, pepper: str | None = None):
         self._database_url = database_url
         self._refresh_seconds = refresh_seconds
+        self._pepper = pepper
+        self._secret: bytes | None = None
         self._by_key: dict[tuple[str, bytes], Source] = {}
         self._by_extra: dict[tuple[str, str, bytes], Source] = {}
+        # rows still holding a plain SHA-256 digest, by that digest
+        self._legacy_key: dict[tuple[str, bytes], Source] = {}
+        self._legacy_extra: dict[tuple[str, str, bytes], Source] = {}
+        # (source id, kind or None, legacy digest, HMAC digest) to rewrite at the next refresh
+        self._upgrades: dict[tuple[str, str | None], tuple[bytes, bytes]] = {}
         self._loaded = False
         self._conn: psycopg.AsyncConnection | None = None
 
@@ -47,35 +89,66 @@ class SourceCache:
         return self._loaded
 
     async def load(self) -> int:
-        """Read every enabled source; returns how many."""
+        """Read every enabled source (and rewrite the legacy digests used since the last load);
+        returns how many sources."""
         async with asyncio.timeout(LOAD_TIMEOUT_SECONDS):
             if self._conn is None or self._conn.closed:
                 self._conn = await psycopg.AsyncConnection.connect(
                     self._database_url, autocommit=True, connect_timeout=LOAD_TIMEOUT_SECONDS
                 )
+            if self._secret is None:
+                cur = await self._conn.execute(SECRET_QUERY)
+                row = await cur.fetchone()
+                if row is None:
+                    raise RuntimeError("no installation secret: run `trackgate migrate`")
+                self._secret = digest_secret(row[0], self._pepper)
+            await self._upgrade(self._conn)
             cur = await self._conn.execute(
-                "SELECT id, dialect, name, key_hash, settings FROM sources WHERE enabled"
+                "SELECT id, dialect, name, key_hash, settings, digest_kind FROM sources WHERE enabled"
             )
             rows = await cur.fetchall()
             cur = await self._conn.execute(
-                "SELECT k.dialect, k.kind, k.key_hash, s.id FROM source_keys k"
+                "SELECT k.dialect, k.kind, k.key_hash, s.id, k.digest_kind FROM source_keys k"
                 " JOIN sources s ON s.id = k.source_id WHERE s.enabled"
             )
             extra_rows = await cur.fetchall()
         table: dict[tuple[str, bytes], Source] = {}
-        for source_id, dialect, name, key_hash, settings in rows:
-            table[(dialect, bytes(key_hash))] = Source(
-                id=source_id, dialect=dialect, name=name, settings=settings or {}
-            )
-        by_id = {s.id: s for s in table.values()}
-        self._by_extra = {
-            (dialect, kind, bytes(key_hash)): by_id[source_id]
-            for dialect, kind, key_hash, source_id in extra_rows
-            if source_id in by_id
-        }
-        self._by_key = table
+        legacy: dict[tuple[str, bytes], Source] = {}
+        by_id: dict[str, Source] = {}
+        for source_id, dialect, name, key_hash, settings, kind in rows:
+            source = Source(id=source_id, dialect=dialect, name=name, settings=settings or {})
+            (legacy if kind == SHA256 else table)[(dialect, bytes(key_hash))] = source
+            by_id[source_id] = source
+        extra: dict[tuple[str, str, bytes], Source] = {}
+        legacy_extra: dict[tuple[str, str, bytes], Source] = {}
+        for dialect, kind, key_hash, source_id, digest_kind in extra_rows:
+            if source_id in by_id:
+                target = legacy_extra if digest_kind == SHA256 else extra
+                target[(dialect, kind, bytes(key_hash))] = by_id[source_id]
+        self._by_key, self._legacy_key = table, legacy
+        self._by_extra, self._legacy_extra = extra, legacy_extra
         self._loaded = True
-        return len(table)
+        return len(by_id)
+
+    async def _upgrade(self, conn: psycopg.AsyncConnection) -> None:
+        """Rewrite as HMAC the legacy digests that authenticated a request since the last load (only
+        if the row still holds that digest: a key set meanwhile wins)."""
+        upgrades, self._upgrades = self._upgrades, {}
+        for (source_id, kind), (old, new) in upgrades.items():
+            if kind is None:
+                await conn.execute(
+                    "UPDATE sources SET key_hash = %s, digest_kind = %s"
+                    " WHERE id = %s AND key_hash = %s AND digest_kind = %s",
+                    (new, HMAC, source_id, old, SHA256),
+                )
+            else:
+                await conn.execute(
+                    "UPDATE source_keys SET key_hash = %s, digest_kind = %s"
+                    " WHERE source_id = %s AND kind = %s AND key_hash = %s AND digest_kind = %s",
+                    (new, HMAC, source_id, kind, old, SHA256),
+                )
+        if upgrades:
+            log.info("key_digests_upgraded n=%d", len(upgrades))
 
     async def run(self) -> None:
         """Refresh forever (a lifespan task). A failed refresh keeps the last table."""
@@ -93,29 +166,41 @@ class SourceCache:
         if self._conn is not None:
             await self._conn.close()
 
-    def _ready(self) -> None:
+    def _ready(self) -> bytes:
         """Every lookup refuses with a retryable 503 until the first load: an unknown key before then
         may be a key that exists."""
-        if not self._loaded:
+        if not self._loaded or self._secret is None:
             raise Unavailable("sources are not loaded yet; retry")
+        return self._secret
+
+    def _find(
+        self, table: dict[Any, Source], legacy: dict[Any, Source], prefix: tuple, key: str
+    ) -> Source | None:
+        digest = key_digest(key, self._ready())
+        found = table.get((*prefix, digest))
+        if found is None and legacy:
+            old = legacy_digest(key)
+            found = legacy.get((*prefix, old))
+            if found is not None:
+                kind = prefix[1] if len(prefix) > 1 else None
+                self._upgrades[(found.id, kind)] = (old, digest)
+        return found
 
     def authenticate(self, dialect: str, key: str | None) -> Source:
         self._ready()
         if not key:
             raise Unauthorized("no credentials", code="missing_credentials")
-        found = self._by_key.get((dialect, key_digest(key)))
+        found = self._find(self._by_key, self._legacy_key, (dialect,), key)
         if found is None:
             raise Unauthorized("invalid credentials", code="invalid_credentials")
         return found
 
     def by_key(self, dialect: str, key: str) -> Source | None:
-        self._ready()
-        return self._by_key.get((dialect, key_digest(key)))
+        return self._find(self._by_key, self._legacy_key, (dialect,), key)
 
     def by_extra_key(self, dialect: str, kind: str, key: str) -> Source | None:
         """The source that has ``key`` as its key of ``kind`` (``source_keys``)."""
-        self._ready()
-        return self._by_extra.get((dialect, kind, key_digest(key)))
+        return self._find(self._by_extra, self._legacy_extra, (dialect, kind), key)
 
     def replace(
         self,
@@ -123,6 +208,10 @@ class SourceCache:
         extra: dict[tuple[str, str, str], Source] | None = None,
     ) -> None:
         """Set the tables directly from (dialect, key) and (dialect, kind, key) (for embedding and tests)."""
-        self._by_key = {(d, key_digest(k)): s for (d, k), s in sources.items()}
-        self._by_extra = {(d, kind, key_digest(k)): s for (d, kind, k), s in (extra or {}).items()}
+        if self._secret is None:
+            self._secret = secrets.token_bytes(32)
+        secret = self._secret
+        self._by_key = {(d, key_digest(k, secret)): s for (d, k), s in sources.items()}
+        self._by_extra = {(d, kind, key_digest(k, secret)): s for (d, kind, k), s in (extra or {}).items()}
+        self._legacy_key, self._legacy_extra = {}, {}
         self._loaded = True

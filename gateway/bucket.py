@@ -18,6 +18,7 @@ batch whose answer lacks it); errors are ``{"success":false,"error":{"code","mes
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -26,12 +27,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from trackgate.adapters import bucket
-from trackgate.gateway.auth import new_key
+from trackgate.gateway.auth import SourceCache, new_key
+from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.errors import Forbidden, Unavailable, UnsupportedMediaType
-from trackgate.gateway.ingest import Accepted, IngestRoute, Reply
+from trackgate.gateway.ingest import Accepted, Auth, AuthContext, IngestRoute, Reply
 from trackgate.gateway.responses import SUCCESS as OK
-from trackgate.gateway.responses import error_response
-from trackgate.schemas.request import Incoming, Source
+from trackgate.gateway.responses import JSONResponse, error_response, retry_headers
+from trackgate.schemas.request import Source
 
 DIALECT = "bucket"
 PREFIX = "/bucket"
@@ -53,7 +55,7 @@ _CORS = {"Access-Control-Allow-Origin": "*"}
 
 
 def find_source(
-    sources: Any,
+    sources: SourceCache,
     *,
     path_key: str | None = None,
     authorization: str | None = None,
@@ -91,7 +93,7 @@ def find_source(
     )
 
 
-def _require_json(headers: dict[str, str]) -> None:
+def _require_json(headers: Mapping[str, str]) -> None:
     content_type = headers.get("content-type")
     media = (content_type or "").partition(";")[0].strip().lower()
     if media != "application/json":
@@ -101,20 +103,29 @@ def _require_json(headers: dict[str, str]) -> None:
         )
 
 
-def _path_key_auth(sources: Any, incoming: Incoming, envelope: Any | None) -> Source:
-    source = find_source(sources, path_key=incoming.params["tracking_key"])
+def _path_key_auth(ctx: AuthContext) -> Auth[None]:
+    incoming = ctx.incoming
+    source = find_source(ctx.runtime.sources, path_key=incoming.params["tracking_key"])
     _require_json(incoming.headers)
-    return source
+    return Auth(source, None)
 
 
-def _bearer_auth(sources: Any, incoming: Incoming, envelope: Any | None) -> Source:
+def _bearer_auth(ctx: AuthContext) -> Auth[None]:
+    incoming = ctx.incoming
     source = find_source(
-        sources,
+        ctx.runtime.sources,
         authorization=incoming.headers.get("authorization"),
         query_key=incoming.query.get("publishableKey"),
     )
     _require_json(incoming.headers)
-    return source
+    return Auth(source, None)
+
+
+def claims(headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
+    """On a path OpenPanel uses too (``/event``): ``Authorization: Bearer`` or ``?publishableKey=`` is
+    Reflag's (its SDKs always send one of them); anything else is OpenPanel's, whose 401 then names
+    what is missing."""
+    return headers.get("authorization", "")[:7].lower() == "bearer " or "publishableKey" in query
 
 
 _encode = msgspec.json.encode
@@ -131,7 +142,7 @@ def _feedback_reply(accepted: Accepted) -> Reply:
 # --- ingest routes (IngestFront) --------------------------------------------------------------------
 
 
-def _route(call: str, auth: Any) -> IngestRoute:
+def _route(call: str, auth: Callable[[AuthContext], Auth[None]]) -> IngestRoute[None]:
     bulk = call == "bulk"
     return IngestRoute(
         adapter=bucket,
@@ -143,7 +154,7 @@ def _route(call: str, auth: Any) -> IngestRoute:
     )
 
 
-def _bearer_routes() -> dict[str, IngestRoute]:
+def _bearer_routes() -> dict[str, IngestRoute[None]]:
     """Reflag's paths that are Bucket's alone (the four tracking calls are ``shared_routes``)."""
     return {
         "/bulk": _route("bulk", _bearer_auth),
@@ -152,10 +163,10 @@ def _bearer_routes() -> dict[str, IngestRoute]:
     }
 
 
-def ingest_routes() -> dict[str, IngestRoute]:
+def ingest_routes() -> dict[str, IngestRoute[None]]:
     """The old API's ``/{tracking_key}/{call}`` (patterns), ``/bulk`` and Reflag's single-item event
     paths, and all of them plus the four tracking calls under ``/bucket``."""
-    routes: dict[str, IngestRoute] = {}
+    routes: dict[str, IngestRoute[None]] = {}
     for call in TRACKING_CALLS:
         by_path_key = _route(call, _path_key_auth)
         routes[f"/{{tracking_key}}/{call}"] = by_path_key
@@ -170,10 +181,26 @@ def ingest_routes() -> dict[str, IngestRoute]:
     return routes
 
 
-def shared_routes() -> dict[str, IngestRoute]:
-    """``/user``, ``/company``, ``/event``, ``/feedback``: OpenPanel uses ``/event`` too; a request with
-    ``Authorization: Bearer`` is Bucket's (``gateway.routes.choose_shared``)."""
+def shared_routes() -> dict[str, IngestRoute[None]]:
+    """``/user``, ``/company``, ``/event``, ``/feedback``: OpenPanel uses ``/event`` too; the requests
+    that ``claims`` are Bucket's."""
     return {f"/{call}": _route(call, _bearer_auth) for call in TRACKING_CALLS}
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+# Bucket/Reflag document 200, 400 (any problem with the request, no retry), 403 (a bad key) and 5xx.
+_STATUS = {401: 403, 413: 400, 415: 400}
+
+
+def render_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """``{"success": false, "error": {"code", "message", "path"?}}``: Reflag's shape, which its SDKs
+    log as ``code: message``."""
+    error = {"code": code, "message": message}
+    if path:
+        error["path"] = path
+    status = _STATUS.get(status, status)
+    return JSONResponse({"success": False, "error": error}, status_code=status, headers=retry_headers(status))
 
 
 # --- Starlette routes: flags, prompting, preflights --------------------------------------------------
@@ -193,7 +220,7 @@ def _checked(request: Request, body: bytes, publishable_ok: bool = True) -> Resp
     try:
         find_source(request.app.state.runtime.sources, publishable_ok=publishable_ok, **_key_args(request))
     except (Forbidden, Unavailable) as exc:
-        response = error_response(DIALECT, exc)
+        response = error_response(render_error, exc)
         response.headers.update(_CORS)
         return response
     return Response(body, media_type="application/json", headers={**_CORS, "Cache-Control": "no-store"})
@@ -259,7 +286,11 @@ def routes() -> list[BaseRoute]:
         for path, (endpoint, method) in group.items():
             for full in (path, PREFIX + path):
                 table.append(Route(full, endpoint, methods=[method]))
-    paths = {route.path for route in table} | set(ingest_routes()) | set(shared_routes())  # type: ignore[attr-defined]
+    paths = (
+        {route.path for route in table if isinstance(route, Route)}
+        | set(ingest_routes())
+        | set(shared_routes())
+    )
     # exact paths first: "/bucket/user" must not be taken for a tracking key "bucket"
     for path in sorted(paths, key=lambda p: ("{" in p, p)):
         table.append(Route(path, preflight, methods=["OPTIONS"]))
@@ -269,7 +300,7 @@ def routes() -> list[BaseRoute]:
 # --- sources add / up ----------------------------------------------------------------------------------
 
 
-def new_source(key: str | None, options: dict) -> dict:
+def new_source(key: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """A publishable (tracking) key, the primary one, and a secret key (``source_keys`` kind
     ``secret``; longer than 22 characters, as @reflag/node-sdk requires)."""
     if key is not None and (not key or any(c in key for c in "/?#% ")):
@@ -287,7 +318,7 @@ def new_source(key: str | None, options: dict) -> dict:
     }
 
 
-def demo_lines(base: str, demo: dict) -> list[str]:
+def demo_lines(base: str, demo: dict[str, Any]) -> list[str]:
     """Two curl lines: the old tracking API (key in the path) and Reflag's /bulk (the secret key)."""
     key, secret = demo["key"], demo["extra_keys"][SECRET]
     return [
@@ -297,3 +328,16 @@ def demo_lines(base: str, demo: dict) -> list[str]:
         """-d '[{"type":"user","userId":"user-1","attributes":{"name":"Ada"}},"""
         """{"type":"company","companyId":"acme","userId":"user-1","attributes":{"name":"Acme"}}]'""",
     ]
+
+
+SPEC = Dialect(
+    name=DIALECT,
+    adapter=bucket,
+    ingest=ingest_routes(),
+    shared=shared_routes(),
+    claims=claims,
+    routes=routes(),
+    render_error=render_error,
+    new_source=new_source,
+    demo_lines=demo_lines,
+)

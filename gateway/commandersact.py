@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from starlette.routing import BaseRoute
+from starlette.responses import Response
 
 from trackgate.adapters import commandersact
 from trackgate.gateway.auth import new_key
+from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.errors import Unauthorized
-from trackgate.gateway.ingest import Accepted, IngestRoute, Reply
-from trackgate.schemas.request import Incoming, Source
+from trackgate.gateway.ingest import Accepted, Auth, AuthContext, IngestRoute, Reply
+from trackgate.gateway.responses import default_error
 
 DIALECT = "commandersact"
 PREFIXES = ("", "/commandersact")
@@ -26,16 +27,17 @@ PREFIXES = ("", "/commandersact")
 _encode = msgspec.json.encode
 
 
-def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Source:
+def authenticate(ctx: AuthContext) -> Auth[None]:
     """``Authorization: Bearer <source key>`` or, when that header is absent, ``?token=``: both are
     known before the body is read, so a bad key is refused without reading it."""
+    incoming = ctx.incoming
     key = commandersact.credentials(incoming.headers, None) or incoming.query.get("token")
     if not key:
         raise Unauthorized(
             "no source key: send ?token=<source key> or Authorization: Bearer <source key>",
             code="missing_credentials",
         )
-    return sources.authenticate(DIALECT, key)
+    return Auth(ctx.runtime.sources.authenticate(DIALECT, key), None)
 
 
 def respond(accepted: Accepted) -> Reply:
@@ -47,7 +49,7 @@ def respond(accepted: Accepted) -> Reply:
     return Reply(200, _encode(body))
 
 
-def ingest_routes() -> dict[str, IngestRoute]:
+def ingest_routes() -> dict[str, IngestRoute[None]]:
     """POST /events and /events/batch, at the root (the vendor's paths) and under /commandersact."""
     paths = {
         "/events": _route("event", commandersact.MAX_EVENT_BYTES),
@@ -56,26 +58,43 @@ def ingest_routes() -> dict[str, IngestRoute]:
     return {f"{prefix}{path}": route for prefix in PREFIXES for path, route in paths.items()}
 
 
-def _route(call: str, cap: int) -> IngestRoute:
+def _route(call: str, cap: int) -> IngestRoute[None]:
     return IngestRoute(
-        adapter=commandersact, call=call, cap=cap, authenticate=authenticate, respond=respond, partial=True
+        adapter=commandersact,
+        call=call,
+        cap=cap,
+        authenticate=authenticate,
+        respond=respond,
+        partial=commandersact,
     )
 
 
-def routes() -> list[BaseRoute]:
-    return []
+def render_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """The default shape; Commanders Act documents 200 for everything but a request too large or not
+    JSON: 400."""
+    return default_error(400 if status == 413 else status, code, message, path)
 
 
-def new_source(key: str | None, options: dict) -> dict:
+def new_source(key: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """A Commanders Act source: one source key (``?token=`` or ``Authorization: Bearer``)."""
     key = key or new_key()
     return {"key": key, "extra_keys": {}, "settings": {}, "show": {"source key": key}}
 
 
-def demo_lines(base: str, demo: dict) -> list[str]:
+def demo_lines(base: str, demo: dict[str, Any]) -> list[str]:
     """A curl line for ``up``: a v2 search event, its event id and timestamp made by the shell."""
     return [
         f"  curl -sS '{base}/events?tc_s=1&token={demo['key']}' -H 'Content-Type: application/json' "
         """-d '{"event_name":"search","search_term":"t-shirts","user":{"id":"12345"},"""
         """"context":{"event_id":"demo-'"$(date +%s%N)"'","event_timestamp":'"$(date +%s000)"'}}'"""
     ]
+
+
+SPEC = Dialect(
+    name=DIALECT,
+    adapter=commandersact,
+    ingest=ingest_routes(),
+    render_error=render_error,
+    new_source=new_source,
+    demo_lines=demo_lines,
+)

@@ -6,32 +6,48 @@ Everything else (preflights, settings, health, unknown paths) goes to the Starle
 ``bench/``: Starlette's Mount + Router + CORSMiddleware alone cost more per request than this whole path.
 
 Nothing is acknowledged before the publisher says the events are in Redis; any error on the way is
-answered in the dialect's shape by ``responses.error_response`` and nothing is published.
+answered in the dialect's shape (its ``Dialect.render_error``, applied by ``responses.error_response``)
+and nothing is published.
+
+A dialect shapes this path with the typed hooks of its ``IngestRoute``s: one context value in,
+one typed value out (see ``IngestRoute``). A route without hooks (Segment's) costs no hook call and no
+context: its key is looked up inline.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
 import uuid_utils
+from starlette.applications import Starlette
+from starlette.datastructures import State
 
-from trackgate.adapters.base import Adapter, AdapterError, Refused
+from trackgate.adapters.base import Adapter, AdapterError, PartialDecoder, Refused
 from trackgate.gateway import client_ip
 from trackgate.gateway.body import MAX_DEPTH, nested_deeper, read_body
-from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized
-from trackgate.gateway.responses import error_response
+from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable
+from trackgate.gateway.responses import ErrorRenderer, default_error, error_response
+from trackgate.gateway.runtime import Runtime
+from trackgate.gateway.types import Message, Receive, Scope, Send
 from trackgate.schemas.event import Event
 from trackgate.schemas.request import Incoming, RequestMeta, Source
 
 log = logging.getLogger(__name__)
 
 _CORS = (b"access-control-allow-origin", b"*")
+
+D = TypeVar("D")
+"""What a dialect's ``authenticate`` found besides the source (``None`` for most; OpenPanel: its
+``Client``, whether the secret was proved), handed to its ``prepare``."""
+
+Hints = dict[str, Any]
+"""What ``prepare`` works out for the adapter (``RequestMeta.hints``)."""
+CorsHeaders = tuple[tuple[bytes, bytes], ...]
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -43,6 +59,30 @@ class Reply(msgspec.Struct, frozen=True):
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
+class Auth(msgspec.Struct, Generic[D], frozen=True):
+    """Who sent a request: the source, and what else the dialect's ``authenticate`` found."""
+
+    source: Source
+    detail: D
+
+
+class AuthContext(msgspec.Struct, frozen=True):
+    """What ``authenticate`` sees: ``envelope`` is None before the body is parsed."""
+
+    runtime: Runtime
+    incoming: Incoming
+    envelope: Any = None
+
+
+class PrepareContext(msgspec.Struct, Generic[D], frozen=True):
+    """What ``prepare`` sees: the parsed envelope and what ``authenticate`` returned."""
+
+    runtime: Runtime
+    incoming: Incoming
+    envelope: Any
+    auth: Auth[D]
+
+
 class Accepted(msgspec.Struct, kw_only=True):
     """What ``accept`` published: for a dialect whose success answer depends on it."""
 
@@ -52,64 +92,56 @@ class Accepted(msgspec.Struct, kw_only=True):
     refused: list[Refused] = []
 
 
-@functools.cache
-def key_auth(adapter: Adapter) -> Callable[[Any, Incoming, Any | None], Source | None]:
-    """The default: one key, from a header or the body, looked up among the dialect's sources.
-    Returns None (before the body is parsed) when the key is not in a header."""
-
-    def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Source | None:
-        key = adapter.credentials(incoming.headers, envelope)
-        if envelope is None and not key:
-            return None
-        return sources.authenticate(adapter.dialect, key)
-
-    return authenticate
-
-
-class IngestRoute(msgspec.Struct, frozen=True, kw_only=True):
+class IngestRoute(msgspec.Struct, Generic[D], frozen=True, kw_only=True):
     """One accepting path: which adapter and call, the body cap, and what success looks like.
 
-    The hooks are how a dialect's gateway module shapes the shared path:
+    The hooks are how a dialect's gateway module shapes the shared path; each takes one typed value:
 
-    - ``authenticate(sources, incoming, envelope | None) -> Source | None``: called before the body
-      is read (``envelope=None``; return None to be called again with the parsed body) and after. It
-      may return an object with a ``source`` attribute instead, which ``prepare`` then receives.
-      Default: ``key_auth(adapter)``. Raise ``Unauthorized``/``Forbidden`` to refuse.
-    - ``prepare(runtime, incoming, source) -> dict`` (async): hints for the adapter (``meta.hints``):
-      a session id kept in Redis, a rate limit (raise ``RateLimited``), a trusted client IP. With
-      ``prepare_sees_body=True`` it is called with the parsed envelope as a fourth argument (OpenPanel:
-      the device id and client IP may come from the body, the secret from its root).
+    - ``authenticate(ctx: AuthContext) -> Auth[D] | None``: called before the body is read
+      (``ctx.envelope`` is None; return None to be called again once it is parsed) and after. Raise
+      ``Unauthorized``/``Forbidden`` to refuse; None after the body means no credentials at all (401).
+      Without it: the dialect's key (``adapter.credentials``, from a header, else from the body)
+      looked up among its sources, inline on the hot path.
+    - ``prepare(ctx: PrepareContext[D]) -> Hints`` (async): hints for the adapter (``meta.hints``): a
+      session id kept in Redis, a rate limit (raise ``RateLimited``), a trusted client IP. It sees
+      the parsed envelope and the ``Auth`` that ``authenticate`` returned, so nothing is worked out
+      twice (OpenPanel: whether the client secret was proved).
     - ``respond(accepted) -> Reply``: a success answer that depends on the request; without it the
       pre-built ``ok_status``/``ok_body`` is sent.
-    - ``partial``: decode with ``adapter.decode_partial`` (refused items go to quarantine).
+    - ``partial``: decode item by item with this ``PartialDecoder`` (refused items go to quarantine).
     - ``cors(headers) -> headers``: the CORS headers of every answer (success or error) to a request
       with an ``Origin``; default ``Access-Control-Allow-Origin: *``.
     """
 
-    adapter: Any  # an Adapter module
+    adapter: Adapter
     call: str
     cap: int
     ok_status: int = 200
     ok_body: bytes = b""
     ok_content_type: bytes = b"application/json"
-    authenticate: Callable | None = None
-    prepare: Callable | None = None
-    prepare_sees_body: bool = False
-    respond: Callable | None = None
-    partial: bool = False
-    cors: Callable[[Mapping[str, str]], tuple[tuple[bytes, bytes], ...]] | None = None
+    authenticate: Callable[[AuthContext], Auth[D] | None] | None = None
+    prepare: Callable[[PrepareContext[D]], Awaitable[Hints]] | None = None
+    respond: Callable[[Accepted], Reply] | None = None
+    partial: PartialDecoder | None = None
+    cors: Callable[[Mapping[str, str]], CorsHeaders] | None = None
 
-    def ok_messages(self, cors: bool) -> tuple[dict, dict]:
+    def ok_messages(self, cors: bool) -> tuple[Message, Message]:
         return _messages(Reply(self.ok_status, self.ok_body, self.ok_content_type), cors)
+
+
+Chooser = Callable[[Mapping[str, str], Mapping[str, str]], IngestRoute[Any]]
 
 
 class SharedRoute(msgspec.Struct, frozen=True):
     """A path that two dialects both use (``/event``): ``choose(headers, query)`` picks the route."""
 
-    choose: Callable[[Mapping[str, str], Mapping[str, str]], IngestRoute]
+    choose: Chooser
 
 
-def _messages(reply: Reply, cors: bool | tuple[tuple[bytes, bytes], ...]) -> tuple[dict, dict]:
+AnyRoute = IngestRoute[Any] | SharedRoute
+
+
+def _messages(reply: Reply, cors: bool | CorsHeaders) -> tuple[Message, Message]:
     headers = [
         *(
             ()  # a 204 has neither (RFC 9110 §8.6)
@@ -129,8 +161,8 @@ def _messages(reply: Reply, cors: bool | tuple[tuple[bytes, bytes], ...]) -> tup
 
 
 async def accept(
-    runtime: Any,
-    route: IngestRoute,
+    runtime: Runtime,
+    route: IngestRoute[Any],
     incoming: Incoming,
     chunks: AsyncIterator[bytes],
 ) -> Accepted:
@@ -138,23 +170,34 @@ async def accept(
     adapter = route.adapter
     dialect = adapter.dialect
     headers = incoming.headers
-    authenticate = route.authenticate or key_auth(adapter)
-    found = authenticate(runtime.sources, incoming, None)
-    body = await read_body(chunks, route.cap, headers.get("content-length"))
-    envelope = adapter.parse(route.call, body)
-    if found is None:
-        found = authenticate(runtime.sources, incoming, envelope)
-        if found is None:  # a hook that found no credentials at all
-            raise Unauthorized("no credentials", code="missing_credentials")
-    # a hook may return more than the source (OpenPanel: whether the secret was proved); ``prepare``
-    # gets what it returned, so nothing is worked out twice
-    source: Source = found if found.__class__ is Source else found.source
-    if route.prepare is None:
-        hints = {}
-    elif route.prepare_sees_body:
-        hints = await route.prepare(runtime, incoming, found, envelope)
+    authenticate = route.authenticate
+    auth: Auth[Any] | None = None
+    source: Source | None = None
+    if authenticate is None:  # the default: the dialect's key, checked before the body when it can be
+        key = adapter.credentials(headers, None)
+        if key:
+            source = runtime.sources.authenticate(dialect, key)
     else:
-        hints = await route.prepare(runtime, incoming, found)
+        auth = authenticate(AuthContext(runtime, incoming))
+    body = await read_body(
+        chunks, route.cap, headers.get("content-length"), runtime.settings.http_body_timeout_seconds
+    )
+    envelope = adapter.parse(route.call, body)
+    if auth is not None:
+        source = auth.source
+    elif authenticate is not None:
+        auth = authenticate(AuthContext(runtime, incoming, envelope))
+        if auth is None:  # a hook that found no credentials at all
+            raise Unauthorized("no credentials", code="missing_credentials")
+        source = auth.source
+    elif source is None:
+        source = runtime.sources.authenticate(dialect, adapter.credentials(headers, envelope))
+    if route.prepare is None:
+        hints: Hints = {}
+    else:
+        if auth is None:
+            auth = Auth(source, None)
+        hints = await route.prepare(PrepareContext(runtime, incoming, envelope, auth))
     meta = RequestMeta(
         source_id=source.id,
         dialect=dialect,
@@ -167,8 +210,9 @@ async def accept(
         query=incoming.query,
         hints=hints,
     )
-    if route.partial:
-        decoded = adapter.decode_partial(meta, envelope)
+    refused: list[Refused]
+    if route.partial is not None:
+        decoded = route.partial.decode_partial(meta, envelope)
         events, refused = decoded.events, decoded.refused
     else:
         events, refused = adapter.decode(meta, envelope), []
@@ -176,10 +220,13 @@ async def accept(
         if nested_deeper(event.raw):  # a worker could not decode it: refused whole, nothing published
             raise InvalidBody(f"JSON is nested more than {MAX_DEPTH} levels deep", code="invalid_json")
         event.id = str(uuid_utils.uuid7())
+    publisher = runtime.publisher
+    if publisher is None:  # the app's lifespan has not started
+        raise Unavailable("the gateway is starting; retry")
     if refused:
-        await runtime.publisher.publish(events, refused=refused, source_id=source.id)
+        await publisher.publish(events, refused=refused, source_id=source.id)
     else:
-        await runtime.publisher.publish(events)
+        await publisher.publish(events)
     return Accepted(source=source, meta=meta, events=events, refused=refused)
 
 
@@ -187,7 +234,7 @@ class ClientDisconnected(Exception):
     pass
 
 
-async def _receive_chunks(receive: Callable) -> AsyncIterator[bytes]:
+async def _receive_chunks(receive: Receive) -> AsyncIterator[bytes]:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -197,37 +244,25 @@ async def _receive_chunks(receive: Callable) -> AsyncIterator[bytes]:
             return
 
 
-def _compile(pattern: str) -> re.Pattern:
+def _compile(pattern: str) -> re.Pattern[str]:
     """``/{tracking_key}/event`` -> a regex whose named groups are the path parameters."""
     return re.compile("^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(pattern)) + "$")
 
 
-class IngestFront:
-    """ASGI: the accepting POST paths of every dialect, everything else to ``app``.
+class RouteTable:
+    """Accepting paths: exact ones in a dict, ``{name}`` patterns tried in order when none matches."""
 
-    ``routes`` maps a path to an ``IngestRoute`` or a ``SharedRoute``; a path with ``{name}`` segments
-    is a pattern, tried (in order) only when no exact path matches."""
-
-    def __init__(self, app: Any, runtime: Any, routes: Mapping[str, IngestRoute | SharedRoute]):
-        self.app = app
-        self.runtime = runtime
-        self.routes: dict[str, IngestRoute | SharedRoute] = {}
-        self.patterns: list[tuple[re.Pattern, IngestRoute | SharedRoute]] = []
+    def __init__(self, routes: Mapping[str, AnyRoute]) -> None:
+        self.exact: dict[str, AnyRoute] = {}
+        self.patterns: list[tuple[re.Pattern[str], AnyRoute]] = []
         for path, route in routes.items():
             if "{" in path:
                 self.patterns.append((_compile(path), route))
             else:
-                self.routes[path] = route
-        self._ok: dict[int, tuple[tuple[dict, dict], tuple[dict, dict]]] = {}
-        settings = getattr(runtime, "settings", None)
-        self._proxies = client_ip.parse_networks(settings.trusted_proxies) if settings else ()
+                self.exact[path] = route
 
-    @property
-    def state(self):
-        return self.app.state
-
-    def _match(self, path: str) -> tuple[IngestRoute | SharedRoute, dict[str, str]] | None:
-        found = self.routes.get(path)
+    def match(self, path: str) -> tuple[AnyRoute, dict[str, str]] | None:
+        found = self.exact.get(path)
         if found is not None:
             return found, {}
         for pattern, route in self.patterns:
@@ -236,15 +271,41 @@ class IngestFront:
                 return route, m.groupdict()
         return None
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+
+class IngestFront:
+    """ASGI: the accepting POST paths of every dialect, everything else to ``app``.
+
+    ``routes`` maps a path to an ``IngestRoute`` or a ``SharedRoute``; a path with ``{name}`` segments
+    is a pattern, tried (in order) only when no exact path matches. ``errors`` maps a dialect's name to
+    its error renderer (``Dialect.render_error``); a dialect without one answers in the default shape."""
+
+    def __init__(
+        self,
+        app: Starlette,
+        runtime: Runtime,
+        routes: Mapping[str, AnyRoute],
+        errors: Mapping[str, ErrorRenderer] | None = None,
+    ) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.table = RouteTable(routes)
+        self.errors: Mapping[str, ErrorRenderer] = errors or {}
+        self._ok: dict[int, tuple[tuple[Message, Message], tuple[Message, Message]]] = {}
+        self._proxies = client_ip.parse_networks(runtime.settings.trusted_proxies)
+
+    @property
+    def state(self) -> State:
+        return self.app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            found = self._match(scope["path"])
+            found = self.table.match(scope["path"])
             if found is not None:
                 await self._ingest(*found, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _static_ok(self, route: IngestRoute, cors: bool) -> tuple[dict, dict]:
+    def _static_ok(self, route: IngestRoute[Any], cors: bool) -> tuple[Message, Message]:
         cached = self._ok.get(id(route))
         if cached is None:
             cached = self._ok[id(route)] = (route.ok_messages(False), route.ok_messages(True))
@@ -252,11 +313,11 @@ class IngestFront:
 
     async def _ingest(
         self,
-        route: IngestRoute | SharedRoute,
+        route: AnyRoute,
         params: dict[str, str],
-        scope: dict,
-        receive: Callable,
-        send: Callable,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         # ASGI header names are lower-case already
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -264,7 +325,7 @@ class IngestFront:
         query = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
         if isinstance(route, SharedRoute):
             route = route.choose(headers, query)
-        cors: bool | tuple[tuple[bytes, bytes], ...] = "origin" in headers
+        cors: bool | CorsHeaders = "origin" in headers
         if cors and route.cors is not None:
             cors = route.cors(headers)
         client = scope.get("client")
@@ -296,7 +357,7 @@ class IngestFront:
             await self._error(dialect, exc, cors, scope, receive, send)
             return
         if route.respond is None and cors.__class__ is bool:
-            start, body = self._static_ok(route, cors)
+            start, body = self._static_ok(route, cors)  # type: ignore[arg-type]  # narrowed by the class test
         elif route.respond is None:
             start, body = _messages(Reply(route.ok_status, route.ok_body, route.ok_content_type), cors)
         else:
@@ -304,8 +365,16 @@ class IngestFront:
         await send(start)
         await send(body)
 
-    async def _error(self, dialect: str, exc: Exception, cors, scope, receive, send) -> None:
-        response = error_response(dialect, exc)
+    async def _error(
+        self,
+        dialect: str,
+        exc: Exception,
+        cors: bool | CorsHeaders,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        response = error_response(self.errors.get(dialect, default_error), exc, dialect)
         if cors is True:
             response.headers["access-control-allow-origin"] = "*"
         elif cors:

@@ -34,6 +34,8 @@ from starlette.routing import BaseRoute, Route, Router
 
 from trackgate.adapters import openpanel, traffic
 from trackgate.gateway import client_ip
+from trackgate.gateway.auth import SourceCache
+from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.errors import (
     GatewayError,
     InvalidBody,
@@ -41,9 +43,10 @@ from trackgate.gateway.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from trackgate.gateway.ingest import Accepted, IngestRoute, Reply
+from trackgate.gateway.ingest import Accepted, Auth, AuthContext, Hints, IngestRoute, PrepareContext, Reply
 from trackgate.gateway.responses import JSONResponse, error_response
-from trackgate.schemas.request import Incoming, Source
+from trackgate.gateway.runtime import Runtime
+from trackgate.schemas.request import Source
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ class Client(msgspec.Struct, frozen=True):
     """A valid client secret came with the request (server-side tracking)."""
 
 
-def identify_client(sources: Any, headers: Mapping[str, str], envelope: Any | None) -> Client:
+def identify_client(sources: SourceCache, headers: Mapping[str, str], envelope: Any | None) -> Client:
     """``validateSdkRequest``: the source and whether its secret was proved, or 401 with the real
     server's message. ``envelope`` is None for a GET (no body to carry credentials or revenue)."""
     client_id = openpanel.credentials(headers, envelope)
@@ -140,17 +143,19 @@ def identify_client(sources: Any, headers: Mapping[str, str], envelope: Any | No
     raise Unauthorized("Ingestion: Invalid cors or secret", code="invalid_cors_or_secret")
 
 
-def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Client | None:
+def authenticate(ctx: AuthContext) -> Auth[Client] | None:
     """Before the body: only the content type (fastify refuses other types with 415). After it (the body
-    is validated first, as the real server does): the client."""
+    is validated first, as the real server does): the client, which ``prepare`` receives."""
+    envelope = ctx.envelope
     if envelope is None:
-        content_type = incoming.headers.get("content-type")
+        content_type = ctx.incoming.headers.get("content-type")
         if content_type and content_type.split(";", 1)[0].strip().lower() != "application/json":
             raise UnsupportedMediaType(
                 f"Unsupported Media Type: {content_type}", code="unsupported_media_type"
             )
         return None
-    return identify_client(sources, incoming.headers, envelope)  # prepare gets the Client
+    client = identify_client(ctx.runtime.sources, ctx.incoming.headers, envelope)
+    return Auth(client.source, client)
 
 
 # --- bots, salts, device and session ids --------------------------------------------------------------
@@ -173,7 +178,7 @@ _salt_cache: weakref.WeakKeyDictionary[Any, tuple[date, float, tuple[str, str]]]
 its salts for 5 minutes; a minute here saves a Redis round trip on almost every request."""
 
 
-async def salts(store: Any, runtime: Any) -> tuple[str, str]:
+async def salts(store: Any, runtime: Runtime) -> tuple[str, str]:
     """Today's and yesterday's salt (UTC days), today's created on first use. Yesterday's falls back to
     today's, as the real server's does when it has only one."""
     today = runtime.clock().date()
@@ -230,9 +235,12 @@ async def touch_session(store: Any, source_id: str, candidates: list[str]) -> tu
     return device, session
 
 
-async def prepare(runtime: Any, incoming: Incoming, client: Client, envelope: Any) -> dict[str, Any]:
+async def prepare(ctx: PrepareContext[Client]) -> Hints:
     """The hints ``adapters.openpanel`` reads: trusted client IP, device and session ids, bot verdict.
-    ``client`` is what ``authenticate`` found; trusted proxies were resolved by the gateway already."""
+    The client is what ``authenticate`` found; trusted proxies were resolved by the gateway already.
+    The device id and client IP may come from the body (``ctx.envelope``)."""
+    runtime, incoming, envelope = ctx.runtime, ctx.incoming, ctx.envelope
+    client = ctx.auth.detail
     source = client.source
     ip = client_ip.client_ip(incoming.headers, incoming.client_ip, trusted=client.verified)
     user_agent = incoming.headers.get("user-agent")
@@ -261,6 +269,40 @@ async def prepare(runtime: Any, incoming: Incoming, client: Client, envelope: An
     return hints
 
 
+# --- errors ------------------------------------------------------------------------------------------
+
+_FASTIFY_CODES = frozenset(
+    {"invalid_json", "empty_body", "request_too_large", "unsupported_media_type", "invalid_body"}
+)
+"""Errors fastify raises before validation (its ``FastifyError``); the rest are validation errors."""
+
+
+_PLAIN = frozenset({"missing_ip", "missing_user_agent"})
+"""``GET /track/device-id``'s refusals, which OpenPanel's controller sends as plain text."""
+
+
+def render_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """OpenPanel's answers: 401 (and 500) plain text, as ``clientHook`` and ``app.ts`` send them; other
+    errors ``{"status", "error", "message"}`` from its error handler, a validation message prefixed
+    with the field's path (``body/payload/name Too small: ...``)."""
+    if status == 401 or code in _PLAIN:
+        return Response(message, status_code=status, media_type="text/plain")
+    if status >= 500 and status != 503:
+        return Response("Internal server error", status_code=status, media_type="text/plain")
+    if status == 429:
+        message = "You have exceeded the rate limit for this endpoint."
+        return JSONResponse(
+            {"status": 429, "error": "Too Many Requests", "message": message}, status_code=429
+        )
+    if status == 413:
+        message = "Request body is too large"
+    error = "FastifyError" if code in _FASTIFY_CODES else "Error"
+    if status == 503:
+        error = "Service Unavailable"
+    body = {"status": status, "error": error, "message": f"{path} {message}" if path else message}
+    return JSONResponse(body, status_code=status, headers={"Retry-After": "5"} if status == 503 else None)
+
+
 # --- success answers ---------------------------------------------------------------------------------
 
 
@@ -281,14 +323,13 @@ def respond(accepted: Accepted) -> Reply:
     return Reply(202, (event.user_id or "").encode(), _TEXT)
 
 
-def _route(call: str) -> IngestRoute:
+def _route(call: str) -> IngestRoute[Client]:
     return IngestRoute(
         adapter=openpanel,
         call=call,
         cap=openpanel.MAX_BODY_BYTES,
         authenticate=authenticate,
         prepare=prepare,
-        prepare_sees_body=True,
         respond=respond,
     )
 
@@ -296,15 +337,16 @@ def _route(call: str) -> IngestRoute:
 _ROUTES = {call: _route(call) for call in _CALL_PATHS}
 
 
-def ingest_routes() -> dict[str, IngestRoute]:
+def ingest_routes() -> dict[str, IngestRoute[Client]]:
     """/track and /profile{,/increment,/decrement} at the root, and every call under /openpanel."""
     routes = {f"{PREFIX}{path}": _ROUTES[call] for call, path in _CALL_PATHS.items()}
     routes.update({path: _ROUTES[call] for call, path in _CALL_PATHS.items() if call != "event"})
     return routes
 
 
-def shared_routes() -> dict[str, IngestRoute]:
-    """/event at the root: Reflag's too (``routes.choose_shared`` sends Bearer calls there)."""
+def shared_routes() -> dict[str, IngestRoute[Client]]:
+    """/event at the root: Reflag's too (``gateway.bucket.claims`` takes Bearer calls); OpenPanel
+    makes no claim, so it takes the rest."""
     return {"/event": _ROUTES["event"]}
 
 
@@ -318,7 +360,7 @@ async def fetch_device_id(request: Request) -> Response:
     try:
         client = identify_client(runtime.sources, headers, None)
     except GatewayError as exc:
-        return error_response(DIALECT, exc)
+        return error_response(render_error, exc)
     user_agent = headers.get("user-agent")
     if not client.verified and user_agent:
         bot = detect_bot(user_agent)
@@ -332,9 +374,11 @@ async def fetch_device_id(request: Request) -> Response:
         proxies=client_ip.parse_networks(runtime.settings.trusted_proxies),
     )
     if not ip:
-        return error_response(DIALECT, InvalidBody("Missing ip address", code="missing_ip"))
+        return error_response(render_error, InvalidBody("Missing ip address", code="missing_ip"))
     if not user_agent:
-        return error_response(DIALECT, InvalidBody("Missing header: user-agent", code="missing_user_agent"))
+        return error_response(
+            render_error, InvalidBody("Missing header: user-agent", code="missing_user_agent")
+        )
     source_id = client.source.id
     try:
         current, previous = await salts(runtime.redis, runtime)
@@ -342,7 +386,9 @@ async def fetch_device_id(request: Request) -> Response:
         before_id = device_id(previous, user_agent, ip, source_id)
         found = await find_session(runtime.redis, source_id, [now_id, before_id])
     except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
-        return error_response(DIALECT, Unavailable(f"session store unavailable: {exc.__class__.__name__}"))
+        return error_response(
+            render_error, Unavailable(f"session store unavailable: {exc.__class__.__name__}")
+        )
     if found is None:
         body = {"deviceId": now_id, "sessionId": "", "message": "No session exists for this device id"}
     else:
@@ -385,7 +431,7 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-def new_source(key: str | None, options: dict) -> dict:
+def new_source(key: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """An OpenPanel client: the client id (a UUID, the primary key), a client secret (extra key
     ``secret``) and the allowed browser origins (``settings.cors``, from ``--origin``)."""
     client_id = (key or str(uuid.uuid4())).lower()
@@ -403,7 +449,7 @@ def new_source(key: str | None, options: dict) -> dict:
     }
 
 
-def demo_lines(base: str, demo: dict) -> list[str]:
+def demo_lines(base: str, demo: dict[str, Any]) -> list[str]:
     """The curl line ``up`` prints for the demo client ``new_source`` made."""
     return [
         f"  curl -sS {base}/track -H 'Content-Type: application/json'"
@@ -412,3 +458,15 @@ def demo_lines(base: str, demo: dict) -> list[str]:
         """ -d '{"type":"track","payload":{"name":"signup","profileId":"user-1","""
         """"properties":{"plan":"pro"}}}'"""
     ]
+
+
+SPEC = Dialect(
+    name=DIALECT,
+    adapter=openpanel,
+    ingest=ingest_routes(),
+    shared=shared_routes(),
+    routes=routes(),
+    render_error=render_error,
+    new_source=new_source,
+    demo_lines=demo_lines,
+)

@@ -6,6 +6,18 @@ a single MULTI/EXEC on the asyncio Redis client. Requests that arrive while a fl
 the next group, so the group size follows the load with no linger timer. Only after EXEC succeeds are
 the waiting requests released to answer 2xx; if Redis fails or times out they get ``Unavailable``.
 
+The events held (waiting, or in a write in flight) are capped at ``max_pending_events``: beyond it a
+request is refused at once with ``Unavailable`` (503, ``Retry-After``) and nothing of it is held, so a
+slow or frozen Redis cannot grow the gateway's memory without bound. A refused request was never
+acknowledged; an acknowledged one was never refused.
+
+A 503 must mean "nothing was stored": a write that reaches Redis after the gateway gave up (Redis frozen,
+a slow network) must not land and be stored beside the client's retry. So the commands do not go in a
+MULTI/EXEC but in one Lua script (``_PUBLISH``) that first reads Redis's own clock and writes nothing when
+the flush's deadline has passed. The deadline is in Redis's clock (the offset to ours is learned from
+every reply), ``DEADLINE_MARGIN`` before the gateway stops waiting: a script that runs in time is answered
+before the gateway gives up unless its reply alone takes longer than the margin.
+
 RQ and the synchronous redis-py client never touch the network here: RQ records its commands into a
 synchronous pipeline that is never executed, and those commands are replayed on the asyncio
 pipeline. The job format is exactly RQ's, so stock RQ workers consume it.
@@ -14,7 +26,9 @@ pipeline. The job format is exactly RQ's, so stock RQ workers consume it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
 import zlib
 
 import msgspec
@@ -39,6 +53,31 @@ log = logging.getLogger(__name__)
 
 RETRY_INTERVALS = [1, 5, 15, 60, 300, 900, 1800, 3600]
 MAX_JOB_RAW_BYTES = 8 * 1024 * 1024
+
+DEADLINE_MARGIN = 0.25
+"""Seconds between the script's deadline (in Redis's clock) and the moment the gateway stops waiting."""
+
+_PUBLISH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now > tonumber(ARGV[1]) then
+  return {0, now}
+end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return {1, now}
+"""
+"""ARGV: the deadline (ms, Redis's clock), then each command as its length followed by its words.
+Returns ``{written, Redis's clock in ms}``. A script runs atomically, as MULTI/EXEC did."""
+_PUBLISH_SHA = hashlib.sha1(_PUBLISH.encode()).hexdigest()
+
+
+def _now_ms() -> float:
+    return time.time() * 1000
 
 
 class _Pending(msgspec.Struct):
@@ -103,6 +142,7 @@ class Publisher:
         retries: int = 10,
         timeout: float = 2.0,
         compress_level: int = 1,
+        max_pending_events: int = 50_000,
     ):
         self._client = client
         # A synchronous client that is never connected: RQ writes its commands into its pipelines.
@@ -115,9 +155,14 @@ class Publisher:
         self._retry = Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries > 0 else None
         self._timeout = timeout
         self._pending: list[_Pending] = []
+        self._max_pending_events = max_pending_events
+        self._held = 0
+        """Events (and refused items) of requests not answered yet: waiting or being written."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closed = False
+        self._clock_offset_ms = 0.0
+        """Redis's clock minus ours (ms), from the last reply; deadlines are written in Redis's clock."""
 
     async def start(self) -> None:
         try:
@@ -126,6 +171,12 @@ class Publisher:
         except (redis.RedisError, OSError, KeyError, ValueError):
             version = (6, 2, 0)  # RQ records it on the job; it does not change how the job is written
         self._queue.redis_server_version = version  # type: ignore[assignment]
+        try:
+            sent = _now_ms()
+            seconds, micros = await self._client.time()
+            self._learn_offset(sent, seconds * 1000 + micros // 1000)
+        except (redis.RedisError, OSError):
+            pass  # learned from the first flush's reply; until then our clock is taken for Redis's
         self._task = asyncio.create_task(self._run(), name="trackgate-publisher")
 
     async def stop(self) -> None:
@@ -152,10 +203,23 @@ class Publisher:
             if source_id is None:
                 raise ValueError("publish(refused=...) needs the source_id")
             items = [_refused_item(r, source_id) for r in refused]
+        count = len(events) + len(items)
+        if self._held and self._held + count > self._max_pending_events:
+            raise Unavailable(
+                "the event store is not keeping up; nothing was stored, retry",
+                code="overloaded",
+                headers={"Retry-After": "5"},
+            )
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(events, items, future))
+        self._held += count
         self._wake.set()
         await future
+
+    @property
+    def held_events(self) -> int:
+        """Events (and refused items) waiting for Redis now."""
+        return self._held
 
     def _take(self) -> list[_Pending]:
         pending, self._pending = self._pending, []
@@ -211,16 +275,46 @@ class Publisher:
             self._queue.enqueue_job(job, pipeline=recording)
         return recording.command_stack
 
+    def _learn_offset(self, sent_ms: float, redis_ms: float) -> None:
+        """Redis read its clock somewhere between our send and now: take the middle."""
+        self._clock_offset_ms = redis_ms - (sent_ms + _now_ms()) / 2
+
+    def script_args(self, commands: list, sent_ms: float) -> list:
+        """The deadline in Redis's clock, then each recorded command as its length and its words."""
+        wait = max(self._timeout - DEADLINE_MARGIN, self._timeout / 2)
+        deadline = sent_ms + self._clock_offset_ms + wait * 1000
+        argv: list = [int(deadline)]
+        for args, _options in commands:
+            argv.append(len(args))
+            argv.extend(args)
+        return argv
+
+    async def _run_script(self, argv: list) -> tuple[int, int]:
+        try:
+            written, now = await self._client.evalsha(_PUBLISH_SHA, 0, *argv)
+        except redis.exceptions.NoScriptError:  # a restarted Redis: EVAL loads it again
+            written, now = await self._client.eval(_PUBLISH, 0, *argv)
+        return int(written), int(now)
+
     async def _flush(self, pending: list[_Pending]) -> None:
+        try:
+            await self._write(pending)
+        finally:
+            # every request of ``pending`` is answered (or its waiter gone): none of it is held now
+            self._held -= sum(len(r.events) + len(r.refused) for r in pending)
+
+    async def _write(self, pending: list[_Pending]) -> None:
         groups = self._groups(pending)
         n_events = sum(len(g.events) for g in groups)
         try:
             commands = self.record(groups)
-            pipe = self._client.pipeline(transaction=True)
-            for args, options in commands:
-                pipe.execute_command(*args, **options)
+            sent = _now_ms()
+            argv = self.script_args(commands, sent)
             async with asyncio.timeout(self._timeout):
-                await pipe.execute()
+                written, redis_now = await self._run_script(argv)
+            self._learn_offset(sent, redis_now)
+            if not written:
+                raise TimeoutError("the write reached Redis after its deadline and was not made")
         except (redis.RedisError, OSError, TimeoutError) as exc:
             log.warning("publish_failed n_requests=%d n_events=%d error=%r", len(pending), n_events, exc)
             error = Unavailable("the event store is unavailable; nothing was stored, retry")

@@ -1,14 +1,21 @@
 """The route table. Each dialect is reachable at its vendor's own paths (so only the base URL
 changes) and under its own prefix (``/segment/v1/...``, ``/openpanel/...``), which is never ambiguous.
 
-A dialect's gateway module (``gateway/<dialect>.py``) provides:
+A dialect is one ``gateway.dialect.Dialect`` value, declared at the end of its HTTP module
+(``gateway/<dialect>.py``) as ``SPEC`` and listed once in ``DIALECTS`` below:
 
-- ``ingest_routes() -> dict[path, IngestRoute]``: its accepting POST paths, served by ``IngestFront``;
-- ``shared_routes() -> dict[path, IngestRoute]`` (optional): unprefixed paths that another dialect may
-  use too; when two dialects claim one, ``_shared`` decides per request (see ``choose_shared``);
-- ``routes() -> list[BaseRoute]``: everything else (GET endpoints, preflights), served by Starlette;
-- ``demo_source() -> dict`` and ``demo_lines(base, demo) -> list[str]``: what ``trackgate up`` creates
-  and prints for it.
+- ``ingest``: its accepting POST paths -> ``IngestRoute`` (adapter, call, body cap, typed hooks
+  ``authenticate(AuthContext) -> Auth | None``, ``prepare(PrepareContext) -> Hints``, ``respond``,
+  ``partial``, ``cors``; see ``gateway.ingest``), served by ``IngestFront`` as raw ASGI;
+- ``shared`` and ``claims``: unprefixed POST paths another dialect may use too; on a path claimed by
+  several, each ``claims(headers, query)`` is asked in ``DIALECTS`` order and the dialect without a
+  claim takes the rest (``shared_route``);
+- ``routes``: everything else (GET endpoints, preflights), served by Starlette;
+- ``render_error``: its error shape (``responses.error_response`` applies it);
+- ``new_source`` and ``demo_lines``: what ``trackgate sources add`` and ``trackgate up`` create and print.
+
+Its pure side, ``adapter`` (``adapters/<dialect>.py``), is listed in ``adapters.registry.CODECS`` in
+the same order (a test checks it).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import psycopg
 from redis.exceptions import RedisError
@@ -25,11 +33,20 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from trackgate.gateway import bucket, commandersact, openpanel, segment, spectacle, tinytrail
-from trackgate.gateway.ingest import IngestRoute, SharedRoute
+from trackgate.gateway.dialect import Claim, Dialect
+from trackgate.gateway.ingest import AnyRoute, IngestRoute, SharedRoute
 from trackgate.gateway.responses import JSONResponse
+from trackgate.gateway.runtime import Runtime
 
-DIALECTS = (segment, spectacle, openpanel, bucket, commandersact, tinytrail)
-"""The gateway module of every dialect, in the order ``up`` lists them."""
+DIALECTS: tuple[Dialect, ...] = (
+    segment.SPEC,
+    spectacle.SPEC,
+    openpanel.SPEC,
+    bucket.SPEC,
+    commandersact.SPEC,
+    tinytrail.SPEC,
+)
+"""Every dialect, in the order ``up`` lists them."""
 
 HEALTH_TIMEOUT_SECONDS = 1.0
 HEALTH_CACHE_SECONDS = 1.0
@@ -41,12 +58,13 @@ except PackageNotFoundError:  # run from a source tree that was never installed
     VERSION = "unknown"
 
 
-async def _db_ok(runtime) -> bool:
+async def _db_ok(runtime: Runtime) -> bool:
+    database_url = runtime.settings.database_url
+    if not database_url:  # create_app refuses to start without one
+        return False
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            conn = await psycopg.AsyncConnection.connect(
-                runtime.settings.database_url, autocommit=True, connect_timeout=1
-            )
+            conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True, connect_timeout=1)
             async with conn:
                 await conn.execute("SELECT 1")
         return True
@@ -54,7 +72,7 @@ async def _db_ok(runtime) -> bool:
         return False
 
 
-async def _redis_ok(runtime) -> bool:
+async def _redis_ok(runtime: Runtime) -> bool:
     if runtime.redis is None:
         return False
     try:
@@ -89,52 +107,52 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "degraded", **body}, status_code=503)
 
 
-def choose_shared(routes: Mapping[str, IngestRoute]) -> SharedRoute:
-    """A path both OpenPanel and Reflag use (``/event``; Reflag alone has ``/user``, ``/company`` and
-    ``/feedback``). The credentials decide: ``Authorization: Bearer`` or ``?publishableKey=`` is
-    Reflag's (its SDKs always send one of them); anything else (``openpanel-client-id`` or
-    ``mixan-client-id`` headers, or ``clientId`` in the body) is OpenPanel's, whose 401 then names what
-    is missing."""
-    bucket, openpanel = routes.get("bucket"), routes.get("openpanel")
+def shared_route(claimants: list[tuple[Claim | None, IngestRoute[Any]]]) -> SharedRoute:
+    """One path, several dialects' routes: the first whose claim takes the request, else the one that
+    makes no claim (there is at most one)."""
+    claimed = [(claim, route) for claim, route in claimants if claim is not None]
+    rest = [route for claim, route in claimants if claim is None]
+    if len(rest) > 1:
+        raise RuntimeError("two dialects share a path and neither claims its requests")
+    fallback = rest[0] if rest else claimed[-1][1]
 
-    def choose(headers: Mapping[str, str], query: Mapping[str, str]) -> IngestRoute:
-        if bucket is not None and (
-            headers.get("authorization", "")[:7].lower() == "bearer " or "publishableKey" in query
-        ):
-            return bucket
-        return openpanel if openpanel is not None else bucket  # type: ignore[return-value]
+    def choose(headers: Mapping[str, str], query: Mapping[str, str]) -> IngestRoute[Any]:
+        for claim, route in claimed:
+            if claim(headers, query):
+                return route
+        return fallback
 
     return SharedRoute(choose=choose)
 
 
-def _shared() -> dict[str, IngestRoute | SharedRoute]:
-    claims: dict[str, dict[str, IngestRoute]] = {}
-    for module in DIALECTS:
-        for path, route in getattr(module, "shared_routes", dict)().items():
-            claims.setdefault(path, {})[route.adapter.dialect] = route
+def _shared() -> dict[str, AnyRoute]:
+    claims: dict[str, list[tuple[Claim | None, IngestRoute[Any]]]] = {}
+    for dialect in DIALECTS:
+        for path, route in dialect.shared.items():
+            claims.setdefault(path, []).append((dialect.claims, route))
     return {
-        path: next(iter(by_dialect.values())) if len(by_dialect) == 1 else choose_shared(by_dialect)
-        for path, by_dialect in claims.items()
+        path: claimants[0][1] if len(claimants) == 1 else shared_route(claimants)
+        for path, claimants in claims.items()
     }
 
 
-def ingest_routes() -> dict[str, IngestRoute | SharedRoute]:
+def ingest_routes() -> dict[str, AnyRoute]:
     """Every dialect's accepting POST paths (exact or ``{param}`` patterns), for ``IngestFront``."""
-    table: dict[str, IngestRoute | SharedRoute] = {}
-    for module in DIALECTS:
-        for path, route in module.ingest_routes().items():
+    table: dict[str, AnyRoute] = {}
+    for dialect in DIALECTS:
+        for path, route in dialect.ingest.items():
             if path in table:
-                raise RuntimeError(f"two dialects claim POST {path}; use shared_routes()")
+                raise RuntimeError(f"two dialects claim POST {path}; declare it in Dialect.shared")
             table[path] = route
-    for path, route in _shared().items():
+    for path, shared in _shared().items():
         if path in table:
             raise RuntimeError(f"POST {path} is both a dialect's own path and a shared one")
-        table[path] = route
+        table[path] = shared
     return table
 
 
 def build_routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
-    for module in DIALECTS:
-        routes.extend(module.routes())
+    for dialect in DIALECTS:
+        routes.extend(dialect.routes)
     return routes

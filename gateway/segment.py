@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -9,30 +11,39 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 
 from trackgate.adapters import segment
 from trackgate.gateway.auth import new_key
+from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.errors import NotFound, Unavailable
 from trackgate.gateway.ingest import IngestRoute
-from trackgate.gateway.responses import SEGMENT_OK, JSONResponse, error_response
+from trackgate.gateway.responses import SEGMENT_OK, SUCCESS, JSONResponse, default_error, error_response
 
 DIALECT = "segment"
 PREFIXES = ("/v1", "/segment/v1")
 
 
-def ingest_routes() -> dict[str, IngestRoute]:
+def ingest_routes() -> dict[str, IngestRoute[None]]:
     """POST /v1/{identify,track,page,screen,group,alias,batch,import} and analytics.js's
     /v1/{i,t,p,s,g,a,b}, at the root and under /segment: served by ``gateway.ingest.IngestFront``."""
-    routes = {}
+    routes: dict[str, IngestRoute[None]] = {}
     for call, kind in segment.CALLS.items():
         cap = segment.MAX_BATCH_BYTES if kind == "batch" else segment.MAX_EVENT_BYTES
-        route = IngestRoute(adapter=segment, call=call, cap=cap, ok_status=200, ok_body=SEGMENT_OK.body)
+        route: IngestRoute[None] = IngestRoute(
+            adapter=segment, call=call, cap=cap, ok_status=200, ok_body=SUCCESS
+        )
         for prefix in PREFIXES:
             routes[f"{prefix}/{call}"] = route
     return routes
 
 
+def render_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """The default shape; Segment documents 400 for an oversized request or event (its SDKs never
+    retry a 400)."""
+    return default_error(400 if status == 413 else status, code, message, path)
+
+
 async def unknown_call(request: Request) -> Response:
     """POST /v1/<anything else>: the accepted calls never reach Starlette."""
     call = request.path_params["call"]
-    return error_response("segment", NotFound(f"no such call: /v1/{call}", code="unknown_call"))
+    return error_response(render_error, NotFound(f"no such call: /v1/{call}", code="unknown_call"))
 
 
 async def metrics(request: Request) -> Response:
@@ -47,9 +58,9 @@ async def project_settings(request: Request) -> Response:
     try:
         found = runtime.sources.by_key("segment", write_key)
     except Unavailable as exc:
-        return error_response("segment", exc)
+        return error_response(render_error, exc, DIALECT)
     if found is None:
-        return error_response("segment", NotFound("no source has that write key"))
+        return error_response(render_error, NotFound("no source has that write key"))
     base = (runtime.settings.public_url or f"{request.url.scheme}://{request.url.netloc}").rstrip("/")
     scheme, _, host = base.partition("://")
     host += request.scope.get("root_path", "")  # the mount it was asked under: /v1 or /segment/v1
@@ -103,7 +114,7 @@ def routes() -> list[BaseRoute]:
     return [Mount(prefix, app=v1) for prefix in PREFIXES]
 
 
-def new_source(key: str | None, options: dict) -> dict:
+def new_source(key: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """Credentials of a new Segment source: one write key (``sources add`` and ``up``).
 
     Returns ``key`` (primary, in ``sources.key_hash``), ``extra_keys`` (kind -> key, in
@@ -112,9 +123,20 @@ def new_source(key: str | None, options: dict) -> dict:
     return {"key": key, "extra_keys": {}, "settings": {}, "show": {"write key": key}}
 
 
-def demo_lines(base: str, demo: dict) -> list[str]:
+def demo_lines(base: str, demo: dict[str, Any]) -> list[str]:
     """The curl line ``up`` prints for the demo source ``new_source`` made."""
     return [
         f"  curl -sS {base}/v1/track -u '{demo['key']}:' -H 'Content-Type: application/json' "
         """-d '{"userId":"user-1","event":"Signed Up","properties":{"plan":"pro"}}'"""
     ]
+
+
+SPEC = Dialect(
+    name=DIALECT,
+    adapter=segment,
+    ingest=ingest_routes(),
+    routes=routes(),
+    render_error=render_error,
+    new_source=new_source,
+    demo_lines=demo_lines,
+)

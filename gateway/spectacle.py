@@ -22,28 +22,29 @@ from starlette.routing import BaseRoute, Route
 
 from trackgate.adapters import spectacle
 from trackgate.adapters.base import InvalidPayload
+from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.errors import NotFound, Unauthorized, UnsupportedMediaType
-from trackgate.gateway.ingest import IngestRoute
-from trackgate.gateway.responses import SUCCESS, error_response
-from trackgate.schemas.request import Incoming, Source
+from trackgate.gateway.ingest import Auth, AuthContext, IngestRoute
+from trackgate.gateway.responses import SUCCESS, JSONResponse, error_response, retry_headers
 
 DIALECT = "spectacle"
 PREFIXES = ("", "/spectacle")
 JSON_TYPES = frozenset({"application/json"})
 
 
-def _authenticate(json_only: bool) -> Callable[[Any, Incoming, Any | None], Source | None]:
-    def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Source | None:
+def _authenticate(json_only: bool) -> Callable[[AuthContext], Auth[None] | None]:
+    def authenticate(ctx: AuthContext) -> Auth[None] | None:
+        envelope = ctx.envelope
         if envelope is None:
             if json_only:
-                _check_json(incoming.headers.get("content-type"))
+                _check_json(ctx.incoming.headers.get("content-type"))
             return None  # the workspace id is in the body
-        key = spectacle.credentials(incoming.headers, envelope)
+        key = spectacle.credentials(ctx.incoming.headers, envelope)
         field = envelope.key_field
         if not key:
             raise InvalidPayload("missing_field", f"{field} is required: your workspace id (ws_...)", field)
         try:
-            return sources.authenticate(DIALECT, key)
+            return Auth(ctx.runtime.sources.authenticate(DIALECT, key), None)
         except Unauthorized:
             raise Unauthorized(
                 f"no workspace has the {field} you sent", code="invalid_credentials", path=field
@@ -59,11 +60,11 @@ def _check_json(content_type: str | None) -> None:
         raise UnsupportedMediaType(f"Content-Type must be application/json ({got})", path="Content-Type")
 
 
-def ingest_routes() -> dict[str, IngestRoute]:
+def ingest_routes() -> dict[str, IngestRoute[None]]:
     """/tracking/{identify,track,page,group} and /{p,i,t,g}, at the root and under /spectacle."""
     rest = _authenticate(json_only=True)
     pixel = _authenticate(json_only=False)
-    routes: dict[str, IngestRoute] = {}
+    routes: dict[str, IngestRoute[None]] = {}
     for call in spectacle.CALLS:
         is_rest = call in spectacle.REST_CALLS
         route = IngestRoute(
@@ -77,6 +78,14 @@ def ingest_routes() -> dict[str, IngestRoute]:
         for prefix in PREFIXES:
             routes[f"{prefix}/tracking/{call}" if is_rest else f"{prefix}/{call}"] = route
     return routes
+
+
+def render_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """Spectacle documents no error body: the default shape, with the ``success`` flag of its 200."""
+    body = {"success": False, "code": code, "message": message}
+    if path:
+        body["path"] = path
+    return JSONResponse(body, status_code=status, headers=retry_headers(status))
 
 
 async def preflight(request: Request) -> Response:
@@ -97,7 +106,7 @@ async def preflight(request: Request) -> Response:
 async def unknown_call(request: Request) -> Response:
     """POST /tracking/<anything else>: the accepted calls never reach Starlette."""
     call = request.path_params["call"]
-    response = error_response(DIALECT, NotFound(f"no such call: /tracking/{call}", code="unknown_call"))
+    response = error_response(render_error, NotFound(f"no such call: /tracking/{call}", code="unknown_call"))
     if "origin" in request.headers:
         response.headers["access-control-allow-origin"] = "*"
     return response
@@ -113,7 +122,7 @@ def routes() -> list[BaseRoute]:
     return out
 
 
-def new_source(key: str | None, options: dict) -> dict:
+def new_source(key: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """A Spectacle source: its key IS the workspace id (``ws_`` + random when not given)."""
     key = key or new_workspace_id()
     return {"key": key, "extra_keys": {}, "settings": {}, "show": {"workspace id": key}}
@@ -124,7 +133,7 @@ def new_workspace_id() -> str:
     return "ws_" + secrets.token_hex(12)
 
 
-def demo_lines(base: str, demo: dict) -> list[str]:
+def demo_lines(base: str, demo: dict[str, Any]) -> list[str]:
     """A REST track and a pixel page view, as ``up`` prints them (they work pasted into a shell)."""
     ws = demo["key"]
     return [
@@ -135,3 +144,14 @@ def demo_lines(base: str, demo: dict) -> list[str]:
         f"""-d '{{"type":"page","writeKey":"{ws}","userId":null,"anonymousId":"anon-1","""
         """"context":{"page":{"url":"https://example.com/","path":"/","title":"Home"}}}'""",
     ]
+
+
+SPEC = Dialect(
+    name=DIALECT,
+    adapter=spectacle,
+    ingest=ingest_routes(),
+    routes=routes(),
+    render_error=render_error,
+    new_source=new_source,
+    demo_lines=demo_lines,
+)

@@ -37,9 +37,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from trackgate.adapters import tinytrail, traffic
+from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.errors import GatewayError, RateLimited, Unavailable
-from trackgate.gateway.ingest import Accepted, IngestRoute, Reply
-from trackgate.schemas.request import Incoming, Source
+from trackgate.gateway.ingest import Accepted, Auth, AuthContext, Hints, IngestRoute, PrepareContext, Reply
+from trackgate.gateway.responses import JSONResponse, retry_headers
+from trackgate.gateway.runtime import Runtime
+from trackgate.schemas.request import Source
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,9 @@ class Dropped(GatewayError):
 
 
 UNKNOWN_WEBSITE = Source(id="", dialect=DIALECT, name="(unknown website)")
-"""What ``authenticate`` returns for a website id no source has: the rate limit still counts it,
+"""What ``authenticate`` finds for a website id no source has: the rate limit still counts it,
 then ``prepare`` drops it."""
+_UNKNOWN = Auth(UNKNOWN_WEBSITE, None)
 
 ACCEPTED = Reply(202, b'{"status":"accepted"}')
 SILENT = Reply(204, b"")
@@ -75,13 +79,14 @@ def website_id(value: str) -> str | None:
         return None
 
 
-def authenticate(sources: Any, incoming: Incoming, envelope: Any | None) -> Source | None:
+def authenticate(ctx: AuthContext) -> Auth[None] | None:
     """The website id is in the body: nothing to check before it is parsed."""
+    envelope = ctx.envelope
     if envelope is None:
         return None
     key = website_id(envelope.website_id)
-    found = sources.by_key(DIALECT, key) if key else None
-    return found or UNKNOWN_WEBSITE
+    found = ctx.runtime.sources.by_key(DIALECT, key) if key else None
+    return _UNKNOWN if found is None else Auth(found, None)
 
 
 # --- the rate limit -----------------------------------------------------------------------------
@@ -107,7 +112,7 @@ async def _count(redis: Any, key: str, window_ms: int) -> tuple[int, int]:
     return int(n), int(ttl)
 
 
-async def rate_limit(runtime: Any, ip: str | None) -> None:
+async def rate_limit(runtime: Runtime, ip: str | None) -> None:
     """Count this request against its IP's fixed window; raise ``RateLimited`` past the limit."""
     settings = runtime.settings
     limit = settings.tinytrail_rate_limit
@@ -128,9 +133,11 @@ async def rate_limit(runtime: Any, ip: str | None) -> None:
         )
 
 
-async def prepare(runtime: Any, incoming: Incoming, source: Source) -> dict:
+async def prepare(ctx: PrepareContext[None]) -> Hints:
     """Rate limit, silent drop of an unknown website, and the flags the adapter stores."""
-    await rate_limit(runtime, incoming.client_ip)
+    incoming = ctx.incoming
+    await rate_limit(ctx.runtime, incoming.client_ip)
+    source = ctx.auth.source
     if source is UNKNOWN_WEBSITE:
         raise Dropped("no website has that website_id")
     settings = source.settings
@@ -154,6 +161,31 @@ def cors(headers: Mapping[str, str]) -> tuple[tuple[bytes, bytes], ...]:
     )
 
 
+_TINYTRAIL_CODES = {
+    400: "INVALID_PAYLOAD",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def render_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """``{"status":"error","error":{"code","message"}}`` with TinyTrail's codes. Its collect endpoint
+    documents no 413 or 415: a body too large or unreadable is ``INVALID_PAYLOAD``. A 204 is its silent
+    drop (an unknown website): no body at all."""
+    if status == 204:
+        return Response(status_code=204)
+    if status in (413, 415):
+        status = 400
+    tt_code = _TINYTRAIL_CODES.get(status, "INTERNAL_ERROR")
+    if tt_code == "INTERNAL_ERROR":
+        status = 500
+    body = {"status": "error", "error": {"code": tt_code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=retry_headers(status))
+
+
 COLLECT_ROUTE = IngestRoute(
     adapter=tinytrail,
     call="collect",
@@ -167,7 +199,7 @@ COLLECT_ROUTE = IngestRoute(
 )
 
 
-def ingest_routes() -> dict[str, IngestRoute]:
+def ingest_routes() -> dict[str, IngestRoute[None]]:
     """POST /api/v1/collect, at the root and under /tinytrail."""
     return {f"{prefix}{COLLECT}": COLLECT_ROUTE for prefix in PREFIXES}
 
@@ -191,7 +223,7 @@ async def preflight(request: Request) -> Response:
 
 @lru_cache(maxsize=1)
 def tracker_js() -> bytes:
-    return importlib.resources.files("gateway").joinpath("static/tracker.js").read_bytes()
+    return importlib.resources.files("trackgate.gateway").joinpath("static/tracker.js").read_bytes()
 
 
 async def tracker(request: Request) -> Response:
@@ -216,7 +248,7 @@ def routes() -> list[BaseRoute]:
 _DOMAIN = re.compile(r"^[A-Za-z0-9.-]{1,255}$")
 
 
-def new_source(key: str | None, options: dict) -> dict:
+def new_source(key: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """A TinyTrail website: its ``website_id`` (a UUID) is the key; ``options`` give ``domain``
     (required), ``excluded_ips`` (IPs or CIDR ranges) and ``content_groups`` (``{name, pattern}``)."""
     domain = options.get("domain")
@@ -251,7 +283,7 @@ BROWSER_UA = (
 )
 
 
-def demo_lines(base: str, demo: dict) -> list[str]:
+def demo_lines(base: str, demo: dict[str, Any]) -> list[str]:
     """The curl line ``up`` prints (with a browser's User-Agent: curl's own is a bot's, dropped 204)."""
     return [
         f"  curl -sS {base}{COLLECT} -H 'Content-Type: application/json' "
@@ -260,3 +292,14 @@ def demo_lines(base: str, demo: dict) -> list[str]:
         """"path":"/blog/post-1","referrer":"https://t.co/abc123","screen_width":1920,"screen_height":1080}'""",
         f'  or in a page: <script defer data-id="{demo["key"]}" src="{base}{TRACKER}"></script>',
     ]
+
+
+SPEC = Dialect(
+    name=DIALECT,
+    adapter=tinytrail,
+    ingest=ingest_routes(),
+    routes=routes(),
+    render_error=render_error,
+    new_source=new_source,
+    demo_lines=demo_lines,
+)

@@ -1,8 +1,8 @@
 """Destinations: where stored events are forwarded, which of them, and the forward job's contract.
 
 Shared by the gateway's CLI (which manages destinations) and the workers (which forward), so it holds
-only data, the pure event filter and the credentials cipher; the SQL lives in ``gateway/destinations.py``
-and the sending in ``workers/forward.py``.
+only data, the pure event filter and the credentials cipher; the SQL lives in ``workers/destinations.py``
+and the fan-out and sending in ``workers/forward/``.
 
 Credentials are stored as a Fernet token (AES-128-CBC + HMAC-SHA256, from ``cryptography``) whose key
 comes from ``TRACKGATE_SECRET_KEY``: the workers must read them back to authenticate, so a digest (as
@@ -25,6 +25,7 @@ from trackgate.schemas.event import Event
 FORWARD_QUEUE = "trackgate-forward"
 """RQ queue of forward jobs: its own queue (and worker), so a slow destination never delays persisting."""
 FORWARD_FUNC = "trackgate.workers.jobs.forward_batch"
+"""Dotted path of the forward job (a thin entry point in ``workers/jobs.py``)."""
 
 
 class Filters(msgspec.Struct, kw_only=True, omit_defaults=True):

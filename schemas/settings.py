@@ -1,6 +1,11 @@
 """Configuration, read once from ``TRACKGATE_*`` environment variables into a frozen struct.
 
-Shared by the gateway and the workers; passed explicitly, never read at import time.
+Shared by the gateway, the workers and the CLI; passed explicitly, never read at import time.
+
+Two views of one configuration: ``Settings``, where the server URLs may still be unset (the CLI reads it
+first, then finds them: ``trackgate up`` starts embedded servers for what is missing), and
+``ServerSettings``, what a gateway or worker process runs on, whose ``database_url`` and ``redis_url``
+are ``str``. ``Settings.require()`` turns the first into the second, or says which variable to set.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import ipaddress
 import logging
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
@@ -57,6 +63,53 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     forward_connect_timeout: float = 5.0
     forward_read_timeout: float = 10.0
 
+    key_pepper: str | None = None
+    """A secret mixed into the HMAC of stored source keys besides the installation's own (kept in
+    PostgreSQL): set it, outside the database, so that not even a full dump lets anyone test guesses of a
+    key. Set it before the first source: changing it makes every stored key fail (set them again)."""
+    http_header_timeout_seconds: float = 10.0
+    """How long a client has to send a request's line and headers (from the connection, or from the first
+    byte of a request on a kept-alive one): then 408 and the connection closed."""
+    http_body_timeout_seconds: float = 30.0
+    """How long a request's whole body may take to arrive once it is read: then 408 (dialect's shape)."""
+    http_keepalive_timeout_seconds: float = 5.0
+    """How long an idle kept-alive connection stays open between requests."""
+    http_max_header_bytes: int = 32768
+    """Most bytes of a request line and headers: beyond it 431 and the connection closed."""
+    http_max_connections: int = 2000
+    """Most connections (or requests in progress) per gateway process: beyond it uvicorn answers 503."""
+    max_pending_events: int = 50_000
+    """Most events a gateway process holds waiting for Redis: beyond it requests are answered 503 with
+    Retry-After, so a slow or frozen Redis cannot grow the gateway's memory without bound."""
+
+    def require(self) -> ServerSettings:
+        """These settings with both server URLs present, typed so; ``MissingSetting`` names the
+        variables to set when one is not."""
+        if isinstance(self, ServerSettings):
+            return self
+        missing = [name for name in _REQUIRED if not getattr(self, name)]
+        if missing:
+            raise MissingSetting(missing)
+        return ServerSettings(**msgspec.structs.asdict(self))
+
+
+class ServerSettings(Settings, frozen=True, kw_only=True):
+    """Settings of a process that serves or works: PostgreSQL and Redis are known (not Optional)."""
+
+    database_url: str
+    redis_url: str
+
+
+_REQUIRED = ("database_url", "redis_url")
+
+
+class MissingSetting(ValueError):
+    """A setting a command needs is unset; the message names the environment variables."""
+
+    def __init__(self, fields: list[str]):
+        self.variables = [f"TRACKGATE_{field.upper()}" for field in fields]
+        super().__init__("set " + " and ".join(self.variables))
+
 
 _ENV = {
     "database_url": str,
@@ -81,13 +134,20 @@ _ENV = {
     "forward_horizon_seconds": float,
     "forward_connect_timeout": float,
     "forward_read_timeout": float,
+    "key_pepper": str,
+    "http_header_timeout_seconds": float,
+    "http_body_timeout_seconds": float,
+    "http_keepalive_timeout_seconds": float,
+    "http_max_header_bytes": int,
+    "http_max_connections": int,
+    "max_pending_events": int,
 }
 
 
-def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Settings:
+def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read ``TRACKGATE_<FIELD>`` variables; keyword overrides win. Empty values count as unset."""
     env = os.environ if env is None else env
-    values: dict = {}
+    values: dict[str, Any] = {}
     for field, kind in _ENV.items():
         raw = env.get(f"TRACKGATE_{field.upper()}")
         if raw:
@@ -107,6 +167,13 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides) -> Sett
         raise ValueError("TRACKGATE_DEDUPE_DAYS must be at least 7")
     if settings.tinytrail_rate_limit < 0 or settings.tinytrail_rate_window < 1:
         raise ValueError("TRACKGATE_TINYTRAIL_RATE_LIMIT must be 0 or more, _RATE_WINDOW at least 1")
+
+    if min(settings.http_header_timeout_seconds, settings.http_body_timeout_seconds) <= 0:
+        raise ValueError("TRACKGATE_HTTP_HEADER_TIMEOUT_SECONDS and _BODY_TIMEOUT_SECONDS must be over 0")
+    if settings.http_max_header_bytes < 1024 or settings.http_max_connections < 1:
+        raise ValueError("TRACKGATE_HTTP_MAX_HEADER_BYTES must be at least 1024, _MAX_CONNECTIONS at least 1")
+    if settings.max_pending_events < settings.max_batch_events:
+        raise ValueError("TRACKGATE_MAX_PENDING_EVENTS must be at least TRACKGATE_MAX_BATCH_EVENTS")
 
     for part in filter(None, (p.strip() for p in settings.trusted_proxies.split(","))):
         try:

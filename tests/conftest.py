@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 from trackgate.embedded import EmbeddedServers
 from trackgate.gateway.app import create_app
 from trackgate.migrate import migrate
-from trackgate.schemas.settings import Settings
+from trackgate.schemas.settings import ServerSettings
 from trackgate.sources import add_source
 
 
@@ -91,8 +91,8 @@ def rdb(redis_url) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def settings(database_url, redis_url, db, rdb) -> Settings:
-    return Settings(database_url=database_url, redis_url=redis_url, source_refresh_seconds=0.2)
+def settings(database_url, redis_url, db, rdb) -> ServerSettings:
+    return ServerSettings(database_url=database_url, redis_url=redis_url, source_refresh_seconds=0.2)
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_gateway(settings: Settings) -> Iterator[str]:
+def live_gateway(settings: ServerSettings) -> Iterator[str]:
     """The real gateway on uvicorn (uvloop, httptools) in a thread; yields its base URL."""
     import uvicorn
 

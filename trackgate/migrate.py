@@ -18,7 +18,7 @@ _LOCK_ID = 0x7472_6B67  # "trkg"
 
 def migration_files() -> list[tuple[str, str]]:
     """(version, sql) for every migration shipped with the package, in order."""
-    folder = resources.files("schemas") / "sql"
+    folder = resources.files("trackgate.schemas") / "sql"
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
     return [(name.removesuffix(".sql"), (folder / name).read_text()) for name in names]
 

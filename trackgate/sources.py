@@ -1,18 +1,34 @@
-"""Managing sources in PostgreSQL (used by the CLI and by ``up``)."""
+"""Managing sources in PostgreSQL (used by the CLI and by ``up``).
+
+Keys are stored as HMAC-SHA256 digests (``gateway/auth.py``) under the installation's secret, with
+``TRACKGATE_KEY_PEPPER`` mixed in when it is set: read here from the environment, as every process of
+an installation (CLI, gateways) must use the same one, whichever command writes the key.
+"""
 
 from __future__ import annotations
 
+import os
 import secrets
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from trackgate.gateway.auth import key_digest, new_key
+from trackgate.gateway.auth import HMAC, key_digest, new_key, read_secret
 from trackgate.schemas.request import Source
 
 
 class SourceExists(Exception):
     pass
+
+
+def _secret(conn: psycopg.Connection) -> bytes:
+    return read_secret(conn, os.environ.get("TRACKGATE_KEY_PEPPER") or None)
+
+
+def stored_digest(database_url: str, key: str) -> bytes:
+    """What this installation stores of ``key``."""
+    with psycopg.connect(database_url) as conn:
+        return key_digest(key, _secret(conn))
 
 
 def add_source(
@@ -30,16 +46,18 @@ def add_source(
     key = key or new_key()
     source = Source(id="src_" + secrets.token_hex(8), dialect=dialect, name=name, settings=settings or {})
     with psycopg.connect(database_url) as conn:
+        secret = _secret(conn)
         try:
             conn.execute(
-                "INSERT INTO sources (id, dialect, name, key_hash, settings, workspace)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (source.id, dialect, name, key_digest(key), Jsonb(source.settings), workspace),
+                "INSERT INTO sources (id, dialect, name, key_hash, settings, workspace, digest_kind)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (source.id, dialect, name, key_digest(key, secret), Jsonb(source.settings), workspace, HMAC),
             )
             for kind, extra in (extra_keys or {}).items():
                 conn.execute(
-                    "INSERT INTO source_keys (source_id, dialect, kind, key_hash) VALUES (%s, %s, %s, %s)",
-                    (source.id, dialect, kind, key_digest(extra)),
+                    "INSERT INTO source_keys (source_id, dialect, kind, key_hash, digest_kind)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (source.id, dialect, kind, key_digest(extra, secret), HMAC),
                 )
         except psycopg.errors.UniqueViolation as exc:
             raise SourceExists(f"a {dialect} source with that name or key exists already") from exc
@@ -77,15 +95,17 @@ def set_key(database_url: str, source_id: str, key: str, kind: str | None = None
     """Replace a source's key, or its key of ``kind`` (the old one stops working within the gateways'
     refresh interval)."""
     with psycopg.connect(database_url) as conn:
+        digest = key_digest(key, _secret(conn))
         if kind is None:
             conn.execute(
-                "UPDATE sources SET key_hash = %s, updated_at = now() WHERE id = %s",
-                (key_digest(key), source_id),
+                "UPDATE sources SET key_hash = %s, digest_kind = %s, updated_at = now() WHERE id = %s",
+                (digest, HMAC, source_id),
             )
             return
         conn.execute(
-            "INSERT INTO source_keys (source_id, dialect, kind, key_hash)"
-            " SELECT id, dialect, %s, %s FROM sources WHERE id = %s"
-            " ON CONFLICT (source_id, kind) DO UPDATE SET key_hash = EXCLUDED.key_hash, created_at = now()",
-            (kind, key_digest(key), source_id),
+            "INSERT INTO source_keys (source_id, dialect, kind, key_hash, digest_kind)"
+            " SELECT id, dialect, %s, %s, %s FROM sources WHERE id = %s"
+            " ON CONFLICT (source_id, kind) DO UPDATE SET key_hash = EXCLUDED.key_hash,"
+            " digest_kind = EXCLUDED.digest_kind, created_at = now()",
+            (kind, digest, HMAC, source_id),
         )

@@ -1,12 +1,14 @@
-"""Managing destinations in PostgreSQL (used by ``trackgate destinations ...``).
+"""The destinations table: create, list, remove, pause, status (``trackgate destinations ...``), the
+id-or-name lookup every command uses (:func:`resolve`), and the reads forwarding needs
+(:func:`load_all`, :func:`load`).
 
-Forwarding itself runs in the workers (``workers/forward.py``); this module only writes and reads
-the tables, so the gateway's import graph stays free of worker code.
+Forwarding itself is ``workers/forward/``; this module only writes and reads the tables.
 """
 
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import msgspec
 import psycopg
@@ -14,7 +16,13 @@ from psycopg.types.json import Jsonb
 
 from trackgate.adapters.registry import ADAPTERS
 from trackgate.adapters.transports import TRANSPORTS
-from trackgate.schemas.destinations import Filters, decrypt_credentials, encrypt_credentials, mask
+from trackgate.schemas.destinations import (
+    Destination,
+    Filters,
+    decrypt_credentials,
+    encrypt_credentials,
+    mask,
+)
 
 
 class DestinationError(ValueError):
@@ -93,13 +101,46 @@ def resolve_source(database_url: str, ref: str) -> tuple[str, str]:
 
 
 def resolve(conn: psycopg.Connection, ref: str) -> str:
+    """A destination's id from its id or its name (names are unique); ``DestinationError`` if none."""
     row = conn.execute("SELECT id FROM destinations WHERE id = %s OR name = %s", (ref, ref)).fetchone()
     if row is None:
         raise DestinationError(f"no destination {ref!r}")
-    return row[0]
+    return str(row[0])
 
 
-def list_destinations(database_url: str, secret_key: str | None) -> list[dict]:
+_SELECT = "SELECT id, name, kind, base_url, credentials, source_ids, filters, paused FROM destinations"
+
+
+def _row_to_destination(row: tuple[Any, ...], secret_key: str | None, decrypt: bool = True) -> Destination:
+    return Destination(
+        id=row[0],
+        name=row[1],
+        kind=row[2],
+        base_url=row[3],
+        credentials=decrypt_credentials(secret_key, row[4]) if decrypt else {},
+        source_ids=list(row[5] or []),
+        filters=msgspec.convert(row[6] or {}, Filters),
+        paused=row[7],
+    )
+
+
+def load_all(conn: psycopg.Connection) -> list[Destination]:
+    """Every destination, oldest first, credentials left encrypted (fan-out never needs them); ends
+    the read transaction."""
+    rows = conn.execute(_SELECT + " ORDER BY created_at").fetchall()
+    conn.commit()
+    return [_row_to_destination(row, None, decrypt=False) for row in rows]
+
+
+def load(conn: psycopg.Connection, secret_key: str | None, destination_id: str) -> Destination | None:
+    """One destination with its credentials decrypted (raises ``SecretKeyMissing`` if they cannot
+    be); None if it was removed. Ends the read transaction."""
+    row = conn.execute(_SELECT + " WHERE id = %s", (destination_id,)).fetchone()
+    conn.commit()
+    return _row_to_destination(row, secret_key) if row else None
+
+
+def list_destinations(database_url: str, secret_key: str | None) -> list[dict[str, Any]]:
     """Destinations with their credentials masked (never shown in full)."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
@@ -145,7 +186,7 @@ def set_paused(database_url: str, ref: str, paused: bool) -> str:
     return destination_id
 
 
-def status(database_url: str) -> list[dict]:
+def status(database_url: str) -> list[dict[str, Any]]:
     """Per destination: delivered / retrying / dead counts (jobs and events) and the last error."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(

@@ -114,11 +114,12 @@ def _groups_of(event: Event) -> tuple[tuple[str, dict] | None, list[str]]:
     company_id, company_traits = _company(event)
     if event.group_id is None and not event.group_ids and company_id is None and not company_traits:
         return None, []
-    written = None
+    written: tuple[str, dict[str, Any]] | None = None
+    group_or_company = event.group_id or company_id
     if event.type == "group" and event.group_id:
         written = (event.group_id, event.traits)
-    elif (event.group_id or company_id) and company_traits:
-        written = (event.group_id or company_id, company_traits)
+    elif group_or_company and company_traits:
+        written = (group_or_company, company_traits)
     named = [event.group_id] if event.group_id else []
     named.extend(event.group_ids)
     if company_id and not event.group_id:
@@ -233,6 +234,7 @@ class _Batch:
 
     def resolve(self, workspace: str, event: Event) -> Profile | None:
         user_id, anonymous_id = event.user_id, event.anonymous_id
+        profile: Profile | None
         if event.type == "alias" and user_id and event.previous_id:
             current = self._lookup(workspace, user_id)
             previous = self._lookup(workspace, event.previous_id)

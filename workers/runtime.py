@@ -1,24 +1,33 @@
-"""What a worker process holds across jobs: its settings and a PostgreSQL pool.
+"""What a worker process holds across jobs: its settings and a PostgreSQL pool (:class:`WorkerRuntime`).
 
-Built on the first job (or by ``trackgate worker`` before it starts), never at import time.
+Built on the first job (or by ``trackgate worker`` before it starts), never at import time. Jobs get
+it typed from :func:`current` and hand it down (``forward.delivery.forward_batch(rt, ...)``); the
+forwarding clients (httpx, Redis) are ``workers/forward/resources.py``.
 """
 
 from __future__ import annotations
 
 import time
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from trackgate.schemas.settings import Settings, settings_from_env
 
 
 class WorkerRuntime:
-    def __init__(self, settings: Settings):
+    settings: Settings
+    pool: ConnectionPool[psycopg.Connection]
+    last_prune: float
+    """``time.monotonic()`` of the last dedupe prune (0: never)."""
+
+    def __init__(self, settings: Settings) -> None:
         if not settings.database_url:
             raise ValueError("TRACKGATE_DATABASE_URL is not set")
         self.settings = settings
         self.pool = ConnectionPool(
             settings.database_url,
+            connection_class=psycopg.Connection,
             min_size=1,
             max_size=2,
             open=True,
@@ -29,6 +38,7 @@ class WorkerRuntime:
         self.last_prune = 0.0
 
     def prune_due(self, every_seconds: float = 3600.0) -> bool:
+        """Whether the dedupe table is due a prune (then the next hour is not)."""
         now = time.monotonic()
         if now - self.last_prune >= every_seconds:
             self.last_prune = now

@@ -4,13 +4,19 @@ For each batch: first ``INSERT INTO event_dedupe ... ON CONFLICT DO NOTHING RETU
 (source, message id) pairs never seen before, then only those events are COPYed into ``events``. A
 second worker racing on the same pair waits on the first's index entry and gets nothing back, so an
 event is stored once however often it is delivered, within the dedupe window.
+
+A leaf: it stores and says what it stored and what PostgreSQL refused (:class:`Stored`); keeping the
+refused events (quarantine) and forwarding the stored ones is ``workers/pipeline.py``'s job. Every
+text goes through ``workers/storable.py`` first, so no NUL or lone surrogate fails a statement.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import psycopg
@@ -18,9 +24,7 @@ from psycopg.types.json import Json
 
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PersistBatch
-from trackgate.workers import (
-    quarantine,  # a cycle (its replay stores through here): attributes used at call time
-)
+from trackgate.workers import storable
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,17 @@ _encode = msgspec.json.encode
 _created_partitions: set[tuple[int, int]] = set()
 
 
-def event_row(event: Event, batch_id: str) -> tuple:
+def event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
+    """The ``events`` row of an event whose text columns are storable (``storable.texts``); a JSON
+    value holding a lone surrogate is cleaned first (it could not be encoded)."""
+    try:
+        return _event_row(event, batch_id)
+    except UnicodeEncodeError:
+        storable.json_values(event)
+        return _event_row(event, batch_id)
+
+
+def _event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
     return (
         event.id,
         event.source_id,
@@ -93,59 +107,76 @@ def event_row(event: Event, batch_id: str) -> tuple:
 Apply = Callable[[psycopg.Connection, list[Event]], None]
 """What runs on the events a batch stored for the first time, inside the transaction that stored them."""
 
+REFUSED = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
+"""What PostgreSQL refuses because of a value in one event (not an outage): quarantined, not retried."""
 
-def store_batch(
-    conn: psycopg.Connection,
-    batch: PersistBatch,
-    max_quarantine: int | None = None,
-    apply: Apply | None = None,
-    new: list[Event] | None = None,
-) -> int:
-    """Store the batch's events not stored before; returns how many were new (appended to ``new``
-    once committed: the events to forward).
+
+@dataclass(frozen=True, slots=True)
+class RefusedEvent:
+    """An event PostgreSQL refused: its SQLSTATE and the reason (without PostgreSQL's CONTEXT line,
+    which quotes the refused value)."""
+
+    event: Event
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What one ``store_batch`` did, once committed."""
+
+    stored: list[Event] = field(default_factory=list)
+    """The events stored for the first time (the ones to forward), in claim order."""
+    refused: list[RefusedEvent] = field(default_factory=list)
+    """Events PostgreSQL refused, each alone (the batch's others are stored)."""
+
+    @property
+    def n_stored(self) -> int:
+        return len(self.stored)
+
+
+def store_batch(conn: psycopg.Connection, batch: PersistBatch, apply: Apply | None = None) -> Stored:
+    """Store the batch's events not stored before; returns those it stored and those PostgreSQL refused.
 
     ``apply(conn, new_events)``, when given, runs in the same transaction as the dedupe claim, with
     only the events this call stored: its changes commit exactly once per event, however often the
     batch is delivered (a re-run job finds its events claimed and applies nothing).
 
-    If PostgreSQL refuses a value (a data error), the batch is stored event by event instead, and
-    each event it still refuses goes to ``quarantine`` with the reason: one bad event never holds
-    back the others of its job, and none is dropped.
+    If PostgreSQL refuses a value (a data error), the batch is stored event by event instead, and each
+    event it still refuses is returned in ``refused``: one bad event never holds back the others.
     """
+    return store_events(conn, batch.batch_id, batch.events, apply)
+
+
+def store_events(
+    conn: psycopg.Connection, batch_id: str, events: Sequence[Event], apply: Apply | None = None
+) -> Stored:
+    """:func:`store_batch` for events outside a ``PersistBatch`` (a quarantine replay)."""
+    for event in events:
+        storable.texts(event)
     try:
-        return _store(conn, batch.batch_id, batch.events, apply, new)
+        return Stored(stored=_store(conn, batch_id, events, apply))
     except REFUSED as exc:
-        log.warning(
-            "batch_refused batch_id=%s sqlstate=%s; storing event by event", batch.batch_id, exc.sqlstate
-        )
-    stored = 0
-    for event in batch.events:
+        log.warning("batch_refused batch_id=%s sqlstate=%s; storing event by event", batch_id, exc.sqlstate)
+    result = Stored()
+    for event in events:
         try:
-            stored += _store(conn, batch.batch_id, [event], apply, new)
+            result.stored.extend(_store(conn, batch_id, [event], apply))
         except REFUSED as exc:
-            # the reason without PostgreSQL's CONTEXT line, which quotes the refused value
             reason = f"{exc.sqlstate}: {exc.diag.message_primary}"
-            quarantine.insert_event(conn, event, batch.batch_id, reason, exc.sqlstate, max_quarantine)
-            log.warning("event_quarantined source_id=%s batch_id=%s", event.source_id, batch.batch_id)
-    return stored
-
-
-REFUSED = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
-"""What PostgreSQL refuses because of a value in one event (not an outage): quarantined, not retried."""
+            result.refused.append(RefusedEvent(event, exc.sqlstate or "data_error", reason))
+    return result
 
 
 def _store(
-    conn: psycopg.Connection,
-    batch_id: str,
-    batch_events: list[Event],
-    apply: Apply | None = None,
-    new: list[Event] | None = None,
-) -> int:
+    conn: psycopg.Connection, batch_id: str, batch_events: Sequence[Event], apply: Apply | None = None
+) -> list[Event]:
+    """Claim and COPY in one transaction; returns the events stored for the first time."""
     unique: dict[tuple[str, str], Event] = {}
     for event in batch_events:
         unique.setdefault((event.source_id, event.message_id), event)
     if not unique:
-        return 0
+        return []
     ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for e in unique.values()})
     # Claim in key order: two workers claiming overlapping batches then take the index locks in the
     # same order and one waits for the other instead of deadlocking.
@@ -156,17 +187,15 @@ def _store(
             (Json([e.source_id for e in events], _encode), Json([e.message_id for e in events], _encode)),
         )
         claimed = set(cur.fetchall())
-        if claimed:
+        new = [event for key, event in unique.items() if key in claimed]
+        if new:
             with cur.copy(COPY_SQL) as copy:
                 write = copy.write_row
-                for key, event in unique.items():
-                    if key in claimed:
-                        write(event_row(event, batch_id))
+                for event in new:
+                    write(event_row(event, batch_id))
             if apply is not None:
-                apply(conn, [event for key, event in unique.items() if key in claimed])
-    if new is not None:  # committed
-        new.extend(event for key, event in unique.items() if key in claimed)
-    return len(claimed)
+                apply(conn, new)
+    return new  # committed
 
 
 def _month_bounds(year: int, month: int) -> tuple[datetime, datetime]:

@@ -7,15 +7,13 @@ from rq import Queue, SimpleWorker
 
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
-from trackgate.schemas.settings import Settings, tune_gc
+from trackgate.schemas.settings import ServerSettings, tune_gc
 from trackgate.workers import runtime
 
 
-def build_worker(settings: Settings, queue_names: tuple[str, ...] = (PERSIST_QUEUE,)) -> SimpleWorker:
+def build_worker(settings: ServerSettings, queue_names: tuple[str, ...] = (PERSIST_QUEUE,)) -> SimpleWorker:
     """A SimpleWorker: jobs run in this process, so the PostgreSQL pool lives across jobs and a batch
     costs no fork (RQ's own benchmark: ~1k jobs/s against ~150/s for the forking worker)."""
-    if not settings.redis_url:
-        raise ValueError("TRACKGATE_REDIS_URL is not set")
     runtime.configure(settings)
     connection = redis.Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=connection, serializer=MsgspecJSONSerializer) for name in queue_names]
@@ -25,7 +23,9 @@ def build_worker(settings: Settings, queue_names: tuple[str, ...] = (PERSIST_QUE
 QUEUES = {"persist": PERSIST_QUEUE, "forward": FORWARD_QUEUE}
 
 
-def run(settings: Settings, *, burst: bool = False, queues: tuple[str, ...] = ("persist", "forward")) -> None:
+def run(
+    settings: ServerSettings, *, burst: bool = False, queues: tuple[str, ...] = ("persist", "forward")
+) -> None:
     """Queues in priority order; run a worker per queue so a slow destination never delays persisting."""
     worker = build_worker(settings, tuple(QUEUES[name] for name in queues))
     tune_gc()

@@ -38,19 +38,19 @@ import pytest
 from tests.adapters.golden import REGEN, body_bytes, fixtures, load, regenerate, request_meta
 from trackgate.adapters import bucket
 from trackgate.adapters.base import AdapterError
-from trackgate.gateway.ingest import IngestFront, SharedRoute
+from trackgate.gateway.ingest import RouteTable, SharedRoute
 from trackgate.gateway.routes import ingest_routes
 from trackgate.schemas.event import Event
 
 FIXTURES = fixtures("bucket")
-FRONT = IngestFront(app=None, runtime=None, routes=ingest_routes())
+ROUTES = RouteTable(ingest_routes())
 
 
 def replay(fixture: dict[str, Any]) -> dict[str, Any]:
     headers = {k.lower(): v for k, v in fixture["headers"].items()}  # as the gateway passes them
     path, _, query_string = fixture["path"].partition("?")
     query = dict(parse_qsl(query_string))
-    found = FRONT._match(path)
+    found = ROUTES.match(path)
     assert found is not None, f"no route for {path}"
     route, params = found
     if isinstance(route, SharedRoute):

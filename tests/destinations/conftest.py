@@ -9,8 +9,8 @@ from rq.registry import ScheduledJobRegistry
 
 from trackgate.schemas.destinations import FORWARD_QUEUE, Filters
 from trackgate.schemas.jobs import MsgspecJSONSerializer
-from trackgate.workers import forward
 from trackgate.workers.destinations import add_destination
+from trackgate.workers.forward import resources
 
 SECRET_KEY = "test-secret-key-that-is-long-and-random-enough"
 T0 = 1_900_000_000.0  # a fixed start for the injected clock
@@ -37,12 +37,12 @@ def fsettings(settings, request):
 
 @pytest.fixture
 def clock(monkeypatch):
-    forward.reset()
+    resources.reset()
     c = Clock(T0)
-    monkeypatch.setattr(forward, "clock", c)
-    monkeypatch.setattr(forward.rng, "random", lambda: 0.5)
+    monkeypatch.setattr(resources, "clock", c)
+    monkeypatch.setattr(resources.rng, "random", lambda: 0.5)
     yield c
-    forward.reset()
+    resources.reset()
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def add(fsettings):
             source_ids=options.pop("source_ids", []),
             filters=filters,
         )
-        forward._cache = None
+        resources.forget_destinations()
         return destination_id
 
     return make

@@ -391,11 +391,11 @@ def test_a_fan_out_that_cannot_reach_redis_leaves_storage_alone(
 ):
     import redis
 
-    from trackgate.workers import forward
+    from trackgate.workers.forward import resources
 
     add("webhook", "hook", HOOK, {"secret": "s"})
     dead_redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    monkeypatch.setattr(forward, "redis_connection", lambda settings: dead_redis)
+    monkeypatch.setattr(resources, "redis_connection", lambda settings: dead_redis)
     ingest(client, write_key, drain, batch("m", 2))
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 2  # stored, the job did not fail
     assert db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0  # no row for a job never queued

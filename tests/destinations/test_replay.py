@@ -11,7 +11,9 @@ import pytest
 import respx
 
 from tests.conftest import queued_jobs, stored
-from trackgate.workers import forward, replay
+from trackgate.workers import replay
+from trackgate.workers.forward import fanout
+from trackgate.workers.replay import files as archive
 
 HOOK = "https://hooks.example.com/backfill"
 
@@ -108,7 +110,7 @@ def test_replay_file_refuses_bad_lines_and_keeps_going(tmp_path, settings, sourc
 
 def test_replay_file_resumes_after_an_interruption(tmp_path, settings, source_id, drain, db, monkeypatch):
     path = write(tmp_path / "a.ndjson", archive_lines(20))
-    real = replay._decode_line
+    real = archive._decode_line
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -117,15 +119,15 @@ def test_replay_file_resumes_after_an_interruption(tmp_path, settings, source_id
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(replay, "_decode_line", flaky)
+    monkeypatch.setattr(archive, "_decode_line", flaky)
     with pytest.raises(KeyboardInterrupt):
         replay.replay_file(settings, path, "web", batch_events=4, out=io.StringIO())
     (position,) = db.execute("SELECT position FROM replay_checkpoints").fetchone()
     assert 0 < position < 12
-    monkeypatch.setattr(replay, "_decode_line", real)
+    monkeypatch.setattr(archive, "_decode_line", real)
     calls["n"] = 0
     monkeypatch.setattr(
-        replay, "_decode_line", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
+        archive, "_decode_line", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
     )
     counts = replay.replay_file(settings, path, "web", batch_events=4, out=io.StringIO())
     assert calls["n"] == 20 - position  # only the lines after the checkpoint
@@ -211,7 +213,7 @@ def test_replay_events_resumes_after_the_last_sent_event_even_when_events_arrive
     add("webhook", "late", HOOK, {"secret": "s"})
     now = datetime.now(UTC)
     window = (now - timedelta(days=1), now + timedelta(minutes=1))
-    real = forward.enqueue_deliveries
+    real = fanout.enqueue_deliveries
     calls = []
 
     def interrupted(*args, **kwargs):
@@ -220,10 +222,10 @@ def test_replay_events_resumes_after_the_last_sent_event_even_when_events_arrive
             raise KeyboardInterrupt  # stopped after the first chunk was sent and checkpointed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(forward, "enqueue_deliveries", interrupted)
+    monkeypatch.setattr(fanout, "enqueue_deliveries", interrupted)
     with pytest.raises(KeyboardInterrupt):
         replay.replay_events(fsettings, "web", *window, "late", chunk=3, out=io.StringIO())
-    monkeypatch.setattr(forward, "enqueue_deliveries", real)
+    monkeypatch.setattr(fanout, "enqueue_deliveries", real)
     # an event whose client time is the earliest of all arrives before the run resumes
     early = (now - timedelta(hours=2)).isoformat()
     late = {"type": "track", "userId": "u", "event": "E", "messageId": "late", "timestamp": early}

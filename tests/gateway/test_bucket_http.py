@@ -560,7 +560,7 @@ def test_cli_sources_add_bucket_prints_both_keys_once(database_url, db, monkeypa
     from click.testing import CliRunner
 
     from trackgate.cli import main
-    from trackgate.gateway.auth import key_digest
+    from trackgate.sources import stored_digest
 
     monkeypatch.setenv("TRACKGATE_DATABASE_URL", database_url)
     result = CliRunner().invoke(main, ["sources", "add", "bucket", "--name", "app", "--json"])
@@ -568,11 +568,11 @@ def test_cli_sources_add_bucket_prints_both_keys_once(database_url, db, monkeypa
     created = json.loads(result.output)
     source_id = created["id"]
     (key_hash,) = db.execute("SELECT key_hash FROM sources WHERE id = %s", (source_id,)).fetchone()
-    assert bytes(key_hash) == key_digest(created["publishable_key"])
+    assert bytes(key_hash) == stored_digest(database_url, created["publishable_key"])
     (kind, secret_hash) = db.execute(
         "SELECT kind, key_hash FROM source_keys WHERE source_id = %s", (source_id,)
     ).fetchone()
-    assert (kind, bytes(secret_hash)) == ("secret", key_digest(created["secret_key"]))
+    assert (kind, bytes(secret_hash)) == ("secret", stored_digest(database_url, created["secret_key"]))
     assert len(created["secret_key"]) > 22
     bad = CliRunner().invoke(main, ["sources", "add", "bucket", "--name", "x", "--key", "a/b"])
     assert bad.exit_code == 2 and "path" in bad.output

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from trackgate.cli import main
-from trackgate.gateway.auth import key_digest
+from trackgate.sources import stored_digest
 
 
 @pytest.fixture
@@ -21,23 +21,23 @@ def run(database_url, db, monkeypatch):
     return invoke
 
 
-def test_sources_add_prints_the_key_once_and_stores_its_digest(run, db):
+def test_sources_add_prints_the_key_once_and_stores_its_digest(run, db, database_url):
     result = run("sources", "add", "segment", "--name", "web", "--json")
     assert result.exit_code == 0, result.output
     created = json.loads(result.output)
     assert created["dialect"] == "segment" and created["name"] == "web"
     assert created["id"].startswith("src_") and len(created["write_key"]) >= 24
     (stored_hash,) = db.execute("SELECT key_hash FROM sources WHERE id = %s", (created["id"],)).fetchone()
-    assert bytes(stored_hash) == key_digest(created["write_key"])
+    assert bytes(stored_hash) == stored_digest(database_url, created["write_key"])
     listed = run("sources", "list", "--json")
     assert json.loads(listed.output)[0]["id"] == created["id"]
     assert created["write_key"] not in listed.output
 
 
-def test_sources_add_with_a_given_key_and_a_duplicate_name(run, db):
+def test_sources_add_with_a_given_key_and_a_duplicate_name(run, db, database_url):
     assert run("sources", "add", "segment", "--name", "app", "--write-key", "k-123").exit_code == 0
     (stored_hash,) = db.execute("SELECT key_hash FROM sources WHERE name = 'app'").fetchone()
-    assert bytes(stored_hash) == key_digest("k-123")
+    assert bytes(stored_hash) == stored_digest(database_url, "k-123")
     again = CliRunner().invoke(main, ["sources", "add", "segment", "--name", "app"])
     assert again.exit_code != 0
     assert "exists already" in again.output

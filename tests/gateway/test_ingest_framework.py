@@ -15,18 +15,19 @@ from tests.conftest import stored
 from trackgate.adapters import segment
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.errors import RateLimited
-from trackgate.gateway.ingest import IngestRoute, Reply, SharedRoute
+from trackgate.gateway.ingest import Auth, AuthContext, IngestRoute, PrepareContext, Reply, SharedRoute
 from trackgate.sources import add_source, set_key
 
 TRACK = {"userId": "u1", "event": "Hooked", "messageId": "m-1"}
 
 
-def _path_key(sources, incoming, envelope):
+def _path_key(ctx: AuthContext) -> Auth[None]:
     """Credentials in the path, the way Bucket's tracking API sends them."""
-    return sources.authenticate("segment", incoming.params["key"])
+    return Auth(ctx.runtime.sources.authenticate("segment", ctx.incoming.params["key"]), None)
 
 
-async def _prepare(runtime, incoming, source):
+async def _prepare(ctx: PrepareContext[None]) -> dict:
+    incoming = ctx.incoming
     if incoming.headers.get("x-slow-down"):
         raise RateLimited("too many requests from this IP", retry_after=7)
     return {"peer": incoming.client_ip, "query": dict(incoming.query)}
@@ -106,7 +107,7 @@ def test_exact_paths_win_over_patterns(hooked, write_key):
 
 
 def test_a_hook_that_finds_no_credentials_at_all_is_a_401(settings, write_key, monkeypatch, drain, db):
-    route = _route(authenticate=lambda sources, incoming, envelope: None)
+    route = _route(authenticate=lambda ctx: None)
     monkeypatch.setattr(trackgate.gateway.app, "ingest_routes", lambda: {"/none/track": route})
     with TestClient(trackgate.gateway.app.create_app(settings)) as client:
         r = client.post("/none/track", json=TRACK)

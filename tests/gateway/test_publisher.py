@@ -213,7 +213,7 @@ def test_stop_flushes_pending(redis_url, rdb):
 
 
 class GatedRedis:
-    """A real asyncio Redis client whose first transaction waits until ``gate`` is set."""
+    """A real asyncio Redis client whose first write (the publish script) waits until ``gate`` is set."""
 
     def __init__(self, real: aioredis.Redis):
         self.real = real
@@ -221,20 +221,12 @@ class GatedRedis:
         self.in_flight = asyncio.Event()
         self._gated = False
 
-    def pipeline(self, *args, **kwargs):
-        pipe = self.real.pipeline(*args, **kwargs)
-        if self._gated:
-            return pipe
-        self._gated = True
-        execute = pipe.execute
-
-        async def gated_execute(*a, **k):
+    async def evalsha(self, *args, **kwargs):
+        if not self._gated:
+            self._gated = True
             self.in_flight.set()
             await self.gate.wait()
-            return await execute(*a, **k)
-
-        pipe.execute = gated_execute
-        return pipe
+        return await self.real.evalsha(*args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.real, name)
@@ -303,3 +295,27 @@ def test_no_retries_configured_means_a_failed_job_goes_straight_to_the_failed_re
     with_publisher(redis_url, scenario, retries=0)
     (job,) = jobs(rdb)
     assert not job.retries_left
+
+
+def test_a_hung_redis_holds_at_most_max_pending_events(silent_redis):
+    async def scenario(publisher: Publisher):
+        waiting = [asyncio.ensure_future(publisher.publish([event(f"m-{i}")])) for i in range(100)]
+        await asyncio.sleep(0.1)
+        held = publisher.held_events
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        return held, results, publisher.held_events
+
+    held, results, after = with_publisher(silent_redis, scenario, timeout=0.5, max_pending_events=20)
+    assert held == 20 and after == 0
+    assert all(isinstance(r, Unavailable) for r in results), results
+    overloaded = [r for r in results if r.code == "overloaded"]
+    assert len(overloaded) == 80 and all(r.headers == {"Retry-After": "5"} for r in overloaded)
+
+
+def test_one_request_over_the_cap_still_goes_through_when_nothing_is_held(redis_url, rdb):
+    async def scenario(publisher: Publisher):
+        await publisher.publish([event(f"m-{i}") for i in range(30)])
+        return publisher.held_events
+
+    assert with_publisher(redis_url, scenario, max_pending_events=20) == 0
+    assert queued_jobs(rdb) == 1

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from tests.conftest import live_gateway, stored
 from trackgate.cli import main
-from trackgate.gateway.auth import key_digest
 from trackgate.gateway.tinytrail import BROWSER_UA
+from trackgate.sources import stored_digest
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_sources_add_tinytrail_prints_the_website_id(run, db, settings, drain):
         "SELECT name, key_hash, settings FROM sources WHERE dialect = 'tinytrail'"
     ).fetchone()
     assert name == "example.com"
-    assert bytes(key_hash) == key_digest(website_id)
+    assert bytes(key_hash) == stored_digest(settings.database_url, website_id)
     assert source_settings == {
         "domain": "example.com",
         "excluded_ips": ["10.0.0.0/8", "2001:db8::1"],

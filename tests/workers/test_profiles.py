@@ -12,11 +12,11 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from trackgate.profiles_view import AmbiguousProfile, find_profile
 from trackgate.schemas.event import Context, Event
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.sources import add_source
-from trackgate.workers import jobs, profiles, store
+from trackgate.workers import jobs, pipeline, profiles, store
+from trackgate.workers.profiles_read import AmbiguousProfile, find_profile
 
 T0 = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
 _serial = itertools.count(1)
@@ -42,7 +42,7 @@ def ev(kind: str, *, at: float = 0, source_id="src_web", active: bool | None = N
 def persist(database_url: str, *events: Event) -> int:
     with psycopg.connect(database_url) as conn:
         batch = PersistBatch(batch_id=f"b-{next(_serial)}", events=list(events))
-        return store.store_batch(conn, batch, apply=profiles.apply)
+        return pipeline.persist(conn, batch, None).n_stored  # store, profiles, quarantine
 
 
 def show(db, any_id: str, workspace: str | None = None) -> dict:
@@ -368,12 +368,12 @@ def _race(database_url: str, workers: list[list[list[Event]]]) -> None:
                 barrier.wait()
                 for events in batches:
                     batch = PersistBatch(batch_id=f"b-{next(_serial)}", events=events)
-                    for attempt in range(jobs.CONFLICT_RETRIES):
+                    for attempt in range(pipeline.CONFLICT_RETRIES):
                         try:
                             store.store_batch(conn, batch, apply=profiles.apply)
                             break
-                        except jobs.CONFLICTS:
-                            if attempt == jobs.CONFLICT_RETRIES - 1:
+                        except pipeline.CONFLICTS:
+                            if attempt == pipeline.CONFLICT_RETRIES - 1:
                                 raise
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
@@ -461,13 +461,13 @@ def test_the_job_stores_again_when_postgresql_reports_a_deadlock(settings, db, m
     real = store.store_batch
     calls = []
 
-    def deadlock_once(conn, batch, max_quarantine=None, apply=None, **more):
+    def deadlock_once(conn, batch, apply=None, **more):
         calls.append(batch.batch_id)
         if len(calls) == 1:
             with conn.transaction():
-                real(conn, batch, max_quarantine, apply=apply)  # rolled back by the error below
+                real(conn, batch, apply=apply)  # rolled back by the error below
                 raise psycopg.errors.DeadlockDetected("deadlock detected")
-        return real(conn, batch, max_quarantine, apply=apply, **more)
+        return real(conn, batch, apply=apply, **more)
 
     monkeypatch.setattr(store, "store_batch", deadlock_once)
     event = ev("increment", user_id="u1", properties={"property": "n"})

@@ -26,7 +26,7 @@ from trackgate.gateway.publisher import Publisher
 from trackgate.schemas.jobs import PersistBatch, RefusedItem
 from trackgate.schemas.request import RequestMeta
 from trackgate.sources import add_source
-from trackgate.workers import jobs, quarantine, runtime, store
+from trackgate.workers import jobs, pipeline, quarantine_rows, runtime, store
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "commandersact"
@@ -98,8 +98,8 @@ def test_an_event_postgresql_refuses_is_quarantined_once_however_often_its_job_r
     bad = make_event("m-bad", properties={"x": "a\x00b"})
     batch = PersistBatch(batch_id="b1", events=[make_event("m-ok"), bad])
     with psycopg.connect(database_url) as conn:
-        assert store.store_batch(conn, batch) == 1
-        assert store.store_batch(conn, batch) == 0
+        assert pipeline.persist(conn, batch, None).n_stored == 1
+        assert pipeline.persist(conn, batch, None).n_stored == 0
     (row,) = rows(db)
     assert (row["item_key"], row["code"], row["message_id"]) == (f"event:{bad.id}", "22P05", "m-bad")
     assert row["raw"] == bad.raw and row["dialect"] == "segment"
@@ -111,7 +111,7 @@ def test_the_dialect_falls_back_to_the_sources(db, database_url, settings):
     item = refused_item("k1", "{}", source_id=source_id)
     item.dialect = ""
     with psycopg.connect(database_url) as conn:
-        quarantine.store_refused(conn, PersistBatch(batch_id="b", events=[], refused=[item]))
+        quarantine_rows.store_refused(conn, PersistBatch(batch_id="b", events=[], refused=[item]))
     assert rows(db)[0]["dialect"] == "commandersact"
 
 
@@ -154,10 +154,10 @@ def test_refused_items_travel_in_the_job_with_the_events(redis_url, rdb, setting
 def test_each_source_keeps_at_most_its_bound_replayed_rows_dropped_first(db, database_url, caplog):
     with psycopg.connect(database_url, autocommit=True) as conn:
         for i in range(4):
-            quarantine.store_refused(
+            quarantine_rows.store_refused(
                 conn, PersistBatch(batch_id=f"b{i}", events=[], refused=[refused_item(f"a{i}", f"[{i}]")]), 3
             )
-        quarantine.store_refused(
+        quarantine_rows.store_refused(
             conn,
             PersistBatch(
                 batch_id="other", events=[], refused=[refused_item("o", "[]", source_id="src_other")]
@@ -169,7 +169,7 @@ def test_each_source_keeps_at_most_its_bound_replayed_rows_dropped_first(db, dat
     first_kept = rows(db)[0]["id"]
     db.execute("UPDATE quarantine SET status = 'replayed' WHERE id = %s", (first_kept + 2,))
     with caplog.at_level(logging.WARNING), psycopg.connect(database_url, autocommit=True) as conn:
-        quarantine.store_refused(
+        quarantine_rows.store_refused(
             conn, PersistBatch(batch_id="b9", events=[], refused=[refused_item("a9", "[9]")]), 3
         )
     assert [r["raw"] for r in rows(db) if r["source_id"] == "src_ca"] == [
@@ -212,7 +212,7 @@ def run(database_url, db, monkeypatch):
 
 def seed(database_url: str, *items: RefusedItem) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        quarantine.store_refused(conn, PersistBatch(batch_id="b", events=[], refused=list(items)))
+        quarantine_rows.store_refused(conn, PersistBatch(batch_id="b", events=[], refused=list(items)))
 
 
 def test_list_text_and_json(run, database_url):
@@ -298,7 +298,7 @@ def test_replay_dedupes_by_message_id(run, database_url, db):
 def test_replay_one_row_by_id_and_a_postgresql_refused_event(run, database_url, db):
     bad = make_event("m-nul", properties={"x": "a\x00b"})
     with psycopg.connect(database_url) as conn:
-        store.store_batch(conn, PersistBatch(batch_id="b1", events=[bad]))
+        pipeline.persist(conn, PersistBatch(batch_id="b1", events=[bad]), None)
     seed(database_url, refused_item("ok", raw_event("e-ok")))
     nul_row, ok_row = rows(db)
     result = run("quarantine", "replay", "--id", str(nul_row["id"]))

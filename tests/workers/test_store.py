@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import stored
 from trackgate.schemas.event import Context, Event
 from trackgate.schemas.jobs import PersistBatch
-from trackgate.workers import store
+from trackgate.workers import pipeline, store
 
 T0 = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 
@@ -37,7 +37,7 @@ def make_event(message_id: str, *, source_id: str = "src_a", received_at: dateti
 def test_stores_every_field(db, database_url):
     event = make_event("m1", properties={"plan": "pro", "n": 3}, traits={}, group_ids=["g1", "g2"])
     with psycopg.connect(database_url) as conn:
-        assert store.store_batch(conn, PersistBatch(batch_id="b1", events=[event])) == 1
+        assert store.store_batch(conn, PersistBatch(batch_id="b1", events=[event])).n_stored == 1
     (row,) = stored(db)
     assert row["message_id"] == "m1"
     assert row["properties"] == {"plan": "pro", "n": 3}
@@ -51,14 +51,14 @@ def test_stores_every_field(db, database_url):
 def test_same_message_twice_is_stored_once(db, database_url):
     batch = PersistBatch(batch_id="b1", events=[make_event("m1"), make_event("m2")])
     with psycopg.connect(database_url) as conn:
-        assert store.store_batch(conn, batch) == 2
+        assert store.store_batch(conn, batch).n_stored == 2
         # a re-run job, and a retried request that became another batch with one new event
-        assert store.store_batch(conn, batch) == 0
+        assert store.store_batch(conn, batch).n_stored == 0
         again = PersistBatch(
             batch_id="b2",
             events=[make_event("m2", id="01890000-0000-7000-8000-000000000099"), make_event("m3")],
         )
-        assert store.store_batch(conn, again) == 1
+        assert store.store_batch(conn, again).n_stored == 1
     assert sorted(r["message_id"] for r in stored(db)) == ["m1", "m2", "m3"]
 
 
@@ -67,7 +67,7 @@ def test_duplicates_inside_one_batch(db, database_url):
         batch_id="b1", events=[make_event("m1"), make_event("m1", id="01890000-0000-7000-8000-0000000000aa")]
     )
     with psycopg.connect(database_url) as conn:
-        assert store.store_batch(conn, batch) == 1
+        assert store.store_batch(conn, batch).n_stored == 1
     assert len(stored(db)) == 1
 
 
@@ -76,7 +76,7 @@ def test_same_message_id_in_two_sources_is_two_events(db, database_url):
         batch_id="b1", events=[make_event("m1", source_id="src_a"), make_event("m1", source_id="src_b")]
     )
     with psycopg.connect(database_url) as conn:
-        assert store.store_batch(conn, batch) == 2
+        assert store.store_batch(conn, batch).n_stored == 2
 
 
 def test_two_workers_racing_store_once(db, database_url):
@@ -94,7 +94,7 @@ def test_two_workers_racing_store_once(db, database_url):
         try:
             with psycopg.connect(database_url) as conn:
                 barrier.wait()
-                counts.append(store.store_batch(conn, batch))
+                counts.append(store.store_batch(conn, batch).n_stored)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -141,9 +141,9 @@ def test_a_historical_event_stays_deduplicated_after_a_prune(db, database_url):
     old = make_event("imported", received_at=datetime.now(UTC) - timedelta(days=90))
     batch = PersistBatch(batch_id="b", events=[old])
     with psycopg.connect(database_url) as conn:
-        assert store.store_batch(conn, batch) == 1
+        assert store.store_batch(conn, batch).n_stored == 1
         assert store.prune_dedupe(conn, 30) == 0
-        assert store.store_batch(conn, batch) == 0
+        assert store.store_batch(conn, batch).n_stored == 0
     assert len(stored(db)) == 1
 
 
@@ -159,7 +159,7 @@ def test_a_very_long_user_id_is_stored_with_the_rest_of_its_batch(db, database_u
     long_id = secrets.token_hex(1600)
     batch = PersistBatch(batch_id="b1", events=[make_event("m-ok"), make_event("m-long", user_id=long_id)])
     with psycopg.connect(database_url) as conn:
-        assert store.store_batch(conn, batch) == 2
+        assert store.store_batch(conn, batch).n_stored == 2
     assert {r["message_id"]: len(r["user_id"]) for r in stored(db)} == {"m-ok": 2, "m-long": 3200}
 
 
@@ -169,7 +169,7 @@ def test_an_event_postgresql_refuses_is_quarantined_and_the_rest_stored(db, data
     bad = make_event("m-bad", properties={"email": "secret@example.com", "x": "a\x00b"})
     batch = PersistBatch(batch_id="b1", events=[make_event("m-ok"), bad])
     with psycopg.connect(database_url) as conn:
-        assert store.store_batch(conn, batch) == 1
+        assert pipeline.persist(conn, batch, None).n_stored == 1
     assert [r["message_id"] for r in stored(db)] == ["m-ok"]
     (row,) = db.execute("SELECT source_id, message_id, reason, event, batch_id FROM quarantine").fetchall()
     source_id, message_id, reason, event_json, batch_id = row

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any, Protocol
 
 from trackgate.schemas.event import Event
 from trackgate.workers.enrich import (
@@ -38,6 +39,12 @@ from trackgate.workers.enrich import (
 log = logging.getLogger(__name__)
 
 
+class SettingsBySource(Protocol):
+    """Source settings by source id: a plain mapping, or the worker's refreshed ``SourceSettings``."""
+
+    def get(self, source_id: str, /) -> Mapping[str, Any] | None: ...
+
+
 @dataclass(frozen=True)
 class Env:
     """What the processors need besides the event, for one batch."""
@@ -46,11 +53,11 @@ class Env:
     """Visitor-id salts by UTC day (today's and yesterday's)."""
     late_ids: frozenset[str] | set[str] = frozenset()
     """Visitor ids given to events in the last 30 minutes of yesterday (see :mod:`visitor`)."""
-    settings: Mapping[str, Mapping] = field(default_factory=dict)
+    settings: SettingsBySource = field(default_factory=dict[str, Mapping[str, Any]])
     """Source settings by source id."""
     geo: geo.GeoDatabase | None = None
 
-    def source(self, source_id: str) -> Mapping:
+    def source(self, source_id: str) -> Mapping[str, Any]:
         return self.settings.get(source_id) or {}
 
 

@@ -8,6 +8,7 @@ Server-side SDKs send from HTTP client libraries that crawler lists name (``Go-h
 is not a browser's (no ``Mozilla/``) is judged by the headless list only, not by the crawler list; so
 is any event sent with a bare HTTP client library (``curl``, ``python-requests``): server-side tracking.
 A dialect that only a browser should speak (TinyTrail) flags those at the gateway, and that True stays.
+An agent longer than ``adapters.traffic.OVERLONG_UA_CHARS`` is a bot whatever it says.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from trackgate.adapters.traffic import is_crawler
+from trackgate.adapters.traffic import OVERLONG_UA_CHARS, bounded_user_agent, is_crawler
 from trackgate.schemas.event import Event
 
 HEADLESS = re.compile(
@@ -45,8 +46,13 @@ def is_bot_ua(ua: str) -> bool:
 
 
 def is_bot(ua: str | None, library: str | None = None) -> bool:
+    """An agent over OVERLONG_UA_CHARS is a bot by rule; of others only the bounded prefix is looked
+    at (and cached), so a hostile agent costs no more than a normal one."""
     if not ua:
         return False
+    if len(ua) > OVERLONG_UA_CHARS:
+        return True
+    ua = bounded_user_agent(ua)
     if (library and not ua.startswith("Mozilla/")) or HTTP_CLIENT.match(ua):
         return is_headless(ua)
     return is_bot_ua(ua)

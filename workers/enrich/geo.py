@@ -10,6 +10,7 @@ other non-global addresses get no geo.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import iptocc
 import maxminddb
@@ -33,7 +34,7 @@ class GeoDatabase:
         self.reader = maxminddb.open_database(path, maxminddb.MODE_MMAP)
 
     def lookup(self, address: IPAddress) -> dict[str, str]:
-        record = self.reader.get(str(address))
+        record: Any = self.reader.get(str(address))  # the database's own JSON-like records
         if not isinstance(record, dict):
             return {}
         out: dict[str, str] = {}

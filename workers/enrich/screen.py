@@ -14,7 +14,10 @@ BUCKETS = ((375, "320-375"), (768, "376-768"), (1024, "769-1024"), (1440, "1025-
 
 
 def bucket(width: object) -> str:
-    if type(width) not in (int, float) or width != width or width <= 0:  # bool is not a width
+    if type(width) not in (int, float):  # bool is not a width
+        return "unknown"
+    assert isinstance(width, int | float)
+    if width != width or width <= 0:  # NaN, or no width
         return "unknown"
     for upper, name in BUCKETS:
         if width <= upper:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import ua_parser
 
+from trackgate.adapters.traffic import bounded_user_agent
 from trackgate.schemas.event import Event
 
 _TABLET = re.compile(r"iPad|Tablet|Kindle|Silk/|PlayBook|Nexus (7|9|10)\b|SM-[TPX]\d|Tab\b", re.I)
@@ -79,7 +80,9 @@ def process(event: Event, env) -> None:
     ua = event.context.user_agent
     if not ua:
         return
-    fields = ua_fields(ua)
+    # only the first CLASSIFIED_UA_CHARS characters are parsed: the cost and the cache's keys stay
+    # bounded whatever a client sends (a longer agent is a bot by rule, see bots)
+    fields = ua_fields(bounded_user_agent(ua))
     out = event.enrichment
     if out.keys().isdisjoint(fields):
         out.update(fields)  # the usual case: nothing of these was sent

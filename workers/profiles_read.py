@@ -1,7 +1,5 @@
-"""Reading profiles (``trackgate profiles show``): plain SQL over the tables the workers keep current.
-
-The workers own the writing (``workers/profiles.py``); the gateway never imports worker code, so this
-module reads the tables directly. An id's lookup key is its SHA-256, computed here in SQL.
+"""Reading profiles (``trackgate profiles show``): plain SQL over the tables ``workers/profiles.py``
+writes, next to their writer. An id's lookup key is its SHA-256, computed here in SQL.
 """
 
 from __future__ import annotations
@@ -57,7 +55,9 @@ class AmbiguousProfile(Exception):
         self.workspaces = workspaces
 
 
-def find_profile(conn: psycopg.Connection, any_id: str, workspace: str | None = None) -> dict | None:
+def find_profile(
+    conn: psycopg.Connection, any_id: str, workspace: str | None = None
+) -> dict[str, Any] | None:
     """The profile that ``any_id`` (a user id, an anonymous/device id, an alias) resolves to, with its
     ids, traits, counters, revenue and groups; None when there is none. Without ``workspace``, every
     workspace is searched, and more than one match raises :class:`AmbiguousProfile`."""
@@ -89,12 +89,12 @@ def find_profile(conn: psycopg.Connection, any_id: str, workspace: str | None = 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
-def profile_json(profile: dict) -> str:
+def profile_json(profile: dict[str, Any]) -> str:
     """A profile as JSON (numbers exact, times ISO 8601)."""
     return _encode(profile).decode()
 
 
-def profile_text(profile: dict) -> str:
+def profile_text(profile: dict[str, Any]) -> str:
     """A profile for people to read."""
 
     def value(v: Any) -> str:

@@ -1,0 +1,29 @@
+"""What the gateway's handlers and dialect hooks reach at run time: one value per app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+import redis.asyncio as aioredis
+
+from trackgate.gateway.auth import SourceCache
+from trackgate.gateway.publisher import Publisher
+from trackgate.schemas.settings import Settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Runtime(msgspec.Struct, kw_only=True):
+    """Handlers reach it through ``request.app.state.runtime``; ingest hooks through their context."""
+
+    settings: Settings
+    sources: SourceCache
+    publisher: Publisher | None = None
+    """Set by the app's lifespan (None before it starts)."""
+    redis: aioredis.Redis | None = None
+    """For dialect hooks that keep state (sessions, rate limits); set by the app's lifespan."""
+    clock: Callable[[], datetime] = utc_now

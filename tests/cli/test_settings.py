@@ -1,0 +1,44 @@
+"""``Settings.require()``: the typed view of settings a gateway or worker process runs on."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from trackgate.schemas.settings import MissingSetting, ServerSettings, Settings, settings_from_env
+
+
+def test_require_returns_server_settings_with_every_other_field_kept():
+    settings = settings_from_env(
+        {
+            "TRACKGATE_DATABASE_URL": "postgresql://db/x",
+            "TRACKGATE_REDIS_URL": "redis://r/1",
+            "TRACKGATE_PORT": "9",
+        }
+    )
+    server = settings.require()
+    assert type(server) is ServerSettings and isinstance(server, Settings)
+    assert (server.database_url, server.redis_url, server.port) == ("postgresql://db/x", "redis://r/1", 9)
+    assert msgspec.structs.asdict(server) == msgspec.structs.asdict(settings)
+    assert server.require() is server
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "set TRACKGATE_DATABASE_URL and TRACKGATE_REDIS_URL"),
+        ({"redis_url": "redis://r/1"}, "set TRACKGATE_DATABASE_URL"),
+        ({"database_url": "postgresql://db/x"}, "set TRACKGATE_REDIS_URL"),
+        ({"database_url": "", "redis_url": "redis://r/1"}, "set TRACKGATE_DATABASE_URL"),
+    ],
+)
+def test_require_names_what_is_missing(values, message):
+    with pytest.raises(MissingSetting) as raised:
+        Settings(**values).require()
+    assert str(raised.value) == message
+    assert isinstance(raised.value, ValueError)
+
+
+def test_server_settings_cannot_be_built_without_the_urls():
+    with pytest.raises(TypeError, match="database_url"):
+        ServerSettings(redis_url="redis://r/1")  # type: ignore[call-arg]

@@ -1,0 +1,59 @@
+"""``trackgate migrate``, ``serve`` and ``worker``: the processes of a deployment, one command each."""
+
+from __future__ import annotations
+
+import click
+
+from trackgate.cli.config import CliConfig, pass_cli_config
+from trackgate.migrate import migrate as run_migrations
+from trackgate.up import run_gateway
+from trackgate.workers import worker as worker_process
+
+
+@click.command()
+@pass_cli_config
+def migrate(cfg: CliConfig) -> None:
+    """Apply database migrations."""
+    cfg.configure_logging()
+    applied = run_migrations(cfg.database_url)
+    click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to bind (TRACKGATE_HOST, default 127.0.0.1).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=None, help="Port (TRACKGATE_PORT, default 8080)."
+)
+@click.option(
+    "--workers",
+    "processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Gateway processes.",
+)
+@pass_cli_config
+def serve(cfg: CliConfig, host: str | None, port: int | None, processes: int) -> None:
+    """Run the gateway (HTTP) against the configured PostgreSQL and Redis."""
+    cfg.override(host=host, port=port)
+    settings = cfg.server
+    cfg.configure_logging()
+    run_gateway(settings, processes)
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    type=click.Choice(sorted(worker_process.QUEUES)),
+    help="Queues to work on, in priority order (default: persist, then forward). A worker per queue"
+    " keeps a slow destination from delaying storage.",
+)
+@pass_cli_config
+def worker(cfg: CliConfig, burst: bool, queues: tuple[str, ...]) -> None:
+    """Run an RQ worker that stores events in PostgreSQL and forwards them to destinations."""
+    settings = cfg.server
+    cfg.configure_logging()
+    worker_process.run(settings, burst=burst, queues=queues or ("persist", "forward"))

@@ -1,0 +1,179 @@
+"""Running trackgate's processes: the gateway under uvicorn, and ``up``, which runs everything a new user
+needs in one command (embedded PostgreSQL and Redis for the URLs that are unset, migrations, a persist
+and a forward worker, the gateway, a ``demo`` source per dialect with ``curl`` lines that work as printed).
+
+No click here: ``trackgate.cli.up`` and ``trackgate.cli.serve`` are the commands; errors a user can fix
+are ``UpError`` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from trackgate.embedded import EmbeddedServers
+from trackgate.gateway.dialect import Dialect
+from trackgate.gateway.routes import DIALECTS
+from trackgate.migrate import migrate
+from trackgate.schemas.settings import ServerSettings, Settings
+from trackgate.sources import add_source, find_source, set_key
+
+DEMO_FILE = "demo-sources.json"
+WORKER_STOP_SECONDS = 15
+
+
+class UpError(Exception):
+    """Something the user can fix before ``up`` can start (the message says what)."""
+
+
+def dialect_gateways() -> dict[str, Dialect]:
+    """Each dialect's declared value by name, in the order ``up`` lists them (the one place ``up``
+    reads the gateway's dialect table: ``new_source`` and ``demo_lines``)."""
+    return {dialect.name: dialect for dialect in DIALECTS}
+
+
+def run_gateway(settings: ServerSettings, processes: int = 1) -> None:
+    """Serve the gateway in the foreground until stopped (uvicorn; each process builds the app from
+    the environment, so the URLs are put there)."""
+    from trackgate.gateway.server import serve, uvicorn_config
+
+    os.environ["TRACKGATE_DATABASE_URL"] = settings.database_url
+    os.environ["TRACKGATE_REDIS_URL"] = settings.redis_url
+    serve(uvicorn_config(settings, workers=processes))
+
+
+def up(settings: Settings, echo: Callable[[str], None]) -> None:
+    """Run everything in the foreground until Ctrl-C or SIGTERM, then stop what was started."""
+    check_port_free(settings.host, settings.port)
+    embedded = None
+    if not settings.database_url or not settings.redis_url:
+        echo(f"starting embedded PostgreSQL and Redis under {Path(settings.data_dir).resolve()} ...")
+        embedded = EmbeddedServers(settings.data_dir)
+        database_url, redis_url = embedded.start()
+        settings = msgspec.structs.replace(
+            settings,
+            database_url=settings.database_url or database_url,
+            redis_url=settings.redis_url or redis_url,
+        )
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        server = settings.require()
+        migrate(server.database_url)
+        demo = demo_sources(server)
+        env = {
+            **os.environ,
+            "TRACKGATE_DATABASE_URL": server.database_url,
+            "TRACKGATE_REDIS_URL": server.redis_url,
+        }
+        for queue in ("persist", "forward"):  # a worker per queue: a slow destination never delays storing
+            workers.append(
+                subprocess.Popen([sys.executable, "-m", "trackgate", "worker", "--queue", queue], env=env)
+            )
+        base = (server.public_url or f"http://{server.host}:{server.port}").rstrip("/")
+        echo(banner(base, demo, server, embedded is not None))
+        # uvicorn re-raises the signal that stopped it; for SIGTERM the default action would kill
+        # this process before the cleanup below stops the workers and the embedded servers
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        run_gateway(server)
+    finally:
+        for proc in workers:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=WORKER_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if embedded is not None:
+            time.sleep(0.2)
+            embedded.stop()
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UpError(
+                f"{host}:{port} is in use ({exc.strerror}); pick another with --port or TRACKGATE_PORT"
+            ) from exc
+
+
+def demo_sources(settings: ServerSettings) -> dict[str, dict[str, Any]]:
+    """A source named ``demo`` per dialect; credentials kept in the data dir so that ``up`` can
+    print them on every start."""
+    path = Path(settings.data_dir) / DEMO_FILE
+    known: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+    changed = False
+    for dialect, spec in dialect_gateways().items():
+        entry = known.get(dialect)
+        existing = find_source(settings.database_url, dialect, "demo")
+        if existing and entry and entry.get("id") == existing.id and "key" in entry:
+            continue
+        created = spec.new_source(None, {"domain": "localhost", "origins": ["*"]})
+        if existing:  # made by another data dir: its keys are unknown here, so new ones
+            set_key(settings.database_url, existing.id, created["key"])
+            for kind, key in created["extra_keys"].items():
+                set_key(settings.database_url, existing.id, key, kind=kind)
+            source_id = existing.id
+        else:
+            source, _ = add_source(
+                settings.database_url,
+                dialect,
+                "demo",
+                created["key"],
+                created["settings"],
+                created["extra_keys"],
+            )
+            source_id = source.id
+        known[dialect] = {"id": source_id, **created}
+        changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(known, indent=2))
+        path.chmod(0o600)
+    return known
+
+
+def masked(url: str | None) -> str:
+    """A URL with its password, if any, replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@/]+@", r"\1***@", url or "")
+
+
+def banner(base: str, demo: dict[str, dict[str, Any]], settings: ServerSettings, embedded: bool) -> str:
+    lines = [
+        "",
+        f"trackgate is up at {base}",
+        f"  PostgreSQL: {masked(settings.database_url)}",
+        f"  Redis:      {masked(settings.redis_url)}",
+        "",
+        "Demo sources (credentials are shown because `up` created them; only digests are stored).",
+        "Send an event to each:",
+    ]
+    for dialect, spec in dialect_gateways().items():
+        entry = demo[dialect]
+        shown = ", ".join(f"{label}: {value}" for label, value in entry["show"].items())
+        lines.append(f"  {dialect} ({entry['id']}; {shown})")
+        lines.extend(spec.demo_lines(base, entry))
+    lines += [
+        "See them stored (in another shell, same directory):",
+        (
+            f"  TRACKGATE_DATABASE_URL='{settings.database_url}' trackgate events list"
+            if embedded  # no password in it; a URL from the environment is already in the shell
+            else "  trackgate events list"
+        ),
+        "",
+        f"Point an SDK at {base}: the README lists each dialect's base-URL option.",
+        "Ctrl-C stops everything.",
+        "",
+    ]
+    return "\n".join(lines)
