@@ -74,7 +74,7 @@ from trackgate.gateway import routes as route_table
 from trackgate.gateway.app import create_app
 from trackgate.gateway.ingest import IngestRoute, SharedRoute
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer, persist_batch_from_arg
-from trackgate.schemas.settings import Settings
+from trackgate.schemas.settings import ServerSettings
 from trackgate.sources import add_source
 
 LONG = os.environ.get("TRACKGATE_FUZZ_LONG", "") not in ("", "0")
@@ -855,7 +855,7 @@ class Stats:
 class Harness:
     """The app with its lifespan running on one event loop, the queue watched between requests."""
 
-    def __init__(self, settings: Settings, rdb: redis.Redis, sources: dict[str, set[str]]):
+    def __init__(self, settings: ServerSettings, rdb: redis.Redis, sources: dict[str, set[str]]):
         self.app = create_app(settings)
         self.rdb = rdb
         self.sources = sources
@@ -937,7 +937,7 @@ class Harness:
 
 
 @pytest.fixture
-def harness(settings: Settings, rdb: redis.Redis) -> Iterator[Harness]:
+def harness(settings: ServerSettings, rdb: redis.Redis) -> Iterator[Harness]:
     assert settings.database_url is not None
     sources: dict[str, set[str]] = collections.defaultdict(set)
     for dialect, creds in CREDENTIALS.items():
