@@ -208,7 +208,7 @@ def basic_username(header: str | None) -> str | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, UnicodeDecodeError, ValueError):  # ValueError: a header byte past ASCII
         return None
     return decoded.partition(":")[0] or None
 

@@ -5,6 +5,9 @@ byte at a time holds the gateway's memory or a connection for long."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import operator
+import re
 import zlib
 from collections.abc import AsyncIterator
 
@@ -12,6 +15,16 @@ from trackgate.gateway.errors import BodyTooLarge, GatewayError, InvalidBody
 
 GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 64 * 1024
+MAX_DEPTH = 256
+"""Deepest nesting of JSON arrays and objects an event may have (200 levels inside ``properties`` are
+stored: tests/gateway/test_segment_http.py). A fixed limit, far under Python's recursion limit: how
+deep msgspec can go depends on the stack it is called from, and the job that carries an event is
+encoded and decoded deeper, and from deeper stacks, than the gateway parsed it, so an event the gateway
+took could make a 500 or a job no worker can decode (found by tests/faults/test_fuzz.py)."""
+_STRINGS = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:\\?\Z|")', re.S)
+"""A JSON string; one never closed runs to the end (so every quote matches: one linear pass)."""
+_OPEN_IS_ONE = bytes.maketrans(b"[{]}", b"\x01\x01\x00\x00")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class RequestTimeout(GatewayError):
@@ -84,3 +97,15 @@ def inflate(data: bytes, cap: int) -> bytes:
             raise InvalidBody("request body is truncated gzip")
         data = inflater.unused_data.lstrip(b"\x00")
     return b"".join(out)
+
+
+def nested_deeper(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON ``text`` nests arrays and objects more than ``limit`` levels deep.
+
+    Two counts for almost every event (fewer brackets than the limit); otherwise linear, at C speed:
+    strings dropped, then the running depth (twice the openers so far, less the brackets so far)."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    brackets = _STRINGS.sub(b"", text.encode("utf-8", "surrogatepass")).translate(_OPEN_IS_ONE, _NOT_BRACKETS)
+    opened = map(operator.mul, itertools.accumulate(brackets), itertools.repeat(2))
+    return max(map(operator.sub, opened, itertools.count(1)), default=0) > limit

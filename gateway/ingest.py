@@ -30,8 +30,8 @@ from starlette.datastructures import State
 
 from trackgate.adapters.base import Adapter, AdapterError, PartialDecoder, Refused
 from trackgate.gateway import client_ip
-from trackgate.gateway.body import read_body
-from trackgate.gateway.errors import GatewayError, Unauthorized, Unavailable
+from trackgate.gateway.body import MAX_DEPTH, nested_deeper, read_body
+from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable
 from trackgate.gateway.responses import ErrorRenderer, default_error, error_response
 from trackgate.gateway.runtime import Runtime
 from trackgate.gateway.types import Message, Receive, Scope, Send
@@ -230,6 +230,8 @@ async def accept(
     else:
         events, refused = adapter.decode(meta, envelope), []
     for event in events:
+        if nested_deeper(event.raw):  # a worker could not decode it: refused whole, nothing published
+            raise InvalidBody(f"JSON is nested more than {MAX_DEPTH} levels deep", code="invalid_json")
         event.id = str(uuid_utils.uuid7())
     publisher = runtime.publisher
     if publisher is None:  # the app's lifespan has not started
