@@ -9,6 +9,7 @@ from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
 from trackgate.schemas.settings import Settings, tune_gc
 from trackgate.workers import runtime
+from trackgate.workers.forward import outbox
 
 
 def build_worker(settings: Settings, queue_names: tuple[str, ...] = (PERSIST_QUEUE,)) -> SimpleWorker:
@@ -28,5 +29,6 @@ QUEUES = {"persist": PERSIST_QUEUE, "forward": FORWARD_QUEUE}
 def run(settings: Settings, *, burst: bool = False, queues: tuple[str, ...] = ("persist", "forward")) -> None:
     """Queues in priority order; run a worker per queue so a slow destination never delays persisting."""
     worker = build_worker(settings, tuple(QUEUES[name] for name in queues))
+    outbox.start_sweeper(runtime.current())  # forwards whose jobs were never queued, busy or idle
     tune_gc()
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)

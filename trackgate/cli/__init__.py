@@ -555,15 +555,26 @@ def replay_dead_letters(destination: str | None, since: str | None) -> None:
 @click.option("--from", "start", required=True, help="From this event time (ISO, or an age like 7d).")
 @click.option("--to", "end", default=None, help="Up to this event time, excluded (default: now).")
 @click.option("--destination", required=True, help="Destination id or name.")
-@click.option("--restart", is_flag=True, help="Ignore the checkpoint of an earlier run.")
-def replay_events(source: str, start: str, end: str | None, destination: str, restart: bool) -> None:
-    """Forward stored events to a destination (backfill a new one)."""
+@click.option("--restart", is_flag=True, help="Ignore the checkpoint of an interrupted run.")
+@click.option("--force", is_flag=True, help="Send events the destination was sent before, too.")
+def replay_events(
+    source: str, start: str, end: str | None, destination: str, restart: bool, force: bool
+) -> None:
+    """Forward stored events to a destination (backfill a new one); skips those it was sent before."""
     settings = _settings()
     _need(settings)
     configure_logging(settings.log_level)
+    words = f"--from {start} --to {end or 'now'}"  # the checkpoint's key: resumed by the same words
     try:
         counts = _replay_module().replay_events(
-            settings, source, _when(start), _when(end) or datetime.now(UTC), destination, restart=restart
+            settings,
+            source,
+            _when(start),
+            _when(end) or datetime.now(UTC),
+            destination,
+            restart=restart,
+            force=force,
+            words=words,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
