@@ -201,3 +201,31 @@ def test_an_interrupted_replay_resumes_by_its_words_over_the_window_it_resolved(
         hook = mock.post(HOOK).respond(200)
         drain_forward()
     assert sorted(sent_ids(hook)) == [f"m-{i}" for i in range(7)]
+
+
+def test_a_sweep_takes_every_stranded_delivery_a_limit_at_a_time(
+    client, write_key, drain, drain_forward, add, clock, db, monkeypatch, fsettings
+):
+    add("webhook", "hook", HOOK, {"secret": "s"})
+    monkeypatch.setattr(outbox, "enqueue", lambda *args: (_ for _ in ()).throw(redis.ConnectionError("x")))
+    for prefix in "abcde":
+        ingest(client, write_key, drain, batch(prefix, 1))
+    with psycopg.connect(db.info.dsn) as conn:
+        assert outbox.sweep(conn, resources.redis_connection(fsettings), grace=0, limit=2) == 5
+    with respx.mock() as mock:
+        hook = mock.post(HOOK).respond(200)
+        drain_forward()
+    assert sorted(sent_ids(hook)) == [f"{p}-0" for p in "abcde"]
+
+
+def test_removing_a_destination_removes_the_event_ids_its_deliveries_carried(
+    client, write_key, drain, add, clock, db, fsettings
+):
+    from trackgate.workers import destinations as destination_store
+
+    destination_id = add("webhook", "hook", HOOK, {"secret": "s"})
+    ingest(client, write_key, drain, batch("m", 2))
+    count = "SELECT count(*) FROM delivery_events WHERE destination_id = %s"
+    assert db.execute(count, (destination_id,)).fetchone()[0] == 1
+    destination_store.remove_destination(fsettings.database_url, "hook")
+    assert db.execute(count, (destination_id,)).fetchone()[0] == 0

@@ -197,10 +197,25 @@ def sweep(
     *,
     grace: float | None = None,
     limit: int = SWEEP_LIMIT,
+    max_rounds: int = 10,
 ) -> int:
     """Queue the deliveries still waiting for their first enqueue ``grace`` seconds after their
-    commit; returns how many jobs it queued. ``conn`` must not be in a transaction."""
+    commit, ``limit`` per transaction, again while a round finds a full ``limit`` (at most
+    ``max_rounds``); returns how many jobs it queued. ``conn`` must not be in a transaction."""
     grace = SWEEP_GRACE if grace is None else grace
+    n_queued = 0
+    for _ in range(max_rounds):
+        n_rows, queued = _sweep_round(conn, connection, grace, limit)
+        n_queued += queued
+        if n_rows < limit:
+            break
+    return n_queued
+
+
+def _sweep_round(
+    conn: psycopg.Connection, connection: redis.Redis, grace: float, limit: int
+) -> tuple[int, int]:
+    """One claim of at most ``limit`` deliveries: (how many it claimed, how many jobs it queued)."""
     queue = resources.forward_queue(connection)
     n_queued = 0
     with conn.transaction():
@@ -213,7 +228,7 @@ def sweep(
             (grace, limit),
         ).fetchall()
         if not rows:
-            return 0
+            return 0, 0
         with connection.pipeline(transaction=False) as pipe:
             for row in rows:
                 pipe.exists(Job.key_for(first_job_id(row[0])))
@@ -243,7 +258,7 @@ def sweep(
                 (gone,),
             )
     log.info("forward_swept n_deliveries=%d n_queued=%d n_gone=%d", len(rows), n_queued, len(gone))
-    return n_queued
+    return len(rows), n_queued
 
 
 def load_events(
