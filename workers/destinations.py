@@ -170,9 +170,11 @@ def list_destinations(database_url: str, secret_key: str | None) -> list[dict[st
 
 
 def remove_destination(database_url: str, ref: str) -> str:
-    """Delete a destination, its delivery log and its dead letters; queued jobs for it drop out."""
+    """Delete a destination, its delivery log (and the event ids it carried) and its dead letters;
+    queued jobs for it drop out."""
     with psycopg.connect(database_url) as conn:
         destination_id = resolve(conn, ref)
+        conn.execute("DELETE FROM delivery_events WHERE destination_id = %s", (destination_id,))
         conn.execute("DELETE FROM destinations WHERE id = %s", (destination_id,))
     return destination_id
 

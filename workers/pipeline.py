@@ -1,10 +1,12 @@
-"""The persist pipeline, written once: enrich → store + profiles (retried on a conflict) → quarantine
-of what PostgreSQL refused and of the items the gateway could not accept → fan-out to destinations.
+"""The persist pipeline, written once: enrich → store + profiles + forward intents (one transaction,
+retried on a conflict) → quarantine of what PostgreSQL refused and of the items the gateway could not
+accept → forward jobs queued.
 
 The RQ job (``jobs.persist_batch``) and the quarantine replay call :func:`persist`; the file replay
-enqueues persist jobs, so it runs here too. Each step is idempotent: the dedupe claim makes the store
-and the profile changes happen once per event, quarantine rows have unique keys, and fan-out only
-sees the events this call stored for the first time.
+enqueues persist jobs, so it runs here too. Each step is idempotent: the dedupe claim makes the store,
+the profile changes and the forward intents (``forward/outbox.py``) happen once per event, and
+quarantine rows have unique keys. The forward intents commit with the events; their jobs are queued
+after the commit, and if that fails (Redis, a killed worker) a sweep queues them a few seconds later.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from trackgate.schemas.destinations import Destination
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.schemas.settings import Settings
 from trackgate.workers import enrich, profiles, quarantine_rows, store
-from trackgate.workers.forward import fanout
+from trackgate.workers.forward import fanout, outbox, resources
 from trackgate.workers.store import RefusedEvent
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ class Persisted:
     n_quarantined: int = 0
     """New quarantine rows (refused events and refused items)."""
     n_forward_jobs: int = 0
+    """Deliveries written with the events (their jobs queued now, or by a sweep)."""
 
     @property
     def n_stored(self) -> int:
@@ -59,27 +63,36 @@ def persist(
     ``quarantine_refused_events=False`` returns the events PostgreSQL refused instead of adding
     quarantine rows for them (the quarantine replay updates the row it came from).
     """
+    dests: list[Destination] = []
     if settings is not None:
+        if settings.redis_url:
+            # deliveries whose jobs were never queued (Redis failed, a worker died after its commit)
+            outbox.sweep_if_due(conn, resources.redis_connection(settings))
         enrich.enrich_batch(conn, batch.events, settings)
+        dests = resources.destinations(conn)  # read before the store transaction (it commits)
     bound = settings.quarantine_max_per_source if settings is not None else None
-    result = _store(conn, batch)
+    result = _store(conn, batch, dests)
     n_quarantined = 0
     if quarantine_refused_events:
         n_quarantined += quarantine_rows.insert_events(conn, result.refused, batch.batch_id, bound)
     # items answered 2xx but refused: kept, once
     n_quarantined += quarantine_rows.store_refused(conn, batch, bound)
-    n_jobs = 0
     if settings is not None:
-        n_jobs = fanout.fan_out(conn, settings, batch.batch_id, result.stored)
-    return Persisted(result.stored, result.refused, n_quarantined, n_jobs)
+        outbox.enqueue_or_defer(conn, settings, batch.batch_id, result.outbox)
+    return Persisted(result.stored, result.refused, n_quarantined, len(result.outbox))
 
 
-def _store(conn: psycopg.Connection, batch: PersistBatch) -> store.Stored:
-    """Store and apply to profiles in one transaction, again at once after a deadlock or a
-    serialization failure (up to ``CONFLICT_RETRIES`` times; then the error reaches the job)."""
+def _store(conn: psycopg.Connection, batch: PersistBatch, dests: list[Destination]) -> store.Stored:
+    """Store, apply to profiles and write the forward intents to ``dests`` in one transaction, again
+    at once after a deadlock or a serialization failure (up to ``CONFLICT_RETRIES`` times; then the
+    error reaches the job)."""
+
+    def intents(conn: psycopg.Connection, new: list[Event]) -> list[outbox.Written]:
+        return outbox.write(conn, batch.batch_id, fanout.plan_deliveries(dests, new))
+
     for attempt in range(1, CONFLICT_RETRIES + 1):
         try:
-            return store.store_batch(conn, batch, apply=profiles.apply)
+            return store.store_batch(conn, batch, apply=profiles.apply, outbox=intents if dests else None)
         except CONFLICTS as exc:
             if attempt == CONFLICT_RETRIES:
                 raise

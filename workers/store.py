@@ -107,6 +107,11 @@ def _event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
 Apply = Callable[[psycopg.Connection, list[Event]], None]
 """What runs on the events a batch stored for the first time, inside the transaction that stored them."""
 
+Outbox = Callable[[psycopg.Connection, list[Event]], list[Any]]
+"""What writes the forward intents of the events a batch stored for the first time, inside the
+transaction that stored them (``workers/forward/outbox.py``); what it returns is kept in
+``Stored.outbox`` once that transaction has committed."""
+
 REFUSED = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
 """What PostgreSQL refuses because of a value in one event (not an outage): quarantined, not retried."""
 
@@ -129,39 +134,51 @@ class Stored:
     """The events stored for the first time (the ones to forward), in claim order."""
     refused: list[RefusedEvent] = field(default_factory=list)
     """Events PostgreSQL refused, each alone (the batch's others are stored)."""
+    outbox: list[Any] = field(default_factory=list)
+    """What ``outbox`` returned in the transactions that committed."""
 
     @property
     def n_stored(self) -> int:
         return len(self.stored)
 
 
-def store_batch(conn: psycopg.Connection, batch: PersistBatch, apply: Apply | None = None) -> Stored:
+def store_batch(
+    conn: psycopg.Connection, batch: PersistBatch, apply: Apply | None = None, outbox: Outbox | None = None
+) -> Stored:
     """Store the batch's events not stored before; returns those it stored and those PostgreSQL refused.
 
     ``apply(conn, new_events)``, when given, runs in the same transaction as the dedupe claim, with
     only the events this call stored: its changes commit exactly once per event, however often the
-    batch is delivered (a re-run job finds its events claimed and applies nothing).
+    batch is delivered (a re-run job finds its events claimed and applies nothing). ``outbox(conn,
+    new_events)`` runs there too, after ``apply``: the forward intents commit with the events.
 
     If PostgreSQL refuses a value (a data error), the batch is stored event by event instead, and each
     event it still refuses is returned in ``refused``: one bad event never holds back the others.
     """
-    return store_events(conn, batch.batch_id, batch.events, apply)
+    return store_events(conn, batch.batch_id, batch.events, apply, outbox)
 
 
 def store_events(
-    conn: psycopg.Connection, batch_id: str, events: Sequence[Event], apply: Apply | None = None
+    conn: psycopg.Connection,
+    batch_id: str,
+    events: Sequence[Event],
+    apply: Apply | None = None,
+    outbox: Outbox | None = None,
 ) -> Stored:
     """:func:`store_batch` for events outside a ``PersistBatch`` (a quarantine replay)."""
     for event in events:
         storable.texts(event)
     try:
-        return Stored(stored=_store(conn, batch_id, events, apply))
+        new, written = _store(conn, batch_id, events, apply, outbox)
+        return Stored(stored=new, outbox=written)
     except REFUSED as exc:
         log.warning("batch_refused batch_id=%s sqlstate=%s; storing event by event", batch_id, exc.sqlstate)
     result = Stored()
     for event in events:
         try:
-            result.stored.extend(_store(conn, batch_id, [event], apply))
+            new, written = _store(conn, batch_id, [event], apply, outbox)
+            result.stored.extend(new)
+            result.outbox.extend(written)
         except REFUSED as exc:
             reason = f"{exc.sqlstate}: {exc.diag.message_primary}"
             result.refused.append(RefusedEvent(event, exc.sqlstate or "data_error", reason))
@@ -169,18 +186,24 @@ def store_events(
 
 
 def _store(
-    conn: psycopg.Connection, batch_id: str, batch_events: Sequence[Event], apply: Apply | None = None
-) -> list[Event]:
-    """Claim and COPY in one transaction; returns the events stored for the first time."""
+    conn: psycopg.Connection,
+    batch_id: str,
+    batch_events: Sequence[Event],
+    apply: Apply | None = None,
+    outbox: Outbox | None = None,
+) -> tuple[list[Event], list[Any]]:
+    """Claim and COPY in one transaction; returns the events stored for the first time and what
+    ``outbox`` wrote for them."""
     unique: dict[tuple[str, str], Event] = {}
     for event in batch_events:
         unique.setdefault((event.source_id, event.message_id), event)
     if not unique:
-        return []
+        return [], []
     ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for e in unique.values()})
     # Claim in key order: two workers claiming overlapping batches then take the index locks in the
     # same order and one waits for the other instead of deadlocking.
     events = [unique[key] for key in sorted(unique)]
+    written: list[Any] = []
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
             CLAIM_SQL,
@@ -195,7 +218,9 @@ def _store(
                     write(event_row(event, batch_id))
             if apply is not None:
                 apply(conn, new)
-    return new  # committed
+            if outbox is not None:
+                written = outbox(conn, new)
+    return new, written  # committed
 
 
 def _month_bounds(year: int, month: int) -> tuple[datetime, datetime]:

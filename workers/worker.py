@@ -9,6 +9,7 @@ from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
 from trackgate.schemas.settings import ServerSettings, tune_gc
 from trackgate.workers import runtime
+from trackgate.workers.forward import outbox
 from trackgate.workers.reliable import ReliableWorker
 
 
@@ -33,5 +34,6 @@ def run(
 ) -> None:
     """Queues in priority order; run a worker per queue so a slow destination never delays persisting."""
     worker = build_worker(settings, tuple(QUEUES[name] for name in queues))
+    outbox.start_sweeper(runtime.current())  # forwards whose jobs were never queued, busy or idle
     tune_gc()
     worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)

@@ -12,7 +12,7 @@ import respx
 
 from tests.conftest import queued_jobs, stored
 from trackgate.workers import replay
-from trackgate.workers.forward import fanout
+from trackgate.workers.forward import outbox
 from trackgate.workers.replay import files as archive
 
 HOOK = "https://hooks.example.com/backfill"
@@ -213,7 +213,7 @@ def test_replay_events_resumes_after_the_last_sent_event_even_when_events_arrive
     add("webhook", "late", HOOK, {"secret": "s"})
     now = datetime.now(UTC)
     window = (now - timedelta(days=1), now + timedelta(minutes=1))
-    real = fanout.enqueue_deliveries
+    real = outbox.enqueue_deliveries
     calls = []
 
     def interrupted(*args, **kwargs):
@@ -222,10 +222,10 @@ def test_replay_events_resumes_after_the_last_sent_event_even_when_events_arrive
             raise KeyboardInterrupt  # stopped after the first chunk was sent and checkpointed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fanout, "enqueue_deliveries", interrupted)
+    monkeypatch.setattr(outbox, "enqueue_deliveries", interrupted)
     with pytest.raises(KeyboardInterrupt):
         replay.replay_events(fsettings, "web", *window, "late", chunk=3, out=io.StringIO())
-    monkeypatch.setattr(fanout, "enqueue_deliveries", real)
+    monkeypatch.setattr(outbox, "enqueue_deliveries", real)
     # an event whose client time is the earliest of all arrives before the run resumes
     early = (now - timedelta(hours=2)).isoformat()
     late = {"type": "track", "userId": "u", "event": "E", "messageId": "late", "timestamp": early}

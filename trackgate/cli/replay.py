@@ -49,14 +49,16 @@ def replay_dead_letters(cfg: CliConfig, destination: str | None, since: str | No
 @click.option("--from", "start", required=True, help="From this event time (ISO, or an age like 7d).")
 @click.option("--to", "end", default=None, help="Up to this event time, excluded (default: now).")
 @click.option("--destination", required=True, help="Destination id or name.")
-@click.option("--restart", is_flag=True, help="Ignore the checkpoint of an earlier run.")
+@click.option("--restart", is_flag=True, help="Ignore the checkpoint of an interrupted run.")
+@click.option("--force", is_flag=True, help="Send events the destination was sent before, too.")
 @pass_cli_config
 def replay_events(
-    cfg: CliConfig, source: str, start: str, end: str | None, destination: str, restart: bool
+    cfg: CliConfig, source: str, start: str, end: str | None, destination: str, restart: bool, force: bool
 ) -> None:
-    """Forward stored events to a destination (backfill a new one)."""
+    """Forward stored events to a destination (backfill a new one); skips those it was sent before."""
     settings = cfg.server
     cfg.configure_logging()
+    words = f"--from {start} --to {end or 'now'}"  # the checkpoint's key: resumed by the same words
     try:
         counts = replays.replay_events(
             settings,
@@ -65,6 +67,8 @@ def replay_events(
             _when(end) if end else datetime.now(UTC),
             destination,
             restart=restart,
+            force=force,
+            words=words,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -37,7 +37,7 @@ from trackgate.schemas.destinations import (
     forward_job_from_arg,
 )
 from trackgate.workers import destinations as destination_table
-from trackgate.workers.forward import resources
+from trackgate.workers.forward import outbox, resources
 from trackgate.workers.forward.fanout import enqueue
 from trackgate.workers.runtime import WorkerRuntime
 
@@ -125,6 +125,7 @@ def forward_batch(rt: WorkerRuntime, arg: Any) -> None:
         horizon_end = job.first_at + settings.forward_horizon_seconds
         if dest.paused:
             enqueue(queue, job, at=now + PAUSED_RECHECK)
+            outbox.mark_taken(conn, job.delivery_id)  # requeued under another id, still 'queued'
             return
         if job.parts is None:
             items = transports.encode(transport, ADAPTERS, job.events or [])
@@ -142,6 +143,7 @@ def forward_batch(rt: WorkerRuntime, arg: Any) -> None:
             probe_ttl = int(settings.forward_connect_timeout + settings.forward_read_timeout) * 2 + 5
             if not connection.set(_probe_key(dest.id), job.delivery_id, nx=True, ex=probe_ttl):
                 enqueue(queue, job, at=now + 2 + 3 * resources.rng.random())  # another job is probing
+                outbox.mark_taken(conn, job.delivery_id)
                 return
             probing = True
 

@@ -1,9 +1,10 @@
-"""Fan-out: which destinations get which newly stored events, and enqueuing their forward jobs.
+"""Fan-out: which destinations get which newly stored events, and the forward jobs' ids and queueing.
 
 For each destination that takes the events' source and passes its filters, the events in chunks of
-what the destination's transport accepts per job; one delivery-log row and one RQ job on
-``trackgate-forward`` per chunk. Enqueuing is all it does, so a slow destination never delays the
-persist queue.
+what the destination's transport accepts per job: one delivery-log row and one RQ job on
+``trackgate-forward`` per chunk, written and queued by ``outbox.py`` (the row in the store
+transaction, the job after its commit). Queueing is all the persist path does, so a slow destination
+never delays it.
 """
 
 from __future__ import annotations
@@ -13,15 +14,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-import redis
 from rq import Queue, Retry
 
 from trackgate.adapters import transports
 from trackgate.schemas.destinations import FORWARD_FUNC, Destination, ForwardJob, accepts
 from trackgate.schemas.event import Event
-from trackgate.schemas.settings import Settings
-from trackgate.workers.forward import resources
 
 log = logging.getLogger(__name__)
 
@@ -57,80 +54,30 @@ def plan_deliveries(dests: list[Destination], events: list[Event]) -> Planned:
     return planned
 
 
-def enqueue_deliveries(
-    conn: psycopg.Connection, connection: redis.Redis, batch_id: str, planned: Planned
-) -> list[int]:
-    """One delivery-log row and one forward job per (destination, chunk); returns the delivery ids."""
-    if not planned:
-        return []
-    queue = resources.forward_queue(connection)
-    now = resources.clock()
-    # the jobs are written before the rows commit: if Redis refuses them, no row claims a forward
-    # that will never run
-    with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO deliveries (destination_id, batch_id, n_events) VALUES (%s, %s, %s) RETURNING id",
-            [(dest.id, batch_id, len(chunk)) for dest, chunk in planned],
-            returning=True,
-        )
-        ids: list[int] = []
-        while True:
-            row = cur.fetchone()
-            assert row is not None  # one row per INSERT ... RETURNING
-            ids.append(row[0])
-            if not cur.nextset():
-                break
-        with connection.pipeline() as pipe:
-            for delivery_id, (dest, chunk) in zip(ids, planned, strict=True):
-                job = ForwardJob(delivery_id=delivery_id, destination_id=dest.id, events=chunk, first_at=now)
-                enqueue(queue, job, pipeline=pipe)
-            pipe.execute()
-    return ids
-
-
-def fan_out(conn: psycopg.Connection, settings: Settings, batch_id: str, events: list[Event]) -> int:
-    """Queue the forwarding of newly stored ``events``; returns how many forward jobs.
-
-    A failure here is logged, not raised: the events are stored, and a re-run of the persist job
-    would find them stored already and forward nothing. ``trackgate replay events`` sends them.
-    """
-    if not events:
-        return 0
-    try:
-        return _fan_out(conn, settings, batch_id, events)
-    except Exception:  # noqa: BLE001 - the events are stored: a fan-out failure must not fail the job
-        log.exception(
-            "forward_fanout_failed batch_id=%s n_events=%d (send them with `trackgate replay events`)",
-            batch_id,
-            len(events),
-        )
-        return 0
-
-
-def _fan_out(conn: psycopg.Connection, settings: Settings, batch_id: str, events: list[Event]) -> int:
-    dests = resources.destinations(conn)
-    if not dests:
-        return 0
-    connection = resources.redis_connection(settings)
-    try:
-        ids = enqueue_deliveries(conn, connection, batch_id, plan_deliveries(dests, events))
-    except psycopg.errors.ForeignKeyViolation:  # a destination removed since the cache was filled
-        resources.forget_destinations()
-        dests = resources.destinations(conn)
-        ids = enqueue_deliveries(conn, connection, batch_id, plan_deliveries(dests, events))
-    if ids:
-        log.info("forward_queued batch_id=%s n_jobs=%d", batch_id, len(ids))
-    return len(ids)
+def first_job_id(delivery_id: int) -> str:
+    """The job id of a delivery's first forward job (queued after its commit, or by a sweep)."""
+    return f"fwd-{delivery_id}"
 
 
 def _job_id(delivery_id: int) -> str:
+    # a job that queues itself again (retry, hold, pause) needs a new id: RQ deletes the running
+    # job's key when it ends (result_ttl=0), which would take the new job with it
     return f"fwd-{delivery_id}-{uuid.uuid4().hex[:12]}"
 
 
-def enqueue(queue: Queue, job: ForwardJob, *, at: float | None = None, pipeline: Any = None) -> None:
-    """Queue one forward job (at ``at``, a Unix time, when given)."""
+def enqueue(
+    queue: Queue,
+    job: ForwardJob,
+    *,
+    at: float | None = None,
+    pipeline: Any = None,
+    job_id: str | None = None,
+    unique: bool = False,
+) -> None:
+    """Queue one forward job (at ``at``, a Unix time, when given). ``unique`` raises RQ's
+    ``DuplicateJobError`` if a job with ``job_id`` exists (and ignores ``pipeline``)."""
     options: dict[str, Any] = {
-        "job_id": _job_id(job.delivery_id),
+        "job_id": job_id or _job_id(job.delivery_id),
         "description": f"forward_batch delivery={job.delivery_id} destination={job.destination_id}",
         "result_ttl": 0,
         "job_timeout": JOB_TIMEOUT,
@@ -139,6 +86,8 @@ def enqueue(queue: Queue, job: ForwardJob, *, at: float | None = None, pipeline:
     }
     if pipeline is not None:
         options["pipeline"] = pipeline
+    if unique:
+        options["unique"] = True
     if at is None:
         queue.enqueue(FORWARD_FUNC, job, **options)
     else:

@@ -3,11 +3,12 @@
 Run by ``trackgate replay ...`` (the CLI reaches this module by dotted path). Each is
 
 - idempotent: dead letters are claimed row by row (``dead`` → ``replaying``) so one is re-sent once;
-  stored events keep their message ids (destinations that dedupe, like Segment, drop repeats);
+  stored events are skipped where a delivery to the destination carries them already (``--force``
+  sends them again), and keep their message ids (destinations that dedupe drop repeats);
   archive lines get message ids derived from the file's digest and the line number when the payload
   has none, so importing a file twice stores nothing new (the store dedupes on message id);
 - resumable: ``replay_checkpoints`` records how far a run got; a re-run continues from there
-  (``--restart`` ignores it);
+  (``--restart`` ignores it); ``replay events`` keys it by the command's words (``--from 1d``);
 - visible: a progress bar with counts and rate on a terminal, plain lines otherwise.
 """
 
