@@ -21,7 +21,7 @@ import psycopg
 import uuid_utils
 
 from trackgate.adapters.base import AdapterError
-from trackgate.adapters.registry import ADAPTERS
+from trackgate.adapters.registry import BY_NAME
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.schemas.request import RequestMeta
@@ -118,10 +118,10 @@ def replay(
 
 def _redecode(row: dict[str, Any]) -> Event:
     """The row's event as the current adapter makes it; raises ``AdapterError`` if it still cannot."""
-    adapter = ADAPTERS.get(row["dialect"])
-    decode_item = getattr(adapter, "decode_item", None)
+    codec = BY_NAME.get(row["dialect"])
+    partial = codec.partial if codec is not None else None
     raw: str | None = row["raw"]
-    if decode_item is not None and raw is not None:
+    if partial is not None and raw is not None:
         meta = RequestMeta(
             source_id=row["source_id"],
             dialect=row["dialect"],
@@ -129,7 +129,7 @@ def _redecode(row: dict[str, Any]) -> Event:
             received_at=row["received_at"] or row["created_at"],
             request_id=row["request_id"] or f"quarantine-{row['id']}",
         )
-        event = decode_item(meta, raw.encode(), row["item_index"] or 0)
+        event = partial.decode_item(meta, raw.encode(), row["item_index"] or 0)
         event.id = str(uuid_utils.uuid7())
         return event
     if row["event"] is not None:  # PostgreSQL refused it: the canonical event, as it was

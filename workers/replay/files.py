@@ -22,7 +22,7 @@ import uuid_utils
 from rq import Queue, Retry
 
 from trackgate.adapters.base import Adapter, AdapterError
-from trackgate.adapters.registry import ADAPTERS
+from trackgate.adapters.registry import ADAPTERS, BY_NAME
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch
 from trackgate.schemas.request import RequestMeta
@@ -147,9 +147,9 @@ def _decode_line(
         query=query,
     )
     envelope = adapter.parse(call, content)
-    decode_partial = getattr(adapter, "decode_partial", None)
-    if decode_partial is not None:
-        decoded = decode_partial(meta, envelope)
+    partial = BY_NAME[dialect].partial
+    if partial is not None:
+        decoded = partial.decode_partial(meta, envelope)
         for item in decoded.refused:
             log.warning("replay_item_refused request=%s index=%d code=%s", request_id, item.index, item.code)
         events = decoded.events
