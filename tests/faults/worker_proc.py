@@ -22,7 +22,7 @@ from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
 from trackgate.schemas.settings import configure_logging, settings_from_env
 from trackgate.workers import profiles, runtime
 from trackgate.workers import worker as trackgate_worker
-from trackgate.workers.forward import fanout
+from trackgate.workers.forward import outbox
 
 POINTS = ("after_pop", "after_register", "in_store", "during_fanout", "after_commit")
 
@@ -32,13 +32,21 @@ def die(*_args, **_kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _existing(owner, name: str) -> None:
+    # a point whose function was renamed or moved would never be reached: the worker would live on
+    if not callable(getattr(owner, name, None)):
+        raise SystemExit(f"fault point target {owner.__name__}.{name} does not exist")
+
+
 def before(owner, name: str) -> None:
     """Die when ``owner.name`` is called."""
+    _existing(owner, name)
     setattr(owner, name, die)
 
 
 def after(owner, name: str) -> None:
     """Die right after ``owner.name`` returns."""
+    _existing(owner, name)
     original = getattr(owner, name)
 
     @functools.wraps(original)
@@ -56,8 +64,8 @@ def install(point: str) -> None:
         after(SimpleWorker, "prepare_execution")
     elif point == "in_store":  # rows copied, profiles not yet applied: the store transaction is open
         before(profiles, "apply")
-    elif point == "during_fanout":
-        before(fanout, "fan_out")
+    elif point == "during_fanout":  # rows and forward intents committed; the forward jobs not queued
+        before(outbox, "enqueue_or_defer")
     elif point == "after_commit":  # the job function returned (committed); RQ has not recorded it
         before(SimpleWorker, "handle_job_success")
     else:
