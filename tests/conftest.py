@@ -174,3 +174,17 @@ def live_gateway(settings: ServerSettings) -> Iterator[str]:
 
 
 __all__ = ["conninfo_to_dict", "live_gateway", "queued_jobs", "stored"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        help="the fuzz's long mode (tests/faults/test_fuzz.py): 100,000 requests from a fresh seed",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # before the test modules are imported: the fuzz reads its mode at import
+    if config.getoption("--long"):
+        os.environ["TRACKGATE_FUZZ_LONG"] = "1"

@@ -35,7 +35,7 @@ Running it:
 - Long mode: 100,000 requests from a fresh random seed each run (hypothesis prints the seed and the
   smallest failing request it found)::
 
-      TRACKGATE_FUZZ_LONG=1 pytest tests/faults/test_fuzz.py -s
+      pytest tests/faults/test_fuzz.py --long -s     # or TRACKGATE_FUZZ_LONG=1
 
   ``TRACKGATE_FUZZ_EXAMPLES=N`` sets the number of requests in either mode, ``TRACKGATE_FUZZ_SEED=N``
   (long mode) replays one seed, ``TRACKGATE_FUZZ_DRAIN=0`` skips the worker drain.
