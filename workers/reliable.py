@@ -73,6 +73,8 @@ MAINTENANCE_INTERVAL = 30
 """RQ's own maintenance (registry cleanup): a fallback now, so every 30 s rather than 600 s."""
 WORKER_TTL = 60
 """RQ's worker key TTL; RQ blocks at most ``WORKER_TTL - 15`` s per dequeue call and then heartbeats."""
+PUBSUB_WAKE = 0.5
+"""Seconds between two wakes of the thread reading RQ's command channel: at most this long to stop."""
 
 _DONE = frozenset(
     {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, JobStatus.SCHEDULED}
@@ -185,6 +187,19 @@ class ReliableWorker(SimpleWorker):
         finally:
             self.keeper.stop()
             self.keeper = None
+
+    def subscribe(self) -> None:
+        """RQ's command channel, read by a thread that wakes every ``PUBSUB_WAKE`` seconds, not 60.
+
+        redis-py 8.2's ``PubSubWorkerThread.stop()`` waits for the thread without a timeout, and RQ's
+        thread sleeps up to 60 s in a read once it is unsubscribed: a stopping worker (every burst
+        drain, every shutdown) hung up to a minute. RQ 3.0's own ``subscribe``, with a short wake."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        # RQ declares the attribute as None (its __init__ value)
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
+            sleep_time=PUBSUB_WAKE, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
     def cleanup_execution(self, job: Job, pipeline: Any, execution: Any = None) -> None:
         """Every end of a job (success, failure, retry) passes here inside the transaction that records

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from rq import Queue, Retry
 from rq.job import JobStatus
 
 from trackgate.schemas.jobs import MsgspecJSONSerializer
 from trackgate.workers.reliable import (
+    PUBSUB_WAKE,
     UNREADABLE_KEY,
     WORKERS_KEY,
     ReliableWorker,
@@ -146,3 +149,16 @@ def test_a_job_already_elsewhere_is_not_put_back_twice(rdb, queues, where):
     assert recover_worker(rdb, name, serializer=MsgspecJSONSerializer) == 0
     assert rdb.llen(hi.key) == (1 if where == "queued" else 0)
     assert rdb.llen(processing_key(name)) == 0
+
+
+def test_a_stopping_worker_does_not_wait_on_its_command_channel(rdb, queues):
+    """redis-py 8.2 joins RQ's pubsub thread without a timeout, and RQ's thread then sleeps up to 60 s:
+    every burst drain and shutdown could hang a minute. Ours wakes every PUBSUB_WAKE seconds."""
+    worker = ReliableWorker(queues, connection=rdb, serializer=MsgspecJSONSerializer)
+    worker.subscribe()
+    assert worker.pubsub is not None
+    worker.pubsub.unsubscribe()
+    time.sleep(0.3)  # the thread reads the confirmation, then waits in its next read
+    started = time.monotonic()
+    worker.unsubscribe()
+    assert time.monotonic() - started < 1 + PUBSUB_WAKE
