@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 import redis
@@ -28,8 +29,11 @@ from starlette.testclient import TestClient
 from trackgate.embedded import EmbeddedServers
 from trackgate.gateway.app import create_app
 from trackgate.migrate import migrate
+from trackgate.schemas.destinations import FORWARD_QUEUE, Filters
 from trackgate.schemas.settings import ServerSettings
 from trackgate.sources import add_source
+from trackgate.workers.destinations import add_destination
+from trackgate.workers.forward import resources
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +125,75 @@ def drain(settings):
         from trackgate.workers.worker import build_worker
 
         build_worker(settings).work(burst=True, with_scheduler=False, logging_level="WARNING")
+
+    return run
+
+
+# --- forwarding: a secret key, a movable clock, destinations, a forward worker ---------------------------
+
+SECRET_KEY = "test-secret-key-that-is-long-and-random-enough"
+T0 = 1_900_000_000.0  # a fixed start for the injected clock
+
+
+class Clock:
+    def __init__(self, t: float):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "horizon(seconds): the forward retry horizon for this test")
+
+
+@pytest.fixture
+def fsettings(settings, request):
+    marker = request.node.get_closest_marker("horizon")
+    horizon = marker.args[0] if marker else settings.forward_horizon_seconds
+    return msgspec.structs.replace(settings, secret_key=SECRET_KEY, forward_horizon_seconds=horizon)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    resources.reset()
+    c = Clock(T0)
+    monkeypatch.setattr(resources, "clock", c)
+    monkeypatch.setattr(resources.rng, "random", lambda: 0.5)
+    yield c
+    resources.reset()
+
+
+@pytest.fixture
+def add(fsettings):
+    def make(kind: str, name: str, url: str, credentials: dict | None = None, **options) -> str:
+        filters = Filters(**options.pop("filters", {}))
+        destination_id = add_destination(
+            fsettings.database_url,
+            fsettings.secret_key,
+            kind=kind,
+            name=name,
+            base_url=url,
+            credentials=credentials or {},
+            source_ids=options.pop("source_ids", []),
+            filters=filters,
+        )
+        resources.forget_destinations()
+        return destination_id
+
+    return make
+
+
+@pytest.fixture
+def drain_forward(fsettings):
+    """Run every forward job that is due now (retries scheduled for later stay scheduled)."""
+
+    def run() -> None:
+        from trackgate.workers.worker import build_worker
+
+        build_worker(fsettings, (FORWARD_QUEUE,)).work(
+            burst=True, with_scheduler=False, logging_level="WARNING"
+        )
 
     return run
 

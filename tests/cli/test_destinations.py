@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from tests.destinations.conftest import SECRET_KEY
+from tests.conftest import SECRET_KEY
 from trackgate.cli import main
 
 

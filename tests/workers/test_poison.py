@@ -12,7 +12,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from tests.conftest import stored
-from tests.destinations.test_forward import HOOK, sent_ids
+from tests.workers.forward.test_forward import HOOK, sent_ids
 from tests.workers.test_store import make_event
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch, RefusedItem
 from trackgate.sources import add_source

@@ -10,7 +10,8 @@ import httpx
 import pytest
 import respx
 
-from tests.destinations.conftest import T0, next_scheduled, release_due
+from tests.conftest import T0
+from tests.workers.forward.conftest import next_scheduled, release_due
 from trackgate.adapters.transports import verify_signature
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.workers import destinations as destination_store

@@ -14,8 +14,8 @@ import redis
 import respx
 from click.testing import CliRunner
 
-from tests.destinations.conftest import SECRET_KEY
-from tests.destinations.test_forward import HOOK, batch, ingest, sent_ids
+from tests.conftest import SECRET_KEY
+from tests.workers.forward.test_forward import HOOK, batch, ingest, sent_ids
 from trackgate.cli import main
 from trackgate.workers import replay
 from trackgate.workers.forward import outbox, resources
