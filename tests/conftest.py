@@ -11,21 +11,20 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
 import psycopg
 import pytest
 import redis
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from click.testing import CliRunner, Result
+from psycopg.conninfo import make_conninfo
 from starlette.testclient import TestClient
 
+from tests.helpers import SECRET_KEY, T0, Cli, Clock
+from trackgate.cli import main
 from trackgate.embedded import EmbeddedServers
 from trackgate.gateway.app import create_app
 from trackgate.migrate import migrate
@@ -129,18 +128,27 @@ def drain(settings):
     return run
 
 
+@pytest.fixture
+def cli(settings, monkeypatch) -> Cli:
+    """``trackgate ...`` in this process: click's ``CliRunner`` on ``trackgate.cli.main``, with the test
+    settings' environment (``TRACKGATE_DATABASE_URL``, ``_REDIS_URL``, ``_SECRET_KEY``; a test may
+    ``monkeypatch.delenv`` one). ``ok=True`` asserts exit code 0. An exception that is not click's own
+    propagates with its traceback instead of hiding in ``result.exception``."""
+    monkeypatch.setenv("TRACKGATE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("TRACKGATE_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("TRACKGATE_SECRET_KEY", SECRET_KEY)
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None, ok: bool = False) -> Result:
+        result = runner.invoke(main, list(args), input=input, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
 # --- forwarding: a secret key, a movable clock, destinations, a forward worker ---------------------------
-
-SECRET_KEY = "test-secret-key-that-is-long-and-random-enough"
-T0 = 1_900_000_000.0  # a fixed start for the injected clock
-
-
-class Clock:
-    def __init__(self, t: float):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def pytest_configure(config):
@@ -196,54 +204,3 @@ def drain_forward(fsettings):
         )
 
     return run
-
-
-def stored(db: psycopg.Connection, where: str = "TRUE", params: tuple = ()) -> list[dict]:
-    cur = db.execute(f"SELECT * FROM events WHERE {where} ORDER BY id", params)
-    names = [c.name for c in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
-def queued_jobs(rdb: redis.Redis) -> int:
-    from trackgate.schemas.jobs import PERSIST_QUEUE
-
-    return rdb.llen(f"rq:queue:{PERSIST_QUEUE}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def live_gateway(settings: ServerSettings) -> Iterator[str]:
-    """The real gateway on uvicorn (uvloop, httptools) in a thread; yields its base URL."""
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        loop="asyncio",
-        http="httptools",
-        log_level="warning",
-        proxy_headers=False,  # as `trackgate serve` runs it: TRACKGATE_TRUSTED_PROXIES decides
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("gateway did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-__all__ = ["conninfo_to_dict", "live_gateway", "queued_jobs", "stored"]

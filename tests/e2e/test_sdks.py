@@ -24,7 +24,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from tests.conftest import live_gateway, stored
+from tests.helpers import live_gateway, stored
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 NODE_SDK = NODE_DIR / "node_modules" / "@segment" / "analytics-node"

@@ -13,7 +13,7 @@ import pytest
 import respx
 from starlette.testclient import TestClient
 
-from tests.conftest import stored
+from tests.helpers import stored
 from trackgate.adapters.transports import verify_signature
 from trackgate.gateway.app import create_app
 from trackgate.sources import add_source

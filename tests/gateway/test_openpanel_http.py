@@ -18,7 +18,7 @@ import msgspec
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import live_gateway, queued_jobs, stored
+from tests.helpers import live_gateway, queued_jobs, stored
 from trackgate.gateway import openpanel as gw
 from trackgate.gateway.app import create_app
 from trackgate.sources import add_source

@@ -15,7 +15,7 @@ import redis
 import redis.asyncio as aioredis
 from rq.job import Job
 
-from tests.conftest import queued_jobs, stored
+from tests.helpers import queued_jobs, stored
 from trackgate.gateway.errors import Unavailable
 from trackgate.gateway.publisher import Publisher
 from trackgate.schemas.event import Context, Event

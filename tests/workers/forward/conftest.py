@@ -7,6 +7,7 @@ import pytest
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
+from tests.helpers import next_scheduled, release_due
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.jobs import MsgspecJSONSerializer
 
@@ -35,24 +36,6 @@ def quick_drain(fsettings, rdb):
 @pytest.fixture
 def scheduled(rdb):
     return ScheduledJobRegistry(FORWARD_QUEUE, connection=rdb, serializer=MsgspecJSONSerializer)
-
-
-def next_scheduled(registry: ScheduledJobRegistry) -> float | None:
-    first = registry.connection.zrange(registry.key, 0, 0, withscores=True)
-    return first[0][1] if first else None
-
-
-def release_due(registry: ScheduledJobRegistry, now: float) -> int:
-    """What RQ's scheduler does, at the injected time: move the jobs due by ``now`` to the queue."""
-    from rq.job import Job
-
-    queue = Queue(FORWARD_QUEUE, connection=registry.connection, serializer=MsgspecJSONSerializer)
-    ids = registry.get_jobs_to_schedule(int(now))
-    for job in Job.fetch_many(ids, connection=registry.connection, serializer=MsgspecJSONSerializer):
-        if job is not None:
-            queue._enqueue_job(job)
-            registry.remove(job.id)
-    return len(ids)
 
 
 @pytest.fixture

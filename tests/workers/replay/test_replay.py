@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import respx
 
-from tests.conftest import queued_jobs, stored
+from tests.helpers import queued_jobs, stored
 from trackgate.workers import replay
 from trackgate.workers.forward import outbox
 from trackgate.workers.replay import files as archive
