@@ -26,6 +26,7 @@ from trackgate.gateway.app import create_app
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.event import Context, Event
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer, RefusedItem
+from trackgate.schemas.request import Source
 from trackgate.schemas.settings import ServerSettings
 
 # --- what was stored or queued --------------------------------------------------------------------------
@@ -33,8 +34,13 @@ from trackgate.schemas.settings import ServerSettings
 
 def stored(db: psycopg.Connection, where: str = "TRUE", params: tuple = ()) -> list[dict]:
     cur = db.execute(f"SELECT * FROM events WHERE {where} ORDER BY id", params)
-    names = [c.name for c in cur.description]
+    names = [c.name for c in cur.description or ()]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def id_of(source: Source | None) -> str | None:
+    """The id of a source a lookup found, None when it found none."""
+    return source.id if source is not None else None
 
 
 def queued_jobs(rdb: redis.Redis) -> int:
@@ -132,7 +138,7 @@ def refused_item(
 def rows(db: psycopg.Connection) -> list[dict]:
     """The quarantine table, oldest first."""
     cur = db.execute("SELECT * FROM quarantine ORDER BY id")
-    names = [c.name for c in cur.description]
+    names = [c.name for c in cur.description or ()]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
@@ -200,7 +206,7 @@ def sent_ids(route, key: str = "events", field: str = "message_id") -> list[str]
 
 def next_scheduled(registry: ScheduledJobRegistry) -> float | None:
     first = registry.connection.zrange(registry.key, 0, 0, withscores=True)
-    return first[0][1] if first else None
+    return float(first[0][1]) if first else None
 
 
 def release_due(registry: ScheduledJobRegistry, now: float) -> int:

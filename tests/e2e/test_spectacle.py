@@ -59,7 +59,7 @@ EVENT = {
     "ga_session_data": {"timezone": "Europe/Berlin"},
 }
 
-CALLS = [
+CALLS: list[dict] = [
     {"data": {"methodType": "page"}, "event": EVENT},
     {
         "data": {

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import respx
 from starlette.testclient import TestClient
@@ -27,7 +28,7 @@ def translation(name: str) -> dict:
     return json.loads((TRANSLATIONS / f"{name}.json").read_text())
 
 
-def only_request(route) -> object:
+def only_request(route) -> httpx.Request:
     assert route.call_count == 1, route.call_count
     return route.calls[0].request
 

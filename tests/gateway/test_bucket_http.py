@@ -12,6 +12,7 @@ import shlex
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -24,7 +25,7 @@ from trackgate.sources import add_source
 
 OK = b'{"success":true}'
 
-BODIES = {
+BODIES: dict[str, dict[str, Any]] = {
     "user": {"userId": "u1", "attributes": {"name": "Ada"}},
     "company": {"companyId": "c1", "userId": "u1", "attributes": {"name": "Acme"}},
     "event": {"event": "Sent message", "userId": "u1", "companyId": "c1", "attributes": {"n": 1}},

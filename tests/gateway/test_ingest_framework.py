@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import trackgate.gateway.app
-from tests.helpers import stored
+from tests.helpers import id_of, stored
 from trackgate.adapters import segment
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.errors import RateLimited
@@ -127,8 +127,8 @@ def test_extra_keys_are_loaded_per_kind_and_follow_the_source(settings, db):
         await cache.close()
 
     asyncio.run(load())
-    assert cache.by_key("segment", "primary-1").id == source.id
-    assert cache.by_extra_key("segment", "secret", "secret-1").id == source.id
+    assert id_of(cache.by_key("segment", "primary-1")) == source.id
+    assert id_of(cache.by_extra_key("segment", "secret", "secret-1")) == source.id
     assert cache.by_extra_key("segment", "secret", "primary-1") is None  # kinds do not mix
     assert cache.by_extra_key("segment", "other", "secret-1") is None
     assert cache.by_extra_key("openpanel", "secret", "secret-1") is None  # nor dialects
@@ -140,7 +140,7 @@ def test_extra_keys_are_loaded_per_kind_and_follow_the_source(settings, db):
     db.execute("UPDATE sources SET enabled = true WHERE id = %s", (source.id,))
     asyncio.run(load())
     assert cache.by_extra_key("segment", "secret", "secret-1") is None  # rotated
-    assert cache.by_extra_key("segment", "secret", "secret-2").id == source.id
+    assert id_of(cache.by_extra_key("segment", "secret", "secret-2")) == source.id
 
 
 def test_sources_add_json_lists_every_credential_once(cli, settings, database_url, db):

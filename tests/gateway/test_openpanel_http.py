@@ -63,7 +63,8 @@ def opc(settings, op) -> Iterator[TestClient]:
         yield client
 
 
-def track(name: str = "signup", **payload) -> dict:
+def track(name: object = "signup", **payload) -> dict:
+    """A track call; ``name`` of any JSON type, as a client may send it."""
     return {"type": "track", "payload": {"name": name, **payload}}
 
 
