@@ -28,7 +28,7 @@ import psycopg
 from bench import persist
 from trackgate.schemas.event import Event, Page, Screen
 from trackgate.schemas.jobs import PersistBatch
-from trackgate.schemas.settings import Settings, tune_gc
+from trackgate.schemas.settings import ServerSettings, tune_gc
 from trackgate.workers import enrich, store
 from trackgate.workers.enrich import bots, campaign, client_ip, geo, referrer, user_agent
 from trackgate.workers.enrich import runner as enrich_runner
@@ -124,7 +124,7 @@ class ChainTimes:
     chain_s: float
 
 
-def timed_run(settings: Settings, events: list[Event], *, with_chain: bool) -> tuple[float, float]:
+def timed_run(settings: ServerSettings, events: list[Event], *, with_chain: bool) -> tuple[float, float]:
     """Store ``events`` in BATCH-sized batches; returns (total seconds, of which in the chain)."""
     persist.reset_tables(settings.database_url)
     total = chain = 0.0
@@ -144,7 +144,7 @@ def timed_run(settings: Settings, events: list[Event], *, with_chain: bool) -> t
     return total, chain
 
 
-def run_phase(settings: Settings, events: list[Event], rounds: int = 3) -> dict:
+def run_phase(settings: ServerSettings, events: list[Event], rounds: int = 3) -> dict:
     """Both sides under the worker process's GC settings (``schemas.settings.tune_gc``), restored after."""
     thresholds = gc.get_threshold()
     tune_gc()
@@ -155,7 +155,7 @@ def run_phase(settings: Settings, events: list[Event], rounds: int = 3) -> dict:
         gc.set_threshold(*thresholds)
 
 
-def _run_phase(settings: Settings, events: list[Event], rounds: int) -> dict:
+def _run_phase(settings: ServerSettings, events: list[Event], rounds: int) -> dict:
     realistic = make_realistic(events)
     n = len(realistic)
     # cold: every cache cleared, a fresh Enricher (salts, source settings read again)

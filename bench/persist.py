@@ -22,9 +22,12 @@ import redis.asyncio as aioredis
 from trackgate.gateway.publisher import Publisher
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PERSIST_QUEUE
-from trackgate.schemas.settings import Settings
+from trackgate.schemas.settings import ServerSettings
 from trackgate.workers import runtime, store
 from trackgate.workers.worker import build_worker
+
+# starts a profiler for the measured window; what it returns stops it
+Profile = Callable[[], Callable[[], object]]
 
 
 @dataclass
@@ -39,7 +42,7 @@ class Timed:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def enqueue(settings: Settings, events: list[Event], *, clients: int, per_request: int) -> int:
+def enqueue(settings: ServerSettings, events: list[Event], *, clients: int, per_request: int) -> int:
     """Publish ``events`` through the real Publisher; returns the number of jobs queued."""
 
     async def main() -> None:
@@ -77,7 +80,9 @@ def reset_tables(database_url: str) -> None:
 
 def stored_count(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        row = conn.execute("SELECT count(*) FROM events").fetchone()
+        assert row is not None  # count(*) answers one row
+        return row[0]
 
 
 def ensure_partitions(database_url: str, events: list[Event]) -> None:
@@ -85,9 +90,9 @@ def ensure_partitions(database_url: str, events: list[Event]) -> None:
         store.ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for e in events})
 
 
-def drain(settings: Settings, profile: Callable[[], object] | None = None) -> float:
+def drain(settings: ServerSettings, profile: Profile | None = None) -> float:
     """Run one burst worker until the queue is empty; returns the seconds it took (setup excluded)."""
-    worker = build_worker(settings.require())
+    worker = build_worker(settings)
     runtime.current().pool.wait(timeout=30)
     stop_profile = profile() if profile else None
     started = time.perf_counter()
@@ -133,15 +138,14 @@ def flush(redis_url: str) -> None:
 
 
 def run_worker_phase(
-    settings: Settings,
+    settings: ServerSettings,
     events: list[Event],
     *,
     clients: int,
     per_request: int,
-    profile: Callable[[], object] | None = None,
+    profile: Profile | None = None,
 ) -> Timed:
     """Enqueue ``events`` shaped as ``per_request``-event requests, drain them, check the table."""
-    assert settings.database_url and settings.redis_url
     flush(settings.redis_url)
     reset_tables(settings.database_url)
     jobs = enqueue(settings, events, clients=clients, per_request=per_request)

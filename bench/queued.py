@@ -59,7 +59,8 @@ def count_queued(client: redis.Redis, queue: str = PERSIST_QUEUE, chunk: int = 5
     for start in range(0, len(job_ids), chunk):
         pipe = client.pipeline(transaction=False)
         for job_id in job_ids[start : start + chunk]:
-            pipe.hget(b"rq:job:" + job_id, "data")
+            # bytes from a client without decode_responses; str from one with it
+            pipe.hget(b"rq:job:" + (job_id if isinstance(job_id, bytes) else job_id.encode()), "data")
         for data in pipe.execute():
             try:
                 func, _, (batch,), _ = _decode_job(_inflate(data))

@@ -33,6 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 if __package__ in (None, ""):  # `python bench/run.py`
@@ -47,7 +48,7 @@ from bench import enrich as enrich_phase  # noqa: E402
 from bench import loadgen, payloads, persist, profiling, queued, servers  # noqa: E402
 from trackgate.migrate import migrate  # noqa: E402
 from trackgate.schemas.jobs import PERSIST_QUEUE  # noqa: E402
-from trackgate.schemas.settings import Settings  # noqa: E402
+from trackgate.schemas.settings import ServerSettings  # noqa: E402
 from trackgate.sources import add_source  # noqa: E402
 
 GOAL_TRACK = 0.7
@@ -107,12 +108,13 @@ def machine_info() -> dict:
                 break
     except OSError:
         cpu = platform.processor() or "?"
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("starlette", "uvicorn", "uvloop", "httptools", "msgspec", "redis", "rq", "psycopg"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
+    affinity: int | None
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -132,7 +134,7 @@ def machine_info() -> dict:
 
 
 def _check_loopback(url: str, what: str) -> None:
-    host = (urlsplit(url).hostname if "://" in url else conninfo_to_dict(url).get("host")) or ""
+    host = str((urlsplit(url).hostname if "://" in url else conninfo_to_dict(url).get("host")) or "")
     if host not in LOOPBACK and not host.startswith("/"):
         raise SystemExit(f"{what} must be on this machine (127.0.0.1), got host {host!r}")
 
@@ -150,7 +152,7 @@ class Database:
         self.name = f"trackgate_bench_{secrets.token_hex(4)}"
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.name}"')
-            self.server_version = conn.execute("SHOW server_version").fetchone()[0]
+            (self.server_version,) = conn.execute("SHOW server_version").fetchone() or ("?",)
         self.url = make_conninfo(admin_url, dbname=self.name)
         migrate(self.url)
         self.write_key = "wk_bench_" + secrets.token_hex(12)
@@ -206,6 +208,28 @@ def _wait_quiet(redis_url: str, timeout: float = 20.0, still: float = 1.0) -> No
             elif time.monotonic() - since >= still:
                 return
             time.sleep(0.1)
+
+
+class PhaseSpec(TypedDict):
+    """What differs between the HTTP phases (a), (b), (c): ``http_phase``'s keyword arguments."""
+
+    what: str
+    app: str
+    factory: bool
+    env: dict[str, str]
+    path: str
+    body_file: Path
+    events_per_request: int
+    check_queue: bool
+
+
+class PhaseCommon(TypedDict):
+    """``http_phase``'s keyword arguments that every HTTP phase shares."""
+
+    authorization: str
+    args: argparse.Namespace
+    wrk: loadgen.WrkSettings
+    redis_url: str
 
 
 def http_phase(
@@ -397,8 +421,8 @@ def run(args: argparse.Namespace) -> Report:
             batch_file.write_bytes(payloads.batch_body(BATCH_EVENTS))
             report.settings["track_body_bytes"] = track_file.stat().st_size
             report.settings["batch_body_bytes"] = batch_file.stat().st_size
-            common = {"authorization": authorization, "args": args, "wrk": wrk, "redis_url": args.redis}
-            specs = {
+            common = PhaseCommon(authorization=authorization, args=args, wrk=wrk, redis_url=args.redis)
+            specs: dict[str, PhaseSpec] = {
                 "a": {
                     "what": "hello-world", "app": "bench.hello:app", "factory": False, "env": {},
                     "path": "/v1/track", "body_file": track_file, "events_per_request": 1,
@@ -458,7 +482,7 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def persist_phase(args: argparse.Namespace, db: Database) -> list[dict]:
-    settings = Settings(database_url=db.url, redis_url=args.redis, log_level="WARNING")
+    settings = ServerSettings(database_url=db.url, redis_url=args.redis, log_level="WARNING")
     print(f"  (d) building {args.events} canonical events ...", flush=True)
     events = payloads.canonical_events(args.events, db.source.id)
     persist.ensure_partitions(db.url, events)
@@ -502,7 +526,7 @@ def persist_phase(args: argparse.Namespace, db: Database) -> list[dict]:
 
 
 def enrich_phase_run(args: argparse.Namespace, db: Database) -> dict:
-    settings = Settings(database_url=db.url, redis_url=args.redis, log_level="WARNING")
+    settings = ServerSettings(database_url=db.url, redis_url=args.redis, log_level="WARNING")
     print(f"  (e) enrichment chain: store vs store+chain, {args.events} events ...", flush=True)
     events = payloads.canonical_events(args.events, db.source.id)
     for e in events:

@@ -11,25 +11,28 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 import redis
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from click.testing import CliRunner, Result
+from psycopg.conninfo import make_conninfo
 from starlette.testclient import TestClient
 
+from tests.helpers import SECRET_KEY, T0, Cli, Clock
+from trackgate.cli import main
 from trackgate.embedded import EmbeddedServers
 from trackgate.gateway.app import create_app
 from trackgate.migrate import migrate
+from trackgate.schemas.destinations import FORWARD_QUEUE, Filters
 from trackgate.schemas.settings import ServerSettings
 from trackgate.sources import add_source
+from trackgate.workers.destinations import add_destination
+from trackgate.workers.forward import resources
 
 
 @pytest.fixture(scope="session")
@@ -125,55 +128,27 @@ def drain(settings):
     return run
 
 
-def stored(db: psycopg.Connection, where: str = "TRUE", params: tuple = ()) -> list[dict]:
-    cur = db.execute(f"SELECT * FROM events WHERE {where} ORDER BY id", params)
-    names = [c.name for c in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+@pytest.fixture
+def cli(settings, monkeypatch) -> Cli:
+    """``trackgate ...`` in this process: click's ``CliRunner`` on ``trackgate.cli.main``, with the test
+    settings' environment (``TRACKGATE_DATABASE_URL``, ``_REDIS_URL``, ``_SECRET_KEY``; a test may
+    ``monkeypatch.delenv`` one). ``ok=True`` asserts exit code 0. An exception that is not click's own
+    propagates with its traceback instead of hiding in ``result.exception``."""
+    monkeypatch.setenv("TRACKGATE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("TRACKGATE_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("TRACKGATE_SECRET_KEY", SECRET_KEY)
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None, ok: bool = False) -> Result:
+        result = runner.invoke(main, list(args), input=input, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
 
 
-def queued_jobs(rdb: redis.Redis) -> int:
-    from trackgate.schemas.jobs import PERSIST_QUEUE
-
-    return rdb.llen(f"rq:queue:{PERSIST_QUEUE}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def live_gateway(settings: ServerSettings) -> Iterator[str]:
-    """The real gateway on uvicorn (uvloop, httptools) in a thread; yields its base URL."""
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        loop="asyncio",
-        http="httptools",
-        log_level="warning",
-        proxy_headers=False,  # as `trackgate serve` runs it: TRACKGATE_TRUSTED_PROXIES decides
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("gateway did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-__all__ = ["conninfo_to_dict", "live_gateway", "queued_jobs", "stored"]
+# --- forwarding: a secret key, a movable clock, destinations, a forward worker ---------------------------
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -185,6 +160,58 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "horizon(seconds): the forward retry horizon for this test")
     # before the test modules are imported: the fuzz reads its mode at import
     if config.getoption("--long"):
         os.environ["TRACKGATE_FUZZ_LONG"] = "1"
+
+
+@pytest.fixture
+def fsettings(settings, request):
+    marker = request.node.get_closest_marker("horizon")
+    horizon = marker.args[0] if marker else settings.forward_horizon_seconds
+    return msgspec.structs.replace(settings, secret_key=SECRET_KEY, forward_horizon_seconds=horizon)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    resources.reset()
+    c = Clock(T0)
+    monkeypatch.setattr(resources, "clock", c)
+    monkeypatch.setattr(resources.rng, "random", lambda: 0.5)
+    yield c
+    resources.reset()
+
+
+@pytest.fixture
+def add(fsettings):
+    def make(kind: str, name: str, url: str, credentials: dict | None = None, **options) -> str:
+        filters = Filters(**options.pop("filters", {}))
+        destination_id = add_destination(
+            fsettings.database_url,
+            fsettings.secret_key,
+            kind=kind,
+            name=name,
+            base_url=url,
+            credentials=credentials or {},
+            source_ids=options.pop("source_ids", []),
+            filters=filters,
+        )
+        resources.forget_destinations()
+        return destination_id
+
+    return make
+
+
+@pytest.fixture
+def drain_forward(fsettings):
+    """Run every forward job that is due now (retries scheduled for later stay scheduled)."""
+
+    def run() -> None:
+        from trackgate.workers.worker import build_worker
+
+        build_worker(fsettings, (FORWARD_QUEUE,)).work(
+            burst=True, with_scheduler=False, logging_level="WARNING"
+        )
+
+    return run

@@ -1,5 +1,5 @@
 """Golden replay of Bucket/Reflag requests (``tests/golden/bucket/*.json``): the vendors' documented
-examples, and what the real SDKs sent (``tests/golden/capture_bucket.py``).
+examples, and what the real SDKs sent (``tests/capture/capture_bucket.py``).
 
 Each fixture is one HTTP request and what must become of it::
 
@@ -18,7 +18,7 @@ The run mirrors the gateway: the path is looked up in the real route table (``ga
 names the call; the key comes from the path, the ``Authorization: Bearer`` header or ``publishableKey``;
 then ``parse`` and ``decode``. Pure: no network, no database.
 
-Regenerate after a deliberate change (or after ``tests/golden/capture_bucket.py``)::
+Regenerate after a deliberate change (or after ``tests/capture/capture_bucket.py``)::
 
     TRACKGATE_REGEN_GOLDEN=1 pytest tests/adapters/test_bucket_golden.py
 

@@ -7,6 +7,7 @@ import copy
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -25,7 +26,7 @@ TS_DATE = datetime(2021, 12, 9, 10, 7, 26, 636000, tzinfo=UTC)
 
 
 def meta(**overrides) -> RequestMeta:
-    fields = dict(
+    fields: dict[str, Any] = dict(
         source_id="src",
         dialect="commandersact",
         call="event",
@@ -318,6 +319,7 @@ def test_v1_doc_and_v2_doc_make_the_same_canonical_event_where_they_carry_the_sa
     for field in ("message_id", "type", "name", "user_id", "properties", "timestamp"):
         assert getattr(v1, field) == getattr(v2, field), field
     assert (v1.context.ip, v1.context.user_agent) == (v2.context.ip, v2.context.user_agent)
+    assert v1.context.page is not None and v2.context.page is not None
     assert (v1.context.page.url, v1.context.page.title) == (v2.context.page.url, v2.context.page.title)
     assert v1.traits["email"] == v2.traits["email"]
 

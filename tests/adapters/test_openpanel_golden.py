@@ -1,6 +1,6 @@
 """Golden replay of OpenPanel-dialect requests (``tests/golden/openpanel/*.json``): from the docs
 (``docs_*``, the seed), from OpenPanel's source (``legacy_*``, ``special_*``, ``error_*``), and captured
-from the real SDKs (``npm_*``, ``pypi_*``, ``tests/golden/capture_openpanel.py``).
+from the real SDKs (``npm_*``, ``pypi_*``, ``tests/capture/capture_openpanel.py``).
 
 Each fixture::
 

@@ -19,7 +19,7 @@ Each fixture is one HTTP request and what the adapter must make of it::
 The run mirrors ``gateway/ingest.py``: ``credentials(headers, None)``, ``parse``, ``credentials(headers,
 envelope)`` when the header gave nothing, ``decode``. Pure: no network, no database.
 
-Regenerate after a deliberate change (or after ``tests/golden/capture_segment.py``)::
+Regenerate after a deliberate change (or after ``tests/capture/capture_segment.py``)::
 
     TRACKGATE_REGEN_GOLDEN=1 pytest tests/adapters/test_segment_golden.py
 

@@ -412,6 +412,7 @@ def test_pixel_context():
         "Europe/Paris",
         "fr-FR",
     )
+    assert ctx.campaign is not None and ctx.page is not None
     assert ctx.campaign.name == "n" and ctx.campaign.content == "c"
     assert ctx.page.url == "https://x/p?q" and ctx.page.search == "?q"
     assert ctx.extra == {"lens": True}
@@ -452,7 +453,7 @@ def test_encode_rest_and_pixel():
 
 
 def test_encode_types_spectacle_lacks():
-    base = {
+    base: dict[str, Any] = {
         "id": "",
         "source_id": "s",
         "dialect": "segment",

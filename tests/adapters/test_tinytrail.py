@@ -103,7 +103,8 @@ def test_nulls_for_optional_fields_are_accepted():
 
 
 def test_empty_referrer_is_no_referrer():
-    assert decode({**BASE, "referrer": ""}).context.page.referrer is None
+    page = decode({**BASE, "referrer": ""}).context.page
+    assert page is not None and page.referrer is None
 
 
 def test_message_id_is_derived_from_the_request():

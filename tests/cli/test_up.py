@@ -13,7 +13,7 @@ import time
 import httpx
 import psutil
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def test_up_serves_stores_and_stops_on_sigterm(database_url, redis_url, db, rdb, tmp_path):

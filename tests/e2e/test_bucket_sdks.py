@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import live_gateway, stored
+from tests.helpers import live_gateway, stored
 from trackgate.gateway import bucket
 from trackgate.sources import add_source
 

@@ -10,10 +10,8 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from click.testing import CliRunner
 
-from tests.conftest import live_gateway, stored
-from trackgate.cli import main
+from tests.helpers import Cli, live_gateway, stored
 from trackgate.gateway import bucket, openpanel, spectacle
 from trackgate.sources import add_source
 
@@ -74,14 +72,13 @@ def _calls(shop: dict) -> list[tuple[str, dict, dict]]:
     ]
 
 
-def _show(user_id: str) -> dict:
-    result = CliRunner().invoke(main, ["profiles", "show", user_id, "--json"], catch_exceptions=False)
+def _show(cli: Cli, user_id: str) -> dict:
+    result = cli("profiles", "show", user_id, "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.output, parse_float=Decimal)
 
 
-def test_one_user_through_four_dialects_is_one_profile(settings, shop, drain, db, monkeypatch):
-    monkeypatch.setenv("TRACKGATE_DATABASE_URL", settings.database_url)
+def test_one_user_through_four_dialects_is_one_profile(cli, settings, shop, drain, db):
     with live_gateway(settings) as base:
         for path, body, headers in _calls(shop):
             r = httpx.post(base + path, json=body, headers=headers)
@@ -94,11 +91,11 @@ def test_one_user_through_four_dialects_is_one_profile(settings, shop, drain, db
         ("spectacle", "track"),
     ]
 
-    profile = _show("u-42")
+    profile = _show(cli, "u-42")
     assert profile["workspace"] == "shop" and profile["user_id"] == "u-42"
     assert profile["traits"]["email"] == "ada@example.com"
     assert profile["counters"] == {"logins": 2}
     assert profile["revenue"] == {"USD": Decimal("49.99")}
     assert Decimal(str(profile["mrr"])) == Decimal("49.99")
     assert [(g["group_id"], g["name"]) for g in profile["groups"]] == [("acme", "Acme Inc")]
-    assert _show("anon-1") == profile  # the anonymous id Segment linked resolves to the same person
+    assert _show(cli, "anon-1") == profile  # the anonymous id Segment linked resolves to the same person

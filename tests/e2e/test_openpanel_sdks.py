@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import live_gateway, stored
+from tests.helpers import live_gateway, stored
 from trackgate.gateway import openpanel as gw
 from trackgate.sources import add_source
 

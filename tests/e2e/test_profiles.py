@@ -14,11 +14,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import redis.asyncio as aioredis
-from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from tests.conftest import stored
-from trackgate.cli import main
+from tests.helpers import stored
 from trackgate.gateway.app import create_app
 from trackgate.gateway.publisher import Publisher
 from trackgate.schemas.event import Context, Event, Library
@@ -58,9 +56,7 @@ def publish(redis_url: str, events: list[Event]) -> None:
     asyncio.run(run())
 
 
-def test_one_user_through_segment_openpanel_bucket_and_spectacle_is_one_profile(
-    settings, db, drain, monkeypatch
-):
+def test_one_user_through_segment_openpanel_bucket_and_spectacle_is_one_profile(cli, settings, db, drain):
     segment, _ = add_source(settings.database_url, "segment", "web", "wk-shop", workspace="shop")
     openpanel, _ = add_source(settings.database_url, "openpanel", "app", "op-client", workspace="shop")
     bucket, _ = add_source(settings.database_url, "bucket", "flags", "bk-key", workspace="shop")
@@ -147,10 +143,8 @@ def test_one_user_through_segment_openpanel_bucket_and_spectacle_is_one_profile(
         publish(settings.redis_url, others)
         drain()
 
-    monkeypatch.setenv("TRACKGATE_DATABASE_URL", settings.database_url)
-
     def show(*args: str) -> dict:
-        result = CliRunner().invoke(main, ["profiles", "show", *args, "--json"], catch_exceptions=False)
+        result = cli("profiles", "show", *args, "--json")
         assert result.exit_code == 0, result.output
         return json.loads(result.output, parse_float=Decimal)
 

@@ -24,7 +24,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from tests.conftest import live_gateway, stored
+from tests.helpers import live_gateway, stored
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 NODE_SDK = NODE_DIR / "node_modules" / "@segment" / "analytics-node"
@@ -166,7 +166,9 @@ def recorded(session: requests.Session) -> Iterator[list[requests.Response]]:
 
 
 def request_body(request: requests.PreparedRequest) -> dict[str, Any]:
-    body = request.body if isinstance(request.body, bytes) else request.body.encode()
+    raw = request.body
+    assert isinstance(raw, bytes | str), type(raw)
+    body = raw if isinstance(raw, bytes) else raw.encode()
     if body[:2] == b"\x1f\x8b":
         body = gzip.decompress(body)
     return json.loads(body)
@@ -276,7 +278,8 @@ def test_rudder_python(gateway, write_key, drain, db):
     for response in log:
         assert response.request.url == f"{gateway}/v1/batch"
         assert response.request.headers["Content-Encoding"] == "gzip"
-        assert response.request.headers["Authorization"].startswith("Basic ")
+        authorization = response.request.headers["Authorization"]
+        assert isinstance(authorization, str) and authorization.startswith("Basic ")
         assert "writeKey" not in request_body(response.request)
     drain()
     assert_stored(db, sent, "analytics-python", "rudder-sdk-python")

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import live_gateway, stored
+from tests.helpers import live_gateway, stored
 from trackgate.sources import add_source
 
 HERE = Path(__file__).resolve().parent
@@ -59,7 +59,7 @@ EVENT = {
     "ga_session_data": {"timezone": "Europe/Berlin"},
 }
 
-CALLS = [
+CALLS: list[dict] = [
     {"data": {"methodType": "page"}, "event": EVENT},
     {
         "data": {

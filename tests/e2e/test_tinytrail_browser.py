@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import live_gateway, stored
+from tests.helpers import live_gateway, stored
 from trackgate.gateway.tinytrail import BROWSER_UA, new_source
 from trackgate.sources import add_source
 

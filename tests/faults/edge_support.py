@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

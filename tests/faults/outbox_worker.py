@@ -22,7 +22,7 @@ def die(*_args, **_kwargs):
 
 
 def main() -> None:
-    settings = settings_from_env()
+    settings = settings_from_env().require()
     configure_logging(settings.log_level)
     if sys.argv[1:2] == ["after_commit"]:
         try:
@@ -30,7 +30,7 @@ def main() -> None:
         except ImportError:  # before the outbox
             from trackgate.workers.forward import fanout
 
-            fanout.fan_out = die  # type: ignore[attr-defined]
+            fanout.fan_out = die  # type: ignore[attr-defined]  # the pre-outbox code has fan_out; mypy sees today's
         else:
             outbox.enqueue_or_defer = die
     worker.run(settings)  # both queues, as the README runs it

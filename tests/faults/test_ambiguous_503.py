@@ -22,7 +22,7 @@ import redis
 from starlette.testclient import TestClient
 
 from trackgate.gateway.app import create_app
-from trackgate.schemas.settings import Settings
+from trackgate.schemas.settings import ServerSettings
 from trackgate.sources import add_source
 from trackgate.workers.worker import build_worker
 
@@ -69,7 +69,7 @@ def test_a_503_after_a_frozen_redis_stores_nothing_and_the_retry_is_stored_once(
     url, proc = own_redis
     key = "wk_ambiguous_503_test"
     add_source(database_url, "segment", "ambiguous", key)
-    settings = Settings(
+    settings = ServerSettings(
         database_url=database_url,
         redis_url=url,
         source_refresh_seconds=0.2,

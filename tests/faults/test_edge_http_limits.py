@@ -112,11 +112,11 @@ def test_a_16_mb_header_is_refused_431_without_being_read(gateway):
 
 def test_a_body_that_stalls_is_answered_408_in_the_dialects_shape(gateway):
     with open_socket(gateway) as sock:
-        head = (
+        request_head = (
             "POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Authorization: {AUTH}\r\nContent-Length: {len(TRACK)}\r\n\r\n"
         )
-        sock.sendall(head.encode() + TRACK[:10])
+        sock.sendall(request_head.encode() + TRACK[:10])
         started = time.monotonic()
         data, _ = read_until_closed(sock, limit=5)
         took = time.monotonic() - started

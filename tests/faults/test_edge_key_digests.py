@@ -10,6 +10,7 @@ import hmac
 
 import pytest
 
+from tests.helpers import id_of
 from trackgate.gateway.auth import HMAC, SHA256, SourceCache, digest_secret, key_digest, legacy_digest
 from trackgate.sources import add_source, set_key, stored_digest
 
@@ -61,11 +62,11 @@ def test_legacy_sha256_rows_still_authenticate_and_are_upgraded(settings, db):
         try:
             await cache.load()
             assert cache.authenticate("openpanel", "old-client-id").id == "src_old"
-            assert cache.by_extra_key("openpanel", "secret", "old-secret").id == "src_old"
+            assert id_of(cache.by_extra_key("openpanel", "secret", "old-secret")) == "src_old"
             assert cache.by_key("openpanel", "not-the-key") is None
             await cache.load()  # the next refresh rewrites what was used
             assert cache.authenticate("openpanel", "old-client-id").id == "src_old"
-            assert cache.by_extra_key("openpanel", "secret", "old-secret").id == "src_old"
+            assert id_of(cache.by_extra_key("openpanel", "secret", "old-secret")) == "src_old"
         finally:
             await cache.close()
 

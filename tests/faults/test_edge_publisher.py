@@ -13,8 +13,8 @@ import httpx
 import msgspec
 import pytest
 
-from tests.conftest import stored
 from tests.faults.edge_support import RedisServer, gateway_process
+from tests.helpers import stored
 from trackgate.sources import add_source
 
 KEY = "wk_edge_publisher"

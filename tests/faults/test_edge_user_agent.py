@@ -11,9 +11,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import stored
 from tests.faults.edge_support import gateway_process
-from tests.gateway.test_tinytrail_http import SEED_PAGE_VIEW, SEED_WEBSITE
+from tests.helpers import SEED_PAGE_VIEW, SEED_WEBSITE, stored
 from trackgate.adapters import traffic
 from trackgate.gateway.tinytrail import BROWSER_UA, new_source
 from trackgate.sources import add_source

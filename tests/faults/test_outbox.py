@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.destinations.conftest import SECRET_KEY
+from tests.helpers import SECRET_KEY
 from trackgate.schemas.destinations import Filters
 from trackgate.workers.destinations import add_destination
 

@@ -85,7 +85,7 @@ def run_old(settings, queue_names: tuple[str, ...]) -> None:
 
 
 def main() -> None:
-    settings = settings_from_env()
+    settings = settings_from_env().require()
     configure_logging(settings.log_level)
     if len(sys.argv) > 1 and sys.argv[1]:
         install(sys.argv[1])

@@ -8,7 +8,7 @@ import base64
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import stored
+from tests.helpers import stored
 from trackgate.gateway import bucket, commandersact, openpanel, spectacle, tinytrail
 from trackgate.gateway.app import create_app
 from trackgate.sources import add_source

@@ -12,11 +12,12 @@ import shlex
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import live_gateway, queued_jobs, stored
+from tests.helpers import live_gateway, queued_jobs, stored
 from trackgate.adapters.bucket import MAX_BULK_BYTES, MAX_BULK_ITEMS, MAX_CALL_BYTES
 from trackgate.gateway import bucket
 from trackgate.gateway.app import create_app
@@ -24,7 +25,7 @@ from trackgate.sources import add_source
 
 OK = b'{"success":true}'
 
-BODIES = {
+BODIES: dict[str, dict[str, Any]] = {
     "user": {"userId": "u1", "attributes": {"name": "Ada"}},
     "company": {"companyId": "c1", "userId": "u1", "attributes": {"name": "Acme"}},
     "event": {"event": "Sent message", "userId": "u1", "companyId": "c1", "attributes": {"n": 1}},
@@ -556,14 +557,10 @@ def test_segment_paths_are_not_taken_for_tracking_keys(settings, keys, write_key
     assert sorted(row["dialect"] for row in stored(db)) == ["bucket", "segment"]
 
 
-def test_cli_sources_add_bucket_prints_both_keys_once(database_url, db, monkeypatch):
-    from click.testing import CliRunner
-
-    from trackgate.cli import main
+def test_cli_sources_add_bucket_prints_both_keys_once(cli, database_url, db):
     from trackgate.sources import stored_digest
 
-    monkeypatch.setenv("TRACKGATE_DATABASE_URL", database_url)
-    result = CliRunner().invoke(main, ["sources", "add", "bucket", "--name", "app", "--json"])
+    result = cli("sources", "add", "bucket", "--name", "app", "--json")
     assert result.exit_code == 0, result.output
     created = json.loads(result.output)
     source_id = created["id"]
@@ -574,5 +571,5 @@ def test_cli_sources_add_bucket_prints_both_keys_once(database_url, db, monkeypa
     ).fetchone()
     assert (kind, bytes(secret_hash)) == ("secret", stored_digest(database_url, created["secret_key"]))
     assert len(created["secret_key"]) > 22
-    bad = CliRunner().invoke(main, ["sources", "add", "bucket", "--name", "x", "--key", "a/b"])
+    bad = cli("sources", "add", "bucket", "--name", "x", "--key", "a/b")
     assert bad.exit_code == 2 and "path" in bad.output

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import live_gateway, queued_jobs, stored
+from tests.helpers import live_gateway, queued_jobs, stored
 from trackgate.adapters import commandersact as ca
 from trackgate.gateway import commandersact as gateway_ca
 from trackgate.gateway.app import create_app
@@ -326,13 +326,8 @@ def test_new_source_shows_the_source_key():
     assert gateway_ca.new_source("given", {})["key"] == "given"
 
 
-def test_a_source_made_by_the_cli_accepts_events(settings, db, drain, monkeypatch):
-    from click.testing import CliRunner
-
-    from trackgate.cli import main
-
-    monkeypatch.setenv("TRACKGATE_DATABASE_URL", settings.database_url)
-    result = CliRunner().invoke(main, ["sources", "add", "commandersact", "--name", "shop", "--json"])
+def test_a_source_made_by_the_cli_accepts_events(cli, settings, db, drain):
+    result = cli("sources", "add", "commandersact", "--name", "shop", "--json")
     assert result.exit_code == 0, result.output
     created = json.loads(result.output)
     assert created["dialect"] == "commandersact"

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import trackgate.gateway.app
-from tests.conftest import stored
+from tests.helpers import id_of, stored
 from trackgate.adapters import segment
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.errors import RateLimited
@@ -127,8 +127,8 @@ def test_extra_keys_are_loaded_per_kind_and_follow_the_source(settings, db):
         await cache.close()
 
     asyncio.run(load())
-    assert cache.by_key("segment", "primary-1").id == source.id
-    assert cache.by_extra_key("segment", "secret", "secret-1").id == source.id
+    assert id_of(cache.by_key("segment", "primary-1")) == source.id
+    assert id_of(cache.by_extra_key("segment", "secret", "secret-1")) == source.id
     assert cache.by_extra_key("segment", "secret", "primary-1") is None  # kinds do not mix
     assert cache.by_extra_key("segment", "other", "secret-1") is None
     assert cache.by_extra_key("openpanel", "secret", "secret-1") is None  # nor dialects
@@ -140,20 +140,15 @@ def test_extra_keys_are_loaded_per_kind_and_follow_the_source(settings, db):
     db.execute("UPDATE sources SET enabled = true WHERE id = %s", (source.id,))
     asyncio.run(load())
     assert cache.by_extra_key("segment", "secret", "secret-1") is None  # rotated
-    assert cache.by_extra_key("segment", "secret", "secret-2").id == source.id
+    assert id_of(cache.by_extra_key("segment", "secret", "secret-2")) == source.id
 
 
-def test_sources_add_json_lists_every_credential_once(settings, database_url, db, monkeypatch):
-    from click.testing import CliRunner
-
-    from trackgate.cli import main
-
-    monkeypatch.setenv("TRACKGATE_DATABASE_URL", database_url)
-    result = CliRunner().invoke(main, ["sources", "add", "segment", "--domain", "shop.example", "--json"])
+def test_sources_add_json_lists_every_credential_once(cli, settings, database_url, db):
+    result = cli("sources", "add", "segment", "--domain", "shop.example", "--json")
     assert result.exit_code == 0, result.output
     created = json.loads(result.output)
     assert created["name"] == "shop.example"  # the domain names the source when --name is not given
-    result = CliRunner().invoke(main, ["sources", "add", "segment"])
+    result = cli("sources", "add", "segment")
     assert result.exit_code != 0 and "--name is required" in result.output
 
 
@@ -172,7 +167,7 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
     import httpx
     import msgspec
 
-    from tests.conftest import live_gateway
+    from tests.helpers import live_gateway
 
     # the client wrote "6.6.6.6" itself; the proxies appended what they saw
     with live_gateway(msgspec.structs.replace(settings, trusted_proxies=trusted)) as base:

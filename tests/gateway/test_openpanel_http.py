@@ -18,7 +18,7 @@ import msgspec
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import live_gateway, queued_jobs, stored
+from tests.helpers import live_gateway, queued_jobs, stored
 from trackgate.gateway import openpanel as gw
 from trackgate.gateway.app import create_app
 from trackgate.sources import add_source
@@ -63,7 +63,8 @@ def opc(settings, op) -> Iterator[TestClient]:
         yield client
 
 
-def track(name: str = "signup", **payload) -> dict:
+def track(name: object = "signup", **payload) -> dict:
+    """A track call; ``name`` of any JSON type, as a client may send it."""
     return {"type": "track", "payload": {"name": name, **payload}}
 
 

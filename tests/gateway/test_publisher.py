@@ -15,7 +15,7 @@ import redis
 import redis.asyncio as aioredis
 from rq.job import Job
 
-from tests.conftest import queued_jobs, stored
+from tests.helpers import queued_jobs, stored
 from trackgate.gateway.errors import Unavailable
 from trackgate.gateway.publisher import Publisher
 from trackgate.schemas.event import Context, Event
@@ -65,7 +65,7 @@ def with_publisher(url: str, scenario: Callable[[Publisher], Awaitable], **optio
 
 
 def jobs(rdb: redis.Redis) -> list[Job]:
-    ids = [i.decode() for i in rdb.lrange(f"rq:queue:{PERSIST_QUEUE}", 0, -1)]
+    ids = [i.decode() if isinstance(i, bytes) else i for i in rdb.lrange(f"rq:queue:{PERSIST_QUEUE}", 0, -1)]
     return [Job.fetch(i, connection=rdb, serializer=MsgspecJSONSerializer) for i in ids]
 
 
@@ -236,7 +236,7 @@ def test_stop_answers_the_request_whose_flush_is_in_flight(redis_url, rdb):
     async def main():
         real = aioredis.from_url(redis_url)
         client = GatedRedis(real)
-        publisher = Publisher(client)  # type: ignore[arg-type]
+        publisher = Publisher(client)  # type: ignore[arg-type]  # a stand-in that gates a real client
         await publisher.start()
         in_flight = asyncio.ensure_future(publisher.publish([event("in-flight")]))
         await asyncio.wait_for(client.in_flight.wait(), 2)

@@ -14,7 +14,7 @@ import base64
 import msgspec
 from starlette.testclient import TestClient
 
-from tests.conftest import stored
+from tests.helpers import stored
 from trackgate.gateway import openpanel
 from trackgate.gateway.app import create_app
 from trackgate.gateway.tinytrail import BROWSER_UA

@@ -26,7 +26,7 @@ import msgspec
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import live_gateway, queued_jobs, stored
+from tests.helpers import live_gateway, queued_jobs, stored
 from trackgate.adapters.segment import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES
 from trackgate.gateway.app import create_app
 from trackgate.sources import add_source, set_key

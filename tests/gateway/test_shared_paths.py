@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import stored
+from tests.helpers import stored
 from trackgate.gateway import bucket as bucket_gateway
 from trackgate.gateway import openpanel as openpanel_gateway
 from trackgate.gateway.app import create_app

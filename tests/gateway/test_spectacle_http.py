@@ -18,7 +18,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import live_gateway, queued_jobs, stored
+from tests.helpers import live_gateway, queued_jobs, stored
 from trackgate.adapters import spectacle as adapter
 from trackgate.gateway import spectacle
 from trackgate.gateway.app import create_app

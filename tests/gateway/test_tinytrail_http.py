@@ -15,21 +15,11 @@ import msgspec
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import live_gateway, queued_jobs, stored
+from tests.helpers import SEED_PAGE_VIEW, SEED_WEBSITE, live_gateway, queued_jobs, stored
 from trackgate.gateway.app import create_app
 from trackgate.gateway.tinytrail import BROWSER_UA, new_source
 from trackgate.sources import add_source
 
-SEED_WEBSITE = "550e8400-e29b-41d4-a716-446655440000"
-SEED_PAGE_VIEW = {
-    "website_id": SEED_WEBSITE,
-    "event_type": "page_view",
-    "url": "https://example.com/blog/post-1?utm_source=twitter",
-    "path": "/blog/post-1",
-    "referrer": "https://t.co/abc123",
-    "screen_width": 1920,
-    "screen_height": 1080,
-}
 BROWSER = {"User-Agent": BROWSER_UA, "Content-Type": "application/json"}
 ACCEPTED = b'{"status":"accepted"}'
 

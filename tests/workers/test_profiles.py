@@ -12,7 +12,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from trackgate.schemas.event import Context, Event
+from trackgate.schemas.event import Context, Event, EventType
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.sources import add_source
 from trackgate.workers import jobs, pipeline, profiles, store
@@ -22,7 +22,7 @@ T0 = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
 _serial = itertools.count(1)
 
 
-def ev(kind: str, *, at: float = 0, source_id="src_web", active: bool | None = None, **fields) -> Event:
+def ev(kind: EventType, *, at: float = 0, source_id="src_web", active: bool | None = None, **fields) -> Event:
     """A canonical event ``at`` minutes after T0 (event time); received at T0 + 1 day."""
     n = next(_serial)
     return Event(

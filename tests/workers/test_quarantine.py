@@ -8,20 +8,16 @@ import json
 import logging
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 import psycopg
 import pytest
 import redis.asyncio as aioredis
-from click.testing import CliRunner
 
-from tests.conftest import queued_jobs, stored
-from tests.workers.test_store import make_event
+from tests.helpers import RECEIVED_AT, make_event, queued_jobs, refused_item, rows, stored
 from trackgate.adapters import commandersact as ca
 from trackgate.adapters.base import Refused
-from trackgate.cli import main
 from trackgate.gateway.publisher import Publisher
 from trackgate.schemas.jobs import PersistBatch, RefusedItem
 from trackgate.schemas.request import RequestMeta
@@ -31,7 +27,7 @@ from trackgate.workers import jobs, pipeline, quarantine_rows, runtime, store
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "commandersact"
 V1_DOC = json.loads((GOLDEN / "docs_v1_event.json").read_text())["body"]
-T0 = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
+T0 = RECEIVED_AT  # refused_item's received_at
 TS = 1639044446636
 
 
@@ -39,29 +35,6 @@ def raw_event(event_id: str, **fields) -> str:
     return json.dumps(
         {"event_name": "login", "context": {"event_id": event_id, "event_timestamp": TS}, **fields}
     )
-
-
-def refused_item(
-    key: str, raw: str, *, source_id: str = "src_ca", index: int = 0, code: str = "missing_event_id"
-) -> RefusedItem:
-    return RefusedItem(
-        key=key,
-        source_id=source_id,
-        dialect="commandersact",
-        version="v2",
-        index=index,
-        code=code,
-        reason=f"{code} (as an older rule said)",
-        raw=raw,
-        request_id="req-1",
-        received_at=T0,
-    )
-
-
-def rows(db) -> list[dict]:
-    cur = db.execute("SELECT * FROM quarantine ORDER BY id")
-    names = [c.name for c in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 @pytest.fixture
@@ -200,28 +173,18 @@ def test_the_bound_comes_from_the_settings(settings, db, drain, rdb):
 # --- list and replay -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def run(database_url, db, monkeypatch):
-    monkeypatch.setenv("TRACKGATE_DATABASE_URL", database_url)
-
-    def invoke(*args: str, input: str | None = None):
-        return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
-
-    return invoke
-
-
 def seed(database_url: str, *items: RefusedItem) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         quarantine_rows.store_refused(conn, PersistBatch(batch_id="b", events=[], refused=list(items)))
 
 
-def test_list_text_and_json(run, database_url):
+def test_list_text_and_json(cli, database_url):
     seed(
         database_url,
         refused_item("k1", '{"event_name":"x"}', index=3),
         refused_item("k2", "[]", source_id="src_b"),
     )
-    text = run("quarantine", "list")
+    text = cli("quarantine", "list")
     assert text.exit_code == 0
     lines = text.output.splitlines()
     assert len(lines) == 2
@@ -229,18 +192,18 @@ def test_list_text_and_json(run, database_url):
         "src_ca  commandersact/v2  pending  missing_event_id [3]  missing_event_id (as an older rule said)"
         in lines[0]
     )
-    only_b = run("quarantine", "list", "--source", "src_b", "--json")
+    only_b = cli("quarantine", "list", "--source", "src_b", "--json")
     (row,) = [json.loads(line) for line in only_b.output.splitlines()]
     assert (row["source_id"], row["raw"], row["status"]) == ("src_b", "[]", "pending")
-    assert run("quarantine", "list", "--status", "replayed").output == ""
+    assert cli("quarantine", "list", "--status", "replayed").output == ""
 
 
-def test_replay_stores_what_now_decodes_and_keeps_what_does_not(run, database_url, db, settings):
+def test_replay_stores_what_now_decodes_and_keeps_what_does_not(cli, database_url, db, settings):
     add_source(settings.database_url, "commandersact", "shop", "k")
     good = refused_item("good", raw_event("e-good", user={"id": "u1"}))
     still_bad = refused_item("bad", json.dumps({"event_name": "x", "context": {"event_timestamp": TS}}))
     seed(database_url, good, still_bad)
-    result = run("quarantine", "replay")
+    result = cli("quarantine", "replay")
     assert result.exit_code == 0, result.output
     assert "replayed 2 row(s): 1 refused, 1 stored" in result.output
     (event,) = stored(db)
@@ -251,19 +214,19 @@ def test_replay_stores_what_now_decodes_and_keeps_what_does_not(run, database_ur
     bad = by_key["item:bad"]
     assert (bad["status"], bad["code"], bad["attempts"]) == ("pending", "missing_event_id", 1)
     assert bad["reason"] == "context.event_id is required"  # the current adapter's reason
-    again = run("quarantine", "replay")
+    again = cli("quarantine", "replay")
     assert "replayed 1 row(s): 1 refused" in again.output  # only the pending one is tried again
     assert len(stored(db)) == 1
 
 
-def test_replay_after_the_mapping_is_fixed(run, database_url, db, settings):
+def test_replay_after_the_mapping_is_fixed(cli, database_url, db, settings):
     """A v1 Postman-style body ({event, properties}) is refused today; once the adapter maps ``event``
     (simulated by patching the mapping), replay re-decodes the kept raw item and stores it."""
     raw = json.dumps(
         {"event": "login", "event_id": "pm-1", "event_timestamp": TS, "properties": {"method": "x"}}
     )
     seed(database_url, refused_item("pm", raw, code="missing_event_name"))
-    assert "1 refused" in run("quarantine", "replay").output
+    assert "1 refused" in cli("quarantine", "replay").output
     original = ca.v1_to_v2
 
     def fixed(item: dict) -> dict:
@@ -273,13 +236,13 @@ def test_replay_after_the_mapping_is_fixed(run, database_url, db, settings):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ca, "v1_to_v2", fixed)
-        assert "1 stored" in run("quarantine", "replay", "--source", "src_ca").output
+        assert "1 stored" in cli("quarantine", "replay", "--source", "src_ca").output
     (event,) = stored(db)
     assert (event["name"], event["dialect_version"], event["message_id"]) == ("login", "v1", "pm-1")
     assert rows(db)[0]["status"] == "replayed"
 
 
-def test_replay_dedupes_by_message_id(run, database_url, db):
+def test_replay_dedupes_by_message_id(cli, database_url, db):
     ev = ca.decode_item(
         RequestMeta(
             source_id="src_ca", dialect="commandersact", call="event", received_at=T0, request_id="r"
@@ -290,18 +253,18 @@ def test_replay_dedupes_by_message_id(run, database_url, db):
     with psycopg.connect(database_url) as conn:
         store.store_batch(conn, PersistBatch(batch_id="b1", events=[ev]))
     seed(database_url, refused_item("dup", raw_event("dup")))
-    assert "1 duplicate" in run("quarantine", "replay").output
+    assert "1 duplicate" in cli("quarantine", "replay").output
     assert len(stored(db)) == 1
     assert rows(db)[0]["status"] == "replayed"
 
 
-def test_replay_one_row_by_id_and_a_postgresql_refused_event(run, database_url, db):
+def test_replay_one_row_by_id_and_a_postgresql_refused_event(cli, database_url, db):
     bad = make_event("m-nul", properties={"x": "a\x00b"})
     with psycopg.connect(database_url) as conn:
         pipeline.persist(conn, PersistBatch(batch_id="b1", events=[bad]), None)
     seed(database_url, refused_item("ok", raw_event("e-ok")))
     nul_row, ok_row = rows(db)
-    result = run("quarantine", "replay", "--id", str(nul_row["id"]))
+    result = cli("quarantine", "replay", "--id", str(nul_row["id"]))
     assert f"{nul_row['id']}  refused: " in result.output
     after = {r["id"]: r for r in rows(db)}
     assert (after[nul_row["id"]]["attempts"], after[nul_row["id"]]["code"]) == (1, "22P05")
@@ -309,7 +272,7 @@ def test_replay_one_row_by_id_and_a_postgresql_refused_event(run, database_url, 
     assert stored(db) == []
 
 
-def test_the_whole_path_gateway_to_quarantine_to_replay(settings, db, drain, run):
+def test_the_whole_path_gateway_to_quarantine_to_replay(settings, db, drain, cli):
     """A refused item from a real request is listed and, still refused, stays; nothing is lost."""
     from starlette.testclient import TestClient
 
@@ -322,18 +285,18 @@ def test_the_whole_path_gateway_to_quarantine_to_replay(settings, db, drain, run
         )
     assert r.json()["accepted"] == 1
     drain()
-    listed = [json.loads(line) for line in run("quarantine", "list", "--json").output.splitlines()]
+    listed = [json.loads(line) for line in cli("quarantine", "list", "--json").output.splitlines()]
     assert [(x["item_index"], x["code"], json.loads(x["raw"])) for x in listed] == [
         (1, "missing_event_id", {"event_name": "x"})
     ]
-    assert "1 refused" in run("quarantine", "replay").output
+    assert "1 refused" in cli("quarantine", "replay").output
 
 
 # --- convert -------------------------------------------------------------------------------------
 
 
-def test_convert_the_docs_v1_example(run):
-    result = run(
+def test_convert_the_docs_v1_example(cli):
+    result = cli(
         "convert",
         "--from",
         "commandersact.v1",
@@ -345,11 +308,11 @@ def test_convert_the_docs_v1_example(run):
     assert json.loads(result.output) == ca.v1_to_v2(V1_DOC)
 
 
-def test_convert_ndjson_and_batches_reporting_bad_lines(run):
+def test_convert_ndjson_and_batches_reporting_bad_lines(cli):
     v2 = json.dumps({"event_name": "x", "context": {}})
     text = "\n".join([json.dumps(V1_DOC), "", json.dumps({"batch": [V1_DOC]}), v2, "{nope"]) + "\n"
     args = ["convert", "--from", "commandersact.v1", "--to", "commandersact.v2"]
-    result = CliRunner().invoke(main, args, input=text)
+    result = cli(*args, input=text)
     assert result.exit_code == 1
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert out == [ca.v1_to_v2(V1_DOC), {"batch": [ca.v1_to_v2(V1_DOC)]}]
@@ -357,10 +320,8 @@ def test_convert_ndjson_and_batches_reporting_bad_lines(run):
     assert "line 5: not JSON" in result.stderr
 
 
-def test_convert_refuses_an_unsupported_direction(run):
-    result = CliRunner().invoke(
-        main, ["convert", "--from", "commandersact.v2", "--to", "commandersact.v1"], input="{}"
-    )
+def test_convert_refuses_an_unsupported_direction(cli):
+    result = cli("convert", "--from", "commandersact.v2", "--to", "commandersact.v1", input="{}")
     assert result.exit_code == 1
     assert "cannot convert commandersact.v2 to commandersact.v1" in result.output
 
@@ -388,7 +349,7 @@ def test_convert_as_a_real_process():
     assert json.loads(proc.stdout) == ca.v1_to_v2(V1_DOC)
 
 
-def test_a_replayed_event_goes_the_whole_persist_path(run, database_url, db):
+def test_a_replayed_event_goes_the_whole_persist_path(cli, database_url, db):
     """Enriched under the source's IP policy, applied to profiles, like any stored event."""
     db.execute(
         "INSERT INTO sources (id, dialect, name, key_hash, settings)"
@@ -401,7 +362,7 @@ def test_a_replayed_event_goes_the_whole_persist_path(run, database_url, db):
         "context": {"event_id": "e-1", "event_timestamp": TS, "device": device},
     }
     seed(database_url, refused_item("good", json.dumps(raw)))
-    assert "1 stored" in run("quarantine", "replay").output
+    assert "1 stored" in cli("quarantine", "replay").output
     (event,) = stored(db)
     assert event["context"]["ip"] == "203.0.113.0"  # the source's policy, applied on replay too
     assert "203.0.113.9" not in json.dumps(event["raw"])

@@ -7,7 +7,7 @@ import logging
 
 import psycopg
 
-from tests.workers.test_quarantine import refused_item, rows
+from tests.helpers import refused_item, rows
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.workers import quarantine_rows, storable
 

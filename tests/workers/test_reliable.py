@@ -47,11 +47,15 @@ def test_dequeue_moves_the_job_into_the_workers_list_in_queue_order(rdb, queues)
     low = enqueue(lo, note, "lo")
     high = enqueue(hi, note, "hi")
     cls = queue_class_for("w1")
-    job, queue = cls.dequeue_any(queues, timeout=None, connection=rdb, serializer=MsgspecJSONSerializer)
+    found = cls.dequeue_any(queues, timeout=None, connection=rdb, serializer=MsgspecJSONSerializer)
+    assert found is not None
+    job, queue = found
     assert (job.id, queue.name) == (high.id, "hi")
     assert rdb.lrange(processing_key("w1"), 0, -1) == [high.id.encode()]
     assert rdb.llen(hi.key) == 0 and rdb.llen(lo.key) == 1
-    job, queue = cls.dequeue_any(queues, timeout=1, connection=rdb, serializer=MsgspecJSONSerializer)
+    found = cls.dequeue_any(queues, timeout=1, connection=rdb, serializer=MsgspecJSONSerializer)
+    assert found is not None
+    job, queue = found
     assert (job.id, queue.name) == (low.id, "lo")
     assert cls.dequeue_any(queues, timeout=None, connection=rdb, serializer=MsgspecJSONSerializer) is None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.workers.test_store import make_event
+from tests.helpers import make_event
 from trackgate.workers import storable
 
 

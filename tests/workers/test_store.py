@@ -9,29 +9,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from tests.conftest import stored
-from trackgate.schemas.event import Context, Event
+from tests.helpers import RECEIVED_AT, make_event, stored
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.workers import pipeline, store
 
-T0 = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
-
-
-def make_event(message_id: str, *, source_id: str = "src_a", received_at: datetime = T0, **fields) -> Event:
-    return Event(
-        id=fields.pop("id", f"01890000-0000-7000-8000-{abs(hash((source_id, message_id))) % 10**12:012d}"),
-        message_id=message_id,
-        source_id=source_id,
-        dialect="segment",
-        type=fields.pop("type", "track"),
-        name=fields.pop("name", "Signed Up"),
-        user_id=fields.pop("user_id", "u1"),
-        context=Context(ip="203.0.113.9"),
-        timestamp=received_at,
-        received_at=received_at,
-        raw='{"event":"Signed Up"}',
-        **fields,
-    )
+T0 = RECEIVED_AT  # make_event's received_at
 
 
 def test_stores_every_field(db, database_url):

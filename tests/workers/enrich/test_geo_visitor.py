@@ -8,6 +8,7 @@ import pytest
 
 from tests.workers.enrich.helpers import CHROME, event
 from trackgate.workers.enrich import Env, client_ip, geo, visitor
+from trackgate.workers.enrich.geo import GeoDatabase
 
 IP_CASES = [
     ("81.2.69.142", "81.2.69.142"),
@@ -46,8 +47,11 @@ def test_country(ip, country):
     assert e.enrichment.get("country") == country
 
 
-class FakeDatabase:
+class FakeDatabase(GeoDatabase):
     """Stands in for a MaxMind reader's lookup result (the real reader is tested in test_geo_database)."""
+
+    def __init__(self) -> None:  # no file to open: the processor only calls lookup
+        pass
 
     def lookup(self, address):
         return {"country": "XX", "region": "England", "region_code": "ENG", "city": "London"}

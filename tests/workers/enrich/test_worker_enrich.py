@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import stored
+from tests.helpers import stored
 from tests.workers.enrich.helpers import CHROME, event
 from trackgate.schemas.settings import Settings
 from trackgate.sources import add_source

@@ -7,26 +7,14 @@ import uuid
 
 import httpx
 import pytest
-from click.testing import CliRunner
 
-from tests.conftest import live_gateway, stored
-from trackgate.cli import main
+from tests.helpers import live_gateway, stored
 from trackgate.gateway.tinytrail import BROWSER_UA
 from trackgate.sources import stored_digest
 
 
-@pytest.fixture
-def run(database_url, db, monkeypatch):
-    monkeypatch.setenv("TRACKGATE_DATABASE_URL", database_url)
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-    return invoke
-
-
-def test_sources_add_tinytrail_prints_the_website_id(run, db, settings, drain):
-    result = run(
+def test_sources_add_tinytrail_prints_the_website_id(cli, db, settings, drain):
+    result = cli(
         "sources", "add", "tinytrail", "--domain", "example.com",
         "--exclude-ip", "10.0.0.0/8", "--exclude-ip", "2001:db8::1",
         "--content-group", "Blog=/blog/*", "--content-group", "Docs = /docs/*",
@@ -58,8 +46,8 @@ def test_sources_add_tinytrail_prints_the_website_id(run, db, settings, drain):
     assert stored(db)[0]["enrichment"]["content_group"] == "Blog"
 
 
-def test_sources_add_tinytrail_json(run):
-    result = run("sources", "add", "tinytrail", "--domain", "shop.example.com", "--json")
+def test_sources_add_tinytrail_json(cli):
+    result = cli("sources", "add", "tinytrail", "--domain", "shop.example.com", "--json")
     created = json.loads(result.output)
     assert created["name"] == "shop.example.com" and uuid.UUID(created["website_id"])
 
@@ -75,8 +63,8 @@ def test_sources_add_tinytrail_json(run):
     ],
     ids=["no-domain", "bad-domain", "bad-ip", "bad-group", "bad-key"],
 )
-def test_sources_add_tinytrail_refuses_bad_options(run, db, args, message):
-    result = CliRunner().invoke(main, ["sources", "add", "tinytrail", "--name", "site", *args])
+def test_sources_add_tinytrail_refuses_bad_options(cli, db, args, message):
+    result = cli("sources", "add", "tinytrail", "--name", "site", *args)
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert db.execute("SELECT count(*) FROM sources").fetchone()[0] == 0

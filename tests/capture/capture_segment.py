@@ -3,9 +3,9 @@
 Not part of the test suite: the suite only reads the fixtures this writes (no network, no npm).
 
     . /tmp/venv/bin/activate
-    python tests/golden/capture_segment.py                  # every SDK
-    python tests/golden/capture_segment.py node             # only the SDKs named
-    python tests/golden/capture_segment.py --out /tmp/cap   # somewhere else (to compare)
+    python tests/capture/capture_segment.py                  # every SDK
+    python tests/capture/capture_segment.py node             # only the SDKs named
+    python tests/capture/capture_segment.py --out /tmp/cap   # somewhere else (to compare)
 
 SDKs, each pointed at a stub on 127.0.0.1 that records method, path, headers and body:
 
@@ -45,7 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "segment"
+OUT = HERE.parent / "golden" / "segment"
 WRITE_KEY = "wk_golden_0123456789"
 SOURCE_ID = "src_golden"
 NODE_DIR = Path(os.environ.get("TRACKGATE_SDKNODE_DIR", "/tmp/sdknode"))

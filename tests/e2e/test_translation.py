@@ -9,11 +9,12 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import respx
 from starlette.testclient import TestClient
 
-from tests.conftest import stored
+from tests.helpers import stored
 from trackgate.adapters.transports import verify_signature
 from trackgate.gateway.app import create_app
 from trackgate.sources import add_source
@@ -27,7 +28,7 @@ def translation(name: str) -> dict:
     return json.loads((TRANSLATIONS / f"{name}.json").read_text())
 
 
-def only_request(route) -> object:
+def only_request(route) -> httpx.Request:
     assert route.call_count == 1, route.call_count
     return route.calls[0].request
 

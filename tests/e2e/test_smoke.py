@@ -1,4 +1,4 @@
-from tests.conftest import stored
+from tests.helpers import stored
 
 
 def test_track_is_stored_once(client, write_key, drain, db):

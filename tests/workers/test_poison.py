@@ -11,9 +11,7 @@ import respx
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from tests.conftest import stored
-from tests.destinations.test_forward import HOOK, sent_ids
-from tests.workers.test_store import make_event
+from tests.helpers import HOOK, make_event, sent_ids, stored
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch, RefusedItem
 from trackgate.sources import add_source
 from trackgate.workers import jobs, runtime

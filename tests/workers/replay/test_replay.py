@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import respx
 
-from tests.conftest import queued_jobs, stored
+from tests.helpers import queued_jobs, stored
 from trackgate.workers import replay
 from trackgate.workers.forward import outbox
 from trackgate.workers.replay import files as archive
@@ -126,9 +126,12 @@ def test_replay_file_resumes_after_an_interruption(tmp_path, settings, source_id
     assert 0 < position < 12
     monkeypatch.setattr(archive, "_decode_line", real)
     calls["n"] = 0
-    monkeypatch.setattr(
-        archive, "_decode_line", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
-    )
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(archive, "_decode_line", counted)
     counts = replay.replay_file(settings, path, "web", batch_events=4, out=io.StringIO())
     assert calls["n"] == 20 - position  # only the lines after the checkpoint
     assert counts["lines"] == 20

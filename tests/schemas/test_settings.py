@@ -41,4 +41,4 @@ def test_require_names_what_is_missing(values, message):
 
 def test_server_settings_cannot_be_built_without_the_urls():
     with pytest.raises(TypeError, match="database_url"):
-        ServerSettings(redis_url="redis://r/1")  # type: ignore[call-arg]
+        ServerSettings(redis_url="redis://r/1")  # type: ignore[call-arg]  # the missing URL is the point

@@ -10,45 +10,12 @@ import httpx
 import pytest
 import respx
 
-from tests.destinations.conftest import T0, next_scheduled, release_due
+from tests.helpers import HOOK, T0, batch, ingest, next_scheduled, release_due, sent_ids
 from trackgate.adapters.transports import verify_signature
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.workers import destinations as destination_store
 
-HOOK = "https://hooks.example.com/trackgate"
 SEGMENT = "https://rudder.example.com"
-
-
-def batch(prefix: str, n: int, **extra) -> dict:
-    return {
-        "batch": [
-            {
-                "type": "track",
-                "userId": f"u{i}",
-                "event": "Order Completed",
-                "messageId": f"{prefix}-{i}",
-                "properties": {"revenue": i},
-                **extra,
-            }
-            for i in range(n)
-        ]
-    }
-
-
-def ingest(client, write_key, drain, body: dict) -> None:
-    """Post a batch; ``drain`` stores it (None: the caller drains once for several posts)."""
-    r = client.post("/v1/batch", json=body, auth=(write_key, ""))
-    assert r.status_code == 200, r.text
-    if drain is not None:
-        drain()
-
-
-def sent_ids(route, key: str = "events", field: str = "message_id") -> list[str]:
-    ids = []
-    for call in route.calls:
-        if call.optional_response is not None and call.optional_response.status_code == 200:
-            ids += [item[field] for item in json.loads(call.request.content)[key]]
-    return ids
 
 
 def deliveries(db) -> list[tuple]:

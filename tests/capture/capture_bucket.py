@@ -4,8 +4,8 @@ Not part of the test suite: the suite only reads the fixtures this writes (no ne
 
     . /tmp/venv/bin/activate
     npm ci --prefix tests/e2e/bucket
-    python tests/golden/capture_bucket.py            # both SDKs
-    python tests/golden/capture_bucket.py --out /tmp/cap
+    python tests/capture/capture_bucket.py            # both SDKs
+    python tests/capture/capture_bucket.py --out /tmp/cap
 
 The SDKs are driven by ``tests/e2e/bucket/send.mjs`` (the same driver as the end-to-end tests) against a
 stub on 127.0.0.1 that answers as Reflag does (``{"success":true}``; ``GET /features`` an empty flag list
@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "bucket"
+OUT = HERE.parent / "golden" / "bucket"
 DRIVER_DIR = HERE.parent / "e2e" / "bucket"
 TRACKING_KEY = "trCqx4DGo1lk3Lcct5NHLjWy"
 SECRET_KEY = "sec_golden_0123456789abcdefghij"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import pytest
@@ -132,7 +133,7 @@ def test_openpanel_request():
 
 def test_bucket_bulk_and_feedback_requests():
     transport = TRANSPORTS["bucket"]
-    items = [
+    items: list[dict[str, Any]] = [
         {"type": "user", "userId": "u1", "attributes": {"name": "Ann"}},
         {"type": "event", "event": "Sent message", "userId": "u1", "companyId": "c1"},
         {"type": "feedback", "featureId": "f1", "userId": "u1", "score": 4},
@@ -177,8 +178,11 @@ def test_commandersact_batch_request_keeps_the_key_out_of_the_url():
 
 def test_spectacle_requests_rest_and_pixel():
     transport = TRANSPORTS["spectacle"]
-    rest = {"path": "/tracking/track", "body": {"userId": "u1", "event": "Trial Started", "properties": {}}}
-    pixel = {"path": "/t", "body": {"type": "track", "anonymousId": "a1", "event": "Viewed"}}
+    rest: dict[str, Any] = {
+        "path": "/tracking/track",
+        "body": {"userId": "u1", "event": "Trial Started", "properties": {}},
+    }
+    pixel: dict[str, Any] = {"path": "/t", "body": {"type": "track", "anonymousId": "a1", "event": "Viewed"}}
     parts = plan(transport, [rest, pixel])
     assert [p.route for p in parts] == ["/tracking/track", "/t"]
     creds = {"workspace_id": "ws_1"}

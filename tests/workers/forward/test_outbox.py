@@ -12,11 +12,8 @@ import psycopg
 import pytest
 import redis
 import respx
-from click.testing import CliRunner
 
-from tests.destinations.conftest import SECRET_KEY
-from tests.destinations.test_forward import HOOK, batch, ingest, sent_ids
-from trackgate.cli import main
+from tests.helpers import HOOK, batch, ingest, sent_ids
 from trackgate.workers import replay
 from trackgate.workers.forward import outbox, resources
 
@@ -128,41 +125,27 @@ def test_a_paused_destinations_requeued_job_is_not_swept_again(
 # --- replay events: idempotent at the receiver --------------------------------------------------
 
 
-@pytest.fixture
-def run(fsettings, monkeypatch):
-    monkeypatch.setenv("TRACKGATE_DATABASE_URL", fsettings.database_url)
-    monkeypatch.setenv("TRACKGATE_REDIS_URL", fsettings.redis_url)
-    monkeypatch.setenv("TRACKGATE_SECRET_KEY", SECRET_KEY)
-
-    def invoke(*args: str) -> str:
-        result = CliRunner().invoke(main, list(args))
-        assert result.exit_code == 0, result.output
-        return result.output
-
-    return invoke
-
-
 def test_replay_from_1d_run_twice_sends_each_event_once_and_force_sends_again(
-    client, write_key, drain, drain_forward, add, clock, db, run
+    client, write_key, drain, drain_forward, add, clock, db, cli
 ):
     ingest(client, write_key, drain, batch("m", 5))  # stored before the destination existed
     add("webhook", "late", HOOK, {"secret": "s"})
     command = ("replay", "events", "--source", "web", "--from", "1d", "--destination", "late")
     with respx.mock() as mock:
         hook = mock.post(HOOK).respond(200)
-        assert "queued 5 event(s) in 1 forward job(s)" in run(*command)
+        assert "queued 5 event(s) in 1 forward job(s)" in cli(*command, ok=True).output
         drain_forward()
         assert sorted(sent_ids(hook)) == [f"m-{i}" for i in range(5)]
         # the same words again (the window resolves to other times): nothing is sent twice
-        assert "queued 0 event(s) in 0 forward job(s)" in run(*command)
+        assert "queued 0 event(s) in 0 forward job(s)" in cli(*command, ok=True).output
         drain_forward()
         assert hook.call_count == 1
         # an event stored since then (the live fan-out sends it) is not sent by the replay either
         ingest(client, write_key, drain, batch("n", 1))
-        assert "queued 0 event(s)" in run(*command)
+        assert "queued 0 event(s)" in cli(*command, ok=True).output
         drain_forward()
         assert sorted(sent_ids(hook)) == [*(f"m-{i}" for i in range(5)), "n-0"]
-        assert "queued 6 event(s)" in run(*command, "--force")
+        assert "queued 6 event(s)" in cli(*command, "--force", ok=True).output
         drain_forward()
     assert sorted(sent_ids(hook)) == sorted([*(f"m-{i}" for i in range(5)), "n-0"] * 2)
 

@@ -4,7 +4,7 @@ Not part of the test suite: the suite only reads the fixtures this writes (no ne
 
     . /tmp/venv/bin/activate
     npm ci --prefix tests/e2e/openpanel
-    python tests/golden/capture_openpanel.py
+    python tests/capture/capture_openpanel.py
 
 SDKs, each pointed at a stub on 127.0.0.1 that records path, headers and body and answers
 ``200 {"deviceId": "stub-device", "sessionId": "stub-session"}`` as the real server does:
@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "openpanel"
+OUT = HERE.parent / "golden" / "openpanel"
 NODE_DIR = HERE.parent / "e2e" / "openpanel"
 CLIENT_ID = "5f0b3a2e-8c1d-4e6f-9a7b-1c2d3e4f5a6b"
 CLIENT_SECRET = "sec_golden0123456789"
@@ -98,7 +98,7 @@ def write(prefix: str, sdk: str, requests: list[dict]) -> None:
         body = json.loads(req["body_text"])
         name = f"{prefix}_{i:02d}_{body['type']}"
         fixture = {
-            "description": f"captured from {sdk} against a stub (tests/golden/capture_openpanel.py)",
+            "description": f"captured from {sdk} against a stub (tests/capture/capture_openpanel.py)",
             "call": "track",
             "headers": req["headers"],
             "body_text": req["body_text"],
