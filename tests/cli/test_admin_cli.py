@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 
@@ -51,3 +52,18 @@ def test_create_key_without_a_secret_key_is_one_line(run, db, monkeypatch):
     (line,) = result.output.strip().splitlines()
     assert line.startswith("Error: set TRACKGATE_SECRET_KEY") and "API keys are encrypted" in line
     assert db.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 0
+
+
+def test_up_creates_one_admin_key_and_keeps_it_for_every_start(settings, db, tmp_path):
+    from trackgate.up import ADMIN_KEY_FILE, admin_key
+
+    without = msgspec.structs.replace(settings, data_dir=str(tmp_path))
+    assert admin_key(without) is None  # no TRACKGATE_SECRET_KEY: nothing to encrypt it with
+    server = msgspec.structs.replace(without, secret_key=SECRET)
+    first = admin_key(server)
+    assert first is not None and admin_key(server) == first
+    assert (tmp_path / ADMIN_KEY_FILE).stat().st_mode & 0o777 == 0o600
+    db.execute("TRUNCATE api_keys")  # another database: the kept key is unknown there, so a new one
+    again = admin_key(server)
+    assert again is not None and again["key"] != first["key"]
+    assert db.execute("SELECT id FROM api_keys").fetchone()[0] == again["id"]
