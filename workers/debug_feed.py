@@ -86,7 +86,8 @@ def publish(
     """Add the batch's lines to the feed when a reader watches; returns how many were added."""
     if not WATCH.watched(connection):
         return 0
-    lines = seen_in_batch(batch, stored, refused, datetime.now(UTC))
+    # the stream keeps about STREAM_MAXLEN lines: a larger batch's first ones would be trimmed at once
+    lines = seen_in_batch(batch, stored, refused, datetime.now(UTC))[-debug_feed.STREAM_MAXLEN :]
     try:
         with connection.pipeline(transaction=False) as pipe:
             for line in lines:

@@ -13,7 +13,7 @@ from trackgate.schemas.debug_feed import Filters, Seen
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PersistBatch, RefusedItem
 from trackgate.sources import add_source
-from trackgate.workers.debug_feed import WATCH, seen_in_batch
+from trackgate.workers.debug_feed import WATCH, publish, seen_in_batch
 from trackgate.workers.store import RefusedEvent
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -132,3 +132,15 @@ def test_a_long_raw_payload_is_cut_in_the_feed_only():
 def test_filters(filters, shown):
     line = debug_feed.from_event("stored", event("e1", anonymous_id="anon-9"), NOW)
     assert filters.matches(line) is shown
+
+
+def test_a_batch_larger_than_the_stream_adds_only_its_last_lines(rdb):
+    rdb.set(debug_feed.WATCHERS, b"1", ex=30)
+    WATCH.forget()
+    events = [event(f"e{i}") for i in range(debug_feed.STREAM_MAXLEN + 200)]
+    added = publish(rdb, PersistBatch(batch_id="b", events=events), [e.id for e in events], [])
+    assert added == debug_feed.STREAM_MAXLEN
+    lines = feed(rdb)
+    assert len(lines) == debug_feed.STREAM_MAXLEN
+    assert lines[0].event is not None and lines[0].event.id == "e200"
+    assert lines[-1].event is not None and lines[-1].event.id == f"e{debug_feed.STREAM_MAXLEN + 199}"
