@@ -16,7 +16,7 @@ import msgspec
 import psycopg
 
 from trackgate.gateway.auth import LOAD_TIMEOUT_SECONDS, SECRET_QUERY, digest_secret, key_digest
-from trackgate.gateway.errors import Forbidden, Unauthorized
+from trackgate.gateway.errors import Forbidden, Unauthorized, Unavailable
 
 PREFIX = "tt_"
 ADMIN = "admin"
@@ -44,9 +44,19 @@ class ApiKeys:
         self._cache: dict[bytes, tuple[float, Principal | None]] = {}
 
     async def lookup(self, key: str) -> Principal | None:
-        """The key's owner, or None for an unknown or revoked key."""
+        """The key's owner, or None for an unknown or revoked key; ``Unavailable`` (503) when
+        PostgreSQL does not answer."""
         if not key.startswith(PREFIX):
             return None
+        try:
+            return await self._lookup(key)
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            if self._conn is not None:
+                await self._conn.close()
+            self._conn = None
+            raise Unavailable("PostgreSQL did not answer; retry") from exc
+
+    async def _lookup(self, key: str) -> Principal | None:
         async with self._lock, asyncio.timeout(LOAD_TIMEOUT_SECONDS):
             if self._conn is None or self._conn.closed:
                 self._conn = await psycopg.AsyncConnection.connect(

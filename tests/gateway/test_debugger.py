@@ -20,6 +20,7 @@ from tests.conftest import live_gateway
 from trackgate import api_keys
 from trackgate.gateway.debugger import TOKEN_PREFIX
 from trackgate.schemas import debug_feed
+from trackgate.sources import stored_digest
 from trackgate.workers.debug_feed import WATCH
 
 SECRET = "a-test-secret-key-that-is-long-enough"
@@ -117,6 +118,18 @@ def test_the_token_needs_an_admin_key_in_x_api_key(gateway, admin_key, rdb, db):
     db.execute("UPDATE api_keys SET revoked_at = now()")
     time.sleep(5.1)  # the gateway's answer for a key is kept 5 s
     assert httpx.post(f"{gateway}/debugger/token", headers={"X-API-KEY": admin_key}).status_code == 401
+
+
+def test_a_user_key_is_forbidden(gateway, settings, db):
+    user_key = "tt_" + "u" * 43
+    db.execute(
+        "INSERT INTO api_keys (id, role, account_id, key_hash, key_encrypted)"
+        " VALUES ('key_user', 'user', 'acct_1', %s, 'x')",
+        (stored_digest(settings.database_url, user_key),),
+    )
+    answer = httpx.post(f"{gateway}/debugger/token", headers={"X-API-KEY": user_key})
+    assert answer.status_code == 403
+    assert answer.json()["error"] == {"code": "FORBIDDEN", "message": "this needs an admin API key"}
 
 
 def test_the_stream_refuses_a_missing_or_unknown_token(gateway):
