@@ -145,7 +145,8 @@ def _token_key(token: str) -> str:
 
 async def token(request: Request) -> Response:
     """POST /debugger/token with ``X-API-KEY`` (an admin key): ``{"status":"success","data":{"token",
-    "expiresIn"}}``; the token opens ``/debugger/stream`` for ``TOKEN_SECONDS``."""
+    "expiresIn","sources"}}``; the token opens ``/debugger/stream`` for ``TOKEN_SECONDS``; ``sources``
+    (id, name, dialect of every enabled source) names them on the page."""
     runtime: Runtime = request.app.state.runtime
     try:
         if runtime.api_keys is None or runtime.redis is None:
@@ -158,7 +159,8 @@ async def token(request: Request) -> Response:
             raise Unavailable("Redis did not answer; retry") from exc
     except GatewayError as exc:
         return error_response(api_error, exc)
-    body = {"status": "success", "data": {"token": issued, "expiresIn": TOKEN_SECONDS}}
+    sources = [{"id": s.id, "name": s.name, "dialect": s.dialect} for s in runtime.sources.known()]
+    body = {"status": "success", "data": {"token": issued, "expiresIn": TOKEN_SECONDS, "sources": sources}}
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 

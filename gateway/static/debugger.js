@@ -11,7 +11,7 @@
   var paused = false;
   var source = null;
   var lastId = null;
-  var sources = {};
+  var sources = {}; // id -> "name (dialect)", from the token's answer and the lines seen
 
   function setStatus(text, error) {
     $("status").textContent = text;
@@ -67,7 +67,7 @@
     var head = el("div", "head");
     head.appendChild(el("span", "kind", line.kind));
     head.appendChild(el("span", "meta", (line.at || "").replace("T", " ").slice(0, 23)));
-    head.appendChild(el("span", "meta", line.source_id || "(no source)"));
+    head.appendChild(el("span", "meta", line.source_id ? sources[line.source_id] || line.source_id : "(no source)"));
     head.appendChild(el("span", "meta", line.dialect || ""));
     if (line.type) head.appendChild(el("span", "", line.type));
     if (line.name) head.appendChild(el("span", "name", line.name));
@@ -104,14 +104,18 @@
     $("empty").hidden = seen.length > 0;
   }
 
+  function knowSource(id, label) {
+    if (sources[id]) return;
+    sources[id] = label;
+    var option = document.createElement("option");
+    option.value = id;
+    option.textContent = label;
+    $("f-source").appendChild(option);
+  }
+
   function add(entry) {
     seen.push(entry);
-    if (!sources[entry.line.source_id] && entry.line.source_id) {
-      sources[entry.line.source_id] = true;
-      var option = document.createElement("option");
-      option.value = entry.line.source_id;
-      $("sources").appendChild(option);
-    }
+    if (entry.line.source_id) knowSource(entry.line.source_id, entry.line.source_id);
     if (seen.length > KEEP) {
       seen.shift();
       var box = $("events");
@@ -146,6 +150,7 @@
         }
         $("key-form").hidden = true;
         $("filters").hidden = false;
+        (answer.body.data.sources || []).forEach(function (s) { knowSource(s.id, s.name + " (" + s.dialect + ", " + s.id + ")"); });
         open(answer.body.data.token);
       })
       .catch(function () { setStatus("the gateway did not answer; retrying", true); setTimeout(connect, 3000); });
@@ -178,6 +183,7 @@
   });
   $("filters").addEventListener("submit", function (event) { event.preventDefault(); });
   ["f-source", "f-type", "f-name", "f-user"].forEach(function (id) { $(id).addEventListener("input", redraw); });
+  $("f-source").addEventListener("change", redraw);
   $("pause").addEventListener("click", function () {
     paused = !paused;
     $("pause").textContent = paused ? "Resume" : "Pause";

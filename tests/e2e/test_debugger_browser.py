@@ -140,6 +140,15 @@ def test_events_of_two_dialects_appear_live(settings, write_key, db, rdb, drain,
         browser.execute_script("document.getElementById('f-name').dispatchEvent(new Event('input'))")
         assert len(items(browser)) == 4
 
+        from selenium.webdriver.support.select import Select
+
+        (op_id,) = db.execute("SELECT id FROM sources WHERE dialect = 'openpanel'").fetchone()
+        Select(browser.find_element("id", "f-source")).select_by_visible_text(f"app (openpanel, {op_id})")
+        assert [item["text"].count("checkout_opened") > 0 for item in items(browser)] == [True]
+        assert "app (openpanel, src_" in items(browser)[0]["text"]  # the source by its name
+        Select(browser.find_element("id", "f-source")).select_by_visible_text("all sources")
+        assert len(items(browser)) == 4
+
         browser.find_element("id", "pause").click()
         with httpx.Client(base_url=gateway, timeout=5) as http:
             later = {"userId": "u-42", "event": "Paused Event", "messageId": "m-2"}

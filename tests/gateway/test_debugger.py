@@ -110,7 +110,9 @@ def test_the_token_needs_an_admin_key_in_x_api_key(gateway, admin_key, rdb, db):
     }
     for wrong in ("tt_not-a-key", admin_key + "x", "not-even-the-prefix"):
         assert httpx.post(f"{gateway}/debugger/token", headers={"X-API-KEY": wrong}).status_code == 401
-    issued = token(gateway, admin_key)
+    answer = httpx.post(f"{gateway}/debugger/token", headers={"X-API-KEY": admin_key}).json()["data"]
+    assert [(s["name"], s["dialect"]) for s in answer["sources"]] == [("web", "segment")]
+    issued = answer["token"]
     assert len(issued) >= 40
     keys = [k.decode() for k in rdb.keys(TOKEN_PREFIX + "*")]
     assert len(keys) == 1 and issued not in keys[0]  # kept by its digest
