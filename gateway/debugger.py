@@ -50,7 +50,7 @@ TOKEN_PREFIX = "trackgate:debug:token:"
 BACKLOG = 200
 """Lines of the feed a new stream starts with (what was written while others watched)."""
 READ_BLOCK_MS = 1000
-"""Below the Redis client's socket timeout (``TRACKGATE_REDIS_TIMEOUT_SECONDS``, 2 s by default)."""
+"""How long one ``XREAD`` waits for new lines (between two refreshes of the watchers key at most)."""
 MAX_IN_FLIGHT = 64
 _PAGE = "static/debugger.html"
 _SCRIPT = "static/debugger.js"
