@@ -12,6 +12,8 @@ import psycopg
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
+from trackgate.gateway import debugger
+from trackgate.gateway.api_keys import ApiKeys
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.publisher import Publisher
@@ -30,6 +32,7 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         settings=settings,
         sources=SourceCache(settings.database_url, settings.source_refresh_seconds, settings.key_pepper),
         clock=clock,
+        api_keys=ApiKeys(settings.database_url, settings.key_pepper),
     )
 
     @contextlib.asynccontextmanager
@@ -55,14 +58,18 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         except (psycopg.Error, OSError, TimeoutError) as exc:
             log.error("sources_load_failed error=%s (answering 503 until PostgreSQL is reachable)", exc)
         refresh = asyncio.create_task(runtime.sources.run(), name="trackgate-sources")
+        watch = asyncio.create_task(debugger.watch_flag(runtime), name="trackgate-debug-watch")
         try:
             yield
         finally:
-            refresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresh
+            for task in (refresh, watch):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await publisher.stop()
             await runtime.sources.close()
+            if runtime.api_keys is not None:
+                await runtime.api_keys.close()
             await client.aclose()
 
     app = Starlette(routes=build_routes(), lifespan=lifespan)

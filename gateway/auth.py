@@ -195,6 +195,11 @@ class SourceCache:
             raise Unauthorized("invalid credentials", code="invalid_credentials")
         return found
 
+    def known(self) -> list[Source]:
+        """Every enabled source loaded, by dialect and name (the debugger's source filter)."""
+        unique = {source.id: source for source in (*self._by_key.values(), *self._legacy_key.values())}
+        return sorted(unique.values(), key=lambda source: (source.dialect, source.name))
+
     def by_key(self, dialect: str, key: str) -> Source | None:
         return self._find(self._by_key, self._legacy_key, (dialect,), key)
 

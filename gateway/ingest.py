@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import State
 
 from trackgate.adapters.base import Adapter, AdapterError, PartialDecoder, Refused
-from trackgate.gateway import client_ip
+from trackgate.gateway import client_ip, debugger
 from trackgate.gateway.body import MAX_DEPTH, nested_deeper, read_body
 from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable
 from trackgate.gateway.responses import ErrorRenderer, default_error, error_response
@@ -177,8 +177,10 @@ async def accept(
     route: IngestRoute[Any],
     incoming: Incoming,
     chunks: AsyncIterator[bytes],
+    trace: debugger.Trace | None = None,
 ) -> Accepted:
-    """Publish the request's events, or raise the error that refuses it."""
+    """Publish the request's events, or raise the error that refuses it. ``trace`` (only while someone
+    watches the debug feed) keeps the body and the source, for the feed's line if it is refused."""
     adapter = route.adapter
     dialect = adapter.dialect
     headers = incoming.headers
@@ -194,6 +196,9 @@ async def accept(
     body = await read_body(
         chunks, route.cap, headers.get("content-length"), runtime.settings.http_body_timeout_seconds
     )
+    if trace is not None:
+        trace.body = body
+        trace.source_id = source.id if source is not None else None
     envelope = adapter.parse(route.call, body)
     if auth is not None:
         source = auth.source
@@ -204,6 +209,8 @@ async def accept(
         source = auth.source
     elif source is None:
         source = runtime.sources.authenticate(dialect, adapter.credentials(headers, envelope))
+    if trace is not None:
+        trace.source_id = source.id
     if route.prepare is None:
         hints: Hints = {}
     else:
@@ -355,8 +362,9 @@ class IngestFront:
             client_ip=peer,
         )
         dialect = route.adapter.dialect
+        trace = debugger.Trace() if self.runtime.watched else None
         try:
-            accepted = await accept(self.runtime, route, incoming, _receive_chunks(receive))
+            accepted = await accept(self.runtime, route, incoming, _receive_chunks(receive), trace)
         except ClientDisconnected:
             return
         except (AdapterError, GatewayError) as exc:
@@ -364,10 +372,10 @@ class IngestFront:
                 log.warning("ingest_unavailable dialect=%s code=%s", dialect, exc.code)
             else:
                 log.info("ingest_refused dialect=%s code=%s path=%s", dialect, exc.code, exc.path)
-            await self._error(dialect, exc, cors, scope, receive, send)
+            await self._error(dialect, exc, cors, scope, receive, send, trace)
             return
         except Exception as exc:  # a bug: answered in the dialect's shape (500), logged with its trace
-            await self._error(dialect, exc, cors, scope, receive, send)
+            await self._error(dialect, exc, cors, scope, receive, send, trace)
             return
         if route.respond is None and cors.__class__ is bool:
             start, body = self._static_ok(route, cors)  # type: ignore[arg-type]  # narrowed by the class test
@@ -386,6 +394,7 @@ class IngestFront:
         scope: Scope,
         receive: Receive,
         send: Send,
+        trace: debugger.Trace | None = None,
     ) -> None:
         response = error_response(self.errors.get(dialect, default_error), exc, dialect)
         if cors is True:
@@ -394,3 +403,5 @@ class IngestFront:
             for name, value in cors:
                 response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
         await response(scope, receive, send)
+        if trace is not None:  # someone watches the debug feed: the refusal, after the answer
+            debugger.refused(self.runtime, trace, exc, dialect, scope["path"])

@@ -44,6 +44,26 @@ def default_error(status: int, code: str, message: str, path: str | None) -> Res
     return JSONResponse(body, status_code=status, headers=retry_headers(status))
 
 
+API_CODES = {
+    400: "INVALID_PAYLOAD",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def api_error(status: int, code: str, message: str, path: str | None) -> Response:
+    """The operator API's shape (``/debugger`` now, issue 12's reports later): TinyTrail's API envelope
+    ``{"status":"error","error":{"code","message"}}`` with its upper-case codes."""
+    api_code = API_CODES.get(status, "INTERNAL_ERROR")
+    body = {"status": "error", "error": {"code": api_code, "message": message}}
+    return JSONResponse(
+        body, status_code=status if api_code != "INTERNAL_ERROR" else 500, headers=retry_headers(status)
+    )
+
+
 def error_response(render: ErrorRenderer, exc: Exception, dialect: str = "") -> Response:
     """``exc`` as a dialect answers it: ``render`` is the dialect's ``render_error``. Unknown
     exceptions are logged (with ``dialect``) and answered 500."""

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from trackgate.gateway import bucket, commandersact, openpanel, segment, spectacle, tinytrail
+from trackgate.gateway import bucket, commandersact, debugger, openpanel, segment, spectacle, tinytrail
 from trackgate.gateway.dialect import Claim, Dialect
 from trackgate.gateway.ingest import AnyRoute, IngestRoute, SharedRoute
 from trackgate.gateway.responses import JSONResponse
@@ -152,7 +152,7 @@ def ingest_routes() -> dict[str, AnyRoute]:
 
 
 def build_routes() -> list[BaseRoute]:
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
+    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *debugger.ROUTES]
     for dialect in DIALECTS:
         routes.extend(dialect.routes)
     return routes

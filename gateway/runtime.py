@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 import redis.asyncio as aioredis
 
+from trackgate.gateway.api_keys import ApiKeys
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.publisher import Publisher
 from trackgate.schemas.settings import Settings
@@ -27,3 +28,8 @@ class Runtime(msgspec.Struct, kw_only=True):
     redis: aioredis.Redis | None = None
     """For dialect hooks that keep state (sessions, rate limits); set by the app's lifespan."""
     clock: Callable[[], datetime] = utc_now
+    api_keys: ApiKeys | None = None
+    """Checks ``X-API-KEY`` on the operator endpoints (``/debugger``)."""
+    watched: bool = False
+    """Whether someone watches the live debug feed (``gateway/debugger.py`` polls it once a second):
+    only then does a refused request cost anything more."""

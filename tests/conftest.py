@@ -80,7 +80,7 @@ def db(database_url) -> Iterator[psycopg.Connection]:
         conn.execute(
             "TRUNCATE events, event_dedupe, sources, source_keys, quarantine,"
             " profiles, profile_ids, groups, group_members,"
-            " destinations, deliveries, dead_letters, replay_checkpoints"
+            " destinations, deliveries, dead_letters, replay_checkpoints, api_keys"
         )
         yield conn
 

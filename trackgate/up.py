@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from trackgate import api_keys
 from trackgate.embedded import EmbeddedServers
 from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.routes import DIALECTS
@@ -30,6 +31,7 @@ from trackgate.schemas.settings import ServerSettings, Settings
 from trackgate.sources import add_source, find_source, set_key
 
 DEMO_FILE = "demo-sources.json"
+ADMIN_KEY_FILE = "admin-key.json"
 WORKER_STOP_SECONDS = 15
 
 
@@ -71,6 +73,7 @@ def up(settings: Settings, echo: Callable[[str], None]) -> None:
         server = settings.require()
         migrate(server.database_url)
         demo = demo_sources(server)
+        admin = admin_key(server)
         env = {
             **os.environ,
             "TRACKGATE_DATABASE_URL": server.database_url,
@@ -81,7 +84,7 @@ def up(settings: Settings, echo: Callable[[str], None]) -> None:
                 subprocess.Popen([sys.executable, "-m", "trackgate", "worker", "--queue", queue], env=env)
             )
         base = (server.public_url or f"http://{server.host}:{server.port}").rstrip("/")
-        echo(banner(base, demo, server, embedded is not None))
+        echo(banner(base, demo, server, embedded is not None, admin))
         # uvicorn re-raises the signal that stopped it; for SIGTERM the default action would kill
         # this process before the cleanup below stops the workers and the embedded servers
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -144,12 +147,35 @@ def demo_sources(settings: ServerSettings) -> dict[str, dict[str, Any]]:
     return known
 
 
+def admin_key(settings: ServerSettings) -> dict[str, str] | None:
+    """The admin API key ``up`` created on its first start (kept in the data dir, 0600, as the demo
+    keys are, so that ``up`` can print it on every start); None without ``TRACKGATE_SECRET_KEY``."""
+    path = Path(settings.data_dir) / ADMIN_KEY_FILE
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if known and api_keys.exists(settings.database_url, known.get("id", "")):
+        return known
+    if not settings.secret_key:
+        return None
+    created = api_keys.create_key(settings, settings.database_url, label="trackgate up")
+    known = {"id": created.id, "key": created.key}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(known, indent=2))
+    path.chmod(0o600)
+    return known
+
+
 def masked(url: str | None) -> str:
     """A URL with its password, if any, replaced by ***."""
     return re.sub(r"(://[^:/@]*:)[^@/]+@", r"\1***@", url or "")
 
 
-def banner(base: str, demo: dict[str, dict[str, Any]], settings: ServerSettings, embedded: bool) -> str:
+def banner(
+    base: str,
+    demo: dict[str, dict[str, Any]],
+    settings: ServerSettings,
+    embedded: bool,
+    admin: dict[str, str] | None = None,
+) -> str:
     lines = [
         "",
         f"trackgate is up at {base}",
@@ -170,6 +196,13 @@ def banner(base: str, demo: dict[str, dict[str, Any]], settings: ServerSettings,
             f"  TRACKGATE_DATABASE_URL='{settings.database_url}' trackgate events list"
             if embedded  # no password in it; a URL from the environment is already in the shell
             else "  trackgate events list"
+        ),
+        "Watch them arrive: `trackgate events tail`, or open the live debugger at",
+        f"  {base}/debugger  with the admin API key "
+        + (
+            admin["key"]
+            if admin
+            else "from `trackgate admin create-key` (set TRACKGATE_SECRET_KEY first: keys are kept encrypted)"
         ),
         "",
         f"Point an SDK at {base}: the README lists each dialect's base-URL option.",

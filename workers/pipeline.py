@@ -1,6 +1,6 @@
 """The persist pipeline, written once: enrich → store + profiles + forward intents (one transaction,
 retried on a conflict) → quarantine of what PostgreSQL refused and of the items the gateway could not
-accept → forward jobs queued.
+accept → forward jobs queued → the live debug feed (``debug_feed.py``, only while someone watches).
 
 The RQ job (``jobs.persist_batch``) and the quarantine replay call :func:`persist`; the file replay
 enqueues persist jobs, so it runs here too. Each step is idempotent: the dedupe claim makes the store,
@@ -20,7 +20,7 @@ from trackgate.schemas.destinations import Destination
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.schemas.settings import Settings
-from trackgate.workers import enrich, profiles, quarantine_rows, store
+from trackgate.workers import debug_feed, enrich, profiles, quarantine_rows, store
 from trackgate.workers.forward import fanout, outbox, resources
 from trackgate.workers.store import RefusedEvent
 
@@ -79,6 +79,9 @@ def persist(
     n_quarantined += quarantine_rows.store_refused(conn, batch, bound)
     if settings is not None:
         outbox.enqueue_or_defer(conn, settings, batch.batch_id, result.outbox)
+        if settings.redis_url:  # the live debugger's feed, only while someone watches
+            connection = resources.redis_connection(settings)
+            debug_feed.publish(connection, batch, (e.id for e in result.stored), result.refused)
     return Persisted(result.stored, result.refused, n_quarantined, len(result.outbox))
 
 

@@ -49,6 +49,8 @@ def one_error_line(result: Result) -> str:
         ("sources", "list"),
         ("sources", "add", "segment", "--name", "web"),
         ("events", "list"),
+        ("events", "show", "0190b7a4-0000-7000-8000-000000000000"),
+        ("admin", "create-key"),
         ("migrate",),
         ("profiles", "show", "u1"),
         ("quarantine", "list"),
@@ -69,6 +71,16 @@ def test_a_missing_redis_url_names_that_variable(env):
     assert result.exit_code == 2
     line = one_error_line(result)
     assert "TRACKGATE_REDIS_URL" in line and "TRACKGATE_DATABASE_URL" not in line
+
+
+def test_events_tail_needs_redis_and_says_so_in_one_line(env):
+    result = invoke("events", "tail")
+    assert result.exit_code == 2
+    assert "set TRACKGATE_REDIS_URL" in one_error_line(result)
+    env.setenv("TRACKGATE_REDIS_URL", UNREACHABLE_REDIS)
+    unreachable = invoke("events", "tail")
+    assert unreachable.exit_code == 1
+    assert one_error_line(unreachable).startswith("Error: cannot connect to Redis:")
 
 
 def test_commands_that_feed_the_pipeline_name_both_missing_urls(env):

@@ -23,6 +23,7 @@ def test_up_serves_stores_and_stops_on_sigterm(database_url, redis_url, db, rdb,
         "TRACKGATE_DATABASE_URL": database_url,
         "TRACKGATE_REDIS_URL": redis_url,
         "TRACKGATE_LOG_LEVEL": "WARNING",
+        "TRACKGATE_SECRET_KEY": "a-test-secret-key-that-is-long-enough",
     }
     data_dir = tmp_path / "data"
     log = tmp_path / "up.log"
@@ -50,6 +51,10 @@ def test_up_serves_stores_and_stops_on_sigterm(database_url, redis_url, db, rdb,
         demo = json.loads((data_dir / "demo-sources.json").read_text())
         write_key = demo["segment"]["key"]
         assert f"write key: {write_key}" in printed  # the credentials printed are the ones stored
+        admin = json.loads((data_dir / "admin-key.json").read_text())
+        assert f"{base}/debugger  with the admin API key {admin['key']}" in printed
+        debugger = httpx.post(f"{base}/debugger/token", headers={"X-API-KEY": admin["key"]}, timeout=5)
+        assert debugger.status_code == 200, debugger.text
         body = {"userId": "u1", "event": "Signed Up", "messageId": "up-1"}
         sent = httpx.post(f"{base}/v1/track", json=body, auth=(write_key, ""), timeout=5)
         assert sent.json() == {"success": True}

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from trackgate.cli import (
+    admin,
     convert,
     destinations,
     events,
@@ -54,6 +55,7 @@ COMMANDS: tuple[click.Command, ...] = (
     quarantine.quarantine,
     replay.replay,
     convert.convert,
+    admin.admin,
 )
 for _command in COMMANDS:
     main.add_command(_command)

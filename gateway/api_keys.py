@@ -1,0 +1,101 @@
+"""Checking API keys (``X-API-KEY``) on the gateway's operator endpoints (``/debugger`` now, issue 12's
+reports and admin API later).
+
+A key is looked up by its keyed digest in ``api_keys`` (migration 0013; created by
+``trackgate admin create-key``, see ``trackgate/api_keys.py``). Not the hot path: an answer is kept
+for ``CACHE_SECONDS`` per digest (a revoked key stops working within that time), and a lookup is one
+query on the checker's own connection. Keys are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+import psycopg
+
+from trackgate.gateway.auth import LOAD_TIMEOUT_SECONDS, SECRET_QUERY, digest_secret, key_digest
+from trackgate.gateway.errors import Forbidden, Unauthorized, Unavailable
+
+PREFIX = "tt_"
+ADMIN = "admin"
+USER = "user"
+HEADER = "x-api-key"
+CACHE_SECONDS = 5.0
+CACHE_ENTRIES = 1024
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who a key belongs to: its id, role, and (for ``user`` keys, issue 12) account."""
+
+    key_id: str
+    role: str
+    account_id: str | None = None
+
+
+class ApiKeys:
+    def __init__(self, database_url: str, pepper: str | None = None) -> None:
+        self._database_url = database_url
+        self._pepper = pepper
+        self._secret: bytes | None = None
+        self._conn: psycopg.AsyncConnection | None = None
+        self._lock = asyncio.Lock()
+        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+
+    async def lookup(self, key: str) -> Principal | None:
+        """The key's owner, or None for an unknown or revoked key; ``Unavailable`` (503) when
+        PostgreSQL does not answer."""
+        if not key.startswith(PREFIX):
+            return None
+        try:
+            return await self._lookup(key)
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            if self._conn is not None:
+                await self._conn.close()
+            self._conn = None
+            raise Unavailable("PostgreSQL did not answer; retry") from exc
+
+    async def _lookup(self, key: str) -> Principal | None:
+        async with self._lock, asyncio.timeout(LOAD_TIMEOUT_SECONDS):
+            if self._conn is None or self._conn.closed:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self._database_url, autocommit=True, connect_timeout=LOAD_TIMEOUT_SECONDS
+                )
+            if self._secret is None:
+                cur = await self._conn.execute(SECRET_QUERY)
+                row = await cur.fetchone()
+                if row is None:
+                    raise RuntimeError("no installation secret: run `trackgate migrate`")
+                self._secret = digest_secret(row[0], self._pepper)
+            digest = key_digest(key, self._secret)
+            now = time.monotonic()
+            cached = self._cache.get(digest)
+            if cached is not None and cached[0] > now:
+                return cached[1]
+            cur = await self._conn.execute(
+                "SELECT id, role, account_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+                (digest,),
+            )
+            found = await cur.fetchone()
+            principal = Principal(found[0], found[1], found[2]) if found else None
+            if len(self._cache) >= CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[digest] = (now + CACHE_SECONDS, principal)
+            return principal
+
+    async def require(self, key: str | None, role: str = ADMIN) -> Principal:
+        """The owner of ``key`` if it has ``role``; else ``Unauthorized`` (no key, unknown key) or
+        ``Forbidden`` (a valid key without the role)."""
+        if not key:
+            raise Unauthorized("send an API key in the X-API-KEY header", code="missing_api_key")
+        principal = await self.lookup(key)
+        if principal is None:
+            raise Unauthorized("the X-API-KEY is not a valid key", code="invalid_api_key")
+        if role == ADMIN and principal.role != ADMIN:
+            raise Forbidden("this needs an admin API key", code="admin_only")
+        return principal
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()

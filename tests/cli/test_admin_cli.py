@@ -1,0 +1,69 @@
+"""``trackgate admin create-key``: an admin API key, printed once, stored as a keyed digest and
+Fernet-encrypted with TRACKGATE_SECRET_KEY (never in clear)."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+from click.testing import CliRunner
+
+from trackgate import api_keys
+from trackgate.cli import main
+from trackgate.schemas.settings import settings_from_env
+from trackgate.sources import stored_digest
+
+SECRET = "a-test-secret-key-that-is-long-enough"
+
+
+@pytest.fixture
+def run(database_url, db, monkeypatch):
+    monkeypatch.setenv("TRACKGATE_DATABASE_URL", database_url)
+    monkeypatch.delenv("TRACKGATE_KEY_PEPPER", raising=False)
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, list(args))
+
+    return invoke
+
+
+def test_create_key_prints_a_key_stored_only_as_digest_and_ciphertext(run, db, database_url, monkeypatch):
+    monkeypatch.setenv("TRACKGATE_SECRET_KEY", SECRET)
+    result = run("admin", "create-key", "--json", "--label", "ops")
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)
+    assert created["role"] == "admin" and created["key"].startswith("tt_") and len(created["key"]) >= 40
+    row = db.execute("SELECT id, role, key_hash, key_encrypted, label FROM api_keys").fetchone()
+    assert row[0] == created["id"] and row[1] == "admin" and row[4] == "ops"
+    assert bytes(row[2]) == stored_digest(database_url, created["key"])  # the source keys' HMAC
+    assert created["key"] not in row[3]
+    settings = settings_from_env()
+    assert api_keys.reveal(settings, database_url, created["id"]) == created["key"]
+    plain = run("admin", "create-key")
+    assert plain.exit_code == 0 and plain.output.splitlines()[1].startswith("tt_")
+    assert db.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 2
+
+
+def test_create_key_without_a_secret_key_is_one_line(run, db, monkeypatch):
+    monkeypatch.delenv("TRACKGATE_SECRET_KEY", raising=False)
+    result = run("admin", "create-key")
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: set TRACKGATE_SECRET_KEY") and "API keys are encrypted" in line
+    assert db.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 0
+
+
+def test_up_creates_one_admin_key_and_keeps_it_for_every_start(settings, db, tmp_path):
+    from trackgate.up import ADMIN_KEY_FILE, admin_key
+
+    without = msgspec.structs.replace(settings, data_dir=str(tmp_path))
+    assert admin_key(without) is None  # no TRACKGATE_SECRET_KEY: nothing to encrypt it with
+    server = msgspec.structs.replace(without, secret_key=SECRET)
+    first = admin_key(server)
+    assert first is not None and admin_key(server) == first
+    assert (tmp_path / ADMIN_KEY_FILE).stat().st_mode & 0o777 == 0o600
+    db.execute("TRUNCATE api_keys")  # another database: the kept key is unknown there, so a new one
+    again = admin_key(server)
+    assert again is not None and again["key"] != first["key"]
+    assert db.execute("SELECT id FROM api_keys").fetchone()[0] == again["id"]

@@ -1,0 +1,81 @@
+"""Creating API keys (``trackgate admin create-key``, and the one ``up`` prints on first start).
+
+A key is ``tt_`` + 43 URL-safe characters (256 random bits), sent as ``X-API-KEY``. Stored twice, never
+in clear: its keyed digest (HMAC-SHA256 under the installation's secret and ``TRACKGATE_KEY_PEPPER``,
+as source keys are: ``gateway/auth.py``), which the gateway looks up, and the key Fernet-encrypted with
+``TRACKGATE_SECRET_KEY``, so that issue 12's admin API can show a user's key again (:func:`reveal`).
+Keys are never logged. The gateway's side (checking a key) is ``gateway/api_keys.py``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+import msgspec
+import psycopg
+
+from trackgate.gateway.api_keys import ADMIN, PREFIX
+from trackgate.gateway.auth import key_digest, read_secret
+from trackgate.schemas.destinations import _fernet as fernet  # the installation's one Fernet key
+from trackgate.schemas.settings import Settings
+
+
+class CreatedKey(msgspec.Struct, frozen=True):
+    id: str
+    role: str
+    key: str
+    """The only time the key is seen in clear."""
+    created_at: datetime
+
+
+def new_api_key() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def create_key(
+    settings: Settings, database_url: str, role: str = ADMIN, label: str | None = None
+) -> CreatedKey:
+    """A new key of ``role`` (only ``admin`` until issue 12 adds accounts); raises ``SecretKeyMissing``
+    without ``TRACKGATE_SECRET_KEY``."""
+    if role != ADMIN:
+        raise ValueError("only admin keys exist so far")
+    key = new_api_key()
+    encrypted = fernet(settings.secret_key).encrypt(key.encode()).decode()
+    key_id = "key_" + secrets.token_hex(8)
+    with psycopg.connect(database_url) as conn:
+        digest = key_digest(key, read_secret(conn, settings.key_pepper))
+        row = conn.execute(
+            "INSERT INTO api_keys (id, role, key_hash, key_encrypted, label) VALUES (%s, %s, %s, %s, %s)"
+            " RETURNING created_at",
+            (key_id, role, digest, encrypted, label),
+        ).fetchone()
+    assert row is not None
+    return CreatedKey(id=key_id, role=role, key=key, created_at=row[0])
+
+
+def exists(database_url: str, key_id: str) -> bool:
+    """Whether ``key_id`` is a key that works (not revoked)."""
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute("SELECT 1 FROM api_keys WHERE id = %s AND revoked_at IS NULL", (key_id,))
+        row = found.fetchone()
+    return row is not None
+
+
+def reveal(settings: Settings, database_url: str, key_id: str) -> str | None:
+    """The key ``key_id`` in clear (None: no such key); ``SecretKeyMissing`` when the secret key is
+    unset or not the one it was stored with."""
+    from cryptography.fernet import InvalidToken
+
+    from trackgate.schemas.destinations import SecretKeyMissing
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT key_encrypted FROM api_keys WHERE id = %s", (key_id,)).fetchone()
+    if row is None:
+        return None
+    try:
+        return fernet(settings.secret_key).decrypt(row[0].encode()).decode()
+    except InvalidToken as exc:
+        raise SecretKeyMissing(
+            "the key cannot be decrypted: TRACKGATE_SECRET_KEY differs from the key it was stored with"
+        ) from exc
