@@ -7,10 +7,8 @@ import json
 
 import msgspec
 import pytest
-from click.testing import CliRunner
 
 from trackgate import api_keys
-from trackgate.cli import main
 from trackgate.schemas.settings import settings_from_env
 from trackgate.sources import stored_digest
 
@@ -18,14 +16,10 @@ SECRET = "a-test-secret-key-that-is-long-enough"
 
 
 @pytest.fixture
-def run(database_url, db, monkeypatch):
-    monkeypatch.setenv("TRACKGATE_DATABASE_URL", database_url)
+def run(cli, monkeypatch):
+    """The one ``cli`` fixture, without a key pepper (digests as the test computes them)."""
     monkeypatch.delenv("TRACKGATE_KEY_PEPPER", raising=False)
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, list(args))
-
-    return invoke
+    return cli
 
 
 def test_create_key_prints_a_key_stored_only_as_digest_and_ciphertext(run, db, database_url, monkeypatch):

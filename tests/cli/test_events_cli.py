@@ -10,23 +10,17 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
 
-from trackgate.cli import main
 from trackgate.schemas import debug_feed
 from trackgate.sources import add_source
 
 
 @pytest.fixture
-def run(settings, monkeypatch):
-    monkeypatch.setenv("TRACKGATE_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("TRACKGATE_REDIS_URL", settings.redis_url)
+def run(cli):
+    """The one ``cli`` fixture, asserting success unless told ``ok=False``."""
 
     def invoke(*args: str, ok: bool = True):
-        result = CliRunner().invoke(main, list(args))
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
+        return cli(*args, ok=ok)
 
     return invoke
 

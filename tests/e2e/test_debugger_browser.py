@@ -18,7 +18,7 @@ import httpx
 import msgspec
 import pytest
 
-from tests.conftest import live_gateway
+from tests.helpers import live_gateway
 from trackgate import api_keys
 from trackgate.gateway.openpanel import new_source as openpanel_source
 from trackgate.schemas import debug_feed
@@ -113,7 +113,7 @@ def test_events_of_two_dialects_appear_live(settings, write_key, db, rdb, drain,
             drain()
             shown = until(lambda: len(items(browser)) >= 4 and items(browser), "four items on the page")
 
-        by_kind = {}
+        by_kind: dict[str, list[dict]] = {}
         for item in shown:
             by_kind.setdefault(item["kind"], []).append(item)
         assert sorted(by_kind) == ["duplicate", "refused", "stored"]

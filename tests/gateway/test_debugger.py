@@ -16,7 +16,7 @@ import httpx
 import msgspec
 import pytest
 
-from tests.conftest import live_gateway
+from tests.helpers import live_gateway
 from trackgate import api_keys
 from trackgate.gateway.debugger import TOKEN_PREFIX
 from trackgate.schemas import debug_feed
@@ -160,7 +160,7 @@ def test_the_stream_shows_stored_events_and_refused_requests(
     drain()
     lines = reader.wait_for(3)
     reader.close()
-    by_kind = {}
+    by_kind: dict[str, list[dict]] = {}
     for line in lines:
         by_kind.setdefault(line["kind"], []).append(line)
     assert [line["name"] for line in by_kind["stored"]] == ["Signed Up"]
