@@ -58,10 +58,12 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         except (psycopg.Error, OSError, TimeoutError) as exc:
             log.error("sources_load_failed error=%s (answering 503 until PostgreSQL is reachable)", exc)
         refresh = asyncio.create_task(runtime.sources.run(), name="trackgate-sources")
-        watch = asyncio.create_task(debugger.watch_flag(runtime), name="trackgate-debug-watch")
+        stop_watch = asyncio.Event()
+        watch = asyncio.create_task(debugger.watch_flag(runtime, stop_watch), name="trackgate-debug-watch")
         try:
             yield
         finally:
+            stop_watch.set()
             for task in (refresh, watch):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

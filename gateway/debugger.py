@@ -66,16 +66,21 @@ class Trace(msgspec.Struct):
 # --- the refused side of the feed -------------------------------------------------------------------
 
 
-async def watch_flag(runtime: Runtime) -> None:
-    """Keep ``runtime.watched`` in step with the ``WATCHERS`` key, once a second, until cancelled."""
-    while True:
+async def watch_flag(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Keep ``runtime.watched`` in step with the ``WATCHERS`` key, once a second, until ``stop``.
+
+    Stopped by the event, not only by cancelling: a cancel that lands while redis-py's command timeout
+    expires comes out of the command as ``TimeoutError`` (an ``OSError``), which this loop has to
+    survive, so a cancel alone could be swallowed and the lifespan would wait for ever."""
+    while not stop.is_set():
         client = runtime.redis
         if client is not None:
             try:
                 runtime.watched = bool(await client.exists(debug_feed.WATCHERS))
             except (RedisError, OSError):
                 runtime.watched = False
-        await asyncio.sleep(debug_feed.WATCH_CHECK_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), debug_feed.WATCH_CHECK_SECONDS)
 
 
 _in_flight: set[asyncio.Task[None]] = set()

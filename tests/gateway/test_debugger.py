@@ -4,12 +4,14 @@ and the page itself."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,7 +20,7 @@ import pytest
 
 from tests.helpers import live_gateway
 from trackgate import api_keys
-from trackgate.gateway.debugger import TOKEN_PREFIX
+from trackgate.gateway.debugger import TOKEN_PREFIX, watch_flag
 from trackgate.schemas import debug_feed
 from trackgate.sources import stored_digest
 from trackgate.workers.debug_feed import WATCH
@@ -207,3 +209,29 @@ def test_the_page_and_its_script_are_served_from_the_gateway(gateway):
     assert '<script src="debugger/debugger.js">' in page.text and "http" not in page.text.split("<body>")[1]
     script = httpx.get(f"{gateway}/debugger/debugger.js")
     assert script.status_code == 200 and "EventSource" in script.text and "sessionStorage" in script.text
+
+
+class _ExpiringRedis:
+    """A command that is cancelled as its own timeout expires: redis-py's ``asyncio.timeout`` then turns
+    the cancel into ``TimeoutError`` (seen when the event loop had been paused, as a test harness does)."""
+
+    async def exists(self, *_keys: str) -> int:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise TimeoutError from None
+        return 0
+
+
+def test_the_watch_loop_stops_although_its_cancel_came_out_as_a_timeout():
+    async def scenario() -> None:
+        runtime = SimpleNamespace(redis=_ExpiringRedis(), watched=True)
+        stop = asyncio.Event()
+        task = asyncio.create_task(watch_flag(runtime, stop))  # type: ignore[arg-type]  # a runtime's two fields
+        await asyncio.sleep(0.05)  # inside exists()
+        stop.set()
+        task.cancel()
+        await asyncio.wait_for(task, 2)  # before: the loop went on, and the gateway's lifespan hung
+        assert runtime.watched is False
+
+    asyncio.run(scenario())
