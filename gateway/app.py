@@ -11,12 +11,15 @@ from datetime import datetime
 import psycopg
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Route
 
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.ingest import IngestFront
+from trackgate.gateway.metrics import metrics_endpoint
 from trackgate.gateway.publisher import Publisher
 from trackgate.gateway.routes import DIALECTS, build_routes, ingest_routes
 from trackgate.gateway.runtime import Runtime, utc_now
+from trackgate.schemas import metrics
 from trackgate.schemas.settings import ServerSettings
 
 __all__ = ["Runtime", "create_app", "utc_now"]
@@ -64,8 +67,18 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
             await publisher.stop()
             await runtime.sources.close()
             await client.aclose()
+            metrics.mark_process_dead()
 
-    app = Starlette(routes=build_routes(), lifespan=lifespan)
+    routes, operator = build_routes(), operator_routes(settings)
+    app = Starlette(routes=[*routes, *operator], lifespan=lifespan)
     app.state.runtime = runtime
     errors = {dialect.name: dialect.render_error for dialect in DIALECTS}
     return IngestFront(app, runtime, ingest_routes(), errors=errors)
+
+
+def operator_routes(settings: ServerSettings) -> list[BaseRoute]:
+    """The operator's view, beside the dialects' paths (none of which is ``/metrics``)."""
+    routes: list[BaseRoute] = []
+    if settings.metrics == "on":
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    return routes

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl
@@ -35,6 +36,7 @@ from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized, Un
 from trackgate.gateway.responses import ErrorRenderer, default_error, error_response
 from trackgate.gateway.runtime import Runtime
 from trackgate.gateway.types import Message, Receive, Scope, Send
+from trackgate.schemas import metrics
 from trackgate.schemas.event import Event
 from trackgate.schemas.request import Incoming, RequestMeta, Source
 
@@ -247,14 +249,35 @@ class ClientDisconnected(Exception):
     pass
 
 
-async def _receive_chunks(receive: Receive) -> AsyncIterator[bytes]:
+async def _receive_chunks(receive: Receive, received: list[int]) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive; ``received[0]`` counts their bytes (as sent: before gunzip)."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
-        yield message.get("body", b"")
+        chunk = message.get("body", b"")
+        received[0] += len(chunk)
+        yield chunk
         if not message.get("more_body", False):
             return
+
+
+class _Counted(msgspec.Struct, frozen=True):
+    """One dialect's accept-path metrics, resolved once (a label lookup takes a lock; these do not)."""
+
+    accepted: Callable[[], None]
+    events: Callable[[float], None]
+    bytes_in: Callable[[float], None]
+    latency: Callable[[float], None]
+
+    @classmethod
+    def of(cls, counted: metrics.GatewayMetrics, dialect: str) -> _Counted:
+        return cls(
+            accepted=counted.accepted.labels(dialect).inc,
+            events=counted.events.labels(dialect).inc,
+            bytes_in=counted.bytes_in.labels(dialect).inc,
+            latency=counted.latency.labels(dialect).observe,
+        )
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
@@ -305,6 +328,8 @@ class IngestFront:
         self.errors: Mapping[str, ErrorRenderer] = errors or {}
         self._ok: dict[int, tuple[tuple[Message, Message], tuple[Message, Message]]] = {}
         self._proxies = client_ip.parse_networks(runtime.settings.trusted_proxies)
+        self._metrics = metrics.gateway()
+        self._counted: dict[str, _Counted] = {}
 
     @property
     def state(self) -> State:
@@ -332,6 +357,7 @@ class IngestFront:
         receive: Receive,
         send: Send,
     ) -> None:
+        started = time.perf_counter()
         # ASGI header names are lower-case already
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         raw_query = scope.get("query_string", b"")
@@ -355,9 +381,14 @@ class IngestFront:
             client_ip=peer,
         )
         dialect = route.adapter.dialect
+        counted = self._counted.get(dialect)
+        if counted is None:
+            counted = self._counted[dialect] = _Counted.of(self._metrics, dialect)
+        received = [0]
         try:
-            accepted = await accept(self.runtime, route, incoming, _receive_chunks(receive))
+            accepted = await accept(self.runtime, route, incoming, _receive_chunks(receive, received))
         except ClientDisconnected:
+            self._refused(counted, dialect, 499, "client_disconnected", received[0], started)
             return
         except (AdapterError, GatewayError) as exc:
             if exc.status >= 500:
@@ -365,9 +396,11 @@ class IngestFront:
             else:
                 log.info("ingest_refused dialect=%s code=%s path=%s", dialect, exc.code, exc.path)
             await self._error(dialect, exc, cors, scope, receive, send)
+            self._refused(counted, dialect, exc.status, exc.code, received[0], started)
             return
         except Exception as exc:  # a bug: answered in the dialect's shape (500), logged with its trace
             await self._error(dialect, exc, cors, scope, receive, send)
+            self._refused(counted, dialect, 500, "internal_error", received[0], started)
             return
         if route.respond is None and cors.__class__ is bool:
             start, body = self._static_ok(route, cors)  # type: ignore[arg-type]  # narrowed by the class test
@@ -377,6 +410,17 @@ class IngestFront:
             start, body = _messages(route.respond(accepted), cors)
         await send(start)
         await send(body)
+        counted.accepted()
+        counted.events(len(accepted.events))
+        counted.bytes_in(received[0])
+        counted.latency(time.perf_counter() - started)
+
+    def _refused(
+        self, counted: _Counted, dialect: str, status: int, reason: str, n_bytes: int, started: float
+    ) -> None:
+        self._metrics.refused.labels(dialect, str(status), reason).inc()
+        counted.bytes_in(n_bytes)
+        counted.latency(time.perf_counter() - started)
 
     async def _error(
         self,

@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from trackgate import metrics_dir
 from trackgate.embedded import EmbeddedServers
 from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.routes import DIALECTS
@@ -71,6 +72,7 @@ def up(settings: Settings, echo: Callable[[str], None]) -> None:
         server = settings.require()
         migrate(server.database_url)
         demo = demo_sources(server)
+        metrics_dir.for_up(server.data_dir, server.metrics == "on")  # the workers' and the gateway's
         env = {
             **os.environ,
             "TRACKGATE_DATABASE_URL": server.database_url,

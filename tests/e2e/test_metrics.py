@@ -1,0 +1,226 @@
+"""``GET /metrics`` after a known load: the counters equal what was sent and what the worker did.
+
+In one process (the app and a burst worker, no multiprocess directory), and in the deployment's shape:
+``trackgate serve --workers 2`` and ``trackgate worker --burst`` as separate processes sharing one
+``PROMETHEUS_MULTIPROC_DIR``, where a scrape must sum every process's counts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from tests.conftest import free_port, stored
+from trackgate.gateway.app import create_app
+from trackgate.schemas.jobs import PERSIST_QUEUE
+from trackgate.sources import add_source
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(text: str) -> Samples:
+    """Every sample of a Prometheus text page by (name, sorted labels)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def track(message_id: str, write_key: str) -> dict:
+    return {
+        "type": "track",
+        "event": "Clicked",
+        "userId": "u1",
+        "messageId": message_id,
+        "writeKey": write_key,
+    }
+
+
+def ca_event(event_id: str) -> dict:
+    context = {"event_id": event_id, "event_timestamp": 1639044446636}
+    return {"event_name": "search", "search_term": "t", "user": {"id": "u1"}, "context": context}
+
+
+@pytest.fixture
+def ca_key(settings) -> str:
+    key = "ca_" + secrets.token_hex(8)
+    add_source(settings.database_url, "commandersact", "shop", key)
+    return key
+
+
+def test_counters_equal_the_load_sent_and_what_the_worker_stored(settings, write_key, ca_key, db, drain):
+    with TestClient(create_app(settings)) as api:
+        before = scrape(api.get("/metrics").text)
+        for i in range(5):
+            assert api.post("/v1/track", json=track(f"m{i}", write_key)).status_code == 200
+        for _ in range(2):  # the same message again: accepted, then a duplicate for the worker
+            assert api.post("/v1/track", json=track("m0", write_key)).status_code == 200
+        bad_key = [api.post("/v1/track", json=track("x", "wrong-key")) for _ in range(3)]
+        not_json = [
+            api.post("/v1/track", content=b"{nope", headers={"content-type": "application/json"})
+            for _ in range(2)
+        ]
+        # Commanders Act: 200 for a batch with one item it cannot accept, which goes to quarantine
+        bad_item = {"event_name": "sign_up", "context": {}}
+        r = api.post(
+            f"/events/batch?token={ca_key}", json={"batch": [ca_event("c1"), bad_item, ca_event("c2")]}
+        )
+        assert r.status_code == 200 and r.json()["accepted"] == 2
+        queued = scrape(api.get("/metrics").text)
+        drain()
+        after = scrape(api.get("/metrics").text)
+
+    sent = Counter((r.status_code, r.json()["code"]) for r in bad_key + not_json)
+    assert sent == {(401, bad_key[0].json()["code"]): 3, (400, not_json[0].json()["code"]): 2}
+    assert delta(before, after, "trackgate_requests_accepted_total", dialect="segment") == 7
+    assert delta(before, after, "trackgate_requests_accepted_total", dialect="commandersact") == 1
+    for (status, code), n in sent.items():
+        labels = {"dialect": "segment", "status": str(status), "reason": code}
+        assert delta(before, after, "trackgate_requests_refused_total", **labels) == n
+    assert delta(before, after, "trackgate_events_accepted_total", dialect="segment") == 7
+    assert delta(before, after, "trackgate_events_accepted_total", dialect="commandersact") == 2
+    assert delta(before, after, "trackgate_request_duration_seconds_count", dialect="segment") == 12
+    assert delta(before, after, "trackgate_request_bytes_total", dialect="segment") > 0
+
+    # what the worker did, once it ran
+    assert value(queued, "trackgate_queue_depth", queue=PERSIST_QUEUE) == 8  # one job per 2xx
+    assert value(queued, "trackgate_queue_oldest_job_age_seconds", queue=PERSIST_QUEUE) > 0
+    assert value(after, "trackgate_queue_depth", queue=PERSIST_QUEUE) == 0
+    assert value(after, "trackgate_queue_read_ok") == 1
+    assert delta(before, after, "trackgate_events_stored_total", dialect="segment") == 5
+    assert delta(before, after, "trackgate_events_duplicate_total", dialect="segment") == 2
+    assert delta(before, after, "trackgate_events_stored_total", dialect="commandersact") == 2
+    assert delta(before, after, "trackgate_events_quarantined_total", stage="gateway") == 1
+    assert delta(before, after, "trackgate_store_lag_seconds_count") == 7
+    assert delta(before, after, "trackgate_profile_updates_total", kind="profile") >= 1
+    assert len(stored(db)) == 7
+
+
+# --- the deployment's shape: separate processes, one multiprocess directory -------------------------
+
+
+@pytest.fixture
+def processes_env(settings, tmp_path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TRACKGATE_DATABASE_URL": settings.database_url,
+        "TRACKGATE_REDIS_URL": settings.redis_url,
+        "TRACKGATE_SOURCE_REFRESH_SECONDS": "0.2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+
+
+@pytest.fixture
+def gateway(processes_env, write_key, tmp_path) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path / "gateway.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trackgate", "serve", "--workers", "2", "--port", str(port)],
+        env=processes_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("gateway did not start: " + (tmp_path / "gateway.log").read_text())
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_a_scrape_sums_every_gateway_and_worker_process(gateway, processes_env, write_key, tmp_path):
+    before = scrape(httpx.get(f"{gateway}/metrics").text)
+
+    def send(i: int) -> int:
+        # a connection each, so that both gateway processes take requests
+        with httpx.Client() as client:
+            return client.post(f"{gateway}/v1/track", json=track(f"p{i}", write_key)).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(send, range(60)))
+    assert statuses == [200] * 60
+    refused = httpx.post(f"{gateway}/v1/track", json=track("x", "wrong-key"))
+    assert refused.status_code == 401
+
+    worker = subprocess.run(
+        [sys.executable, "-m", "trackgate", "worker", "--burst", "--queue", "persist"],
+        env=processes_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert worker.returncode == 0, worker.stderr
+    after = scrape(httpx.get(f"{gateway}/metrics").text)
+
+    # the scrape answered by one process counts what both served
+    counted_by = {p.name.rsplit("_", 1)[1] for p in (tmp_path / "metrics").glob("counter_*.db")}
+    assert len(counted_by) >= 3  # two gateway processes and the worker
+    assert delta(before, after, "trackgate_requests_accepted_total", dialect="segment") == 60
+    labels = {"dialect": "segment", "status": "401", "reason": refused.json()["code"]}
+    assert delta(before, after, "trackgate_requests_refused_total", **labels) == 1
+    assert delta(before, after, "trackgate_events_stored_total", dialect="segment") == 60
+    assert value(after, "trackgate_queue_depth", queue=PERSIST_QUEUE) == 0
+
+    # RQ's four INFO lines a job are DEBUG now: the worker's log has none of them
+    log = worker.stdout + worker.stderr
+    assert "Job OK" not in log and "Successfully completed" not in log
+    assert "batch_stored" in log
+
+
+def test_metrics_off_leaves_the_route_out(settings):
+    from msgspec.structs import replace
+
+    with TestClient(create_app(replace(settings, metrics="off"))) as api:
+        assert api.get("/metrics").status_code == 404
+
+
+def test_worker_log_lines_per_job(settings, write_key, drain, caplog):
+    """Measured: INFO lines a persist job logs (RQ's and ours)."""
+    import logging
+
+    with TestClient(create_app(settings)) as api:
+        for i in range(5):
+            assert api.post("/v1/track", json=track(f"l{i}", write_key)).status_code == 200
+    with caplog.at_level(logging.INFO):
+        from trackgate.workers.worker import build_worker
+
+        build_worker(settings).work(burst=True, with_scheduler=False, logging_level="INFO")
+    per_job = [
+        r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith(("rq", "trackgate"))
+    ]
+    jobs = [r for r in per_job if r.getMessage().startswith("batch_stored")]
+    assert len(jobs) == 5
+    assert not [
+        r for r in per_job if "Job OK" in r.getMessage() or "Successfully completed" in r.getMessage()
+    ]
