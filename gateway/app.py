@@ -8,16 +8,18 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
+import msgspec
 import psycopg
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 
+from trackgate.gateway import docs, openapi
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.metrics import metrics_endpoint
 from trackgate.gateway.publisher import Publisher
-from trackgate.gateway.routes import DIALECTS, build_routes, ingest_routes
+from trackgate.gateway.routes import DIALECTS, VERSION, build_routes, ingest_routes
 from trackgate.gateway.runtime import Runtime, utc_now
 from trackgate.schemas import metrics
 from trackgate.schemas.settings import ServerSettings
@@ -72,13 +74,20 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
     routes, operator = build_routes(), operator_routes(settings)
     app = Starlette(routes=[*routes, *operator], lifespan=lifespan)
     app.state.runtime = runtime
+    spec = openapi.build(DIALECTS, [routes[0], *operator], VERSION)  # routes[0]: /health
+    app.state.openapi_json = msgspec.json.encode(spec)
+    app.state.docs_html = docs.render(spec)
     errors = {dialect.name: dialect.render_error for dialect in DIALECTS}
     return IngestFront(app, runtime, ingest_routes(), errors=errors)
 
 
 def operator_routes(settings: ServerSettings) -> list[BaseRoute]:
-    """The operator's view, beside the dialects' paths (none of which is ``/metrics``)."""
-    routes: list[BaseRoute] = []
+    """The operator's view, beside the dialects' paths (none of them ``/metrics``, ``/openapi.json``
+    or ``/docs``: ``tests/gateway/test_openapi.py`` checks)."""
+    routes: list[BaseRoute] = [
+        Route("/openapi.json", openapi.openapi_endpoint, methods=["GET"]),
+        Route("/docs", docs.docs_endpoint, methods=["GET"]),
+    ]
     if settings.metrics == "on":
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     return routes
