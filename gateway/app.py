@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from trackgate.gateway import docs, openapi
 from trackgate.gateway.auth import SourceCache
+from trackgate.gateway.counting import AcceptCounts
 from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.metrics import metrics_endpoint
 from trackgate.gateway.publisher import Publisher
@@ -36,6 +37,8 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         sources=SourceCache(settings.database_url, settings.source_refresh_seconds, settings.key_pepper),
         clock=clock,
     )
+
+    counts = AcceptCounts(metrics.gateway())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -60,12 +63,14 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         except (psycopg.Error, OSError, TimeoutError) as exc:
             log.error("sources_load_failed error=%s (answering 503 until PostgreSQL is reachable)", exc)
         refresh = asyncio.create_task(runtime.sources.run(), name="trackgate-sources")
+        flush = asyncio.create_task(counts.run(), name="trackgate-metrics")
         try:
             yield
         finally:
-            refresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresh
+            for task in (refresh, flush):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await publisher.stop()
             await runtime.sources.close()
             await client.aclose()
@@ -74,11 +79,12 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
     routes, operator = build_routes(), operator_routes(settings)
     app = Starlette(routes=[*routes, *operator], lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.accept_counts = counts
     spec = openapi.build(DIALECTS, [routes[0], *operator], VERSION)  # routes[0]: /health
     app.state.openapi_json = msgspec.json.encode(spec)
     app.state.docs_html = docs.render(spec)
     errors = {dialect.name: dialect.render_error for dialect in DIALECTS}
-    return IngestFront(app, runtime, ingest_routes(), errors=errors)
+    return IngestFront(app, runtime, ingest_routes(), errors=errors, counts=counts)
 
 
 def operator_routes(settings: ServerSettings) -> list[BaseRoute]:

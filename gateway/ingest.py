@@ -32,6 +32,7 @@ from starlette.datastructures import State
 from trackgate.adapters.base import Adapter, AdapterError, PartialDecoder, Refused
 from trackgate.gateway import client_ip
 from trackgate.gateway.body import MAX_DEPTH, nested_deeper, read_body
+from trackgate.gateway.counting import AcceptCounts, Tally
 from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable
 from trackgate.gateway.responses import ErrorRenderer, default_error, error_response
 from trackgate.gateway.runtime import Runtime
@@ -262,24 +263,6 @@ async def _receive_chunks(receive: Receive, received: list[int]) -> AsyncIterato
             return
 
 
-class _Counted(msgspec.Struct, frozen=True):
-    """One dialect's accept-path metrics, resolved once (a label lookup takes a lock; these do not)."""
-
-    accepted: Callable[[], None]
-    events: Callable[[float], None]
-    bytes_in: Callable[[float], None]
-    latency: Callable[[float], None]
-
-    @classmethod
-    def of(cls, counted: metrics.GatewayMetrics, dialect: str) -> _Counted:
-        return cls(
-            accepted=counted.accepted.labels(dialect).inc,
-            events=counted.events.labels(dialect).inc,
-            bytes_in=counted.bytes_in.labels(dialect).inc,
-            latency=counted.latency.labels(dialect).observe,
-        )
-
-
 def _compile(pattern: str) -> re.Pattern[str]:
     """``/{tracking_key}/event`` -> a regex whose named groups are the path parameters."""
     return re.compile("^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(pattern)) + "$")
@@ -321,6 +304,7 @@ class IngestFront:
         runtime: Runtime,
         routes: Mapping[str, AnyRoute],
         errors: Mapping[str, ErrorRenderer] | None = None,
+        counts: AcceptCounts | None = None,
     ) -> None:
         self.app = app
         self.runtime = runtime
@@ -328,8 +312,8 @@ class IngestFront:
         self.errors: Mapping[str, ErrorRenderer] = errors or {}
         self._ok: dict[int, tuple[tuple[Message, Message], tuple[Message, Message]]] = {}
         self._proxies = client_ip.parse_networks(runtime.settings.trusted_proxies)
-        self._metrics = metrics.gateway()
-        self._counted: dict[str, _Counted] = {}
+        self.counts = counts if counts is not None else AcceptCounts(metrics.gateway())
+        """What this process counted and has not handed to prometheus-client yet (``gateway/counting.py``)."""
 
     @property
     def state(self) -> State:
@@ -381,14 +365,12 @@ class IngestFront:
             client_ip=peer,
         )
         dialect = route.adapter.dialect
-        counted = self._counted.get(dialect)
-        if counted is None:
-            counted = self._counted[dialect] = _Counted.of(self._metrics, dialect)
+        tally = self.counts.of(dialect)
         received = [0]
         try:
             accepted = await accept(self.runtime, route, incoming, _receive_chunks(receive, received))
         except ClientDisconnected:
-            self._refused(counted, dialect, 499, "client_disconnected", received[0], started)
+            self._refused(tally, dialect, 499, "client_disconnected", received[0], started)
             return
         except (AdapterError, GatewayError) as exc:
             if exc.status >= 500:
@@ -396,11 +378,11 @@ class IngestFront:
             else:
                 log.info("ingest_refused dialect=%s code=%s path=%s", dialect, exc.code, exc.path)
             await self._error(dialect, exc, cors, scope, receive, send)
-            self._refused(counted, dialect, exc.status, exc.code, received[0], started)
+            self._refused(tally, dialect, exc.status, exc.code, received[0], started)
             return
         except Exception as exc:  # a bug: answered in the dialect's shape (500), logged with its trace
             await self._error(dialect, exc, cors, scope, receive, send)
-            self._refused(counted, dialect, 500, "internal_error", received[0], started)
+            self._refused(tally, dialect, 500, "internal_error", received[0], started)
             return
         if route.respond is None and cors.__class__ is bool:
             start, body = self._static_ok(route, cors)  # type: ignore[arg-type]  # narrowed by the class test
@@ -410,17 +392,17 @@ class IngestFront:
             start, body = _messages(route.respond(accepted), cors)
         await send(start)
         await send(body)
-        counted.accepted()
-        counted.events(len(accepted.events))
-        counted.bytes_in(received[0])
-        counted.latency(time.perf_counter() - started)
+        tally.accepted += 1
+        tally.events += len(accepted.events)
+        tally.bytes_in += received[0]
+        tally.observe(time.perf_counter() - started)
 
     def _refused(
-        self, counted: _Counted, dialect: str, status: int, reason: str, n_bytes: int, started: float
+        self, tally: Tally, dialect: str, status: int, reason: str, n_bytes: int, started: float
     ) -> None:
-        self._metrics.refused.labels(dialect, str(status), reason).inc()
-        counted.bytes_in(n_bytes)
-        counted.latency(time.perf_counter() - started)
+        self.counts.refused(dialect, status, reason)
+        tally.bytes_in += n_bytes
+        tally.observe(time.perf_counter() - started)
 
     async def _error(
         self,

@@ -115,6 +115,9 @@ async def metrics_endpoint(request: Request) -> Response:
     from prometheus_client import CollectorRegistry
 
     client: aioredis.Redis | None = request.app.state.runtime.redis
+    counts = getattr(request.app.state, "accept_counts", None)
+    if counts is not None:  # this process's latest counts (the others' are at most a second late)
+        counts.flush()
     states: list[QueueState] | None = None
     if client is not None:
         try:

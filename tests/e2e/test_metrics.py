@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 
 from tests.conftest import free_port, stored
 from trackgate.gateway.app import create_app
+from trackgate.gateway.counting import FLUSH_SECONDS
 from trackgate.schemas.jobs import PERSIST_QUEUE
 from trackgate.sources import add_source
 
@@ -181,6 +182,8 @@ def test_a_scrape_sums_every_gateway_and_worker_process(gateway, processes_env, 
         timeout=120,
     )
     assert worker.returncode == 0, worker.stderr
+    # each gateway process hands its counts over once a second: wait that long for the other's
+    time.sleep(FLUSH_SECONDS + 0.5)
     after = scrape(httpx.get(f"{gateway}/metrics").text)
 
     # the scrape answered by one process counts what both served
