@@ -232,7 +232,9 @@ def configure_logging(level: str, log_format: str = "text") -> None:
 
 
 def _event_name(record: logging.LogRecord) -> bool:
-    """The event name our messages start with (``ingest_refused dialect=...``), as its own field."""
+    """The event name our messages start with (``ingest_refused dialect=...``), as its own field; no
+    terminal colours (uvicorn's ``color_message``)."""
+    record.__dict__.pop("color_message", None)
     if isinstance(record.msg, str):
         head = record.msg.split(" ", 1)[0]
         if head.isidentifier() and head.islower():

@@ -7,7 +7,9 @@ In one process (the app and a burst worker, no multiprocess directory), and in t
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,6 +30,7 @@ from trackgate.gateway.counting import FLUSH_SECONDS
 from trackgate.schemas.jobs import PERSIST_QUEUE
 from trackgate.sources import add_source
 
+DASHBOARD = Path(__file__).resolve().parents[2] / "grafana" / "trackgate.json"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -89,7 +93,8 @@ def test_counters_equal_the_load_sent_and_what_the_worker_stored(settings, write
         assert r.status_code == 200 and r.json()["accepted"] == 2
         queued = scrape(api.get("/metrics").text)
         drain()
-        after = scrape(api.get("/metrics").text)
+        page = api.get("/metrics").text
+        after = scrape(page)
 
     sent = Counter((r.status_code, r.json()["code"]) for r in bad_key + not_json)
     assert sent == {(401, bad_key[0].json()["code"]): 3, (400, not_json[0].json()["code"]): 2}
@@ -115,6 +120,17 @@ def test_counters_equal_the_load_sent_and_what_the_worker_stored(settings, write
     assert delta(before, after, "trackgate_store_lag_seconds_count") == 7
     assert delta(before, after, "trackgate_profile_updates_total", kind="profile") >= 1
     assert len(stored(db)) == 7
+
+    # the dashboard kept in the repository asks only for what /metrics serves
+    exposed = {family.name for family in text_string_to_metric_families(page)}
+    dashboard = json.loads(DASHBOARD.read_text())
+    asked = {
+        re.sub(r"_(total|bucket)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"trackgate_\w+", target["expr"])
+    }
+    assert len(asked) >= 14 and asked <= exposed, asked - exposed
 
 
 # --- the deployment's shape: separate processes, one multiprocess directory -------------------------
