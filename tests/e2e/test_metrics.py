@@ -251,3 +251,37 @@ def test_worker_log_lines_per_job(settings, write_key, drain, caplog):
     assert not [
         r for r in per_job if "Job OK" in r.getMessage() or "Successfully completed" in r.getMessage()
     ]
+
+
+def test_a_worker_serves_its_own_metrics_on_its_port(settings, write_key, tmp_path):
+    """Workers that share no directory with a gateway (one container each): TRACKGATE_WORKER_METRICS_PORT."""
+    with TestClient(create_app(settings)) as api:
+        for i in range(3):
+            assert api.post("/v1/track", json=track(f"w{i}", write_key)).status_code == 200
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRACKGATE_DATABASE_URL": settings.database_url,
+        "TRACKGATE_REDIS_URL": settings.redis_url,
+        "TRACKGATE_WORKER_METRICS_PORT": str(port),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trackgate", "worker", "--queue", "persist"], env=env, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 60
+        stored = 0.0
+        while stored < 3 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.TransportError:
+                continue
+            stored = value(scrape(page), "trackgate_events_stored_total", dialect="segment")
+        assert stored == 3, (tmp_path / "worker.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
