@@ -38,14 +38,18 @@ def run(
 ) -> None:
     """Queues in priority order; run a worker per queue so a slow destination never delays persisting."""
     worker = build_worker(settings, tuple(QUEUES[name] for name in queues))
-    outbox.start_sweeper(runtime.current())  # forwards whose jobs were never queued, busy or idle
     if settings.worker_metrics_port:
         serve_metrics(settings.host, settings.worker_metrics_port)
+    outbox.start_sweeper(runtime.current())  # forwards whose jobs were never queued, busy or idle
     tune_gc()
     try:
         worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
     finally:
         metrics.mark_process_dead()
+
+
+class MetricsPortTaken(Exception):
+    """``TRACKGATE_WORKER_METRICS_PORT`` cannot be bound (the message says what to do)."""
 
 
 def serve_metrics(host: str, port: int) -> None:
@@ -54,7 +58,13 @@ def serve_metrics(host: str, port: int) -> None:
     from prometheus_client import start_http_server
 
     metrics.worker()  # the families show (at 0) before the first job
-    start_http_server(port, host, registry=metrics.registry())
+    try:
+        start_http_server(port, host, registry=metrics.registry())
+    except OSError as exc:
+        raise MetricsPortTaken(
+            f"cannot serve the worker's metrics on {host}:{port} ({exc.strerror}): pick another"
+            " TRACKGATE_WORKER_METRICS_PORT, or 0 for none"
+        ) from exc
     logging.getLogger(__name__).info("worker_metrics_serving address=%s:%d", host, port)
 
 

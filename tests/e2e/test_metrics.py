@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -285,3 +286,25 @@ def test_a_worker_serves_its_own_metrics_on_its_port(settings, write_key, tmp_pa
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_a_taken_worker_metrics_port_is_one_line_that_says_what_to_do(settings):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {
+            **os.environ,
+            "TRACKGATE_DATABASE_URL": settings.database_url,
+            "TRACKGATE_REDIS_URL": settings.redis_url,
+            "TRACKGATE_WORKER_METRICS_PORT": str(taken.getsockname()[1]),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "trackgate", "worker", "--burst"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line, no traceback
+    assert "TRACKGATE_WORKER_METRICS_PORT" in done.stderr and "Traceback" not in done.stderr

@@ -58,4 +58,7 @@ def worker(cfg: CliConfig, burst: bool, queues: tuple[str, ...]) -> None:
     """Run an RQ worker that stores events in PostgreSQL and forwards them to destinations."""
     settings = cfg.server
     cfg.configure_logging()
-    worker_process.run(settings, burst=burst, queues=queues or ("persist", "forward"))
+    try:
+        worker_process.run(settings, burst=burst, queues=queues or ("persist", "forward"))
+    except worker_process.MetricsPortTaken as exc:
+        raise click.ClickException(str(exc)) from exc
