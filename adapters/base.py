@@ -142,6 +142,9 @@ class Adapter(Protocol):
 
     dialect: str
     TRANSPORT: Transport
+    BODIES: Mapping[str, type]
+    """The msgspec type ``parse`` reads each call's body as (its JSON Schema is in ``/openapi.json``);
+    a call not listed takes any JSON object and checks it field by field."""
 
     def parse(self, call: str, body: bytes) -> Any: ...
 

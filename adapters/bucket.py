@@ -55,6 +55,8 @@ MAX_BULK_BYTES = 1024 * 1024
 MAX_BULK_ITEMS = 1000
 
 CALLS = frozenset({"user", "company", "event", "feedback", "feature-flag-event", "prompt-event", "bulk"})
+BODIES: Mapping[str, type] = {}
+"""Every call takes JSON read field by field (``bulk``: an array of the others' bodies with a ``type``)."""
 """What a path can name: the four tracking calls, Reflag's single-item event paths, and bulk."""
 ITEM_TYPES = frozenset({"user", "company", "event", "feedback", "feature-flag-event", "prompt-event"})
 FLAG_EVENT = "feature-flag-event"

@@ -84,11 +84,16 @@ class Envelope(msgspec.Struct):
     """Items refused while parsing (over 32 KB, not an object): answered 200 and quarantined."""
 
 
-class _BatchBody(msgspec.Struct):
+class BatchBody(msgspec.Struct):
+    """A v2 batch: its events as they arrived, each read on its own (a bad one is refused alone)."""
+
     batch: list[msgspec.Raw] | None = None
 
 
-_decode_batch = msgspec.json.Decoder(_BatchBody).decode
+BODIES: Mapping[str, type] = {"batch": BatchBody}
+
+
+_decode_batch = msgspec.json.Decoder(BatchBody).decode
 
 
 def _too_large(what: str, size: int, limit: int, code: str, path: str | None = None) -> PayloadTooLarge:

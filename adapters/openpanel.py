@@ -39,6 +39,8 @@ replay chunks, which trackgate does not take, are the only large ones)."""
 
 TRACK_TYPES = ("track", "identify", "increment", "decrement", "group", "assign_group", "alias", "replay")
 CALLS = ("track", "event", "profile", "profile_increment", "profile_decrement")
+BODIES: Mapping[str, type] = {}
+"""Every call takes a JSON object, read field by field (``{"type": ..., "payload": {...}}`` for track)."""
 
 RESERVED_EVENT_NAMES = ("session_start", "session_end")
 MAX_OVERRIDE_DEVICE_ID_LENGTH = 64

@@ -100,6 +100,11 @@ class BatchEnvelope(msgspec.Struct):
     sentAt: Any = None
 
 
+BODIES: Mapping[str, type] = {
+    call: BatchEnvelope if kind == "batch" else Message for call, kind in CALLS.items()
+}
+
+
 class Envelope(msgspec.Struct):
     """A parsed request: its messages (raw bytes and decoded) and the batch-level fields."""
 

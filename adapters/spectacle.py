@@ -109,6 +109,9 @@ class Message(msgspec.Struct):
     companyName: Any = None
 
 
+BODIES: Mapping[str, type] = dict.fromkeys(CALLS, Message)
+
+
 class Envelope(msgspec.Struct):
     call: str
     """The path's last segment: ``track`` (REST) or ``t`` (pixel)."""

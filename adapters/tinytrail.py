@@ -69,6 +69,9 @@ class Collect(msgspec.Struct):
     utm_campaign: Any = None
 
 
+BODIES: Mapping[str, type] = {"collect": Collect}
+
+
 class Envelope(msgspec.Struct):
     body: bytes
     item: Collect

@@ -8,17 +8,22 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
+import msgspec
 import psycopg
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Route
 
-from trackgate.gateway import debugger
+from trackgate.gateway import debugger, docs, openapi
 from trackgate.gateway.api_keys import ApiKeys
 from trackgate.gateway.auth import SourceCache
+from trackgate.gateway.counting import AcceptCounts
 from trackgate.gateway.ingest import IngestFront
+from trackgate.gateway.metrics import metrics_endpoint
 from trackgate.gateway.publisher import Publisher
-from trackgate.gateway.routes import DIALECTS, build_routes, ingest_routes
+from trackgate.gateway.routes import DIALECTS, VERSION, build_routes, ingest_routes
 from trackgate.gateway.runtime import Runtime, utc_now
+from trackgate.schemas import metrics
 from trackgate.schemas.settings import ServerSettings
 
 __all__ = ["Runtime", "create_app", "utc_now"]
@@ -34,6 +39,8 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         clock=clock,
         api_keys=ApiKeys(settings.database_url, settings.key_pepper),
     )
+
+    counts = AcceptCounts(metrics.gateway())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -60,11 +67,12 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         refresh = asyncio.create_task(runtime.sources.run(), name="trackgate-sources")
         stop_watch = asyncio.Event()
         watch = asyncio.create_task(debugger.watch_flag(runtime, stop_watch), name="trackgate-debug-watch")
+        flush = asyncio.create_task(counts.run(), name="trackgate-metrics")
         try:
             yield
         finally:
             stop_watch.set()
-            for task in (refresh, watch):
+            for task in (refresh, watch, flush):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -73,8 +81,26 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
             if runtime.api_keys is not None:
                 await runtime.api_keys.close()
             await client.aclose()
+            metrics.mark_process_dead()
 
-    app = Starlette(routes=build_routes(), lifespan=lifespan)
+    routes, operator = build_routes(), operator_routes(settings)
+    app = Starlette(routes=[*routes, *operator], lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.accept_counts = counts
+    spec = openapi.build(DIALECTS, [routes[0], *operator], VERSION)  # routes[0]: /health
+    app.state.openapi_json = msgspec.json.encode(spec)
+    app.state.docs_html = docs.render(spec)
     errors = {dialect.name: dialect.render_error for dialect in DIALECTS}
-    return IngestFront(app, runtime, ingest_routes(), errors=errors)
+    return IngestFront(app, runtime, ingest_routes(), errors=errors, counts=counts)
+
+
+def operator_routes(settings: ServerSettings) -> list[BaseRoute]:
+    """The operator's view, beside the dialects' paths (none of them ``/metrics``, ``/openapi.json``
+    or ``/docs``: ``tests/gateway/test_openapi.py`` checks)."""
+    routes: list[BaseRoute] = [
+        Route("/openapi.json", openapi.openapi_endpoint, methods=["GET"]),
+        Route("/docs", docs.docs_endpoint, methods=["GET"]),
+    ]
+    if settings.metrics == "on":
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    return routes

@@ -10,7 +10,7 @@ from trackgate.schemas.settings import configure_logging, settings_from_env, tun
 def app_from_env() -> IngestFront:
     settings = settings_from_env().require()
     # each uvicorn worker process is started fresh: set up logging here, not only in the CLI
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     tune_gc()
     return app

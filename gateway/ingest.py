@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl
@@ -31,10 +32,12 @@ from starlette.datastructures import State
 from trackgate.adapters.base import Adapter, AdapterError, PartialDecoder, Refused
 from trackgate.gateway import client_ip, debugger
 from trackgate.gateway.body import MAX_DEPTH, nested_deeper, read_body
+from trackgate.gateway.counting import AcceptCounts, Tally
 from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable
 from trackgate.gateway.responses import ErrorRenderer, default_error, error_response
 from trackgate.gateway.runtime import Runtime
 from trackgate.gateway.types import Message, Receive, Scope, Send
+from trackgate.schemas import metrics
 from trackgate.schemas.event import Event
 from trackgate.schemas.request import Incoming, RequestMeta, Source
 
@@ -254,12 +257,15 @@ class ClientDisconnected(Exception):
     pass
 
 
-async def _receive_chunks(receive: Receive) -> AsyncIterator[bytes]:
+async def _receive_chunks(receive: Receive, received: list[int]) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive; ``received[0]`` counts their bytes (as sent: before gunzip)."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
-        yield message.get("body", b"")
+        chunk = message.get("body", b"")
+        received[0] += len(chunk)
+        yield chunk
         if not message.get("more_body", False):
             return
 
@@ -305,6 +311,7 @@ class IngestFront:
         runtime: Runtime,
         routes: Mapping[str, AnyRoute],
         errors: Mapping[str, ErrorRenderer] | None = None,
+        counts: AcceptCounts | None = None,
     ) -> None:
         self.app = app
         self.runtime = runtime
@@ -312,6 +319,8 @@ class IngestFront:
         self.errors: Mapping[str, ErrorRenderer] = errors or {}
         self._ok: dict[int, tuple[tuple[Message, Message], tuple[Message, Message]]] = {}
         self._proxies = client_ip.parse_networks(runtime.settings.trusted_proxies)
+        self.counts = counts if counts is not None else AcceptCounts(metrics.gateway())
+        """What this process counted and has not handed to prometheus-client yet (``gateway/counting.py``)."""
 
     @property
     def state(self) -> State:
@@ -339,6 +348,7 @@ class IngestFront:
         receive: Receive,
         send: Send,
     ) -> None:
+        started = time.perf_counter()
         # ASGI header names are lower-case already
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         raw_query = scope.get("query_string", b"")
@@ -363,9 +373,12 @@ class IngestFront:
         )
         dialect = route.adapter.dialect
         trace = debugger.Trace() if self.runtime.watched else None
+        tally = self.counts.of(dialect)
+        received = [0]
         try:
-            accepted = await accept(self.runtime, route, incoming, _receive_chunks(receive), trace)
+            accepted = await accept(self.runtime, route, incoming, _receive_chunks(receive, received), trace)
         except ClientDisconnected:
+            self._refused(tally, dialect, 499, "client_disconnected", received[0], started)
             return
         except (AdapterError, GatewayError) as exc:
             if exc.status >= 500:
@@ -373,9 +386,11 @@ class IngestFront:
             else:
                 log.info("ingest_refused dialect=%s code=%s path=%s", dialect, exc.code, exc.path)
             await self._error(dialect, exc, cors, scope, receive, send, trace)
+            self._refused(tally, dialect, exc.status, exc.code, received[0], started)
             return
         except Exception as exc:  # a bug: answered in the dialect's shape (500), logged with its trace
             await self._error(dialect, exc, cors, scope, receive, send, trace)
+            self._refused(tally, dialect, 500, "internal_error", received[0], started)
             return
         if route.respond is None and cors.__class__ is bool:
             start, body = self._static_ok(route, cors)  # type: ignore[arg-type]  # narrowed by the class test
@@ -385,6 +400,17 @@ class IngestFront:
             start, body = _messages(route.respond(accepted), cors)
         await send(start)
         await send(body)
+        tally.accepted += 1
+        tally.events += len(accepted.events)
+        tally.bytes_in += received[0]
+        tally.observe(time.perf_counter() - started)
+
+    def _refused(
+        self, tally: Tally, dialect: str, status: int, reason: str, n_bytes: int, started: float
+    ) -> None:
+        self.counts.refused(dialect, status, reason)
+        tally.bytes_in += n_bytes
+        tally.observe(time.perf_counter() - started)
 
     async def _error(
         self,

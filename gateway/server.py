@@ -119,6 +119,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": GuardedHttpToolsProtocol,
         "access_log": False,
         "log_level": settings.log_level.lower(),
+        # JSON logs: uvicorn's loggers keep no text handlers of their own and reach the root's
+        **({"log_config": None} if settings.log_format == "json" else {}),
         # X-Forwarded-For is believed only from TRACKGATE_TRUSTED_PROXIES (gateway.ingest), not from
         # uvicorn's default 127.0.0.1
         "proxy_headers": False,

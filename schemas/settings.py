@@ -45,6 +45,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     quarantine_max_per_source: int = 10_000
     """Most quarantined rows kept per source; beyond it the oldest are dropped (replayed ones first)."""
     log_level: str = "INFO"
+    log_format: str = "text"
+    """``text`` (one line: time, level, logger, message) or ``json`` (one JSON object a line)."""
+    metrics: str = "on"
+    """``on``: the gateway serves ``GET /metrics`` (Prometheus, unauthenticated); ``off``: it does not."""
+    worker_metrics_port: int = 0
+    """A port on which ``trackgate worker`` serves its own ``/metrics`` (0: none; its counts are on the
+    gateway's ``/metrics`` when both share ``PROMETHEUS_MULTIPROC_DIR``, as under ``up``)."""
     tinytrail_rate_limit: int = 10
     """TinyTrail collect requests one IP may send per ``tinytrail_rate_window`` (0: no limit)."""
     tinytrail_rate_window: int = 10
@@ -130,6 +137,9 @@ _ENV = {
     "dedupe_days": int,
     "quarantine_max_per_source": int,
     "log_level": str,
+    "log_format": str,
+    "metrics": str,
+    "worker_metrics_port": int,
     "tinytrail_rate_limit": int,
     "tinytrail_rate_window": int,
     "trusted_proxies": str,
@@ -171,6 +181,12 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         raise ValueError("TRACKGATE_QUARANTINE_MAX_PER_SOURCE must be at least 1")
     if settings.dedupe_days < 7:
         raise ValueError("TRACKGATE_DEDUPE_DAYS must be at least 7")
+    if settings.log_format not in ("text", "json"):
+        raise ValueError("TRACKGATE_LOG_FORMAT must be text or json")
+    if settings.metrics not in ("on", "off"):
+        raise ValueError("TRACKGATE_METRICS must be on or off")
+    if not 0 <= settings.worker_metrics_port <= 65535:
+        raise ValueError("TRACKGATE_WORKER_METRICS_PORT must be 0 to 65535")
     if settings.tinytrail_rate_limit < 0 or settings.tinytrail_rate_window < 1:
         raise ValueError("TRACKGATE_TINYTRAIL_RATE_LIMIT must be 0 or more, _RATE_WINDOW at least 1")
 
@@ -189,9 +205,41 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
     return settings
 
 
-def configure_logging(level: str) -> None:
-    """One log format for every trackgate process (CLI, each uvicorn worker, RQ workers)."""
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """One log format for every trackgate process (CLI, each uvicorn worker, RQ workers): ``text``, one
+    line each, or ``json`` (``TRACKGATE_LOG_FORMAT``), one object a line: ``time`` (UTC, ISO 8601),
+    ``level``, ``logger``, ``event`` (the message's first word: ``batch_stored``), ``message``, and
+    ``exc_info`` with the traceback when there is one."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(
+            JsonFormatter(
+                "{levelname}{name}{message}",
+                style="{",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",
+            )
+        )
+        handler.addFilter(_event_name)
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
+def _event_name(record: logging.LogRecord) -> bool:
+    """The event name our messages start with (``ingest_refused dialect=...``), as its own field; no
+    terminal colours (uvicorn's ``color_message``)."""
+    record.__dict__.pop("color_message", None)
+    if isinstance(record.msg, str):
+        head = record.msg.split(" ", 1)[0]
+        if head.isidentifier() and head.islower():
+            record.event = head
+    return True
 
 
 def tune_gc() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from trackgate import api_keys
+from trackgate import api_keys, metrics_dir
 from trackgate.embedded import EmbeddedServers
 from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.routes import DIALECTS
@@ -74,6 +74,7 @@ def up(settings: Settings, echo: Callable[[str], None]) -> None:
         migrate(server.database_url)
         demo = demo_sources(server)
         admin = admin_key(server)
+        metrics_dir.for_up(server.data_dir, server.metrics == "on")  # the workers' and the gateway's
         env = {
             **os.environ,
             "TRACKGATE_DATABASE_URL": server.database_url,

@@ -12,10 +12,13 @@ after the commit, and if that fails (Redis, a killed worker) a sweep queues them
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import psycopg
 
+from trackgate.schemas import metrics
 from trackgate.schemas.destinations import Destination
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PersistBatch
@@ -72,17 +75,44 @@ def persist(
         dests = resources.destinations(conn)  # read before the store transaction (it commits)
     bound = settings.quarantine_max_per_source if settings is not None else None
     result = _store(conn, batch, dests)
-    n_quarantined = 0
+    _count_stored(batch, result)
+    n_refused_events = 0
     if quarantine_refused_events:
-        n_quarantined += quarantine_rows.insert_events(conn, result.refused, batch.batch_id, bound)
+        n_refused_events = quarantine_rows.insert_events(conn, result.refused, batch.batch_id, bound)
     # items answered 2xx but refused: kept, once
-    n_quarantined += quarantine_rows.store_refused(conn, batch, bound)
+    n_refused_items = quarantine_rows.store_refused(conn, batch, bound)
+    counted = metrics.worker()
+    counted.quarantined.labels("store").inc(n_refused_events)
+    counted.quarantined.labels("gateway").inc(n_refused_items)
     if settings is not None:
         outbox.enqueue_or_defer(conn, settings, batch.batch_id, result.outbox)
         if settings.redis_url:  # the live debugger's feed, only while someone watches
             connection = resources.redis_connection(settings)
             debug_feed.publish(connection, batch, (e.id for e in result.stored), result.refused)
-    return Persisted(result.stored, result.refused, n_quarantined, len(result.outbox))
+    return Persisted(result.stored, result.refused, n_refused_events + n_refused_items, len(result.outbox))
+
+
+def _count_stored(batch: PersistBatch, result: store.Stored) -> None:
+    """The committed store's numbers, per dialect: stored, and duplicates (events of the batch neither
+    stored now nor refused: stored before, or twice in the batch); the lag of each stored event; the
+    profiles and groups written."""
+    counted = metrics.worker()
+    now = datetime.now(UTC)
+    offered = Counter(event.dialect for event in batch.events)
+    stored = Counter(event.dialect for event in result.stored)
+    refused = Counter(r.event.dialect for r in result.refused)
+    for dialect, n in offered.items():
+        if stored[dialect]:
+            counted.stored.labels(dialect).inc(stored[dialect])
+        duplicates = n - stored[dialect] - refused[dialect]
+        if duplicates > 0:
+            counted.duplicate.labels(dialect).inc(duplicates)
+    observe = counted.store_lag.observe
+    for event in result.stored:
+        observe(max(0.0, (now - event.received_at).total_seconds()))
+    for written in result.applied:
+        counted.profile_updates.labels("profile").inc(written.n_profiles)
+        counted.profile_updates.labels("group").inc(written.n_groups)
 
 
 def _store(conn: psycopg.Connection, batch: PersistBatch, dests: list[Destination]) -> store.Stored:

@@ -363,7 +363,7 @@ class _Batch:
                 for (w, value), kind in self.new_links.items():
                     write((w, _sha256(value.encode()).digest(), value, kind, links[(w, value)].final().id))
 
-    def write(self, cur: psycopg.Cursor) -> None:
+    def write(self, cur: psycopg.Cursor) -> Written:
         alive = [p for p in self.profiles.values() if p.merged_into is None]
         written = sorted(
             (g for g in self.groups.values() if g.write), key=lambda g: (g.workspace, g.group_id)
@@ -392,15 +392,12 @@ class _Batch:
                 members[key] = [first, last]
         # groups only named by memberships and not stored yet: created without traits
         blank = [self.groups[key] for key in sorted({(w, g) for w, g, _ in members})]
-        _send(
-            cur,
-            INSERT_BLANK_GROUPS_SQL,
-            [
-                {"workspace": g.workspace, "group_id": g.group_id, "first_seen": g.first_seen}
-                for g in blank
-                if not g.stored and not g.write
-            ],
-        )
+        created = [
+            {"workspace": g.workspace, "group_id": g.group_id, "first_seen": g.first_seen}
+            for g in blank
+            if not g.stored and not g.write
+        ]
+        _send(cur, INSERT_BLANK_GROUPS_SQL, created)
         for dying in (p for p in self.profiles.values() if p.merged_into is not None and p.stored):
             target = dying.final().id
             cur.execute(MOVE_IDS_SQL, (target, dying.id))
@@ -416,6 +413,7 @@ class _Batch:
                 for (w, g, pid), (first, last) in sorted(members.items())
             ],
         )
+        return Written(n_profiles=len(alive), n_groups=len(written) + len(created))
 
 
 def _jsonb(value: dict) -> str:
@@ -505,11 +503,20 @@ def workspaces(conn: psycopg.Connection, source_ids: set[str]) -> dict[str, str]
     return dict(rows.fetchall())
 
 
-def apply(conn: psycopg.Connection, events: list[Event]) -> None:
-    """Apply events stored for the first time to profile and group state, in the caller's transaction."""
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one :func:`apply` wrote: profiles (new or changed) and groups whose traits changed."""
+
+    n_profiles: int
+    n_groups: int
+
+
+def apply(conn: psycopg.Connection, events: list[Event]) -> Written | None:
+    """Apply events stored for the first time to profile and group state, in the caller's transaction;
+    None when no event touches a profile."""
     events = [e for e in events if not _skipped(e)]
     if not events:
-        return
+        return None
     events.sort(key=lambda e: (e.timestamp, e.id))
     where = workspaces(conn, {e.source_id for e in events})
 
@@ -554,7 +561,7 @@ def apply(conn: psycopg.Connection, events: list[Event]) -> None:
             batch.apply(step)
         batch.insert(cur)
         with conn.pipeline():  # the writes need no answers: sent back to back, one round trip
-            batch.write(cur)
+            return batch.write(cur)
 
 
 def _pairs(keys: set[tuple[str, str]]) -> Json:

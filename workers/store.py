@@ -104,8 +104,9 @@ def _event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
     )
 
 
-Apply = Callable[[psycopg.Connection, list[Event]], None]
-"""What runs on the events a batch stored for the first time, inside the transaction that stored them."""
+Apply = Callable[[psycopg.Connection, list[Event]], Any]
+"""What runs on the events a batch stored for the first time, inside the transaction that stored them;
+what it returns (when not None) is kept in ``Stored.applied`` once that transaction has committed."""
 
 Outbox = Callable[[psycopg.Connection, list[Event]], list[Any]]
 """What writes the forward intents of the events a batch stored for the first time, inside the
@@ -136,6 +137,8 @@ class Stored:
     """Events PostgreSQL refused, each alone (the batch's others are stored)."""
     outbox: list[Any] = field(default_factory=list)
     """What ``outbox`` returned in the transactions that committed."""
+    applied: list[Any] = field(default_factory=list)
+    """What ``apply`` returned (when not None) in the transactions that committed."""
 
     @property
     def n_stored(self) -> int:
@@ -169,16 +172,17 @@ def store_events(
     for event in events:
         storable.texts(event)
     try:
-        new, written = _store(conn, batch_id, events, apply, outbox)
-        return Stored(stored=new, outbox=written)
+        new, written, applied = _store(conn, batch_id, events, apply, outbox)
+        return Stored(stored=new, outbox=written, applied=applied)
     except REFUSED as exc:
         log.warning("batch_refused batch_id=%s sqlstate=%s; storing event by event", batch_id, exc.sqlstate)
     result = Stored()
     for event in events:
         try:
-            new, written = _store(conn, batch_id, [event], apply, outbox)
+            new, written, applied = _store(conn, batch_id, [event], apply, outbox)
             result.stored.extend(new)
             result.outbox.extend(written)
+            result.applied.extend(applied)
         except REFUSED as exc:
             reason = f"{exc.sqlstate}: {exc.diag.message_primary}"
             result.refused.append(RefusedEvent(event, exc.sqlstate or "data_error", reason))
@@ -191,19 +195,20 @@ def _store(
     batch_events: Sequence[Event],
     apply: Apply | None = None,
     outbox: Outbox | None = None,
-) -> tuple[list[Event], list[Any]]:
-    """Claim and COPY in one transaction; returns the events stored for the first time and what
-    ``outbox`` wrote for them."""
+) -> tuple[list[Event], list[Any], list[Any]]:
+    """Claim and COPY in one transaction; returns the events stored for the first time, what
+    ``outbox`` wrote for them and what ``apply`` returned (in a list: empty when it returned None)."""
     unique: dict[tuple[str, str], Event] = {}
     for event in batch_events:
         unique.setdefault((event.source_id, event.message_id), event)
     if not unique:
-        return [], []
+        return [], [], []
     ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for e in unique.values()})
     # Claim in key order: two workers claiming overlapping batches then take the index locks in the
     # same order and one waits for the other instead of deadlocking.
     events = [unique[key] for key in sorted(unique)]
     written: list[Any] = []
+    applied: list[Any] = []
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
             CLAIM_SQL,
@@ -216,11 +221,11 @@ def _store(
                 write = copy.write_row
                 for event in new:
                     write(event_row(event, batch_id))
-            if apply is not None:
-                apply(conn, new)
+            if apply is not None and (result := apply(conn, new)) is not None:
+                applied.append(result)
             if outbox is not None:
                 written = outbox(conn, new)
-    return new, written  # committed
+    return new, written, applied  # committed
 
 
 def _month_bounds(year: int, month: int) -> tuple[datetime, datetime]:

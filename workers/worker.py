@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import redis
 from rq import Queue
 
+from trackgate.schemas import metrics
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
 from trackgate.schemas.settings import ServerSettings, tune_gc
@@ -21,6 +24,7 @@ def build_worker(settings: ServerSettings, queue_names: tuple[str, ...] = (PERSI
     until RQ has recorded its end, and is back in its queue within ~``ALIVE_TTL`` s if the worker dies;
     the worker runs RQ's scheduler in a thread (``work(with_scheduler=False)``)."""
     runtime.configure(settings)
+    quiet_job_lines()
     connection = redis.Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=connection, serializer=MsgspecJSONSerializer) for name in queue_names]
     return ReliableWorker(queues, connection=connection, serializer=MsgspecJSONSerializer)
@@ -34,6 +38,62 @@ def run(
 ) -> None:
     """Queues in priority order; run a worker per queue so a slow destination never delays persisting."""
     worker = build_worker(settings, tuple(QUEUES[name] for name in queues))
+    if settings.worker_metrics_port:
+        serve_metrics(settings.host, settings.worker_metrics_port)
     outbox.start_sweeper(runtime.current())  # forwards whose jobs were never queued, busy or idle
     tune_gc()
-    worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
+    try:
+        worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
+    finally:
+        metrics.mark_process_dead()
+
+
+class MetricsPortTaken(Exception):
+    """``TRACKGATE_WORKER_METRICS_PORT`` cannot be bound (the message says what to do)."""
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """This process's ``/metrics`` (every process's, in multiprocess mode) on ``host:port``, from a
+    thread: for workers that share no ``PROMETHEUS_MULTIPROC_DIR`` with a gateway (one container each)."""
+    from prometheus_client import start_http_server
+
+    metrics.worker()  # the families show (at 0) before the first job
+    try:
+        start_http_server(port, host, registry=metrics.registry())
+    except OSError as exc:
+        raise MetricsPortTaken(
+            f"cannot serve the worker's metrics on {host}:{port} ({exc.strerror}): pick another"
+            " TRACKGATE_WORKER_METRICS_PORT, or 0 for none"
+        ) from exc
+    logging.getLogger(__name__).info("worker_metrics_serving address=%s:%d", host, port)
+
+
+JOB_LINES = frozenset(
+    {
+        "Worker %s: %s: %s (%s)",  # dequeued (with its description), and "Job OK"
+        "Worker %s: %s: %s",  # dequeued
+        "Worker %s: job %s result discarded immediately",
+        "Worker %s: job %s result is kept for %s seconds",
+        "Successfully completed %s job in %ss on worker %s",
+        "Successfully completed job %s in %ss on worker %s",
+    }
+)
+"""RQ 3's INFO lines for every job (``rq/worker/base.py``): four a job, more than the job's own."""
+
+
+class JobLinesToDebug(logging.Filter):
+    """RQ's per-job lines at DEBUG: dropped unless the worker logs at DEBUG (``TRACKGATE_LOG_LEVEL``).
+    Each job still logs ``batch_stored`` (or ``forward_done``) at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and record.msg in JOB_LINES:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_job_lines() -> None:
+    """Install :class:`JobLinesToDebug` on RQ's worker logger (once)."""
+    rq_log = logging.getLogger("rq.worker")
+    if not any(isinstance(f, JobLinesToDebug) for f in rq_log.filters):
+        rq_log.addFilter(JobLinesToDebug())

@@ -80,7 +80,7 @@ class CliConfig:
 
     def configure_logging(self) -> None:
         if not self._logging:
-            configure_logging(self.settings.log_level)
+            configure_logging(self.settings.log_level, self.settings.log_format)
             self._logging = True
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from trackgate import metrics_dir
 from trackgate.cli.config import CliConfig, pass_cli_config
 from trackgate.migrate import migrate as run_migrations
 from trackgate.up import run_gateway
@@ -38,7 +39,8 @@ def serve(cfg: CliConfig, host: str | None, port: int | None, processes: int) ->
     cfg.override(host=host, port=port)
     settings = cfg.server
     cfg.configure_logging()
-    run_gateway(settings, processes)
+    with metrics_dir.for_gateway(settings.metrics == "on"):
+        run_gateway(settings, processes)
 
 
 @click.command()
@@ -56,4 +58,7 @@ def worker(cfg: CliConfig, burst: bool, queues: tuple[str, ...]) -> None:
     """Run an RQ worker that stores events in PostgreSQL and forwards them to destinations."""
     settings = cfg.server
     cfg.configure_logging()
-    worker_process.run(settings, burst=burst, queues=queues or ("persist", "forward"))
+    try:
+        worker_process.run(settings, burst=burst, queues=queues or ("persist", "forward"))
+    except worker_process.MetricsPortTaken as exc:
+        raise click.ClickException(str(exc)) from exc

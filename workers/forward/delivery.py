@@ -29,6 +29,7 @@ import psycopg
 
 from trackgate.adapters import transports
 from trackgate.adapters.registry import ADAPTERS
+from trackgate.schemas import metrics
 from trackgate.schemas.destinations import (
     Destination,
     ForwardJob,
@@ -148,6 +149,7 @@ def forward_batch(rt: WorkerRuntime, arg: Any) -> None:
             probing = True
 
         client = resources.http_client(settings)
+        forwards = metrics.worker().forwards
         done, n_dead = job.done, job.n_dead
         last: Outcome | None = None
         while done < len(parts):
@@ -165,6 +167,7 @@ def forward_batch(rt: WorkerRuntime, arg: Any) -> None:
             outcome = send(client, request, transport, now)
             last = outcome
             if outcome.ok:
+                forwards.labels(dest.id, "delivered").inc()
                 done += 1
                 continue
             if outcome.retryable:
@@ -180,6 +183,7 @@ def forward_batch(rt: WorkerRuntime, arg: Any) -> None:
                 retry = msgspec.structs.replace(job, done=done, n_dead=n_dead, attempts=attempts)
                 enqueue(queue, retry, at=at)
                 _record_retry(conn, job, outcome, at)
+                forwards.labels(dest.id, "retrying").inc()
                 log.info(
                     "forward_retry delivery=%d destination=%s attempt=%d wait=%.1f error=%s",
                     job.delivery_id,
@@ -261,6 +265,7 @@ def _dead_letter(
         status,
         error[:200],
     )
+    metrics.worker().forwards.labels(dest.id, "dead").inc()
 
 
 def _finish(conn: psycopg.Connection, job: ForwardJob, n_dead: int, last: Outcome | None) -> None:
