@@ -68,6 +68,15 @@ def test_chunks_are_immutable_and_unknown_ones_404(client):
         assert client.get(f"/analytics-next/bundles/{name}").status_code == 404
 
 
+@pytest.mark.parametrize("path", ["/op1.js", "/openpanel/op1.js"])
+def test_openpanel_op1_js(client, path):
+    r = client.get(path, headers={"Accept-Encoding": "br"})
+    assert r.status_code == 200
+    assert r.headers["content-encoding"] == "br"
+    assert r.content == (STATIC / "openpanel" / "op1.js").read_bytes()
+    assert r.headers["cache-control"] == "public, max-age=3600"
+
+
 def test_tracker_js_is_compressed_too(client):
     r = client.get("/js/tracker.js", headers={"Accept-Encoding": "gzip"})
     assert r.headers["content-encoding"] == "gzip"
