@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import time
 from pathlib import Path
 
@@ -180,3 +181,85 @@ def _wait_ready(driver, timeout: float = 15) -> None:
                 print(entry["message"])
             raise AssertionError(driver.find_element("id", "status").text)
         time.sleep(0.1)
+
+
+# --- the npm way: @segment/analytics-next bundled into the site's own script --------------------------
+
+BROWSER_DIR = Path(__file__).resolve().parent / "browser"
+ESBUILD = BROWSER_DIR / "node_modules" / ".bin" / "esbuild"
+
+NPM_ENTRY = """
+import { AnalyticsBrowser } from "@segment/analytics-next";
+const { writeKey, cdnURL } = window.SHOP;
+const analytics = AnalyticsBrowser.load({ writeKey, cdnURL });
+window.analytics = analytics;
+analytics.page("Shop", { section: "shoes" });
+analytics.then(([a]) => {  // AnalyticsBrowser is a promise of [Analytics, Context]
+  document.getElementById("status").textContent =
+    "@segment/analytics-next " + a.VERSION + " ready, anonymousId " + a.user().anonymousId();
+  window.ajsInstance = a;
+  window.ajsReady = true;
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def npm_bundle() -> bytes:
+    """The page's script: ``NPM_ENTRY`` bundled by esbuild with the pinned npm package."""
+    if not ESBUILD.exists():
+        pytest.skip("needs the npm packages: npm ci --prefix tests/e2e/browser")
+    out = subprocess.run(
+        [str(ESBUILD), "--bundle", "--format=iife", "--log-level=warning"],
+        input=NPM_ENTRY.encode(),
+        cwd=BROWSER_DIR,
+        capture_output=True,
+        check=True,
+    )
+    return out.stdout
+
+
+@pytest.mark.parametrize("prefix", ["", "/t"])
+def test_analytics_next_npm_in_chromium(settings, chromium, pages, screenshot, db, drain, npm_bundle, prefix):
+    key = "wk_" + secrets.token_hex(8)
+    add_source(settings.database_url, "segment", "web", key)
+    run = secrets.token_hex(6)
+    served = msgspec.structs.replace(settings, first_party_prefix=prefix or None)
+    with live_gateway(served) as gateway:
+        cdn = gateway + prefix
+        shop = json.dumps({"writeKey": key, "cdnURL": cdn})
+        origin = pages(
+            {
+                "/shop": f"""<!doctype html><html><head><title>Shop</title>
+<script>window.SHOP = {shop};</script><script src="/shop.js"></script></head>
+<body><h1>Shop (@segment/analytics-next from npm, bundled)</h1><p>cdnURL: <code>{cdn}</code></p>
+<p id="status">loading...</p></body></html>""".encode(),
+                "/shop.js": npm_bundle,
+            }
+        )
+        chromium.get(f"{origin}/shop?run={run}")
+        _wait_ready(chromium)
+        chromium.execute_script(
+            """
+            const a = window.ajsInstance;
+            a.track("Order Completed", {order_id: "o-1"});
+            a.alias("user-RUN", a.user().anonymousId());
+            a.identify("user-RUN", {plan: "pro"});
+            a.group("acme-RUN", {name: "Acme"});
+            """.replace("RUN", run)
+        )
+        rows = wait_rows(db, drain, f"context->'page'->>'search' = '?run={run}'", 5)
+        screenshot(chromium)
+        errors = console_errors(chromium)
+
+    assert sorted((row["type"], row["name"] or "") for row in rows) == [
+        ("alias", ""),
+        ("group", ""),
+        ("identify", ""),
+        ("page", "Shop"),
+        ("track", "Order Completed"),
+    ]
+    assert len({row["anonymous_id"] for row in rows}) == 1
+    page = next(row for row in rows if row["type"] == "page")
+    assert page["context"]["library"] == {"name": "analytics.js", "version": f"npm:next-{VERSION}"}
+    assert page["context"]["page"]["path"] == "/shop"
+    assert not [e for e in errors if "favicon" not in e], errors
