@@ -12,6 +12,7 @@ import psycopg
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
+from trackgate.gateway import scripts
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.publisher import Publisher
@@ -55,12 +56,15 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         except (psycopg.Error, OSError, TimeoutError) as exc:
             log.error("sources_load_failed error=%s (answering 503 until PostgreSQL is reachable)", exc)
         refresh = asyncio.create_task(runtime.sources.run(), name="trackgate-sources")
+        # compressing the served scripts (analytics.js at brotli's best) would stall the first request
+        warm = asyncio.create_task(asyncio.to_thread(scripts.warm), name="trackgate-scripts")
         try:
             yield
         finally:
             refresh.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresh
+            await warm
             await publisher.stop()
             await runtime.sources.close()
             await client.aclose()

@@ -115,10 +115,10 @@ async def bundle(request: Request) -> Response:
     if not _BUNDLE.fullmatch(name):
         return error_response(render_error, NotFound("no such bundle"))
     try:
-        script = packaged(f"segment/{name}", IMMUTABLE)
+        script = packaged(f"segment/{name}")
     except FileNotFoundError:
         return error_response(render_error, NotFound("no such bundle"))
-    return script_response(request, script)
+    return script_response(request, script, IMMUTABLE)
 
 
 def routes() -> list[BaseRoute]:

@@ -223,7 +223,7 @@ async def preflight(request: Request) -> Response:
 
 async def tracker(request: Request) -> Response:
     """GET /js/tracker.js: the vanilla-JS tracker; it sends to the base it was loaded from."""
-    return script_response(request, packaged("tracker.js", TRACKER_CACHE))
+    return script_response(request, packaged("tracker.js"), TRACKER_CACHE)
 
 
 def routes() -> list[BaseRoute]:

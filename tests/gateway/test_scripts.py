@@ -44,6 +44,18 @@ def test_compressed_bodies_are_smaller_and_valid():
     assert len(script.bodies["br"]) < len(script.bodies["gzip"]) < len(raw) / 3
 
 
+def test_warm_compresses_every_packaged_script():
+    from trackgate.gateway.scripts import packaged, warm
+
+    files = sorted(p.relative_to(STATIC).as_posix() for p in STATIC.rglob("*.js"))
+    assert "segment/analytics.min.js" in files and "openpanel/op1.js" in files and "tracker.js" in files
+    assert warm() == len(files)
+    hits = packaged.cache_info().hits
+    for name in files:
+        packaged(name)
+    assert packaged.cache_info().hits == hits + len(files)  # all compressed already
+
+
 def test_if_none_match_is_304_per_encoding(client):
     path = "/analytics.js/v1/wk_any/analytics.min.js"
     first = client.get(path, headers={"Accept-Encoding": "gzip"})
