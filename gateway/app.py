@@ -16,7 +16,7 @@ from trackgate.gateway import scripts
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.publisher import Publisher
-from trackgate.gateway.routes import DIALECTS, build_routes, ingest_routes
+from trackgate.gateway.routes import DIALECTS, build_routes, ingest_routes, prefix_conflict
 from trackgate.gateway.runtime import Runtime, utc_now
 from trackgate.schemas.settings import ServerSettings
 
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_now) -> IngestFront:
+    conflict = prefix_conflict(settings.first_party_prefix)
+    if conflict:
+        raise ValueError(conflict)
     redis_url = settings.redis_url
     runtime = Runtime(
         settings=settings,

@@ -14,13 +14,14 @@ from starlette.types import Scope
 
 
 def under_prefix(scope: Scope, prefix: str | None) -> Scope:
-    """``scope`` with ``prefix`` added to its ``root_path`` when its path is under the prefix (the
-    prefix itself included); otherwise ``scope`` unchanged."""
+    """``scope`` with ``prefix`` added to its ``root_path`` when its path is below the prefix
+    (``/t/...``); otherwise ``scope`` unchanged. The bare prefix is not taken: ``POST /t`` stays
+    Spectacle's pixel call."""
     if prefix is None:
         return scope
     path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
     mounted = root_path + prefix
-    if path == mounted or path.startswith(mounted + "/"):
+    if path.startswith(mounted + "/"):
         return {**scope, "root_path": mounted}
     return scope

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from tests.helpers import stored
 from trackgate.gateway.app import create_app
+from trackgate.gateway.first_party import under_prefix
 
 
 def basic(key: str) -> dict[str, str]:
@@ -76,3 +77,19 @@ def test_only_the_whole_segment_is_the_prefix(prefixed, client, write_key):
     # without the setting, nothing is served under /t
     assert client.get(f"/t/v1/projects/{write_key}/settings").status_code == 404
     assert client.get("/t/js/tracker.js").status_code == 404
+
+
+def test_only_paths_below_the_prefix_are_taken():
+    scope = {"type": "http", "path": "/t", "root_path": ""}
+    assert under_prefix(scope, "/t") is scope  # POST /t is Spectacle's pixel track call
+    assert under_prefix(scope, None) is scope
+    below = under_prefix({**scope, "path": "/t/v1/t"}, "/t")
+    assert below["root_path"] == "/t" and below["path"] == "/t/v1/t"
+    mounted = under_prefix({**scope, "path": "/app/t/v1/t", "root_path": "/app"}, "/t")
+    assert mounted["root_path"] == "/app/t"
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/segment", "/track", "/js", "/tinytrail", "/api/v1"])
+def test_a_prefix_that_would_hide_served_paths_is_refused(settings, prefix):
+    with pytest.raises(ValueError, match=f"TRACKGATE_FIRST_PARTY_PREFIX={prefix} would hide {prefix}/"):
+        create_app(msgspec.structs.replace(settings, first_party_prefix=prefix))
