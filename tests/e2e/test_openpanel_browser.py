@@ -64,7 +64,7 @@ def _wait_loaded(driver, timeout: float = 15) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("prefix", ["", "/t"])
+@pytest.mark.parametrize("prefix", ["", "/t"], ids=["root", "first-party"])
 def test_openpanel_web_in_chromium(settings, chromium, pages, screenshot, db, drain, prefix):
     routes: dict[str, bytes] = {}
     allowed = pages(routes)

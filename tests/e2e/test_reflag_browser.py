@@ -94,7 +94,7 @@ def wait_rows(db, drain, run: str, n: int, timeout: float = 20) -> list[dict]:
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("prefix", ["", "/t"])
+@pytest.mark.parametrize("prefix", ["", "/t"], ids=["root", "first-party"])
 @pytest.mark.parametrize("name", list(SDKS))
 def test_reflag_browser_sdk_in_chromium(settings, chromium, pages, screenshot, db, drain, name, prefix):
     sdk = SDKS[name]

@@ -81,7 +81,7 @@ def wait_rows(db, drain, where: str, n: int, timeout: float = 20) -> list[dict]:
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("prefix", ["", "/t"])
+@pytest.mark.parametrize("prefix", ["", "/t"], ids=["root", "first-party"])
 def test_analytics_js_snippet_in_chromium(settings, chromium, pages, screenshot, db, drain, prefix):
     key = "wk_" + secrets.token_hex(8)
     add_source(settings.database_url, "segment", "web", key)
@@ -218,7 +218,7 @@ def npm_bundle() -> bytes:
     return out.stdout
 
 
-@pytest.mark.parametrize("prefix", ["", "/t"])
+@pytest.mark.parametrize("prefix", ["", "/t"], ids=["root", "first-party"])
 def test_analytics_next_npm_in_chromium(settings, chromium, pages, screenshot, db, drain, npm_bundle, prefix):
     key = "wk_" + secrets.token_hex(8)
     add_source(settings.database_url, "segment", "web", key)
