@@ -14,14 +14,14 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 
-from trackgate.gateway import debugger, docs, openapi
+from trackgate.gateway import debugger, docs, openapi, scripts
 from trackgate.gateway.api_keys import ApiKeys
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.counting import AcceptCounts
 from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.metrics import metrics_endpoint
 from trackgate.gateway.publisher import Publisher
-from trackgate.gateway.routes import DIALECTS, VERSION, build_routes, ingest_routes
+from trackgate.gateway.routes import DIALECTS, VERSION, build_routes, ingest_routes, prefix_conflict
 from trackgate.gateway.runtime import Runtime, utc_now
 from trackgate.schemas import metrics
 from trackgate.schemas.settings import ServerSettings
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_now) -> IngestFront:
+    conflict = prefix_conflict(settings.first_party_prefix)
+    if conflict:
+        raise ValueError(conflict)
     redis_url = settings.redis_url
     runtime = Runtime(
         settings=settings,
@@ -68,6 +71,8 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         stop_watch = asyncio.Event()
         watch = asyncio.create_task(debugger.watch_flag(runtime, stop_watch), name="trackgate-debug-watch")
         flush = asyncio.create_task(counts.run(), name="trackgate-metrics")
+        # compressing the served scripts (analytics.js at brotli's best) would stall the first request
+        warm = asyncio.create_task(asyncio.to_thread(scripts.warm), name="trackgate-scripts")
         try:
             yield
         finally:
@@ -76,6 +81,7 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await warm
             await publisher.stop()
             await runtime.sources.close()
             if runtime.api_keys is not None:

@@ -248,6 +248,17 @@ async def prompting_init(request: Request) -> Response:
     return _checked(request, OK)
 
 
+async def live_channel(request: Request) -> Response:
+    """GET /sse/client: Reflag's live channel (flag updates, automatic feedback prompts), which
+    @reflag/browser-sdk opens at ``apiBaseUrl`` when automatic feedback is on (its default). trackgate
+    pushes nothing: 204, which tells an EventSource to stop (HTML's server-sent events: no reconnect),
+    so the SDK closes it quietly (a debug line) instead of warning about a failed stream."""
+    response = _checked(request, b"")
+    if response.status_code != 200:
+        return response
+    return Response(status_code=204, headers={**_CORS, "Cache-Control": "no-store"})
+
+
 _ALLOW_HEADERS = "Authorization, Content-Type, reflag-sdk-version, bucket-sdk-version"
 
 
@@ -268,7 +279,7 @@ async def preflight(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    """GET ``/features``, ``/features/evaluated``, ``/features/enabled``; POST
+    """GET ``/features``, ``/features/evaluated``, ``/features/enabled``, ``/sse/client``; POST
     ``/feedback/prompting-init``; OPTIONS on every path of the dialect. Exact paths come before the
     ``/{tracking_key}/...`` ones."""
     exact = {
@@ -276,6 +287,7 @@ def routes() -> list[BaseRoute]:
         "/features/evaluated": (evaluated, "GET"),
         "/features/enabled": (evaluated, "GET"),
         "/feedback/prompting-init": (prompting_init, "POST"),
+        "/sse/client": (live_channel, "GET"),
     }
     by_path_key = {
         "/{tracking_key}/features/enabled": (enabled_by_path_key, "GET"),

@@ -28,12 +28,14 @@ import msgspec
 import uuid_utils
 from starlette.applications import Starlette
 from starlette.datastructures import State
+from starlette.routing import get_route_path
 
 from trackgate.adapters.base import Adapter, AdapterError, PartialDecoder, Refused
 from trackgate.gateway import client_ip, debugger
 from trackgate.gateway.body import MAX_DEPTH, nested_deeper, read_body
 from trackgate.gateway.counting import AcceptCounts, Tally
 from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable
+from trackgate.gateway.first_party import under_prefix
 from trackgate.gateway.responses import ErrorRenderer, default_error, error_response
 from trackgate.gateway.runtime import Runtime
 from trackgate.gateway.types import Message, Receive, Scope, Send
@@ -321,14 +323,17 @@ class IngestFront:
         self._proxies = client_ip.parse_networks(runtime.settings.trusted_proxies)
         self.counts = counts if counts is not None else AcceptCounts(metrics.gateway())
         """What this process counted and has not handed to prometheus-client yet (``gateway/counting.py``)."""
+        self._prefix = runtime.settings.first_party_prefix
 
     @property
     def state(self) -> State:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = under_prefix(scope, self._prefix)
         if scope["type"] == "http" and scope["method"] == "POST":
-            found = self.table.match(scope["path"])
+            found = self.table.match(get_route_path(scope))
             if found is not None:
                 await self._ingest(*found, scope, receive, send)
                 return
@@ -365,7 +370,7 @@ class IngestFront:
             # handling is off, so nobody else's X-Forwarded-For is believed)
             peer = client_ip.forwarded_client(headers, self._proxies) or peer
         incoming = Incoming(
-            path=scope["path"],
+            path=get_route_path(scope),
             headers=headers,
             query=query,
             params=params,

@@ -1,5 +1,6 @@
 """OpenPanel's HTTP surface: ``POST /track``, ``GET /track/device-id``, the legacy ``POST /event``,
-``/profile``, ``/profile/increment``, ``/profile/decrement``, at the root and under ``/openpanel``.
+``/profile``, ``/profile/increment``, ``/profile/decrement``, at the root and under ``/openpanel``; and
+``GET /op1.js``, the web SDK's script-tag build (``@openpanel/web``, ``gateway/static/openpanel``).
 
 Checks run in the real server's order (``apps/api/src/routes/track.router.ts``): content type, body
 validation, then the client (``utils/auth.ts``), then the bot check (``hooks/is-bot.hook.ts``).
@@ -46,6 +47,7 @@ from trackgate.gateway.errors import (
 from trackgate.gateway.ingest import Accepted, Auth, AuthContext, Hints, IngestRoute, PrepareContext, Reply
 from trackgate.gateway.responses import JSONResponse, error_response
 from trackgate.gateway.runtime import Runtime
+from trackgate.gateway.scripts import packaged, script_response
 from trackgate.schemas.request import Source
 
 log = logging.getLogger(__name__)
@@ -405,9 +407,15 @@ async def _no_content(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def op1_js(request: Request) -> Response:
+    """GET /op1.js: ``@openpanel/web``'s script-tag build, what ``openpanel.dev/op1.js`` serves; its
+    ``apiUrl`` option points it at the gateway."""
+    return script_response(request, packaged("openpanel/op1.js"))
+
+
 def routes() -> list[BaseRoute]:
-    """GET /track/device-id (root and /openpanel) and CORS preflights for every OpenPanel path: the
-    web SDK sends its client id in a custom header, which forces a preflight."""
+    """GET /op1.js and /track/device-id (root and /openpanel), and CORS preflights for every OpenPanel
+    path: the web SDK sends its client id in a custom header, which forces a preflight."""
     paths = [prefix + p for prefix in ("", PREFIX) for p in (*_CALL_PATHS.values(), "/track/device-id")]
     inner = Router(
         routes=[
@@ -426,8 +434,11 @@ def routes() -> list[BaseRoute]:
         max_age=86400,
     )
     return [
-        Route(path, app, methods=["GET", "OPTIONS"] if path.endswith("device-id") else ["OPTIONS"])
-        for path in paths
+        *(Route(f"{prefix}/op1.js", op1_js, methods=["GET"]) for prefix in ("", PREFIX)),
+        *(
+            Route(path, app, methods=["GET", "OPTIONS"] if path.endswith("device-id") else ["OPTIONS"])
+            for path in paths
+        ),
     ]
 
 

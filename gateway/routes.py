@@ -151,6 +151,31 @@ def ingest_routes() -> dict[str, AnyRoute]:
     return table
 
 
+def served_paths() -> list[str]:
+    """Every path (or pattern) the gateway serves: the accepting POST paths, then Starlette's routes
+    and mounts."""
+    paths = list(ingest_routes())
+    for route in build_routes():
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            paths.append(path)
+    return paths
+
+
+def prefix_conflict(prefix: str | None) -> str | None:
+    """Why ``prefix`` cannot be the first-party prefix (a path the gateway serves lies below it, so
+    its requests would be taken for prefixed ones), or None when it can."""
+    if prefix is None:
+        return None
+    for path in served_paths():
+        if path.startswith(prefix + "/"):
+            return (
+                f"TRACKGATE_FIRST_PARTY_PREFIX={prefix} would hide {path}, which trackgate serves: "
+                "choose a path of its own, e.g. /t"
+            )
+    return None
+
+
 def build_routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *debugger.ROUTES]
     for dialect in DIALECTS:

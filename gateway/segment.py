@@ -1,7 +1,9 @@
-"""Segment's HTTP surface: the tracking calls, metrics, and the settings analytics.js loads."""
+"""Segment's HTTP surface: the tracking calls, metrics, and what analytics.js loads from Segment's CDN
+(itself, its chunks and its settings)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
@@ -15,9 +17,15 @@ from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.errors import NotFound, Unavailable
 from trackgate.gateway.ingest import IngestRoute
 from trackgate.gateway.responses import SEGMENT_OK, SUCCESS, JSONResponse, default_error, error_response
+from trackgate.gateway.scripts import IMMUTABLE, packaged, script_response
 
 DIALECT = "segment"
 PREFIXES = ("/v1", "/segment/v1")
+CDN_PREFIXES = ("", "/segment")
+"""Where analytics.js's own CDN paths are served: the gateway (or ``/segment``) is its ``cdnURL``."""
+ANALYTICS_JS = "/analytics.js/v1/{write_key}/analytics.min.js"
+BUNDLES = "/analytics-next/bundles/{name}"
+_BUNDLE = re.compile(r"[A-Za-z0-9_-]+\.bundle\.[0-9a-f]+\.js")
 
 
 def ingest_routes() -> dict[str, IngestRoute[None]]:
@@ -94,8 +102,28 @@ async def project_settings(request: Request) -> Response:
     )
 
 
+async def analytics_js(request: Request) -> Response:
+    """GET /analytics.js/v1/{writeKey}/analytics.min.js: the standalone bundle of the pinned
+    ``@segment/analytics-next`` (``gateway/static/segment``, refreshed by its ``update.sh``). The same
+    for every write key: the settings endpoint is where a key is checked."""
+    return script_response(request, packaged("segment/analytics.min.js"))
+
+
+async def bundle(request: Request) -> Response:
+    """GET /analytics-next/bundles/{name}: a chunk analytics.min.js loads on demand (content-hashed)."""
+    name = request.path_params["name"]
+    if not _BUNDLE.fullmatch(name):
+        return error_response(render_error, NotFound("no such bundle"))
+    try:
+        script = packaged(f"segment/{name}")
+    except FileNotFoundError:
+        return error_response(render_error, NotFound("no such bundle"))
+    return script_response(request, script, IMMUTABLE)
+
+
 def routes() -> list[BaseRoute]:
-    """/v1/m, /v1/projects/{key}/settings, 404 for unknown calls, and the CORS preflights."""
+    """/v1/m, /v1/projects/{key}/settings, 404 for unknown calls, the CORS preflights, and
+    analytics.js with its chunks."""
     router = Router(
         routes=[
             Route("/m", metrics, methods=["POST"]),
@@ -111,7 +139,11 @@ def routes() -> list[BaseRoute]:
         allow_headers=["Authorization", "Content-Type", "X-Retry-Count"],
         max_age=86400,
     )
-    return [Mount(prefix, app=v1) for prefix in PREFIXES]
+    scripts: list[BaseRoute] = []
+    for cdn in CDN_PREFIXES:
+        scripts.append(Route(cdn + ANALYTICS_JS, analytics_js, methods=["GET"]))
+        scripts.append(Route(cdn + BUNDLES, bundle, methods=["GET"]))
+    return [*scripts, *(Mount(prefix, app=v1) for prefix in PREFIXES)]
 
 
 def new_source(key: str | None, options: dict[str, Any]) -> dict[str, Any]:

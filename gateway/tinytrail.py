@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.resources
 import ipaddress
 import logging
 import math
 import re
 import uuid
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
@@ -42,6 +40,7 @@ from trackgate.gateway.errors import GatewayError, RateLimited, Unavailable
 from trackgate.gateway.ingest import Accepted, Auth, AuthContext, Hints, IngestRoute, PrepareContext, Reply
 from trackgate.gateway.responses import JSONResponse, retry_headers
 from trackgate.gateway.runtime import Runtime
+from trackgate.gateway.scripts import packaged, script_response
 from trackgate.schemas.request import Source
 
 log = logging.getLogger(__name__)
@@ -50,6 +49,7 @@ DIALECT = "tinytrail"
 PREFIXES = ("", "/tinytrail")
 COLLECT = "/api/v1/collect"
 TRACKER = "/js/tracker.js"
+TRACKER_CACHE = "public, max-age=86400"
 
 
 class Dropped(GatewayError):
@@ -221,18 +221,9 @@ async def preflight(request: Request) -> Response:
     )
 
 
-@lru_cache(maxsize=1)
-def tracker_js() -> bytes:
-    return importlib.resources.files("trackgate.gateway").joinpath("static/tracker.js").read_bytes()
-
-
 async def tracker(request: Request) -> Response:
     """GET /js/tracker.js: the vanilla-JS tracker; it sends to the base it was loaded from."""
-    return Response(
-        tracker_js(),
-        media_type="application/javascript",
-        headers={"Cache-Control": "public, max-age=86400"},
-    )
+    return script_response(request, packaged("tracker.js"), TRACKER_CACHE)
 
 
 def routes() -> list[BaseRoute]:

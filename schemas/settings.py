@@ -14,6 +14,7 @@ import gc
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8080
     public_url: str | None = None
     """Base URL clients use to reach the gateway (printed by ``up``, returned as analytics.js apiHost)."""
+    first_party_prefix: str | None = None
+    """A path (``/t``) under which every path is served too, so a site can route it from its own domain
+    (``gateway/first_party.py``); analytics.js's settings then name it in ``apiHost``."""
     source_refresh_seconds: float = 2.0
     """How often a gateway re-reads the sources table."""
     redis_timeout_seconds: float = 2.0
@@ -113,6 +117,8 @@ class ServerSettings(Settings, frozen=True, kw_only=True):
 
 _REQUIRED = ("database_url", "redis_url")
 
+_PREFIX = re.compile(r"(/[A-Za-z0-9._-]+)+")
+
 
 class MissingSetting(ValueError):
     """A setting a command needs is unset; the message names the environment variables."""
@@ -129,6 +135,7 @@ _ENV = {
     "host": str,
     "port": int,
     "public_url": str,
+    "first_party_prefix": str,
     "source_refresh_seconds": float,
     "redis_timeout_seconds": float,
     "max_batch_events": int,
@@ -196,6 +203,13 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         raise ValueError("TRACKGATE_HTTP_MAX_HEADER_BYTES must be at least 1024, _MAX_CONNECTIONS at least 1")
     if settings.max_pending_events < settings.max_batch_events:
         raise ValueError("TRACKGATE_MAX_PENDING_EVENTS must be at least TRACKGATE_MAX_BATCH_EVENTS")
+
+    prefix = settings.first_party_prefix
+    if prefix is not None and not _PREFIX.fullmatch(prefix):
+        raise ValueError(
+            "TRACKGATE_FIRST_PARTY_PREFIX must be a path like /t: a leading slash, no trailing one, "
+            "letters, digits, '-', '_' or '.'"
+        )
 
     for part in filter(None, (p.strip() for p in settings.trusted_proxies.split(","))):
         try:

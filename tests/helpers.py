@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 import redis
@@ -220,3 +220,12 @@ def release_due(registry: ScheduledJobRegistry, now: float) -> int:
             queue._enqueue_job(job)
             registry.remove(job.id)
     return len(ids)
+
+
+# --- browsers -------------------------------------------------------------------------------------------
+
+
+def console_errors(driver: Any) -> list[str]:
+    """A Chromium page's console messages at SEVERE level (errors, failed requests) since the last call
+    (the ``chromium`` fixture in tests/e2e/conftest.py keeps them)."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]

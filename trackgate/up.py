@@ -25,7 +25,7 @@ import msgspec
 from trackgate import api_keys, metrics_dir
 from trackgate.embedded import EmbeddedServers
 from trackgate.gateway.dialect import Dialect
-from trackgate.gateway.routes import DIALECTS
+from trackgate.gateway.routes import DIALECTS, prefix_conflict
 from trackgate.migrate import migrate
 from trackgate.schemas.settings import ServerSettings, Settings
 from trackgate.sources import add_source, find_source, set_key
@@ -57,6 +57,7 @@ def run_gateway(settings: ServerSettings, processes: int = 1) -> None:
 
 def up(settings: Settings, echo: Callable[[str], None]) -> None:
     """Run everything in the foreground until Ctrl-C or SIGTERM, then stop what was started."""
+    check_first_party_prefix(settings)
     check_port_free(settings.host, settings.port)
     embedded = None
     if not settings.database_url or not settings.redis_url:
@@ -100,6 +101,13 @@ def up(settings: Settings, echo: Callable[[str], None]) -> None:
         if embedded is not None:
             time.sleep(0.2)
             embedded.stop()
+
+
+def check_first_party_prefix(settings: Settings) -> None:
+    """A first-party prefix that would hide paths trackgate serves (``/v1``) is refused before start."""
+    conflict = prefix_conflict(settings.first_party_prefix)
+    if conflict:
+        raise UpError(conflict)
 
 
 def check_port_free(host: str, port: int) -> None:

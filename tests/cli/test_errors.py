@@ -43,6 +43,17 @@ def one_error_line(result: Result) -> str:
     return lines[0]
 
 
+@pytest.mark.parametrize("command", ["serve", "up"])
+def test_a_first_party_prefix_that_hides_served_paths_is_one_line(env, command):
+    env.setenv("TRACKGATE_DATABASE_URL", UNREACHABLE_DB)
+    env.setenv("TRACKGATE_REDIS_URL", "redis://127.0.0.1:1/0")
+    env.setenv("TRACKGATE_FIRST_PARTY_PREFIX", "/v1")
+    result = invoke(command)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "TRACKGATE_FIRST_PARTY_PREFIX=/v1 would hide /v1/" in line and "e.g. /t" in line
+
+
 @pytest.mark.parametrize(
     "args",
     [

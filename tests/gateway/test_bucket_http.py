@@ -446,6 +446,16 @@ def test_get_evaluated_flags(client, keys, prefix, endpoint):
     assert_refused(client.get(path), 403, "missing_credentials")
 
 
+@pytest.mark.parametrize("prefix", ["", "/bucket"])
+def test_live_channel_is_204_so_the_event_source_stops(client, keys, prefix):
+    path = f"{prefix}/sse/client?publishableKey={keys['publishable']}&reflag-sdk-version=browser-sdk/1.6.1"
+    r = client.get(path, headers={"Origin": "https://app.example.com"})
+    assert r.status_code == 204 and r.content == b""
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert_refused(client.get(f"{prefix}/sse/client?publishableKey=nope"), 403, "invalid_credentials")
+    assert_refused(client.get(f"{prefix}/sse/client"), 403, "missing_credentials")
+
+
 def test_old_sdk_feature_flags(client, keys):
     r = client.get(f"/{keys['publishable']}/features/enabled?context.user.id=u1")
     assert r.status_code == 200 and r.json() == {"success": True, "flags": {}}

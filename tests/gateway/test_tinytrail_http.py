@@ -343,7 +343,7 @@ def test_tracker_js_is_served_with_its_headers(gateway):
     for path in ("/js/tracker.js", "/tinytrail/js/tracker.js"):
         r = httpx.get(gateway + path)
         assert r.status_code == 200
-        assert r.headers["content-type"] == "application/javascript"
+        assert r.headers["content-type"] == "application/javascript; charset=utf-8"
         assert r.headers["cache-control"] == "public, max-age=86400"
         for needle in ("data-id", "/api/v1/collect", "page_view", "close_tab", "scroll_", "outbound_link"):
             assert needle in r.text

@@ -42,3 +42,14 @@ def test_require_names_what_is_missing(values, message):
 def test_server_settings_cannot_be_built_without_the_urls():
     with pytest.raises(TypeError, match="database_url"):
         ServerSettings(redis_url="redis://r/1")  # type: ignore[call-arg]  # the missing URL is the point
+
+
+@pytest.mark.parametrize("prefix", ["t", "/t/", "/", "/t?x", "/a b", "//t"])
+def test_first_party_prefix_must_be_a_plain_path(prefix):
+    with pytest.raises(ValueError, match="TRACKGATE_FIRST_PARTY_PREFIX"):
+        settings_from_env({"TRACKGATE_FIRST_PARTY_PREFIX": prefix})
+
+
+@pytest.mark.parametrize("prefix", ["/t", "/collect/v2", "/_a.b-c"])
+def test_first_party_prefix(prefix):
+    assert settings_from_env({"TRACKGATE_FIRST_PARTY_PREFIX": prefix}).first_party_prefix == prefix

@@ -7,7 +7,7 @@ import click
 from trackgate import metrics_dir
 from trackgate.cli.config import CliConfig, pass_cli_config
 from trackgate.migrate import migrate as run_migrations
-from trackgate.up import run_gateway
+from trackgate.up import UpError, check_first_party_prefix, run_gateway
 from trackgate.workers import worker as worker_process
 
 
@@ -38,6 +38,10 @@ def serve(cfg: CliConfig, host: str | None, port: int | None, processes: int) ->
     """Run the gateway (HTTP) against the configured PostgreSQL and Redis."""
     cfg.override(host=host, port=port)
     settings = cfg.server
+    try:
+        check_first_party_prefix(settings)
+    except UpError as exc:
+        raise click.ClickException(str(exc)) from exc
     cfg.configure_logging()
     with metrics_dir.for_gateway(settings.metrics == "on"):
         run_gateway(settings, processes)
