@@ -1,7 +1,7 @@
 """The live debugger in a real headless Chromium: the page asks for the admin key, opens the stream,
 and events sent through two dialects (Segment, OpenPanel) appear as the worker stores them, with a
 duplicate marked and a refused request in red; the filters and the pause button work. A screenshot is
-kept as a test artefact (``tests/artifacts/debugger.png``, git-ignored; its path is printed).
+kept as a test artefact (``build/screenshots/``, as every browser test's; its path is printed).
 
 Needs Debian's chromium and its driver: ``apt-get update && apt-get install -y chromium chromium-driver``.
 """
@@ -12,7 +12,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import msgspec
@@ -28,7 +27,6 @@ from trackgate.workers.debug_feed import WATCH
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)),
@@ -83,7 +81,7 @@ def items(browser) -> list[dict]:
     )
 
 
-def test_events_of_two_dialects_appear_live(settings, write_key, db, rdb, drain, browser):
+def test_events_of_two_dialects_appear_live(settings, write_key, db, rdb, drain, browser, screenshot):
     key = api_keys.create_key(
         msgspec.structs.replace(settings, secret_key="a-long-test-secret"), settings.database_url
     ).key
@@ -159,10 +157,8 @@ def test_events_of_two_dialects_appear_live(settings, write_key, db, rdb, drain,
         browser.find_element("id", "pause").click()
         assert "Paused Event" in items(browser)[0]["text"]  # newest first
 
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = ARTIFACTS / "debugger.png"
         browser.set_window_size(1500, 2600)  # every item, the refused one in red at the bottom
         browser.execute_script("window.scrollTo(0, 0)")
-        assert browser.save_screenshot(str(shot))
+        shot = screenshot(browser)
         print(f"screenshot: {shot}")
         assert shot.stat().st_size > 10_000
