@@ -87,8 +87,11 @@ def db(database_url) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture
 def rdb(redis_url) -> Iterator[redis.Redis]:
+    from trackgate.workers.debug_feed import WATCH
+
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
+    WATCH.forget()  # the workers' cached "is anyone watching the feed" was about the Redis just emptied
     yield client
     client.close()
 

@@ -8,16 +8,19 @@ fails or slows a job beyond one Redis round trip.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+import msgspec
 import redis
 
 from trackgate.schemas import debug_feed
 from trackgate.schemas.debug_feed import Seen
 from trackgate.schemas.jobs import PersistBatch
+from trackgate.workers import storable
 from trackgate.workers.store import RefusedEvent
 
 log = logging.getLogger(__name__)
@@ -88,17 +91,18 @@ def publish(
         return 0
     # the stream keeps about STREAM_MAXLEN lines: a larger batch's first ones would be trimmed at once
     lines = seen_in_batch(batch, stored, refused, datetime.now(UTC))[-debug_feed.STREAM_MAXLEN :]
+    added = 0
     try:
         with connection.pipeline(transaction=False) as pipe:
             for line in lines:
-                pipe.xadd(
-                    debug_feed.STREAM,
-                    {"d": debug_feed.encode(line)},
-                    maxlen=debug_feed.STREAM_MAXLEN,
-                    approximate=True,
-                )
+                try:
+                    data = debug_feed.encode(line)
+                except UnicodeEncodeError:  # a lone surrogate (the store made it storable): shown replaced
+                    data = storable.text(json.dumps(msgspec.to_builtins(line), ensure_ascii=False)).encode()
+                pipe.xadd(debug_feed.STREAM, {"d": data}, maxlen=debug_feed.STREAM_MAXLEN, approximate=True)
+                added += 1
             pipe.execute()
     except redis.RedisError as exc:
         log.warning("debug_feed_skipped batch_id=%s error=%s", batch.batch_id, exc)
         return 0
-    return len(lines)
+    return added

@@ -144,3 +144,13 @@ def test_a_batch_larger_than_the_stream_adds_only_its_last_lines(rdb):
     assert len(lines) == debug_feed.STREAM_MAXLEN
     assert lines[0].event is not None and lines[0].event.id == "e200"
     assert lines[-1].event is not None and lines[-1].event.id == f"e{debug_feed.STREAM_MAXLEN + 199}"
+
+
+def test_a_lone_surrogate_is_shown_replaced_and_never_fails_the_job(rdb):
+    rdb.set(debug_feed.WATCHERS, b"1", ex=30)
+    WATCH.forget()
+    odd = event("e1", properties={"note": "x"})
+    odd.name = "Order \udc00 Completed"
+    assert publish(rdb, PersistBatch(batch_id="b", events=[odd, event("e2")]), ["e1", "e2"], []) == 2
+    first, second = feed(rdb)
+    assert first.name == "Order \ufffd Completed" and second.name == "Order Completed"
