@@ -17,6 +17,7 @@ from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.publisher import Publisher
 from trackgate.gateway.routes import DIALECTS, build_routes, ingest_routes
 from trackgate.gateway.runtime import Runtime, utc_now
+from trackgate.gateway.source_changes import listen
 from trackgate.schemas.settings import ServerSettings
 
 __all__ = ["Runtime", "create_app", "utc_now"]
@@ -55,12 +56,14 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         except (psycopg.Error, OSError, TimeoutError) as exc:
             log.error("sources_load_failed error=%s (answering 503 until PostgreSQL is reachable)", exc)
         refresh = asyncio.create_task(runtime.sources.run(), name="trackgate-sources")
+        changes = asyncio.create_task(listen(redis_url, runtime.sources), name="trackgate-source-changes")
         try:
             yield
         finally:
-            refresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresh
+            for task in (refresh, changes):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await publisher.stop()
             await runtime.sources.close()
             await client.aclose()
