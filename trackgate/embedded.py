@@ -182,11 +182,11 @@ class EmbeddedRedis:
         return lines[-1] if lines else "no log"
 
 
-def die_with_parent() -> None:
-    """In a child between fork and exec: ask the kernel for SIGTERM when the parent dies (Linux)."""
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In a child between fork and exec: ask the kernel for ``sig`` when the parent dies (Linux)."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_PDEATHSIG, sig)
 
 
 def stop_leftover(directory: Path) -> list[int]:

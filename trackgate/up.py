@@ -9,6 +9,7 @@ are ``UpError`` with a one-line message.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -109,7 +110,9 @@ def up(settings: Settings, echo: Callable[[str], None]) -> None:
                     [sys.executable, "-m", "trackgate", "worker", "--queue", queue],
                     env=env,
                     start_new_session=True,  # Ctrl-C reaches `up` alone, which stops them in order
-                    preexec_fn=die_with_parent,  # and they do not outlive a killed `up`
+                    # and they do not outlive a killed `up` (its Redis dies too: a warm shutdown would hang;
+                    # a killed worker's job goes back to its queue, workers/reliable.py)
+                    preexec_fn=functools.partial(die_with_parent, signal.SIGKILL),
                 )
             )
         base = (server.public_url or f"http://{server.host}:{server.port}").rstrip("/")

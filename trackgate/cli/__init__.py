@@ -19,6 +19,7 @@ from trackgate.cli import (
     profiles,
     quarantine,
     replay,
+    secret_key,
     serve,
     sources,
     up,
@@ -34,6 +35,7 @@ class _Root(click.Group):
 
 
 @click.group(cls=_Root)
+@click.version_option(package_name="trackgate", message="%(prog)s %(version)s")
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """trackgate: a multi-dialect tracking gateway."""
@@ -54,6 +56,7 @@ COMMANDS: tuple[click.Command, ...] = (
     quarantine.quarantine,
     replay.replay,
     convert.convert,
+    secret_key.secret_key,
 )
 for _command in COMMANDS:
     main.add_command(_command)

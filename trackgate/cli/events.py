@@ -7,7 +7,7 @@ import json
 import click
 import psycopg
 
-from trackgate.cli.config import CliConfig, pass_cli_config
+from trackgate.cli.config import LIMIT, CliConfig, pass_cli_config
 
 _SUMMARY = ("received_at", "source_id", "dialect", "type", "name", "user_id", "anonymous_id", "message_id")
 
@@ -18,7 +18,7 @@ def events() -> None:
 
 
 @events.command("list")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=LIMIT, default=20, show_default=True)
 @pass_cli_config
 def events_list(cfg: CliConfig, limit: int) -> None:
     """The most recently received events, newest first, one JSON line each."""

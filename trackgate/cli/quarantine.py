@@ -7,7 +7,7 @@ import json
 import click
 import psycopg
 
-from trackgate.cli.config import CliConfig, pass_cli_config
+from trackgate.cli.config import LIMIT, CliConfig, pass_cli_config
 from trackgate.workers import quarantine as quarantine_store
 
 
@@ -19,7 +19,7 @@ def quarantine() -> None:
 @quarantine.command("list")
 @click.option("--source", default=None, help="Only this source id.")
 @click.option("--status", type=click.Choice(["pending", "replayed"]), default=None)
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--limit", type=LIMIT, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line, with the raw payload.")
 @pass_cli_config
 def quarantine_list(
