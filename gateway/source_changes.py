@@ -52,7 +52,8 @@ async def listen(redis_url: str, sources: SourceCache) -> None:
             try:
                 await pubsub.subscribe(name)
                 if missed:
-                    await _reload(sources)
+                    log.info("sources_listener_reconnected")
+                    missed = not await _reload(sources)
                 async for message in pubsub.listen():
                     nonce = message["data"].decode()
                     if not await _reload(sources):
@@ -62,7 +63,8 @@ async def listen(redis_url: str, sources: SourceCache) -> None:
                         pipe.expire(ack_key(nonce), ACK_TTL_SECONDS)
                         await pipe.execute()
             except (RedisError, OSError) as exc:
-                log.warning("sources_listener_disconnected error=%r (retrying)", exc)
+                # once per outage, not once a second while Redis is away
+                (log.debug if missed else log.warning)("sources_listener_disconnected error=%r", exc)
                 missed = True
                 await asyncio.sleep(RECONNECT_SECONDS)
             finally:
