@@ -24,6 +24,8 @@ __all__ = ["Runtime", "create_app", "utc_now"]
 
 log = logging.getLogger(__name__)
 
+STOP_TASKS_SECONDS = 2.0
+
 
 def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_now) -> IngestFront:
     redis_url = settings.redis_url
@@ -62,8 +64,10 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         finally:
             for task in (refresh, changes):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # bounded: a task that swallowed its cancellation must not hold the shutdown for ever
+            _, stuck = await asyncio.wait({refresh, changes}, timeout=STOP_TASKS_SECONDS)
+            for task in stuck:
+                log.warning("task_not_stopped name=%s", task.get_name())
             await publisher.stop()
             await runtime.sources.close()
             await client.aclose()

@@ -63,6 +63,7 @@ async def listen(redis_url: str, sources: SourceCache) -> None:
                         pipe.expire(ack_key(nonce), ACK_TTL_SECONDS)
                         await pipe.execute()
             except (RedisError, OSError) as exc:
+                _reraise_if_cancelled()  # a cancellation redis-py turned into an error: stop, as asked
                 # once per outage, not once a second while Redis is away
                 (log.debug if missed else log.warning)("sources_listener_disconnected error=%r", exc)
                 missed = True
@@ -71,6 +72,12 @@ async def listen(redis_url: str, sources: SourceCache) -> None:
                 await pubsub.aclose()
     finally:
         await client.aclose()
+
+
+def _reraise_if_cancelled() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _reload(sources: SourceCache) -> bool:
