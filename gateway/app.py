@@ -23,12 +23,15 @@ from trackgate.gateway.metrics import metrics_endpoint
 from trackgate.gateway.publisher import Publisher
 from trackgate.gateway.routes import DIALECTS, VERSION, build_routes, ingest_routes, prefix_conflict
 from trackgate.gateway.runtime import Runtime, utc_now
+from trackgate.gateway.source_changes import listen
 from trackgate.schemas import metrics
 from trackgate.schemas.settings import ServerSettings
 
 __all__ = ["Runtime", "create_app", "utc_now"]
 
 log = logging.getLogger(__name__)
+
+STOP_TASKS_SECONDS = 2.0
 
 
 def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_now) -> IngestFront:
@@ -71,16 +74,20 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         stop_watch = asyncio.Event()
         watch = asyncio.create_task(debugger.watch_flag(runtime, stop_watch), name="trackgate-debug-watch")
         flush = asyncio.create_task(counts.run(), name="trackgate-metrics")
+        changes = asyncio.create_task(listen(redis_url, runtime.sources), name="trackgate-source-changes")
         # compressing the served scripts (analytics.js at brotli's best) would stall the first request
         warm = asyncio.create_task(asyncio.to_thread(scripts.warm), name="trackgate-scripts")
         try:
             yield
         finally:
             stop_watch.set()
-            for task in (refresh, watch, flush):
+            tasks = {refresh, changes, watch, flush}
+            for task in tasks:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # bounded: a task that swallowed its cancellation must not hold the shutdown for ever
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_TASKS_SECONDS)
+            for task in stuck:
+                log.warning("task_not_stopped name=%s", task.get_name())
             await warm
             await publisher.stop()
             await runtime.sources.close()

@@ -8,10 +8,11 @@ plain SHA-256 digest (``digest_kind = 'sha256'``): they still authenticate, and 
 after their first successful lookup.
 
 A running gateway keeps every enabled source in memory, keyed by (dialect, digest), one table per
-digest kind (a lookup is one or two dict lookups), and re-reads the tables every
-``source_refresh_seconds``, so a new source works within a few seconds and a request never waits on
-PostgreSQL. A lookup by digest reveals nothing useful about a key through its timing (the attacker
-does not control the digest); a key's digest is all that is ever held, and keys are never logged.
+digest kind (a lookup is one or two dict lookups), and re-reads the tables when a change is announced
+(``gateway/source_changes.py``: a new, disabled or re-keyed source takes effect at once) and every
+``source_refresh_seconds`` as the fallback, so a request never waits on PostgreSQL. A lookup by digest
+reveals nothing useful about a key through its timing (the attacker does not control the digest); a
+key's digest is all that is ever held, and keys are never logged.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class SourceCache:
         self._upgrades: dict[tuple[str, str | None], tuple[bytes, bytes]] = {}
         self._loaded = False
         self._conn: psycopg.AsyncConnection | None = None
+        self._lock = asyncio.Lock()  # the periodic refresh and an announced change may overlap
 
     @property
     def loaded(self) -> bool:
@@ -91,6 +93,10 @@ class SourceCache:
     async def load(self) -> int:
         """Read every enabled source (and rewrite the legacy digests used since the last load);
         returns how many sources."""
+        async with self._lock:
+            return await self._load()
+
+    async def _load(self) -> int:
         async with asyncio.timeout(LOAD_TIMEOUT_SECONDS):
             if self._conn is None or self._conn.closed:
                 self._conn = await psycopg.AsyncConnection.connect(

@@ -16,11 +16,14 @@ import base64
 import binascii
 import hashlib
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from trackgate.schemas.event import Event
+
+if TYPE_CHECKING:  # imported where used: the gateway loads this module (transports) but never encrypts
+    from cryptography.fernet import Fernet, MultiFernet
 
 FORWARD_QUEUE = "trackgate-forward"
 """RQ queue of forward jobs: its own queue (and worker), so a slow destination never delays persisting."""
@@ -155,21 +158,52 @@ class SecretKeyMissing(Exception):
     pass
 
 
-def _fernet(secret_key: str | None):
-    from cryptography.fernet import Fernet
-
-    if not secret_key:
+def secret_keys(secret_key: str | None) -> list[str]:
+    """The keys of ``TRACKGATE_SECRET_KEY``: comma-separated, the first encrypts, all decrypt
+    (``MultiFernet``), so a key is rotated by putting the new one first (``trackgate secret-key rotate``)."""
+    if not secret_key or not secret_key.strip(","):
         raise SecretKeyMissing(
             "set TRACKGATE_SECRET_KEY (e.g. the output of `python -c 'from cryptography.fernet import"
-            " Fernet; print(Fernet.generate_key().decode())'`): destination credentials are encrypted with it"
+            " Fernet; print(Fernet.generate_key().decode())'`), or run `trackgate up`, which generates"
+            " one: destination credentials are encrypted with it"
         )
+    return [key.strip() for key in secret_key.split(",") if key.strip()]
+
+
+def is_fernet_key(key: str) -> bool:
+    """32 bytes, URL-safe base64: what ``Fernet.generate_key()`` makes."""
     try:
-        if len(base64.urlsafe_b64decode(secret_key.encode())) == 32:
-            return Fernet(secret_key.encode())
+        return len(base64.urlsafe_b64decode(key.encode())) == 32
     except (binascii.Error, ValueError):
-        pass
-    # any other string: a key derived from it (use a long random one)
-    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret_key.encode()).digest()))
+        return False
+
+
+def _one_fernet(key: str) -> Fernet:
+    from cryptography.fernet import Fernet
+
+    if is_fernet_key(key):
+        return Fernet(key.encode())
+    # any other string (accepted before rotation existed): a key derived from it
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest()))
+
+
+def _fernet(secret_key: str | None) -> MultiFernet:
+    from cryptography.fernet import MultiFernet
+
+    return MultiFernet([_one_fernet(key) for key in secret_keys(secret_key)])
+
+
+def rotate_credentials(secret_key: str | None, token: str) -> str:
+    """``token`` re-encrypted under the first key of ``secret_key`` (decrypted with any of them)."""
+    from cryptography.fernet import InvalidToken
+
+    try:
+        return _fernet(secret_key).rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise SecretKeyMissing(
+            "destination credentials cannot be decrypted with any key of TRACKGATE_SECRET_KEY: keep the"
+            " key they were stored with in the list (new,old)"
+        ) from exc
 
 
 def encrypt_credentials(secret_key: str | None, credentials: dict[str, str]) -> str | None:
@@ -187,7 +221,7 @@ def decrypt_credentials(secret_key: str | None, token: str | None) -> dict[str, 
         return msgspec.json.decode(_fernet(secret_key).decrypt(token.encode()), type=dict[str, str])
     except InvalidToken as exc:
         raise SecretKeyMissing(
-            "destination credentials cannot be decrypted: TRACKGATE_SECRET_KEY differs from the key they"
+            "destination credentials cannot be decrypted: TRACKGATE_SECRET_KEY holds none of the keys they"
             " were stored with"
         ) from exc
 

@@ -1,4 +1,5 @@
-"""Managing sources in PostgreSQL (used by the CLI and by ``up``).
+"""Managing sources in PostgreSQL (used by the CLI and by ``up``), and announcing each change to the
+running gateways so that it takes effect at once (:func:`announce_change`).
 
 Keys are stored as HMAC-SHA256 digests (``gateway/auth.py``) under the installation's secret, with
 ``TRACKGATE_KEY_PEPPER`` mixed in when it is set: read here from the environment, as every process of
@@ -9,16 +10,125 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
+from typing import Any
 
 import psycopg
+import redis
 from psycopg.types.json import Jsonb
 
+from trackgate.gateway import source_changes
 from trackgate.gateway.auth import HMAC, key_digest, new_key, read_secret
 from trackgate.schemas.request import Source
+
+MIN_KEY_LENGTH = 16
+"""A key chosen by hand must be at least this long (generated ones are 24+ random characters)."""
+ANNOUNCE_TIMEOUT_SECONDS = 3.0
 
 
 class SourceExists(Exception):
     pass
+
+
+class SourceNotFound(ValueError):
+    pass
+
+
+def check_key_length(key: str) -> None:
+    if len(key) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"a key must be at least {MIN_KEY_LENGTH} characters (it authenticates every request):"
+            " leave --key out to get a generated one"
+        )
+
+
+def announce_change(redis_url: str | None) -> tuple[int, int]:
+    """Tell every running gateway that the sources changed, and wait (``ANNOUNCE_TIMEOUT_SECONDS`` at
+    most) until each has reloaded them (``gateway/source_changes.py``). Returns (gateways that heard,
+    gateways that confirmed); (0, 0) without Redis: the gateways' periodic refresh catches up."""
+    if not redis_url:
+        return 0, 0
+    client = redis.Redis.from_url(
+        redis_url, socket_timeout=ANNOUNCE_TIMEOUT_SECONDS, socket_connect_timeout=ANNOUNCE_TIMEOUT_SECONDS
+    )
+    nonce = secrets.token_hex(12)
+    try:
+        db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
+        listening = int(client.publish(source_changes.channel(db), nonce))
+        confirmed = 0
+        deadline = time.monotonic() + ANNOUNCE_TIMEOUT_SECONDS
+        while confirmed < listening:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or client.blpop([source_changes.ack_key(nonce)], timeout=remaining) is None:
+                break
+            confirmed += 1
+        client.delete(source_changes.ack_key(nonce))
+        return listening, confirmed
+    except redis.RedisError:
+        return 0, 0
+    finally:
+        client.close()
+
+
+def resolve_source(conn: psycopg.Connection, ref: str) -> tuple[str, str, str]:
+    """(id, dialect, name) of the source whose id or name is ``ref``."""
+    rows = conn.execute(
+        "SELECT id, dialect, name FROM sources WHERE id = %s OR name = %s ORDER BY id", (ref, ref)
+    ).fetchall()
+    if not rows:
+        raise SourceNotFound(f"no source {ref!r} (see `trackgate sources list`)")
+    if len(rows) > 1:
+        raise SourceNotFound(
+            f"{len(rows)} sources are named {ref!r}: use the id ({', '.join(r[0] for r in rows)})"
+        )
+    return rows[0][0], rows[0][1], rows[0][2]
+
+
+def set_enabled(database_url: str, ref: str, enabled: bool) -> str:
+    with psycopg.connect(database_url) as conn:
+        source_id, _, _ = resolve_source(conn, ref)
+        conn.execute(
+            "UPDATE sources SET enabled = %s, updated_at = now() WHERE id = %s", (enabled, source_id)
+        )
+    return source_id
+
+
+def remove_source(database_url: str, ref: str) -> str:
+    """Delete a source and its keys; its stored events stay (they keep its id)."""
+    with psycopg.connect(database_url) as conn:
+        source_id, _, _ = resolve_source(conn, ref)
+        conn.execute("DELETE FROM sources WHERE id = %s", (source_id,))  # source_keys cascade
+    return source_id
+
+
+def show_source(database_url: str, ref: str) -> dict[str, Any]:
+    """A source's row (never its keys: only digests are stored), the kinds of its further keys and
+    how many events it has stored."""
+    with psycopg.connect(database_url) as conn:
+        source_id, _, _ = resolve_source(conn, ref)
+        row = conn.execute(
+            "SELECT id, dialect, name, enabled, workspace, settings, created_at, updated_at FROM sources"
+            " WHERE id = %s",
+            (source_id,),
+        ).fetchone()
+        assert row is not None
+        kinds = [
+            r[0]
+            for r in conn.execute(
+                "SELECT kind FROM source_keys WHERE source_id = %s ORDER BY kind", (source_id,)
+            ).fetchall()
+        ]
+        n_events, last = conn.execute(
+            "SELECT count(*), max(received_at) FROM events WHERE source_id = %s", (source_id,)
+        ).fetchone() or (0, None)
+    names = ("id", "dialect", "name", "enabled", "workspace", "settings", "created_at", "updated_at")
+    shown: dict[str, Any] = dict(zip(names, row, strict=True))
+    shown["created_at"] = row[6].isoformat()
+    shown["updated_at"] = row[7].isoformat() if row[7] else None
+    shown["other_keys"] = kinds
+    shown["events"] = n_events
+    shown["last_event_at"] = last.isoformat() if last else None
+    return shown
 
 
 def _secret(conn: psycopg.Connection) -> bytes:
@@ -92,8 +202,8 @@ def find_source(database_url: str, dialect: str, name: str) -> Source | None:
 
 
 def set_key(database_url: str, source_id: str, key: str, kind: str | None = None) -> None:
-    """Replace a source's key, or its key of ``kind`` (the old one stops working within the gateways'
-    refresh interval)."""
+    """Replace a source's key, or its key of ``kind`` (the old one stops working once the gateways
+    reload: at once after :func:`announce_change`, else within their refresh interval)."""
     with psycopg.connect(database_url) as conn:
         digest = key_digest(key, _secret(conn))
         if kind is None:

@@ -8,6 +8,8 @@ are ``UpError`` with a one-line message.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import re
@@ -23,16 +25,27 @@ from typing import Any
 import msgspec
 
 from trackgate import api_keys, metrics_dir
-from trackgate.embedded import EmbeddedServers
+from trackgate.embedded import EmbeddedError, EmbeddedServers, die_with_parent
 from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.routes import DIALECTS, prefix_conflict
 from trackgate.migrate import migrate
 from trackgate.schemas.settings import ServerSettings, Settings
 from trackgate.sources import add_source, find_source, set_key
+from trackgate.state import (
+    SECRET_KEY_FILE,
+    UpState,
+    ensure_secret_key,
+    read_state,
+    remove_state,
+    this_process,
+    write_state,
+)
 
 DEMO_FILE = "demo-sources.json"
 ADMIN_KEY_FILE = "admin-key.json"
-WORKER_STOP_SECONDS = 15
+DEFAULT_DATA_DIR = Settings().data_dir
+WORKER_STOP_SECONDS = 1.0
+"""How long a worker may take to finish its job once asked to stop, before it is killed."""
 
 
 class UpError(Exception):
@@ -58,19 +71,33 @@ def run_gateway(settings: ServerSettings, processes: int = 1) -> None:
 def up(settings: Settings, echo: Callable[[str], None]) -> None:
     """Run everything in the foreground until Ctrl-C or SIGTERM, then stop what was started."""
     check_first_party_prefix(settings)
+    running = read_state(settings.data_dir)
+    if running is not None:
+        raise UpError(
+            f"trackgate up already runs on {Path(settings.data_dir).resolve()} (pid {running.pid},"
+            f" {running.gateway_url}): stop it first, or use another --data-dir"
+        )
     check_port_free(settings.host, settings.port)
     embedded = None
-    if not settings.database_url or not settings.redis_url:
-        echo(f"starting embedded PostgreSQL and Redis under {Path(settings.data_dir).resolve()} ...")
-        embedded = EmbeddedServers(settings.data_dir)
-        database_url, redis_url = embedded.start()
-        settings = msgspec.structs.replace(
-            settings,
-            database_url=settings.database_url or database_url,
-            redis_url=settings.redis_url or redis_url,
-        )
     workers: list[subprocess.Popen[bytes]] = []
     try:
+        if not settings.database_url or not settings.redis_url:
+            echo(f"starting embedded PostgreSQL and Redis under {Path(settings.data_dir).resolve()} ...")
+            embedded = EmbeddedServers(settings.data_dir)
+            try:
+                database_url, redis_url = embedded.start()
+            except EmbeddedError as exc:
+                raise UpError(str(exc)) from exc
+            settings = msgspec.structs.replace(
+                settings,
+                database_url=settings.database_url or database_url,
+                redis_url=settings.redis_url or redis_url,
+            )
+        if not settings.secret_key:
+            key, generated = ensure_secret_key(settings.data_dir)
+            if generated:
+                echo(f"generated a secret key for destination credentials: {SECRET_KEY_FILE} (mode 0600)")
+            settings = msgspec.structs.replace(settings, secret_key=key)
         server = settings.require()
         migrate(server.database_url)
         demo = demo_sources(server)
@@ -80,27 +107,63 @@ def up(settings: Settings, echo: Callable[[str], None]) -> None:
             **os.environ,
             "TRACKGATE_DATABASE_URL": server.database_url,
             "TRACKGATE_REDIS_URL": server.redis_url,
+            "TRACKGATE_SECRET_KEY": server.secret_key or "",
         }
         for queue in ("persist", "forward"):  # a worker per queue: a slow destination never delays storing
             workers.append(
-                subprocess.Popen([sys.executable, "-m", "trackgate", "worker", "--queue", queue], env=env)
+                subprocess.Popen(
+                    [sys.executable, "-m", "trackgate", "worker", "--queue", queue],
+                    env=env,
+                    start_new_session=True,  # Ctrl-C reaches `up` alone, which stops them in order
+                    # and they do not outlive a killed `up` (its Redis dies too: a warm shutdown would hang;
+                    # a killed worker's job goes back to its queue, workers/reliable.py)
+                    preexec_fn=functools.partial(die_with_parent, signal.SIGKILL),
+                )
             )
         base = (server.public_url or f"http://{server.host}:{server.port}").rstrip("/")
-        echo(banner(base, demo, server, embedded is not None, admin))
+        pid, started = this_process()
+        write_state(
+            server.data_dir,
+            UpState(
+                pid=pid,
+                started=started,
+                database_url=server.database_url,
+                redis_url=server.redis_url,
+                gateway_url=base,
+            ),
+        )
+        echo(banner(base, demo, server, admin))
         # uvicorn re-raises the signal that stopped it; for SIGTERM the default action would kill
         # this process before the cleanup below stops the workers and the embedded servers
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        run_gateway(server)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the gateway has stopped, go on below
+            run_gateway(server)
     finally:
-        for proc in workers:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=WORKER_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+        remove_state(settings.data_dir)
+        stop_workers(workers, echo)
         if embedded is not None:
-            time.sleep(0.2)
-            embedded.stop()
+            embedded.stop(echo)
+        echo("stopped")
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]], echo: Callable[[str], None]) -> None:
+    """SIGTERM each worker (a warm shutdown: it finishes its job), kill the ones still busy after
+    ``WORKER_STOP_SECONDS``: a killed worker's job goes back to its queue (``workers/reliable.py``)."""
+    running = [proc for proc in workers if proc.poll() is None]
+    if not running:
+        return
+    echo(f"stopping {len(running)} worker(s) ...")
+    for proc in running:
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + WORKER_STOP_SECONDS
+    for proc in running:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            echo(f"worker {proc.pid} still busy after {WORKER_STOP_SECONDS} s: killed (its job is requeued)")
+            proc.kill()
+            proc.wait()
 
 
 def check_first_party_prefix(settings: Settings) -> None:
@@ -179,12 +242,10 @@ def masked(url: str | None) -> str:
 
 
 def banner(
-    base: str,
-    demo: dict[str, dict[str, Any]],
-    settings: ServerSettings,
-    embedded: bool,
-    admin: dict[str, str] | None = None,
+    base: str, demo: dict[str, dict[str, Any]], settings: ServerSettings, admin: dict[str, str] | None = None
 ) -> str:
+    data_dir = settings.data_dir
+    same_dir = Path(data_dir) == Path(DEFAULT_DATA_DIR)
     lines = [
         "",
         f"trackgate is up at {base}",
@@ -200,12 +261,8 @@ def banner(
         lines.append(f"  {dialect} ({entry['id']}; {shown})")
         lines.extend(spec.demo_lines(base, entry))
     lines += [
-        "See them stored (in another shell, same directory):",
-        (
-            f"  TRACKGATE_DATABASE_URL='{settings.database_url}' trackgate events list"
-            if embedded  # no password in it; a URL from the environment is already in the shell
-            else "  trackgate events list"
-        ),
+        "See them stored (in another shell: every command finds this `up` by its data directory):",
+        "  trackgate events list" + ("" if same_dir else f"  (with TRACKGATE_DATA_DIR={data_dir})"),
         "Watch them arrive: `trackgate events tail`, or open the live debugger at",
         f"  {base}/debugger  with the admin API key "
         + (

@@ -1,4 +1,5 @@
-"""The destinations table: create, list, remove, pause, status (``trackgate destinations ...``), the
+"""The destinations table: create, list, remove, pause, status, test (``trackgate destinations ...``),
+re-encryption under a new secret key (``trackgate secret-key rotate``), the
 id-or-name lookup every command uses (:func:`resolve`), and the reads forwarding needs
 (:func:`load_all`, :func:`load`).
 
@@ -22,6 +23,7 @@ from trackgate.schemas.destinations import (
     decrypt_credentials,
     encrypt_credentials,
     mask,
+    rotate_credentials,
 )
 
 
@@ -83,6 +85,21 @@ def add_destination(
         except psycopg.errors.UniqueViolation as exc:
             raise DestinationError(f"a destination named {name!r} exists already") from exc
     return destination_id
+
+
+def reencrypt_credentials(database_url: str, secret_key: str | None) -> int:
+    """Re-encrypt every destination's credentials under the first key of ``secret_key`` (read with any
+    of its keys), in one transaction; returns how many destinations hold credentials."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT id, credentials FROM destinations WHERE credentials IS NOT NULL FOR UPDATE"
+        ).fetchall()
+        for destination_id, token in rows:
+            conn.execute(
+                "UPDATE destinations SET credentials = %s, updated_at = now() WHERE id = %s",
+                (rotate_credentials(secret_key, token), destination_id),
+            )
+    return len(rows)
 
 
 def resolve_source(database_url: str, ref: str) -> tuple[str, str]:

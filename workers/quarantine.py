@@ -70,6 +70,12 @@ def list_rows(
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
+def row_status(conn: psycopg.Connection, row_id: int) -> str | None:
+    """A quarantine row's status (pending, replayed), or None if there is no such row."""
+    row = conn.execute("SELECT status FROM quarantine WHERE id = %s", (row_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
 def _filters(
     *, source: str | None = None, status: str | None = None, row_id: int | None = None
 ) -> tuple[str, tuple[Any, ...]]:

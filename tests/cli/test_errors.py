@@ -181,12 +181,13 @@ def test_a_database_never_migrated_says_run_migrate(env, empty_database):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("events", "list", "--limit", "0"), "0 is not in the range x>=1"),
-        (("quarantine", "list", "--limit", "-5"), "-5 is not in the range x>=1"),
+        (("events", "list", "--limit", "0"), "0 is not in the range 1<=x<=1000000"),
+        (("events", "list", "--limit", "99999999999999999999"), "is not in the range 1<=x<=1000000"),
+        (("quarantine", "list", "--limit", "-5"), "-5 is not in the range 1<=x<=1000000"),
         (("serve", "--port", "70000"), "70000 is not in the range 0<=x<=65535"),
         (("replay", "dead-letters", "--since", "yesterday"), "an ISO time or an age like 30m"),
     ],
-    ids=["events-limit", "quarantine-limit", "serve-port", "replay-since"],
+    ids=["events-limit", "events-limit-too-large", "quarantine-limit", "serve-port", "replay-since"],
 )
 def test_a_bad_option_is_a_usage_error_naming_it(env, args, message):
     env.setenv("TRACKGATE_DATABASE_URL", UNREACHABLE_DB)

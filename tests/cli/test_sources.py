@@ -21,9 +21,11 @@ def test_sources_add_prints_the_key_once_and_stores_its_digest(cli, db, database
 
 
 def test_sources_add_with_a_given_key_and_a_duplicate_name(cli, db, database_url):
-    assert cli("sources", "add", "segment", "--name", "app", "--write-key", "k-123").exit_code == 0
+    assert (
+        cli("sources", "add", "segment", "--name", "app", "--write-key", "k-1234567890abcdef").exit_code == 0
+    )
     (stored_hash,) = db.execute("SELECT key_hash FROM sources WHERE name = 'app'").fetchone()
-    assert bytes(stored_hash) == stored_digest(database_url, "k-123")
+    assert bytes(stored_hash) == stored_digest(database_url, "k-1234567890abcdef")
     again = cli("sources", "add", "segment", "--name", "app")
     assert again.exit_code != 0
     assert "exists already" in again.output

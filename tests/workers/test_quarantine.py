@@ -272,6 +272,18 @@ def test_replay_one_row_by_id_and_a_postgresql_refused_event(cli, database_url, 
     assert stored(db) == []
 
 
+def test_replay_of_a_row_that_is_not_there_or_not_pending_says_so(cli, database_url, db, settings):
+    add_source(settings.database_url, "commandersact", "shop", "k")
+    seed(database_url, refused_item("good", raw_event("e-good", user={"id": "u1"})))
+    (row,) = rows(db)
+    missing = cli("quarantine", "replay", "--id", str(row["id"] + 999))
+    assert missing.exit_code == 1
+    assert missing.output.startswith(f"Error: no such row: quarantine has no row {row['id'] + 999}")
+    assert "1 stored" in cli("quarantine", "replay", "--id", str(row["id"])).output
+    again = cli("quarantine", "replay", "--id", str(row["id"]))
+    assert again.exit_code == 1 and "is replayed: only pending rows are replayed" in again.output
+
+
 def test_the_whole_path_gateway_to_quarantine_to_replay(settings, db, drain, cli):
     """A refused item from a real request is listed and, still refused, stays; nothing is lost."""
     from starlette.testclient import TestClient
@@ -320,10 +332,13 @@ def test_convert_ndjson_and_batches_reporting_bad_lines(cli):
     assert "line 5: not JSON" in result.stderr
 
 
-def test_convert_refuses_an_unsupported_direction(cli):
+def test_convert_offers_only_the_conversion_that_exists(cli):
+    shown = cli("convert", "--help").output
+    assert "--from [commandersact.v1]" in shown and "--to [commandersact.v2]" in shown
+    assert "Conversions: commandersact.v1 -> commandersact.v2." in " ".join(shown.split())
     result = cli("convert", "--from", "commandersact.v2", "--to", "commandersact.v1", input="{}")
-    assert result.exit_code == 1
-    assert "cannot convert commandersact.v2 to commandersact.v1" in result.output
+    assert result.exit_code == 2
+    assert "'commandersact.v2' is not 'commandersact.v1'" in result.output
 
 
 def test_convert_as_a_real_process():

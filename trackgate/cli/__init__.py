@@ -20,6 +20,7 @@ from trackgate.cli import (
     profiles,
     quarantine,
     replay,
+    secret_key,
     serve,
     sources,
     up,
@@ -35,6 +36,7 @@ class _Root(click.Group):
 
 
 @click.group(cls=_Root)
+@click.version_option(package_name="trackgate", message="%(prog)s %(version)s")
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """trackgate: a multi-dialect tracking gateway."""
@@ -56,6 +58,7 @@ COMMANDS: tuple[click.Command, ...] = (
     replay.replay,
     convert.convert,
     admin.admin,
+    secret_key.secret_key,
 )
 for _command in COMMANDS:
     main.add_command(_command)

@@ -11,17 +11,20 @@ import click
 from trackgate.adapters import commandersact
 from trackgate.adapters.base import AdapterError
 
-_CONVERSIONS = ("commandersact.v1", "commandersact.v2")
+CONVERSIONS = (("commandersact.v1", "commandersact.v2"),)
+"""The conversions that exist, (from, to): ``--help`` lists these and no other."""
 
 
-@click.command()
-@click.option("--from", "source", type=click.Choice(_CONVERSIONS), required=True)
-@click.option("--to", "target", type=click.Choice(_CONVERSIONS), required=True)
+@click.command(epilog="Conversions: " + ", ".join(f"{a} -> {b}" for a, b in CONVERSIONS) + ".")
+@click.option("--from", "source", type=click.Choice(sorted({a for a, _ in CONVERSIONS})), required=True)
+@click.option("--to", "target", type=click.Choice(sorted({b for _, b in CONVERSIONS})), required=True)
 def convert(source: str, target: str) -> None:
     """Convert payloads on stdin (one JSON document, or NDJSON) between dialect versions, to stdout.
 
     A document may be one event or {"batch": [...]}. An item that cannot be converted is reported on
     stderr (with its line) and the exit status is 1; the others are still written."""
+    if (source, target) not in CONVERSIONS:
+        raise click.UsageError(f"cannot convert {source} to {target}")
     from_version, to_version = source.partition(".")[2], target.partition(".")[2]
     text = sys.stdin.read()
     documents: list[tuple[int, Any]]

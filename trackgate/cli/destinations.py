@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
+import msgspec
 
 from trackgate.cli.config import CliConfig, pass_cli_config
 from trackgate.schemas.destinations import Filters, SecretKeyMissing
 from trackgate.workers import destinations as destination_store
+from trackgate.workers.forward import trial
 
 
 @click.group()
@@ -153,3 +156,26 @@ def destinations_status(cfg: CliConfig, as_json: bool) -> None:
         )
         if r["last_error"]:
             click.echo(f"  last error ({r['last_error_at']}): {r['last_error']}")
+
+
+@destinations.command("test")
+@click.argument("destination")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@pass_cli_config
+def destinations_test(cfg: CliConfig, destination: str, as_json: bool) -> None:
+    """Send one synthetic event (a track named "trackgate test") to DESTINATION and print its answer;
+    exit status 1 if it refused. Nothing is recorded; a paused destination is tried too."""
+    try:
+        answer = trial.try_destination(cfg.database_url, cfg.settings, destination)
+    except destination_store.DestinationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(msgspec.to_builtins(answer)))
+    else:
+        status = f"HTTP {answer.status}" if answer.status is not None else answer.error
+        verdict = "accepted" if answer.ok else "refused"
+        click.echo(f"{answer.url}: {status} in {answer.seconds * 1000:.0f} ms ({verdict})")
+        if answer.body.strip():
+            click.echo(answer.body.strip())
+    if not answer.ok:
+        sys.exit(1)

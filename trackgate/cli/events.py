@@ -14,7 +14,7 @@ import msgspec
 import psycopg
 import redis
 
-from trackgate.cli.config import CliConfig, pass_cli_config
+from trackgate.cli.config import LIMIT, CliConfig, pass_cli_config
 from trackgate.cli.times import when
 from trackgate.schemas import debug_feed
 from trackgate.schemas.debug_feed import Filters, Seen
@@ -114,7 +114,7 @@ def _with_filters(command: Any) -> Any:
 @_with_filters
 @click.option("--since", default=None, help="Received at or after: an ISO time or an age (30m, 2h, 7d).")
 @click.option("--until", default=None, help="Received before: an ISO time or an age.")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=LIMIT, default=20, show_default=True)
 @click.option("--full", is_flag=True, help="The whole canonical event, enrichment and raw payload included.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line (for scripts).")
 @pass_cli_config

@@ -7,7 +7,7 @@ import json
 import click
 import psycopg
 
-from trackgate.cli.config import CliConfig, pass_cli_config
+from trackgate.cli.config import LIMIT, CliConfig, pass_cli_config
 from trackgate.workers import quarantine as quarantine_store
 
 
@@ -19,7 +19,7 @@ def quarantine() -> None:
 @quarantine.command("list")
 @click.option("--source", default=None, help="Only this source id.")
 @click.option("--status", type=click.Choice(["pending", "replayed"]), default=None)
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--limit", type=LIMIT, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line, with the raw payload.")
 @pass_cli_config
 def quarantine_list(
@@ -51,6 +51,13 @@ def quarantine_replay(cfg: CliConfig, source: str | None, row_id: int | None) ->
     """Re-decode pending items with the current adapters and store those that now decode."""
     with psycopg.connect(cfg.database_url, autocommit=True) as conn:
         outcomes = quarantine_store.replay(conn, source=source, row_id=row_id, settings=cfg.settings)
+        if row_id is not None and not outcomes:
+            status = quarantine_store.row_status(conn, row_id)
+            if status is None:
+                raise click.ClickException(
+                    f"no such row: quarantine has no row {row_id} (see `trackgate quarantine list`)"
+                )
+            raise click.ClickException(f"row {row_id} is {status}: only pending rows are replayed")
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.result] = counts.get(outcome.result, 0) + 1

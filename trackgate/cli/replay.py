@@ -67,16 +67,29 @@ def replay_events(
 @click.option("--source", required=True, help="Source id or name the events are stored under.")
 @click.option("--dialect", default=None, help="The payloads' dialect (default: the source's).")
 @click.option("--restart", is_flag=True, help="Ignore the checkpoint of an earlier run.")
+@click.option("--allow-refused", is_flag=True, help="Exit 0 even when lines were refused.")
 @pass_cli_config
-def replay_file(cfg: CliConfig, path: str, source: str, dialect: str | None, restart: bool) -> None:
-    """Import an archive of raw vendor payloads (NDJSON or JSON, gzip allowed) into the pipeline."""
+def replay_file(
+    cfg: CliConfig, path: str, source: str, dialect: str | None, restart: bool, allow_refused: bool
+) -> None:
+    """Import an archive of raw vendor payloads (NDJSON or JSON, gzip allowed) into the pipeline.
+
+    Refused lines (not JSON, or refused by the dialect's rules) go to the quarantine with their reason
+    (`trackgate quarantine list`), and the exit status is 1 unless --allow-refused."""
     settings = cfg.server
     cfg.configure_logging()
     try:
         counts = replays.replay_file(settings, path, source, dialect, restart=restart)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if counts.get("already"):
+        return  # said on stderr: imported already
     click.echo(
         f"queued {counts['events']} event(s) from {counts['lines']} line(s) in {counts['jobs']} job(s);"
-        f" {counts['refused']} line(s) refused"
+        f" {counts['refused']} line(s) refused, {counts['quarantined']} item(s) to the quarantine"
     )
+    if counts["refused"] and not allow_refused:
+        raise click.ClickException(
+            f"{counts['refused']} line(s) refused: see `trackgate quarantine list` once the worker has"
+            " stored them (--allow-refused to exit 0)"
+        )

@@ -17,6 +17,7 @@ from trackgate.cli.config import CliConfig, pass_cli_config
 def up(cfg: CliConfig, port: int | None, data_dir: str | None) -> None:
     """Run everything: PostgreSQL and Redis (embedded when no URLs are set), migrations, a worker and
     the gateway, with a demo source per dialect."""
+    cfg.discover = False  # the URLs are this command's to start, not another `up`'s to borrow
     cfg.override(port=port, data_dir=data_dir)
     cfg.configure_logging()
     try:

@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 900.0
 """Retries back off 2 s, 4 s, 8 s, ... up to 15 min between attempts, each jittered to 50-100%."""
-KEY_RECHECK = 300.0
-"""Forwards wait this long between looks while their credentials cannot be decrypted."""
+KEY_RECHECK = 30.0
+"""Forwards wait this long between looks while their credentials cannot be decrypted (short: once the key
+is set and the workers restarted, waiting forwards go out within half a minute, not five)."""
 PAUSED_RECHECK = 60.0
 """A paused destination's forwards look again once a minute (a small job run per waiting chunk)."""
 ERROR_BODY_CHARS = 2000

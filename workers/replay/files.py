@@ -21,10 +21,16 @@ import psycopg
 import uuid_utils
 from rq import Queue, Retry
 
-from trackgate.adapters.base import Adapter, AdapterError
+from trackgate.adapters.base import Adapter, AdapterError, Refused
 from trackgate.adapters.registry import ADAPTERS, BY_NAME
 from trackgate.schemas.event import Event
-from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch
+from trackgate.schemas.jobs import (
+    PERSIST_FUNC,
+    PERSIST_QUEUE,
+    MsgspecJSONSerializer,
+    PersistBatch,
+    RefusedItem,
+)
 from trackgate.schemas.request import RequestMeta
 from trackgate.schemas.settings import Settings
 from trackgate.workers.replay.progress import Progress, checkpoint, redis_for, save_checkpoint
@@ -79,7 +85,14 @@ def payloads(stream) -> Iterator[tuple[int, Any]]:
             try:
                 yield line_no, msgspec.json.decode(line)
             except msgspec.DecodeError as exc:
-                yield line_no, exc
+                yield line_no, LineError(text=line.decode("utf-8", "replace").strip(), error=str(exc))
+
+
+class LineError(msgspec.Struct):
+    """A line that is not JSON: its text, kept in quarantine, and the parser's complaint."""
+
+    text: str
+    error: str
 
 
 _ENVELOPE_KEYS = {"call", "body", "headers", "query", "received_at", "ip", "user_agent"}
@@ -107,7 +120,8 @@ def _decode_line(
     request_id: str,
     payload: Any,
     now: datetime,
-) -> list[Event]:
+) -> tuple[list[Event], list[Refused]]:
+    """The line's events, and the items of it the dialect refused (a partial-success dialect's)."""
     headers: dict[str, str] = {}
     query: dict[str, str] = {}
     ip = user_agent = None
@@ -148,16 +162,46 @@ def _decode_line(
     )
     envelope = adapter.parse(call, content)
     partial = BY_NAME[dialect].partial
+    refused: list[Refused] = []
     if partial is not None:
         decoded = partial.decode_partial(meta, envelope)
         for item in decoded.refused:
             log.warning("replay_item_refused request=%s index=%d code=%s", request_id, item.index, item.code)
-        events = decoded.events
+        events, refused = decoded.events, decoded.refused
     else:
         events = adapter.decode(meta, envelope)
     for event in events:  # as the gateway does after decoding
         event.id = str(uuid_utils.uuid7())
-    return events
+    return events, refused
+
+
+def _quarantined(
+    key: str,
+    source_id: str,
+    dialect: str,
+    request_id: str,
+    now: datetime,
+    refused: Refused | None = None,
+    *,
+    code: str = "",
+    reason: str = "",
+    raw: str = "",
+) -> RefusedItem:
+    """A refused line (or item of a line) as the persist job quarantines it; ``key`` is stable per
+    file and line, so importing the file again quarantines nothing twice."""
+    return RefusedItem(
+        key=key,
+        source_id=source_id,
+        dialect=refused.dialect if refused and refused.dialect else dialect,
+        version=refused.version if refused else "",
+        index=refused.index if refused else 0,
+        code=refused.code if refused else code,
+        reason=refused.reason if refused else reason,
+        message_id=refused.message_id if refused else None,
+        raw=refused.raw if refused else raw,
+        request_id=request_id,
+        received_at=(refused.received_at if refused else None) or now,
+    )
 
 
 def replay_file(
@@ -195,7 +239,7 @@ def replay_file(
         digest = _digest(path)
         key = f"file:{digest}:{source_id}:{dialect}"
         position, done, saved = (0, False, {}) if restart else checkpoint(conn, key)
-        counts = {"events": 0, "lines": 0, "refused": 0, "jobs": 0}
+        counts = {"events": 0, "lines": 0, "refused": 0, "quarantined": 0, "jobs": 0}
         if done:
             click.echo(
                 f"{path} was imported already ({saved}); --restart imports it again (dedupe stores nothing"
@@ -211,25 +255,27 @@ def replay_file(
         raw, stream = _open(path)
         progress = Progress(f"replay {path.name}", size, counts, out=out)
         pending: list[Event] = []
+        quarantine: list[RefusedItem] = []
         limit = batch_events or settings.max_batch_events
         last_line = position
         reported = 0
         prefix = f"file-{digest[:24]}"
 
         def flush(upto: int) -> None:
-            nonlocal pending
-            if pending:
+            nonlocal pending, quarantine
+            if pending or quarantine:
                 batch_id = str(uuid_utils.uuid7())
                 queue.enqueue(
                     PERSIST_FUNC,
-                    PersistBatch(batch_id=batch_id, events=pending),
+                    PersistBatch(batch_id=batch_id, events=pending, refused=quarantine),
                     job_id=batch_id,
                     description=f"persist_batch {batch_id} n_events={len(pending)} (replay file)",
                     result_ttl=0,
                     retry=retry,
                 )
                 counts["jobs"] += 1
-                pending = []
+                counts["quarantined"] += len(quarantine)
+                pending, quarantine = [], []
             save_checkpoint(conn, key, upto, False, counts)
 
         try:
@@ -238,19 +284,41 @@ def replay_file(
                     continue
                 counts["lines"] += 1
                 last_line = line_no
-                if isinstance(payload, Exception):
+                request_id = f"{prefix}-{line_no}"
+                if isinstance(payload, LineError):
                     counts["refused"] += 1
                     log.warning("replay_line_refused line=%d reason=invalid JSON", line_no)
+                    quarantine.append(
+                        _quarantined(
+                            request_id, source_id, dialect, request_id, now(),
+                            code="invalid_json", reason=f"line {line_no}: {payload.error}", raw=payload.text,
+                        )
+                    )  # fmt: skip
                     continue
                 try:
-                    events = _decode_line(adapter, dialect, source_id, f"{prefix}-{line_no}", payload, now())
+                    events, refused = _decode_line(adapter, dialect, source_id, request_id, payload, now())
                 except AdapterError as exc:
                     counts["refused"] += 1
                     log.warning("replay_line_refused line=%d code=%s path=%s", line_no, exc.code, exc.path)
+                    reason = f"line {line_no}: {exc.message}" + (f" ({exc.path})" if exc.path else "")
+                    quarantine.append(
+                        _quarantined(
+                            request_id, source_id, dialect, request_id, now(),
+                            code=exc.code, reason=reason, raw=msgspec.json.encode(payload).decode(),
+                        )
+                    )  # fmt: skip
                     continue
+                if refused:
+                    counts["refused"] += 1  # the line, partly
+                    quarantine.extend(
+                        _quarantined(
+                            f"{request_id}-{item.index}", source_id, dialect, request_id, now(), item
+                        )
+                        for item in refused
+                    )
                 pending.extend(events)
                 counts["events"] += len(events)
-                if len(pending) >= limit:
+                if len(pending) + len(quarantine) >= limit:
                     flush(line_no)
                 tell = raw.tell()
                 progress.update(tell - reported)

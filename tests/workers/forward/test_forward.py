@@ -14,6 +14,7 @@ from tests.helpers import HOOK, T0, batch, ingest, next_scheduled, release_due, 
 from trackgate.adapters.transports import verify_signature
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.workers import destinations as destination_store
+from trackgate.workers.forward.delivery import KEY_RECHECK
 
 SEGMENT = "https://rudder.example.com"
 
@@ -450,4 +451,4 @@ def test_forwards_wait_while_the_credentials_cannot_be_decrypted(
     (status, attempts, last_status, _) = deliveries(db)[0]
     assert status == "retrying"
     assert "cannot be decrypted" in db.execute("SELECT last_error FROM deliveries").fetchone()[0]
-    assert next_scheduled(scheduled) == clock.t + 300
+    assert next_scheduled(scheduled) == clock.t + KEY_RECHECK == clock.t + 30

@@ -70,7 +70,7 @@ def test_replay_file_imports_an_archive_once(tmp_path, settings, source_id, drai
     path = write(tmp_path / ("archive.ndjson.gz" if gz else "archive.ndjson"), archive_lines(30), gz=gz)
     out = io.StringIO()
     counts = replay.replay_file(settings, path, "web", batch_events=7, out=out)
-    assert counts == {"events": 40, "lines": 30, "refused": 0, "jobs": 6}
+    assert counts == {"events": 40, "lines": 30, "refused": 0, "quarantined": 0, "jobs": 6}
     assert queued_jobs_total(db, settings) == 6
     drain()
     rows = stored(db)
@@ -106,6 +106,32 @@ def test_replay_file_refuses_bad_lines_and_keeps_going(tmp_path, settings, sourc
     assert (counts["lines"], counts["refused"]) == (6, 2)  # invalid JSON; a track without its event
     drain()
     assert count(db) == 6  # lines 1 and 4 are batches of two
+    kept = db.execute("SELECT source_id, code, reason, raw FROM quarantine ORDER BY reason").fetchall()
+    assert [(r[0], r[1], r[2].split(":")[0], r[3]) for r in kept] == [
+        (source_id, "invalid_json", "line 2", "{not json"),
+        (
+            source_id,
+            kept[1][1],
+            "line 3",
+            json.dumps({"type": "track", "userId": "u"}, separators=(",", ":")),
+        ),
+    ]
+    assert kept[1][1] != "invalid_json"
+    # the same file again (--restart): the refused lines are not quarantined twice
+    replay.replay_file(settings, path, source_id, restart=True, out=io.StringIO())
+    drain()
+    assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 2
+
+
+def test_replay_file_command_prints_a_summary_and_fails_on_refused_lines(tmp_path, cli, source_id, db):
+    path = write(tmp_path / "a.ndjson", archive_lines(3), bad={2: "{not json"})
+    refused = cli("replay", "file", str(path), "--source", source_id)
+    assert refused.exit_code == 1
+    assert "from 3 line(s) in 1 job(s); 1 line(s) refused, 1 item(s) to the quarantine" in refused.output
+    assert "1 line(s) refused: see `trackgate quarantine list`" in refused.output
+    allowed = cli("replay", "file", str(path), "--source", source_id, "--restart", "--allow-refused")
+    assert allowed.exit_code == 0, allowed.output
+    assert "{" not in allowed.output  # a sentence, not a dict
 
 
 def test_replay_file_resumes_after_an_interruption(tmp_path, settings, source_id, drain, db, monkeypatch):

@@ -1,0 +1,90 @@
+"""Sources take effect at once: a change to the sources tables is announced on Redis pub/sub, and every
+gateway process reloads its source table (``SourceCache.load``) when it hears one, then says so.
+
+The announcer (``trackgate.sources.announce_change``, after its transaction commits) publishes a nonce
+on :func:`channel`; ``PUBLISH`` returns how many gateway processes listen, and each pushes the nonce's
+acknowledgement (:func:`ack_key`) once its table is reloaded, so the command returns only when every
+gateway answers with the new table: a key added works, and a disabled or replaced one fails, on the
+next request. The listener is a background task beside the periodic refresh, which stays the
+fallback (a gateway that misses a message, or a Redis that is away, still catches up within
+``source_refresh_seconds``); the accept path never waits on it.
+
+Pub/sub channels are shared by every database of a Redis server: the channel carries the database
+number, so gateways of another installation on the same server (another db) are not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from trackgate.gateway.auth import SourceCache
+
+log = logging.getLogger(__name__)
+
+ACK_TTL_SECONDS = 30
+RECONNECT_SECONDS = 1.0
+
+
+def channel(db: int) -> str:
+    return f"trackgate:sources:changed:{db}"
+
+
+def ack_key(nonce: str) -> str:
+    return f"trackgate:sources:ack:{nonce}"
+
+
+async def listen(redis_url: str, sources: SourceCache) -> None:
+    """Reload ``sources`` on every announcement, forever (a lifespan task); reconnects when Redis goes
+    away, and reloads then too, since an announcement may have been missed meanwhile."""
+    # its own client: no read timeout while idle, unlike the publisher's
+    client = aioredis.from_url(redis_url, socket_connect_timeout=5, health_check_interval=30)
+    db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
+    name = channel(db)
+    try:
+        missed = False
+        while True:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(name)
+                if missed:
+                    log.info("sources_listener_reconnected")
+                    missed = not await _reload(sources)
+                async for message in pubsub.listen():
+                    nonce = message["data"].decode()
+                    if not await _reload(sources):
+                        continue  # unconfirmed: the announcer says this gateway may lag
+                    async with client.pipeline(transaction=False) as pipe:
+                        pipe.rpush(ack_key(nonce), 1)
+                        pipe.expire(ack_key(nonce), ACK_TTL_SECONDS)
+                        await pipe.execute()
+            except (RedisError, OSError) as exc:
+                _reraise_if_cancelled()  # a cancellation redis-py turned into an error: stop, as asked
+                # once per outage, not once a second while Redis is away
+                (log.debug if missed else log.warning)("sources_listener_disconnected error=%r", exc)
+                missed = True
+                await asyncio.sleep(RECONNECT_SECONDS)
+            finally:
+                await pubsub.aclose()
+    finally:
+        await client.aclose()
+
+
+def _reraise_if_cancelled() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _reload(sources: SourceCache) -> bool:
+    try:
+        n = await sources.load()
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        log.warning("sources_reload_failed error=%r (the periodic refresh retries)", exc)
+        return False
+    log.debug("sources_reloaded reason=announced n_sources=%d", n)
+    return True
