@@ -187,7 +187,7 @@ def _one_fernet(key: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest()))
 
 
-def _fernet(secret_key: str | None) -> MultiFernet:
+def fernet(secret_key: str | None) -> MultiFernet:
     from cryptography.fernet import MultiFernet
 
     return MultiFernet([_one_fernet(key) for key in secret_keys(secret_key)])
@@ -198,7 +198,7 @@ def rotate_credentials(secret_key: str | None, token: str) -> str:
     from cryptography.fernet import InvalidToken
 
     try:
-        return _fernet(secret_key).rotate(token.encode()).decode()
+        return fernet(secret_key).rotate(token.encode()).decode()
     except InvalidToken as exc:
         raise SecretKeyMissing(
             "destination credentials cannot be decrypted with any key of TRACKGATE_SECRET_KEY: keep the"
@@ -209,7 +209,7 @@ def rotate_credentials(secret_key: str | None, token: str) -> str:
 def encrypt_credentials(secret_key: str | None, credentials: dict[str, str]) -> str | None:
     if not credentials:
         return None
-    return _fernet(secret_key).encrypt(msgspec.json.encode(credentials)).decode()
+    return fernet(secret_key).encrypt(msgspec.json.encode(credentials)).decode()
 
 
 def decrypt_credentials(secret_key: str | None, token: str | None) -> dict[str, str]:
@@ -218,7 +218,7 @@ def decrypt_credentials(secret_key: str | None, token: str | None) -> dict[str, 
     from cryptography.fernet import InvalidToken
 
     try:
-        return msgspec.json.decode(_fernet(secret_key).decrypt(token.encode()), type=dict[str, str])
+        return msgspec.json.decode(fernet(secret_key).decrypt(token.encode()), type=dict[str, str])
     except InvalidToken as exc:
         raise SecretKeyMissing(
             "destination credentials cannot be decrypted: TRACKGATE_SECRET_KEY holds none of the keys they"

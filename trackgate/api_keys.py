@@ -17,7 +17,7 @@ import psycopg
 
 from trackgate.gateway.api_keys import ADMIN, PREFIX
 from trackgate.gateway.auth import key_digest, read_secret
-from trackgate.schemas.destinations import _fernet as fernet  # the installation's one Fernet key
+from trackgate.schemas.destinations import fernet, rotate_credentials  # the installation's Fernet keys
 from trackgate.schemas.settings import Settings
 
 
@@ -79,3 +79,16 @@ def reveal(settings: Settings, database_url: str, key_id: str) -> str | None:
         raise SecretKeyMissing(
             "the key cannot be decrypted: TRACKGATE_SECRET_KEY differs from the key it was stored with"
         ) from exc
+
+
+def reencrypt(database_url: str, secret_key: str | None) -> int:
+    """Re-encrypt every API key under the first key of ``secret_key`` (read with any of its keys), in one
+    transaction, as ``trackgate secret-key rotate`` does for destination credentials; returns how many."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT id, key_encrypted FROM api_keys FOR UPDATE").fetchall()
+        for key_id, token in rows:
+            conn.execute(
+                "UPDATE api_keys SET key_encrypted = %s WHERE id = %s",
+                (rotate_credentials(secret_key, token), key_id),
+            )
+    return len(rows)

@@ -119,14 +119,48 @@ def test_every_command_finds_a_running_up(tmp_path):
         assert sent.status_code == 200, sent.text
         deadline = time.monotonic() + 30
         while True:
-            listed = cli(tmp_path, "events", "list")
+            listed = cli(tmp_path, "events", "list", "--json")
             assert listed.returncode == 0, listed.stderr
             if "beside-up-1" in listed.stdout:
                 break
             assert time.monotonic() < deadline, "the event never appeared in `events list`"
             time.sleep(0.3)
 
-        # events tail: another engineer's (issue 13, "See the events"); its step goes here
+        # events tail: it sees an event sent after it started
+        tail = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "trackgate",
+                "events",
+                "tail",
+                "--json",
+                "--max-events",
+                "1",
+                "--name",
+                "Tailed*",
+            ],
+            cwd=tmp_path,
+            env=_clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(3)  # it starts watching; workers and the gateway look at most once a second
+            body = {"userId": "u1", "event": "Tailed Event", "messageId": "beside-up-tail"}
+            sent = httpx.post(f"{base}/v1/track", json=body, auth=(demo["segment"]["key"], ""), timeout=5)
+            assert sent.status_code == 200, sent.text
+            out, err = tail.communicate(timeout=30)
+        finally:
+            tail.kill()
+        assert tail.returncode == 0, err
+        (line,) = [json.loads(text) for text in out.splitlines()]
+        assert (line["kind"], line["name"], line["event"]["message_id"]) == (
+            "stored",
+            "Tailed Event",
+            "beside-up-tail",
+        )
 
         # destinations add + test against a local capture server
         with capture_server() as (capture_url, received):

@@ -92,6 +92,7 @@ def test_secret_key_rotation_re_encrypts_every_credential(env, invoke, db):
     env.setenv("TRACKGATE_SECRET_KEY", old)
     assert _add_webhook(invoke, "one").exit_code == 0
     assert _add_webhook(invoke, "two").exit_code == 0
+    admin = json.loads(invoke("admin", "create-key", "--json").output)
 
     not_fernet = invoke("secret-key", "rotate", "--new-key", "correct horse battery staple")
     assert not_fernet.exit_code == 2 and "is not a Fernet key" in not_fernet.output
@@ -99,7 +100,9 @@ def test_secret_key_rotation_re_encrypts_every_credential(env, invoke, db):
     new = Fernet.generate_key().decode()
     rotated = invoke("secret-key", "rotate", "--new-key", new)
     assert rotated.exit_code == 0, rotated.output
-    assert "re-encrypted the credentials of 2 destination(s)" in rotated.output
+    assert "re-encrypted the credentials of 2 destination(s) and 1 API key(s)" in rotated.output
+    (key_token,) = db.execute("SELECT key_encrypted FROM api_keys").fetchone()
+    assert Fernet(new.encode()).decrypt(key_token.encode()).decode() == admin["key"]  # the new key alone
     tokens = [row[0] for row in db.execute("SELECT credentials FROM destinations").fetchall()]
     for token in tokens:
         assert decrypt_credentials(new, token) == {"secret": "hook-secret"}  # the new key alone reads them

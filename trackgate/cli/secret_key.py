@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from trackgate import api_keys
 from trackgate.cli.config import CliConfig, pass_cli_config
 from trackgate.schemas.destinations import is_fernet_key, secret_keys
 from trackgate.state import SECRET_KEY_FILE, write_secret_key
@@ -31,7 +32,7 @@ def secret_key() -> None:
 )
 @pass_cli_config
 def secret_key_rotate(cfg: CliConfig, new_key: str | None) -> None:
-    """Re-encrypt every destination's credentials under a new key (the old keys still decrypt them
+    """Re-encrypt every destination's credentials and API key under a new key (the old keys still decrypt them
     while the rotation runs: MultiFernet)."""
     from cryptography.fernet import Fernet
 
@@ -48,7 +49,10 @@ def secret_key_rotate(cfg: CliConfig, new_key: str | None) -> None:
         new_key = Fernet.generate_key().decode()
     keys = [new_key, *(key for key in current if key != new_key)]
     n = destination_store.reencrypt_credentials(database_url, ",".join(keys))
-    click.echo(f"re-encrypted the credentials of {n} destination(s) under the new key")
+    n_keys = api_keys.reencrypt(database_url, ",".join(keys))
+    click.echo(
+        f"re-encrypted the credentials of {n} destination(s) and {n_keys} API key(s) under the new key"
+    )
     if cfg.secret_key_in_data_dir:
         write_secret_key(cfg.settings.data_dir, new_key)
         click.echo(
