@@ -26,6 +26,7 @@ DESTINATION_CACHE_SECONDS = 2.0
 
 _http: httpx.Client | None = None
 _redis: redis.Redis | None = None
+_redis_url: str | None = None
 _cache: tuple[float, list[Destination]] | None = None
 
 
@@ -45,11 +46,14 @@ def http_client(settings: Settings) -> httpx.Client:
 
 
 def redis_connection(settings: Settings) -> redis.Redis:
-    global _redis
-    if _redis is None:
-        if not settings.redis_url:
-            raise ValueError("TRACKGATE_REDIS_URL is not set")
+    """The process's Redis client for ``settings.redis_url``: a new one when the URL is not the one the
+    kept client was made for (a process given other settings must not queue into the first Redis)."""
+    global _redis, _redis_url
+    if not settings.redis_url:
+        raise ValueError("TRACKGATE_REDIS_URL is not set")
+    if _redis is None or _redis_url != settings.redis_url:
         _redis = redis.Redis.from_url(settings.redis_url)
+        _redis_url = settings.redis_url
     return _redis
 
 
@@ -77,9 +81,9 @@ def forget_destinations() -> None:
 
 def reset() -> None:
     """Forget the process's clients and cached destinations (tests; a changed configuration)."""
-    global _http, _redis, _cache
+    global _http, _redis, _redis_url, _cache
     if _http is not None:
         _http.close()
     if _redis is not None:
         _redis.close()
-    _http = _redis = _cache = None
+    _http = _redis = _redis_url = _cache = None
