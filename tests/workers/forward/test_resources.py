@@ -12,9 +12,14 @@ def test_a_redis_client_is_for_the_url_it_was_asked_for(settings, rdb):
     try:
         first = resources.redis_connection(settings)
         assert resources.redis_connection(settings) is first  # kept while the URL is the same
-        other_url = settings.redis_url.rsplit("/", 1)[0] + "/15"
+        # another Redis (a client connects at its first command: none is sent here)
+        other_url = "redis://127.0.0.1:1/3"
         other = resources.redis_connection(msgspec.structs.replace(settings, redis_url=other_url))
-        assert other.connection_pool.connection_kwargs["db"] == 15
-        assert first.connection_pool.connection_kwargs["db"] != 15
+        assert other is not first
+        assert (
+            other.connection_pool.connection_kwargs["port"],
+            other.connection_pool.connection_kwargs["db"],
+        ) == (1, 3)
+        assert resources.redis_connection(settings) is not other  # and back
     finally:
         resources.reset()
