@@ -55,13 +55,13 @@ API_CODES = {
 
 
 def api_error(status: int, code: str, message: str, path: str | None) -> Response:
-    """The operator API's shape (``/debugger`` now, issue 12's reports later): TinyTrail's API envelope
-    ``{"status":"error","error":{"code","message"}}`` with its upper-case codes."""
+    """TinyTrail's API envelope ``{"status":"error","error":{"code","message"}}`` with its upper-case codes:
+    its collect endpoint's errors and the operator API's (``/debugger`` now, issue 12's reports later)."""
     api_code = API_CODES.get(status, "INTERNAL_ERROR")
+    if api_code == "INTERNAL_ERROR":
+        status = 500
     body = {"status": "error", "error": {"code": api_code, "message": message}}
-    return JSONResponse(
-        body, status_code=status if api_code != "INTERNAL_ERROR" else 500, headers=retry_headers(status)
-    )
+    return JSONResponse(body, status_code=status, headers=retry_headers(status))
 
 
 def error_response(render: ErrorRenderer, exc: Exception, dialect: str = "") -> Response:

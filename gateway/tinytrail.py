@@ -38,7 +38,7 @@ from trackgate.adapters import tinytrail, traffic
 from trackgate.gateway.dialect import Dialect
 from trackgate.gateway.errors import GatewayError, RateLimited, Unavailable
 from trackgate.gateway.ingest import Accepted, Auth, AuthContext, Hints, IngestRoute, PrepareContext, Reply
-from trackgate.gateway.responses import JSONResponse, retry_headers
+from trackgate.gateway.responses import api_error
 from trackgate.gateway.runtime import Runtime
 from trackgate.gateway.scripts import packaged, script_response
 from trackgate.schemas.request import Source
@@ -161,16 +161,6 @@ def cors(headers: Mapping[str, str]) -> tuple[tuple[bytes, bytes], ...]:
     )
 
 
-_TINYTRAIL_CODES = {
-    400: "INVALID_PAYLOAD",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    429: "RATE_LIMITED",
-    503: "SERVICE_UNAVAILABLE",
-}
-
-
 def render_error(status: int, code: str, message: str, path: str | None) -> Response:
     """``{"status":"error","error":{"code","message"}}`` with TinyTrail's codes. Its collect endpoint
     documents no 413 or 415: a body too large or unreadable is ``INVALID_PAYLOAD``. A 204 is its silent
@@ -179,11 +169,7 @@ def render_error(status: int, code: str, message: str, path: str | None) -> Resp
         return Response(status_code=204)
     if status in (413, 415):
         status = 400
-    tt_code = _TINYTRAIL_CODES.get(status, "INTERNAL_ERROR")
-    if tt_code == "INTERNAL_ERROR":
-        status = 500
-    body = {"status": "error", "error": {"code": tt_code, "message": message}}
-    return JSONResponse(body, status_code=status, headers=retry_headers(status))
+    return api_error(status, code, message, path)
 
 
 COLLECT_ROUTE = IngestRoute(
