@@ -18,6 +18,7 @@ from trackgate.cli.config import LIMIT, CliConfig, pass_cli_config
 from trackgate.cli.times import when
 from trackgate.schemas import debug_feed
 from trackgate.schemas.debug_feed import Filters, Seen
+from trackgate.workers.store import COLUMNS  # every column of an event row, as the store writes them
 
 _SUMMARY = (
     "id",
@@ -29,31 +30,6 @@ _SUMMARY = (
     "user_id",
     "anonymous_id",
     "message_id",
-)
-_FULL = (
-    "id",
-    "message_id",
-    "source_id",
-    "dialect",
-    "dialect_version",
-    "type",
-    "name",
-    "user_id",
-    "anonymous_id",
-    "group_id",
-    "group_ids",
-    "previous_id",
-    "properties",
-    "traits",
-    "context",
-    "integrations",
-    "timestamp",
-    "original_timestamp",
-    "sent_at",
-    "received_at",
-    "enrichment",
-    "raw",
-    "batch_id",
 )
 _COLORS = {"stored": "green", "duplicate": "yellow", "quarantined": "red", "refused": "red"}
 
@@ -133,7 +109,7 @@ def events_list(
     """The most recently received events, newest first."""
     start = when(since) if since else None
     end = when(until) if until else None
-    columns = _FULL if full else _SUMMARY
+    columns = COLUMNS if full else _SUMMARY
     where: list[str] = []
     params: list[Any] = []
     with psycopg.connect(cfg.database_url) as conn:
@@ -183,12 +159,12 @@ def events_show(cfg: CliConfig, event_id: str, as_json: bool) -> None:
         raise click.ClickException(
             f"{event_id!r} is not an event id (a UUID, as `trackgate events list` shows)"
         ) from None
-    quoted = ", ".join(f'"{c}"' for c in _FULL)
+    quoted = ", ".join(f'"{c}"' for c in COLUMNS)
     with psycopg.connect(cfg.database_url) as conn:
         found = conn.execute(f"SELECT {quoted} FROM events WHERE id = %s", (event_id,)).fetchone()  # type: ignore[call-overload]
     if found is None:
         raise click.ClickException(f"no event {event_id!r} (ids are in `trackgate events list`)")
-    row = _jsonable(dict(zip(_FULL, found, strict=True)))
+    row = _jsonable(dict(zip(COLUMNS, found, strict=True)))
     click.echo(json.dumps(row, default=str, indent=None if as_json else 2))
 
 
