@@ -3,19 +3,15 @@ and events sent through two dialects (Segment, OpenPanel) appear as the worker s
 duplicate marked and a refused request in red; the filters and the pause button work. A screenshot is
 kept as a test artefact (``build/screenshots/``, as every browser test's; its path is printed).
 
-Needs Debian's chromium and its driver: ``apt-get update && apt-get install -y chromium chromium-driver``.
+Needs Debian's chromium and its driver (the ``chromium`` fixture of ``tests/e2e/conftest.py``).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 
 import httpx
 import msgspec
-import pytest
 
 from tests.helpers import live_gateway
 from trackgate import api_keys
@@ -23,45 +19,6 @@ from trackgate.gateway.openpanel import new_source as openpanel_source
 from trackgate.schemas import debug_feed
 from trackgate.sources import add_source
 from trackgate.workers.debug_feed import WATCH
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
-
-pytestmark = pytest.mark.skipif(
-    not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)),
-    reason=f"needs Chromium and chromedriver: {INSTALL}",
-)
-
-
-@pytest.fixture
-def browser() -> Iterator:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="trackgate-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1500,1100",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def until(check, what: str, timeout: float = 20):
@@ -81,10 +38,12 @@ def items(browser) -> list[dict]:
     )
 
 
-def test_events_of_two_dialects_appear_live(settings, write_key, db, rdb, drain, browser, screenshot):
+def test_events_of_two_dialects_appear_live(settings, write_key, db, rdb, drain, chromium, screenshot):
+    browser = chromium  # the e2e conftest's headless Chromium (skips without it)
     key = api_keys.create_key(
         msgspec.structs.replace(settings, secret_key="a-long-test-secret"), settings.database_url
     ).key
+    browser.set_window_size(1500, 1100)  # the page's items side by side
     op = openpanel_source(None, {})
     add_source(settings.database_url, "openpanel", "app", op["key"], op["settings"], op["extra_keys"])
     op_headers = {"openpanel-client-id": op["key"], "openpanel-client-secret": op["extra_keys"]["secret"]}
