@@ -15,7 +15,7 @@ import time
 import msgspec
 import psycopg
 
-from trackgate.gateway.auth import LOAD_TIMEOUT_SECONDS, SECRET_QUERY, digest_secret, key_digest
+from trackgate.gateway.auth import LOAD_TIMEOUT_SECONDS, key_digest, read_secret_async
 from trackgate.gateway.errors import Forbidden, Unauthorized, Unavailable
 
 PREFIX = "tt_"
@@ -63,11 +63,7 @@ class ApiKeys:
                     self._database_url, autocommit=True, connect_timeout=LOAD_TIMEOUT_SECONDS
                 )
             if self._secret is None:
-                cur = await self._conn.execute(SECRET_QUERY)
-                row = await cur.fetchone()
-                if row is None:
-                    raise RuntimeError("no installation secret: run `trackgate migrate`")
-                self._secret = digest_secret(row[0], self._pepper)
+                self._secret = await read_secret_async(self._conn, self._pepper)
             digest = key_digest(key, self._secret)
             now = time.monotonic()
             cached = self._cache.get(digest)

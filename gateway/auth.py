@@ -69,6 +69,15 @@ def read_secret(conn: psycopg.Connection, pepper: str | None = None) -> bytes:
     return digest_secret(row[0], pepper)
 
 
+async def read_secret_async(conn: psycopg.AsyncConnection, pepper: str | None = None) -> bytes:
+    """``read_secret`` on the gateway's async connections (its source cache, its API key check)."""
+    cur = await conn.execute(SECRET_QUERY)
+    row = await cur.fetchone()
+    if row is None:
+        raise RuntimeError("no installation secret: run `trackgate migrate`")
+    return digest_secret(row[0], pepper)
+
+
 class SourceCache:
     def __init__(self, database_url: str, refresh_seconds: float, pepper: str | None = None):
         self._database_url = database_url
@@ -103,11 +112,7 @@ class SourceCache:
                     self._database_url, autocommit=True, connect_timeout=LOAD_TIMEOUT_SECONDS
                 )
             if self._secret is None:
-                cur = await self._conn.execute(SECRET_QUERY)
-                row = await cur.fetchone()
-                if row is None:
-                    raise RuntimeError("no installation secret: run `trackgate migrate`")
-                self._secret = digest_secret(row[0], self._pepper)
+                self._secret = await read_secret_async(self._conn, self._pepper)
             await self._upgrade(self._conn)
             cur = await self._conn.execute(
                 "SELECT id, dialect, name, key_hash, settings, digest_kind FROM sources WHERE enabled"
