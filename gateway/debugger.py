@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import importlib.resources
 import logging
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -37,7 +38,7 @@ from starlette.routing import BaseRoute, Route
 
 from trackgate.adapters.base import AdapterError
 from trackgate.gateway.api_keys import HEADER
-from trackgate.gateway.errors import GatewayError, Unauthorized, Unavailable
+from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable
 from trackgate.gateway.responses import JSONResponse, api_error, error_response
 from trackgate.gateway.runtime import Runtime
 from trackgate.schemas import debug_feed
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_SECONDS = 300
 TOKEN_PREFIX = "trackgate:debug:token:"
+_STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+"""A Redis stream id (``Last-Event-ID`` / ``after``): anything else is a 400, not a broken stream."""
 BACKLOG = 200
 """Lines of the feed a new stream starts with (what was written while others watched)."""
 READ_BLOCK_MS = 1000
@@ -199,9 +202,13 @@ async def stream(request: Request) -> Response:
                 "the debugger token is missing or expired: POST /debugger/token for another",
                 code="invalid_token",
             )
+        after = request.headers.get("last-event-id") or request.query_params.get("after") or None
+        if after is not None and not _STREAM_ID.fullmatch(after):
+            raise InvalidBody(
+                f"after must be a stream id such as 1733490000000-0, not {after[:40]!r}", code="invalid_after"
+            )
     except GatewayError as exc:
         return error_response(api_error, exc)
-    after = request.headers.get("last-event-id") or request.query_params.get("after") or None
     return EventSourceResponse(
         _feed(client, filters_of(request), after), ping=15, headers={"Cache-Control": "no-store"}
     )

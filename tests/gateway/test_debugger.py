@@ -235,3 +235,11 @@ def test_the_watch_loop_stops_although_its_cancel_came_out_as_a_timeout():
         assert runtime.watched is False
 
     asyncio.run(scenario())
+
+
+def test_a_stream_position_that_is_not_a_stream_id_is_a_400(gateway, admin_key):
+    for after in ("garbage", "1-2-3", "$"):
+        answer = httpx.get(f"{gateway}/debugger/stream?token={token(gateway, admin_key)}&after={after}")
+        assert answer.status_code == 400, after
+        assert answer.json()["error"]["code"] == "INVALID_PAYLOAD"
+        assert "stream id" in answer.json()["error"]["message"]
