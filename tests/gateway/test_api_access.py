@@ -13,7 +13,7 @@ import pytest
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from tests.helpers import SECRET_KEY
+from tests.helpers import SECRET_KEY, new_account
 from trackgate import api_keys
 from trackgate.gateway import api_access
 from trackgate.gateway.app import create_app
@@ -38,14 +38,6 @@ def call(client: TestClient, fn: Callable[[Request], Awaitable[Any]], key: str |
     headers = [(b"x-api-key", key.encode())] if key else []
     scope = {"type": "http", "method": "GET", "path": "/", "headers": headers, "app": client.app.app}  # type: ignore[attr-defined]
     return client.portal.call(fn, Request(scope))  # type: ignore[union-attr]
-
-
-def new_account(db, name: str) -> str:
-    account_id = str(uuid.uuid4())
-    db.execute(
-        "INSERT INTO accounts (id, name, workspace) VALUES (%s, %s, %s)", (account_id, name, account_id)
-    )
-    return account_id
 
 
 def test_no_key_an_unknown_key_and_a_user_on_an_admin_route(app_client, keyed, db):
