@@ -32,7 +32,16 @@ def test_create_and_list(api, admin_headers):
 
 
 def test_create_refuses_a_missing_or_bad_name_and_stores_nothing(api, admin_headers, db):
-    for body in ({}, {"name": ""}, {"name": "  "}, {"name": 5}, {"name": "x" * 256}, [], "Acme"):
+    bodies: tuple[object, ...] = (
+        {},
+        {"name": ""},
+        {"name": "  "},
+        {"name": 5},
+        {"name": "x" * 256},
+        [],
+        "Acme",
+    )
+    for body in bodies:
         answer = api.post("/api/v1/accounts", json=body, headers=admin_headers)
         assert answer.status_code == 400, body
         assert answer.json()["error"]["code"] == "INVALID_PAYLOAD"
