@@ -115,3 +115,18 @@ def test_a_website_is_found_by_its_uuid_in_its_own_account_only(app_client, keye
     other_id = db.execute("SELECT website_id::text FROM sources WHERE id = %s", (segment.id,)).fetchone()[0]
     other = lookup(mine, other_id)  # a source of another dialect is a website too, domain = its name
     assert (other.source_id, other.dialect, other.domain) == (segment.id, "segment", "web")
+
+
+def test_over_the_limit_the_api_answers_429_with_retry_after(api_settings, db):
+    limited = msgspec.structs.replace(api_settings, api_rate_limit=2)
+    key = {"X-API-KEY": api_keys.create_key(limited, limited.database_url).key}
+    with TestClient(create_app(limited)) as client:
+        assert [client.get("/api/v1/websites", headers=key).status_code for _ in range(2)] == [200, 200]
+        refused = client.get("/api/v1/accounts", headers=key)  # every protected route shares the count
+        assert refused.status_code == 429
+        assert refused.json() == {
+            "status": "error",
+            "error": {"code": "RATE_LIMITED", "message": "rate limit exceeded: 2 requests per 60 seconds"},
+        }
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert client.get("/api/v1/websites").status_code == 401  # no key: not counted, not limited
