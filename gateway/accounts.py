@@ -8,6 +8,7 @@ stops at once), and queues the deletion of their events, aggregates, profiles an
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,8 @@ from trackgate.gateway.api_access import database, endpoint, json_body, ok, prin
 from trackgate.gateway.errors import InvalidPayload, NotFound
 from trackgate.gateway.websites import queue_delete, sources_changed
 from trackgate.schemas.api_time import api_time
+
+log = logging.getLogger(__name__)
 
 MAX_NAME = 255
 
@@ -54,6 +57,7 @@ async def create_account(request: Request) -> Response:
         )
         row = await cur.fetchone()
     assert row is not None
+    log.info("account_created account_id=%s", account_id)
     return ok(account_json(account_id, name.strip(), row[0]), status=201)
 
 
@@ -77,6 +81,7 @@ async def delete_account(request: Request) -> Response:
     if runtime.api_keys is not None:
         runtime.api_keys.forget()
     await sources_changed(request)
+    log.info("account_deleted account_id=%s n_sources=%d", account_id, len(source_ids))
     return ok(account_json(account_id, name, created_at))
 
 

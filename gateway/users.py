@@ -9,6 +9,7 @@ made by ``trackgate admin create-key`` are users too (an admin key made there ha
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,8 @@ from trackgate.gateway.errors import GatewayError, InvalidPayload, NotFound
 from trackgate.gateway.runtime import Runtime
 from trackgate.schemas.api_time import api_time
 from trackgate.schemas.destinations import SecretKeyMissing, fernet
+
+log = logging.getLogger(__name__)
 
 MAX_EMAIL = 320
 _COLUMNS = "id, account_id, email, role, created_at"
@@ -97,6 +100,7 @@ async def create_user(request: Request) -> Response:
         row = await cur.fetchone()
     assert row is not None
     created: datetime = row[0]
+    log.info("user_created user_id=%s role=%s account_id=%s", user_id, role, account_id)
     data = user_json((user_id, account_id, email, role, created))
     data = {**data, "apiKey": key, "createdAt": data.pop("createdAt")}  # the document's order
     return ok(data, status=201)
@@ -134,6 +138,7 @@ async def delete_user(request: Request) -> Response:
     api_keys = _runtime(request).api_keys
     if api_keys is not None:
         api_keys.forget()
+    log.info("user_deleted user_id=%s", user_id)
     return ok(user_json(row))
 
 

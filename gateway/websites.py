@@ -12,6 +12,7 @@ id) and queues the deletion of its stored data (``workers/deletes.py``).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import secrets
 import uuid
@@ -41,6 +42,8 @@ from trackgate.gateway.errors import InvalidPayload, NotFound, Unavailable
 from trackgate.gateway.runtime import Runtime
 from trackgate.schemas.jobs import DELETE_FUNC, PERSIST_QUEUE, DeleteData
 from trackgate.schemas.websites import DEFAULT_ACCOUNT_ID, WEBSITE_COLUMNS, Website, website_from_row
+
+log = logging.getLogger(__name__)
 
 DIALECT = "tinytrail"
 _DOMAIN = re.compile(r"[A-Za-z0-9.-]{1,255}")
@@ -239,6 +242,7 @@ async def create_website(request: Request) -> Response:
             ) from None
         created = await _fetch(conn, source_id)
     await sources_changed(request)
+    log.info("website_created website_id=%s source_id=%s account_id=%s", website_id, source_id, account_id)
     return ok(created.to_api(), status=201)
 
 
@@ -282,6 +286,7 @@ async def update_website(request: Request) -> Response:
             raise NotFound("website not found")  # deleted meanwhile
         updated = await _fetch(conn, found.source_id)
     await sources_changed(request)
+    log.info("website_updated website_id=%s fields=%s", found.id, ",".join(sorted(changes)))
     return ok(updated.to_api())
 
 
@@ -296,6 +301,7 @@ async def delete_website(request: Request) -> Response:
             raise NotFound("website not found")  # deleted meanwhile
         await queue_delete(request, [found.source_id], None, f"website {found.id}")
     await sources_changed(request)
+    log.info("website_deleted website_id=%s source_id=%s", found.id, found.source_id)
     return ok(found.to_api())
 
 

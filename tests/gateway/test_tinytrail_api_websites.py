@@ -207,3 +207,14 @@ def test_delete_answers_the_website_drops_collect_and_deletes_its_events(api_set
     )
     assert api.delete(f"/api/v1/websites/{gone['id']}", headers=mine).status_code == 404
     assert api.delete("/api/v1/websites/gone", headers=mine).status_code == 400
+
+
+def test_a_body_over_64_kb_is_refused_unread(api, admin_headers, db):
+    body = {"domain": "big.example", "excluded_ips": ["10.0.0.1"] * 7000}
+    answer = api.post("/api/v1/websites", json=body, headers=admin_headers)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == {
+        "code": "INVALID_PAYLOAD",
+        "message": "the body is larger than 65536 bytes",
+    }
+    assert db.execute("SELECT count(*) FROM sources").fetchone()[0] == 0
