@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from rq import Queue
 
 from tests.helpers import make_event
-from trackgate.schemas.event import Context, Page
+from trackgate.schemas.event import Context, Event, Page
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer, PersistBatch
 from trackgate.sources import add_source
 from trackgate.workers import aggregate, pipeline, store
@@ -18,7 +18,7 @@ DAY = date(2026, 3, 18)
 T = datetime(2026, 3, 18, 10, 0, tzinfo=UTC)
 
 
-def _page(n: int, source_id: str, visitor: str, minutes: float, path: str, **enrichment) -> object:
+def _page(n: int, source_id: str, visitor: str, minutes: float, path: str, **enrichment) -> Event:
     return make_event(
         f"m{n}",
         source_id=source_id,
