@@ -80,10 +80,3 @@ class Unavailable(GatewayError):
 
     status = 503
     code = "unavailable"
-
-
-class InvalidQuery(GatewayError):
-    """A query parameter that is missing or not valid (a report's period, page, metric...): 400 naming it."""
-
-    status = 400
-    code = "invalid_query"

@@ -10,11 +10,11 @@ Lists are sorted by their count (descending), then by name, and paginated where 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from trackgate.gateway.errors import InvalidQuery
+from trackgate.gateway.errors import InvalidPayload
 from trackgate.gateway.reports.data import Counts, Period, Table
 from trackgate.gateway.reports.params import Query
 from trackgate.schemas.aggregates import UTM_SEPARATOR
@@ -35,7 +35,7 @@ GROUP_BY = ("channel", "domain", "utm")
 class Report:
     data: dict[str, Any]
     columns: tuple[str, ...] = ()
-    csv_rows: list[Sequence[Any]] = field(default_factory=list)
+    csv_rows: Sequence[Sequence[Any]] = ()
 
 
 def period_of(span: Period) -> dict[str, str]:
@@ -92,7 +92,9 @@ def summary(span: Period, table: Table, compared: tuple[Period, Table] | None) -
             metric["previous"] = previous[name]
             metric["change_pct"] = _change(metric["value"], previous[name])
     data["metrics"] = metrics
-    rows = [(name, m["value"], m.get("previous", ""), _blank(m.get("change_pct"))) for name, m in metrics.items()]
+    rows = [
+        (name, m["value"], m.get("previous", ""), _blank(m.get("change_pct"))) for name, m in metrics.items()
+    ]
     return Report(data, ("metric", "value", "previous", "change_pct"), rows)
 
 
@@ -106,11 +108,18 @@ def _blank(value: Any) -> Any:
 def pages(span: Period, query: Query, table: Table) -> Report:
     ranked = _page(_ranked(table.dim("path"), lambda c: c.pageviews), query)
     rows = [
-        {"path": path, "contentGroup": c.label, "pageviews": c.pageviews, "uniquePageviews": c.unique_pageviews}
+        {
+            "path": path,
+            "contentGroup": c.label,
+            "pageviews": c.pageviews,
+            "uniquePageviews": c.unique_pageviews,
+        }
         for path, c in ranked
     ]
     csv_rows = [(r["path"], _blank(r["contentGroup"]), r["pageviews"], r["uniquePageviews"]) for r in rows]
-    return Report(_paginated(span, query, rows), ("path", "contentGroup", "pageviews", "uniquePageviews"), csv_rows)
+    return Report(
+        _paginated(span, query, rows), ("path", "contentGroup", "pageviews", "uniquePageviews"), csv_rows
+    )
 
 
 SOURCE_DIMS = {"channel": "channel", "domain": "referrer", "utm": "utm"}
@@ -119,7 +128,7 @@ SOURCE_DIMS = {"channel": "channel", "domain": "referrer", "utm": "utm"}
 def group_by(params: dict[str, str]) -> str:
     value = params.get("group_by") or "channel"
     if value not in GROUP_BY:
-        raise InvalidQuery("group_by must be one of channel, domain, utm", path="group_by")
+        raise InvalidPayload("group_by must be one of channel, domain, utm", path="group_by")
     return value
 
 
@@ -160,14 +169,18 @@ DEVICE_LISTS = (
 def devices(span: Period, table: Table) -> Report:
     data: dict[str, Any] = {"period": period_of(span)}
     for name, dim, label in DEVICE_LISTS:
-        data[name] = [{label: key, "visits": c.visits} for key, c in _ranked(table.dim(dim), lambda c: c.visits)]
+        data[name] = [
+            {label: key, "visits": c.visits} for key, c in _ranked(table.dim(dim), lambda c: c.visits)
+        ]
     csv_rows = [(r["deviceType"], r["visits"]) for r in data["device_types"]]
     return Report(data, ("deviceType", "visits"), csv_rows)
 
 
 def flow(span: Period, query: Query, table: Table) -> Report:
     paths = table.dim("path")
-    landing = [{"path": p, "entries": c.entries} for p, c in _page(_ranked(paths, lambda c: c.entries), query)]
+    landing = [
+        {"path": p, "entries": c.entries} for p, c in _page(_ranked(paths, lambda c: c.entries), query)
+    ]
     exits = [{"path": p, "exits": c.exits} for p, c in _page(_ranked(paths, lambda c: c.exits), query)]
     data = {"period": period_of(span), "landing_pages": landing, "exit_pages": exits}
     return Report(data, ("path", "entries"), [(r["path"], r["entries"]) for r in landing])
@@ -188,9 +201,9 @@ MAX_STEPS = 20
 def funnel_steps(steps: list[str]) -> list[str]:
     steps = [s for s in steps if s]
     if len(steps) < MIN_STEPS:
-        raise InvalidQuery("steps[] needs at least 2 steps (paths or event types)", path="steps[]")
+        raise InvalidPayload("steps[] needs at least 2 steps (paths or event types)", path="steps[]")
     if len(steps) > MAX_STEPS:
-        raise InvalidQuery(f"steps[] takes at most {MAX_STEPS} steps", path="steps[]")
+        raise InvalidPayload(f"steps[] takes at most {MAX_STEPS} steps", path="steps[]")
     return steps
 
 
@@ -211,7 +224,7 @@ def realtime(data: dict[str, Any]) -> Report:
 def metric(params: dict[str, str]) -> str:
     value = params.get("metric") or "pageviews"
     if value not in METRICS:
-        raise InvalidQuery(f"metric must be one of {', '.join(METRICS)}", path="metric")
+        raise InvalidPayload(f"metric must be one of {', '.join(METRICS)}", path="metric")
     return value
 
 

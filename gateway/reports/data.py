@@ -6,29 +6,21 @@ clean for the website's source (aggregated after it closed, and no late event si
 aggregation stores (``schemas/aggregates.py``), one query per run of consecutive such days. The two are
 summed in Python.
 
-The reports have their own small pool of PostgreSQL connections (``psycopg_pool``'s
-``AsyncConnectionPool``, at most ``POOL_SIZE``), opened on the first report: the accept path never
-touches PostgreSQL, and a burst of reports waits for a connection instead of opening more.
+The reads run on the TinyTrail API's pool (``gateway/database.py``), never on the accept path's.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
-from trackgate.gateway.errors import Unavailable
 from trackgate.gateway.reports.params import Query
 from trackgate.schemas import aggregates
 
-POOL_SIZE = 4
-POOL_TIMEOUT_SECONDS = 10.0
-STATEMENT_TIMEOUT_MS = 30_000
 REALTIME_MINUTES = 30
 TOP_PAGES = 10
 
@@ -117,56 +109,19 @@ def _filters(key: str | None) -> str:
     return f"dim = ANY(%(dims)s) AND scope = %(scope)s AND (NOT bots OR %(bots)s){extra}"
 
 
-class ReportData:
-    """The reports' reads, over their own pool (opened on first use)."""
-
-    def __init__(self, database_url: str) -> None:
-        self._pool = AsyncConnectionPool(
-            database_url,
-            min_size=0,
-            max_size=POOL_SIZE,
-            open=False,
-            timeout=POOL_TIMEOUT_SECONDS,
-            name="trackgate-reports",
-            kwargs={"autocommit": True, "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"},
-        )
-        self._opened = False
-        self._lock = asyncio.Lock()
-
-    async def _open(self) -> None:
-        async with self._lock:
-            if not self._opened:
-                await self._pool.open(wait=False)
-                self._opened = True
-
-    async def close(self) -> None:
-        if self._opened:
-            await self._pool.close()
-            self._opened = False
-
-    def connection(self) -> Any:
-        return self._pool.connection()
-
-    async def run(self, read: Any, *args: Any) -> Any:
-        """``await read(conn, *args)`` on a pooled connection; PostgreSQL down is a 503."""
-        await self._open()
-        try:
-            async with self._pool.connection() as conn:
-                return await read(conn, *args)
-        except (psycopg.OperationalError, OSError, TimeoutError) as exc:
-            raise Unavailable("PostgreSQL did not answer; retry") from exc
-
-
 async def first_day(conn: psycopg.AsyncConnection, source_id: str) -> date | None:
     """The UTC day of the source's first event (``period=all``)."""
     cur = await conn.execute(
-        """SELECT (min("timestamp") AT TIME ZONE 'UTC')::date FROM events WHERE source_id = %s""", (source_id,)
+        """SELECT (min("timestamp") AT TIME ZONE 'UTC')::date FROM events WHERE source_id = %s""",
+        (source_id,),
     )
     row = await cur.fetchone()
     return row[0] if row else None
 
 
-async def period(conn: psycopg.AsyncConnection, source_id: str, start: date, end: date, today: date) -> Period:
+async def period(
+    conn: psycopg.AsyncConnection, source_id: str, start: date, end: date, today: date
+) -> Period:
     """Which days of [start, end] are read raw: every one not marked clean (today always)."""
     cur = await conn.execute(
         "SELECT day FROM report_days WHERE source_id = %s AND day >= %s AND day <= %s AND day < %s"
@@ -229,14 +184,20 @@ async def rows(
 
 
 def _funnel_sql(source: str, n_steps: int) -> str:
-    counts = ", ".join(f"coalesce(sum(q.sessions) FILTER (WHERE a{i}.p IS NOT NULL), 0)" for i in range(n_steps))
+    """Per step, the sessions whose steps hold it after the previous step's first match."""
+    counts = ", ".join(
+        f"coalesce(sum(q.sessions) FILTER (WHERE a{i}.p IS NOT NULL), 0)" for i in range(n_steps)
+    )
     joins = " CROSS JOIN LATERAL (SELECT array_position(q.steps, %(s0)s::text) AS p) a0"
     for i in range(1, n_steps):
-        joins += f" CROSS JOIN LATERAL (SELECT array_position(q.steps, %(s{i})s::text, a{i - 1}.p + 1) AS p) a{i}"
+        after = f"array_position(q.steps, %(s{i})s::text, a{i - 1}.p + 1)"
+        joins += f" CROSS JOIN LATERAL (SELECT CASE WHEN a{i - 1}.p IS NOT NULL THEN {after} END AS p) a{i}"
     return f"SELECT {counts} FROM ({source}) q{joins}"
 
 
-async def funnel(conn: psycopg.AsyncConnection, span: Period, query: Query, steps: Sequence[str]) -> list[int]:
+async def funnel(
+    conn: psycopg.AsyncConnection, span: Period, query: Query, steps: Sequence[str]
+) -> list[int]:
     """Sessions that reached each step, in order (a step after the one before it, in the same session)."""
     params: dict[str, Any] = {
         "source": span.source_id,

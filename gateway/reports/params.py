@@ -1,5 +1,5 @@
 """The reports' query parameters, read once into a frozen :class:`Query`; a bad value is a 400 that
-names its parameter (``InvalidQuery``).
+names its parameter (``InvalidPayload``).
 
 Periods (UTC days, both ends included; "today" is the gateway clock's UTC date):
 
@@ -26,7 +26,7 @@ from datetime import date, timedelta
 
 import msgspec
 
-from trackgate.gateway.errors import InvalidQuery
+from trackgate.gateway.errors import InvalidPayload
 
 PERIODS = ("yesterday", "today", "7d", "30d", "90d", "12m", "ytd", "all")
 DAYS = {"7d": 7, "30d": 30, "90d": 90, "12m": 365}
@@ -68,7 +68,7 @@ def _date(params: Mapping[str, str], name: str) -> date | None:
             raise ValueError
         return date.fromisoformat(value)
     except ValueError:
-        raise InvalidQuery(f"{name} must be a date, YYYY-MM-DD", path=name) from None
+        raise InvalidPayload(f"{name} must be a date, YYYY-MM-DD", path=name) from None
 
 
 def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int | None) -> int:
@@ -78,19 +78,21 @@ def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int
     try:
         n = int(value)
     except ValueError:
-        raise InvalidQuery(f"{name} must be a whole number", path=name) from None
+        raise InvalidPayload(f"{name} must be a whole number", path=name) from None
     if n < low or (high is not None and n > high):
         bound = f"{low} to {high}" if high is not None else f"at least {low}"
-        raise InvalidQuery(f"{name} must be {bound}", path=name)
+        raise InvalidPayload(f"{name} must be {bound}", path=name)
     return n
 
 
-def _choice(params: Mapping[str, str], name: str, choices: tuple[str, ...], default: str | None) -> str | None:
+def _choice(
+    params: Mapping[str, str], name: str, choices: tuple[str, ...], default: str | None
+) -> str | None:
     value = params.get(name)
     if value is None or value == "":
         return default
     if value not in choices:
-        raise InvalidQuery(f"{name} must be one of {', '.join(choices)}", path=name)
+        raise InvalidPayload(f"{name} must be one of {', '.join(choices)}", path=name)
     return value
 
 
@@ -98,13 +100,13 @@ def parse(params: Mapping[str, str]) -> Query:
     """The common parameters of every report (TinyTrail's table), checked."""
     bots = params.get("include_bots", "false").lower()
     if bots not in ("true", "false", ""):
-        raise InvalidQuery("include_bots must be true or false", path="include_bots")
+        raise InvalidPayload("include_bots must be true or false", path="include_bots")
     fmt = params.get("format", "json") or "json"
     if fmt not in ("json", "csv"):
-        raise InvalidQuery("format must be json or csv", path="format")
+        raise InvalidPayload("format must be json or csv", path="format")
     start, end = _date(params, "start_date"), _date(params, "end_date")
     if start and end and start > end:
-        raise InvalidQuery("start_date must not be after end_date", path="start_date")
+        raise InvalidPayload("start_date must not be after end_date", path="start_date")
     return Query(
         period=_choice(params, "period", PERIODS, "7d") or "7d",
         start=start,
