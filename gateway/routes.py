@@ -46,6 +46,7 @@ from trackgate.gateway import (
 )
 from trackgate.gateway.dialect import Claim, Dialect
 from trackgate.gateway.ingest import AnyRoute, IngestRoute, SharedRoute
+from trackgate.gateway.reports import routes as reports
 from trackgate.gateway.responses import JSONResponse
 from trackgate.gateway.runtime import Runtime
 
@@ -194,6 +195,7 @@ def build_routes() -> list[BaseRoute]:
         *accounts.ROUTES,  # the TinyTrail management API (issue 12)
         *users.ROUTES,
         *websites.ROUTES,
+        *reports.ROUTES,  # its reports and admin/aggregate
     ]
     for dialect in DIALECTS:
         routes.extend(dialect.routes)
