@@ -218,3 +218,23 @@ def test_a_body_over_64_kb_is_refused_unread(api, admin_headers, db):
         "message": "the body is larger than 65536 bytes",
     }
     assert db.execute("SELECT count(*) FROM sources").fetchone()[0] == 0
+
+
+def test_delete_takes_the_websites_aggregates_at_once(api_settings, api, admin_headers, db, drain):
+    import datetime as dt
+
+    website = api.post("/api/v1/websites", json={"domain": "agg.example"}, headers=admin_headers).json()[
+        "data"
+    ]
+    kept = api.post("/api/v1/websites", json={"domain": "kept.example"}, headers=admin_headers).json()["data"]
+    for site in (website, kept):
+        assert api.post("/api/v1/collect", json=page(site["id"]), headers=BROWSER).status_code == 202
+    drain()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert api.post("/api/v1/admin/aggregate", json={"date": today}, headers=admin_headers).status_code == 200
+    source_of = dict(db.execute("SELECT website_id::text, id FROM sources").fetchall())
+    aggregated = "SELECT DISTINCT source_id FROM report_days ORDER BY 1"
+    assert db.execute(aggregated).fetchall() == sorted((source_of[w["id"]],) for w in (website, kept))
+    assert api.delete(f"/api/v1/websites/{website['id']}", headers=admin_headers).status_code == 200
+    for table in ("report_days", "report_rows"):  # before any job ran
+        assert db.execute(f"SELECT DISTINCT source_id FROM {table}").fetchall() == [(source_of[kept["id"]],)]
