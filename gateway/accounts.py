@@ -33,6 +33,7 @@ def account_json(account_id: str, name: str, created_at: datetime) -> dict[str, 
 
 @endpoint
 async def list_accounts(request: Request) -> Response:
+    """GET /api/v1/accounts (admin): every account."""
     await principal(request, admin=True)
     async with database(request).connection() as conn:
         cur = await conn.execute("SELECT id, name, created_at FROM accounts ORDER BY created_at, id")
@@ -42,6 +43,7 @@ async def list_accounts(request: Request) -> Response:
 
 @endpoint
 async def create_account(request: Request) -> Response:
+    """POST /api/v1/accounts (admin) {name}: a new account (201)."""
     await principal(request, admin=True)
     body = await json_body(request)
     name = body.get("name")
@@ -63,6 +65,7 @@ async def create_account(request: Request) -> Response:
 
 @endpoint
 async def delete_account(request: Request) -> Response:
+    """DELETE /api/v1/accounts/{id} (admin): the account, its keys, websites and data."""
     await principal(request, admin=True)
     account_id = uuid_param(request.path_params["id"], "id")
     async with database(request).connection() as conn, conn.transaction():

@@ -57,6 +57,7 @@ def _runtime(request: Request) -> Runtime:
 
 @endpoint
 async def list_users(request: Request) -> Response:
+    """GET /api/v1/users (admin): every user, without keys."""
     await principal(request, admin=True)
     async with database(request).connection() as conn:
         cur = await conn.execute(
@@ -82,6 +83,7 @@ def _fields(body: dict[str, Any]) -> tuple[str, str, str | None]:
 
 @endpoint
 async def create_user(request: Request) -> Response:
+    """POST /api/v1/users (admin) {account_id, role, email?}: a user and its key, shown once (201)."""
     await principal(request, admin=True)
     account_id, role, email = _fields(await json_body(request))
     settings = _runtime(request).settings
@@ -108,6 +110,7 @@ async def create_user(request: Request) -> Response:
 
 @endpoint
 async def user_api_key(request: Request) -> Response:
+    """GET /api/v1/users/{id}/api-key (admin): the user's key, decrypted."""
     await principal(request, admin=True)
     user_id = uuid_param(request.path_params["id"], "id")
     async with database(request).connection() as conn:
@@ -128,6 +131,7 @@ async def user_api_key(request: Request) -> Response:
 
 @endpoint
 async def delete_user(request: Request) -> Response:
+    """DELETE /api/v1/users/{id} (admin): the user; its key stops working."""
     await principal(request, admin=True)
     user_id = uuid_param(request.path_params["id"], "id")
     async with database(request).connection() as conn:

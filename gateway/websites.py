@@ -174,6 +174,7 @@ async def _fetch(conn: psycopg.AsyncConnection, source_id: str) -> Website:
 
 @endpoint
 async def list_websites(request: Request) -> Response:
+    """GET /api/v1/websites: the caller's account's websites (an admin's: all)."""
     who = await principal(request)
     async with database(request).connection() as conn:
         if is_admin(who):
@@ -202,6 +203,7 @@ def _account_for_new(who: Principal, body: dict[str, Any]) -> str:
 
 @endpoint
 async def create_website(request: Request) -> Response:
+    """POST /api/v1/websites {domain, content_groups?, excluded_ips?, account_id?}: a new website (201)."""
     who = await principal(request)
     body = await json_body(request)
     domain = domain_field(body)
@@ -248,6 +250,7 @@ async def create_website(request: Request) -> Response:
 
 @endpoint
 async def update_website(request: Request) -> Response:
+    """PATCH /api/v1/websites/{id} {domain?, content_groups?, excluded_ips?}: the updated website."""
     who = await principal(request)
     website_id = uuid_param(request.path_params["id"], "id")
     body = await json_body(request)
@@ -292,6 +295,7 @@ async def update_website(request: Request) -> Response:
 
 @endpoint
 async def delete_website(request: Request) -> Response:
+    """DELETE /api/v1/websites/{id}: the website and its data."""
     who = await principal(request)
     website_id = uuid_param(request.path_params["id"], "id")
     found = await website(request, who, website_id)
