@@ -146,7 +146,9 @@ async def sources_changed(request: Request) -> None:
 
 
 async def _workspace_of(conn: psycopg.AsyncConnection, account_id: str) -> str | None:
-    cur = await conn.execute("SELECT workspace FROM accounts WHERE id = %s", (account_id,))
+    """The account's workspace, its row locked until the transaction ends: an account deleted meanwhile
+    gets no website (the delete waits, or this finds no account)."""
+    cur = await conn.execute("SELECT workspace FROM accounts WHERE id = %s FOR SHARE", (account_id,))
     row = await cur.fetchone()
     return row[0] if row else None
 
