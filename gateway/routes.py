@@ -32,7 +32,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from trackgate.gateway import bucket, commandersact, debugger, openpanel, segment, spectacle, tinytrail
+from trackgate.gateway import (
+    bucket,
+    commandersact,
+    dashboard,
+    debugger,
+    openpanel,
+    segment,
+    spectacle,
+    tinytrail,
+)
 from trackgate.gateway.dialect import Claim, Dialect
 from trackgate.gateway.ingest import AnyRoute, IngestRoute, SharedRoute
 from trackgate.gateway.responses import JSONResponse
@@ -177,7 +186,11 @@ def prefix_conflict(prefix: str | None) -> str | None:
 
 
 def build_routes() -> list[BaseRoute]:
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *debugger.ROUTES]
+    routes: list[BaseRoute] = [
+        Route("/health", health, methods=["GET"]),
+        *debugger.ROUTES,
+        *dashboard.ROUTES,
+    ]
     for dialect in DIALECTS:
         routes.extend(dialect.routes)
     return routes
