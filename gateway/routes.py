@@ -33,6 +33,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from trackgate.gateway import (
+    accounts,
     bucket,
     commandersact,
     dashboard,
@@ -41,6 +42,8 @@ from trackgate.gateway import (
     segment,
     spectacle,
     tinytrail,
+    users,
+    websites,
 )
 from trackgate.gateway.dialect import Claim, Dialect
 from trackgate.gateway.ingest import AnyRoute, IngestRoute, SharedRoute
@@ -190,6 +193,9 @@ def build_routes() -> list[BaseRoute]:
         Route("/health", health, methods=["GET"]),
         *debugger.ROUTES,
         *dashboard.ROUTES,
+        *accounts.ROUTES,  # the TinyTrail management API (issue 12)
+        *users.ROUTES,
+        *websites.ROUTES,
     ]
     for dialect in DIALECTS:
         routes.extend(dialect.routes)

@@ -9,14 +9,13 @@ Keys are never logged. The gateway's side (checking a key) is ``gateway/api_keys
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import datetime
 
 import msgspec
 import psycopg
 
-from trackgate.gateway.api_keys import ADMIN, PREFIX, USER
+from trackgate.gateway.api_keys import ADMIN, INSERT_KEY, USER, new_api_key
 from trackgate.gateway.auth import key_digest, read_secret
 from trackgate.schemas.destinations import fernet, rotate_credentials  # the installation's Fernet keys
 from trackgate.schemas.settings import Settings
@@ -28,10 +27,6 @@ class CreatedKey(msgspec.Struct, frozen=True):
     key: str
     """The only time the key is seen in clear."""
     created_at: datetime
-
-
-def new_api_key() -> str:
-    return PREFIX + secrets.token_urlsafe(32)
 
 
 def create_key(
@@ -56,8 +51,7 @@ def create_key(
     with psycopg.connect(database_url) as conn:
         digest = key_digest(key, read_secret(conn, settings.key_pepper))
         row = conn.execute(
-            "INSERT INTO api_keys (id, role, account_id, email, key_hash, key_encrypted, label)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING created_at",
+            INSERT_KEY,
             (key_id, role, account_id, email, digest, encrypted, label),
         ).fetchone()
     assert row is not None
