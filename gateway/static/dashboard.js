@@ -161,7 +161,8 @@
         left -= 1;
         if (left > 0) return say();
         clearError();
-        load();
+        if (state.website) load();
+        else signIn(); // the list of websites was what the limit refused
       }, 1000);
       return;
     }
@@ -174,6 +175,8 @@
   function signOut(message) {
     localStorage.removeItem(KEY_STORE);
     state.key = null;
+    state.website = null;
+    state.websites = [];
     state.generation += 1;
     stopRealtime();
     clearError();

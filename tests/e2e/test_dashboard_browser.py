@@ -27,7 +27,7 @@ from tests.e2e.conftest import SCREENSHOTS
 from tests.helpers import live_gateway
 from trackgate import api_keys
 from trackgate.gateway.tinytrail import BROWSER_UA
-from trackgate.sources import add_source
+from trackgate.sources import add_source, announce_change
 
 SECRET = "a-long-test-secret-for-the-dashboard"
 KEY_STORE = "trackgate.dashboard.apiKey"
@@ -244,6 +244,7 @@ def dashboard_site(settings, drain) -> Iterator[dict[str, Any]]:
         key = user["apiKey"]
         shop = api(http, "POST", "/api/v1/websites", key, json={"domain": "shop.example"})
         _, write_key = add_source(settings.database_url, "segment", "app.example", workspace=account)
+        assert announce_change(settings.redis_url)[1] >= 1  # the gateway knows the new source at once
         send_segment(http, write_key, segment_fixture(now))
         for ua, path, width in ((DESKTOP, "/", 1920), (IPHONE, "/shoes", 375), (DESKTOP, "/shoes", 1920)):
             call = {
