@@ -47,6 +47,7 @@ from trackgate.gateway import (
 )
 from trackgate.gateway.dialect import Claim, Dialect
 from trackgate.gateway.ingest import AnyRoute, IngestRoute, SharedRoute
+from trackgate.gateway.reports import routes as reports
 from trackgate.gateway.responses import JSONResponse
 from trackgate.gateway.runtime import Runtime
 
@@ -196,6 +197,7 @@ def build_routes() -> list[BaseRoute]:
         *accounts.ROUTES,  # the TinyTrail management API (issue 12)
         *users.ROUTES,
         *websites.ROUTES,
+        *reports.ROUTES,
     ]
     for dialect in DIALECTS:
         routes.extend(dialect.routes)
