@@ -336,11 +336,17 @@
     const opts = {
       width: Math.max(box.clientWidth - 8, 200),
       height: 260,
-      padding: [16, 12, 0, 4],
+      padding: [16, 28, 0, 4],
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [
         {
+          // one label a day at most (uPlot would split a short range into hours), fewer when they crowd
           stroke: muted, grid: { show: false }, ticks: { show: false },
+          splits: (u) => {
+            const fit = Math.max(1, Math.floor(u.bbox.width / uPlot.pxRatio / 72));
+            const step = Math.ceil(xs.length / fit);
+            return xs.filter((_, i) => i % step === 0);
+          },
           values: (u, splits) => splits.map((s) => dayFormat.format(new Date(s * 1000))),
         },
         { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { show: false }, size: 64, values: axisValue },

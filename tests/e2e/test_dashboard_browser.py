@@ -145,8 +145,8 @@ def api(http: httpx.Client, method: str, path: str, key: str, **kwargs: Any) -> 
 
 
 def segment_fixture(now: datetime) -> list[dict]:
-    """Segment pages and tracks over the day before yesterday, yesterday and the last half hour; more
-    than a thousand page views yesterday (thousands separators on screen)."""
+    """Segment pages and tracks nine days ago, the day before yesterday, yesterday and in the last half
+    hour; more than a thousand page views yesterday (thousands separators on screen)."""
     day = now.replace(hour=10, minute=0, second=0, microsecond=0)
     two_days_ago, yesterday = day - timedelta(days=2), day - timedelta(days=1)
     messages: list[dict] = []
@@ -180,6 +180,11 @@ def segment_fixture(now: datetime) -> list[dict]:
         )
 
     google = "https://www.google.com/search?q=app"
+    # nine days ago (the previous period of 7d): F from Google reads two pages, G comes direct and leaves
+    nine_days_ago = day - timedelta(days=9)
+    page(nine_days_ago, "f", "203.0.113.6", DESKTOP, 1440, "/", google)
+    page(nine_days_ago + timedelta(minutes=4), "f", "203.0.113.6", DESKTOP, 1440, "/pricing", google)
+    page(nine_days_ago + timedelta(hours=1), "g", "203.0.113.7", IPHONE, 390, "/")
     # the day before yesterday: A from Google reads two pages; B from a tweet's campaign bounces
     page(two_days_ago, "a", "203.0.113.1", DESKTOP, 1440, "/", google)
     page(two_days_ago + timedelta(minutes=2), "a", "203.0.113.1", DESKTOP, 1440, "/pricing", google)
@@ -268,7 +273,7 @@ def dashboard_site(settings, drain) -> Iterator[dict[str, Any]]:
             IPHONE,
         )
         drain()
-        for back in (2, 1):
+        for back in (9, 2, 1):
             day = (now - timedelta(days=back)).date().isoformat()
             api(http, "POST", "/api/v1/admin/aggregate", admin, json={"date": day})
         websites = {w["domain"]: w for w in api(http, "GET", "/api/v1/websites", key)}
@@ -365,8 +370,9 @@ def test_the_dashboard_shows_the_apis_numbers(settings, db, rdb, drain, chromium
         pick(browser, "website", app["id"])
         pick(browser, "period", "7d")
         seen = check_board(browser, http, key, app["id"], "7d")
-        pageviews = seen["summary"]["metrics"]["pageviews"]["value"]
-        assert pageviews > 1000 and "," in count(pageviews)  # the fixture's day of 1,100 page views
+        pageviews = seen["summary"]["metrics"]["pageviews"]
+        assert pageviews["value"] > 1000 and "," in count(pageviews["value"])  # the day of 1,100 page views
+        assert pageviews["previous"] > 0 and pageviews["change_pct"] > 0  # nine days ago, the period before
         assert [r["path"] for r in seen["pages"]][:1] == ["/"]
         assert seen["realtime"]["active_visitors"] >= 1
 
@@ -404,6 +410,7 @@ def test_the_dashboard_shows_the_apis_numbers(settings, db, rdb, drain, chromium
         assert csv_api.headers["content-type"].startswith("text/csv")
         until(lambda: csv_file.read_bytes() == csv_api.content, "the downloaded CSV to be the API's")
 
+        browser.set_window_size(1280, browser.execute_script("return document.body.scrollHeight") + 140)
         browser.execute_script("window.scrollTo(0, 0)")
         shot = screenshot(browser)
         kept = SCREENSHOTS / "dashboard.png"
@@ -448,6 +455,9 @@ def test_the_dashboard_shows_the_apis_numbers(settings, db, rdb, drain, chromium
             settled(
                 lambda: browser.execute_script(READ_TILES), expected_tiles(summary), f"tiles for {period}"
             )
+
+        # no script error, no request the Content-Security-Policy refused, no failed request on the way
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
         # signing out forgets the key
         browser.find_element("id", "sign-out").click()
