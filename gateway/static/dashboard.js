@@ -313,6 +313,18 @@
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   }
 
+  function chartTable(label, kind) {
+    // the chart's numbers as a table, for screen readers (visually hidden)
+    $("chart-table").querySelector("caption").textContent = `${label} per day`;
+    $("chart-table").querySelector("tbody").replaceChildren(
+      ...chartSeries.map((p) => {
+        const tr = el("tr");
+        tr.append(el("td", null, p.date), el("td", null, format(kind, p.value)));
+        return tr;
+      }),
+    );
+  }
+
   function drawChart(metric) {
     const box = $("chart");
     if (chart) {
@@ -320,11 +332,12 @@
       chart = null;
     }
     box.replaceChildren();
+    const { label, kind } = METRICS[metric] || { label: metric, kind: "count" };
+    chartTable(label, kind);
     if (!chartSeries.length) {
       box.append(el("div", "chart-empty", "No data for this period."));
       return;
     }
-    const { label, kind } = METRICS[metric] || { label: metric, kind: "count" };
     const xs = chartSeries.map((p) => Date.parse(p.date + "T00:00:00Z") / 1000);
     const ys = chartSeries.map((p) => p.value);
     const accent = cssVar("--accent") || "#4f46e5";

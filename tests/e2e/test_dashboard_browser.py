@@ -112,6 +112,8 @@ READ_TILES = """return [...document.querySelectorAll('#tiles .tile')].map(t => (
   metric: t.dataset.metric, value: t.querySelector('.value').innerText,
   change: t.querySelector('.change') ? t.querySelector('.change').innerText : null,
   previous: t.querySelector('.previous') ? t.querySelector('.previous').innerText : null}))"""
+READ_SERIES = """return [...document.querySelectorAll('#chart-table tbody tr')].map(
+  r => [...r.cells].map(c => c.textContent))"""
 READ_ROWS = """return [...document.querySelectorAll('#' + arguments[0] + ' .row')].map(
   r => [...r.querySelectorAll('.label, .tag, .num')].map(c => c.innerText))"""
 
@@ -376,21 +378,28 @@ def test_the_dashboard_shows_the_apis_numbers(settings, db, rdb, drain, chromium
         assert [r["path"] for r in seen["pages"]][:1] == ["/"]
         assert seen["realtime"]["active_visitors"] >= 1
 
-        # the chart: its metric switch asks the API for that metric's series
-        pick(browser, "metric", "visits")
-        series = api(
-            http,
-            "GET",
-            "/api/v1/reports/timeseries",
-            key,
-            params={"website_id": app["id"], "period": "7d", "metric": "visits"},
-        )["series"]
-        until(
-            lambda: browser.execute_script("return document.querySelector('#chart canvas') !== null"),
-            "a chart",
-        )
-        assert browser.execute_script("return location.hash").count("metric=visits") == 1
-        assert len(series) >= 3
+        # the chart: its metric switch (and a click on a tile) asks the API for that metric's series; the
+        # chart's numbers are also a table for screen readers, which is what is compared here
+        for metric, show in (
+            ("visits", count),
+            ("bounce_rate", lambda v: two(v) + "%"),
+            ("avg_session_duration", duration),
+        ):
+            pick(browser, "metric", metric)
+            series = api(
+                http,
+                "GET",
+                "/api/v1/reports/timeseries",
+                key,
+                params={"website_id": app["id"], "period": "7d", "metric": metric},
+            )["series"]
+            assert len(series) == 7  # a point a day
+            expected_series = [[p["date"], show(p["value"])] for p in series]
+            settled(lambda: browser.execute_script(READ_SERIES), expected_series, f"the chart of {metric}")
+        assert browser.execute_script("return document.querySelector('#chart canvas') !== null")
+        browser.find_element("css selector", ".tile[data-chart='visits']").click()
+        assert browser.find_element("id", "metric").get_attribute("value") == "visits"
+        assert "metric=visits" in browser.execute_script("return location.hash")
 
         # a CSV button downloads the API's CSV (fetched with the key, handed over as a Blob)
         downloads = tmp_path / "downloads"
@@ -417,6 +426,18 @@ def test_the_dashboard_shows_the_apis_numbers(settings, db, rdb, drain, chromium
         shot.replace(kept)
         print(f"screenshot: {kept}")
         assert kept.stat().st_size > 20_000
+
+        # the key is asked for once: a reload opens the same website and period (kept in the URL) at once
+        browser.refresh()
+        until(lambda: browser.find_element("id", "board").is_displayed(), "the board after a reload")
+        assert not browser.find_element("id", "key-form").is_displayed()
+        assert browser.find_element("id", "website").get_attribute("value") == app["id"]
+        assert browser.find_element("id", "period").get_attribute("value") == "7d"
+        settled(
+            lambda: browser.execute_script(READ_TILES),
+            expected_tiles(seen["summary"]),
+            "tiles after a reload",
+        )
 
         # the TinyTrail website, today: raw events only
         pick(browser, "website", shop["id"])
