@@ -35,6 +35,12 @@
       name: (r) => [r.utmSource, r.utmMedium, r.utmCampaign].map((v) => v || "(none)").join(" / "),
     },
   };
+  // the pages panel's three lists: top pages (reports/pages), entry and exit pages (reports/flow)
+  const PAGES = {
+    pages: { columns: ["Page", "Pageviews", "Unique"], csv: "pages" },
+    landing: { columns: ["Entry page", "Entries"], csv: "flow" },
+    exit: { columns: ["Exit page", "Exits"], csv: null }, // the API's flow CSV holds the entry pages only
+  };
   const DEVICES = {
     device_types: { column: "Device type", name: (r) => r.deviceType },
     browsers: { column: "Browser", name: (r) => r.browserFamily },
@@ -75,6 +81,8 @@
     period: "7d",
     metric: "pageviews",
     sources: "channel",
+    pages: "pages",
+    contentGroup: "",
     devices: "device_types",
     devicesData: null,
     pagesPage: 1,
@@ -91,13 +99,16 @@
     if (h.get("metric") in METRICS) state.metric = h.get("metric");
     if (h.get("sources") in SOURCES) state.sources = h.get("sources");
     if (h.get("devices") in DEVICES) state.devices = h.get("devices");
+    if (h.get("pages") in PAGES) state.pages = h.get("pages");
+    state.contentGroup = h.get("group") || "";
     return h.get("website");
   }
   function writeHash() {
     const h = new URLSearchParams({
       website: state.website || "", period: state.period, metric: state.metric,
-      sources: state.sources, devices: state.devices,
+      sources: state.sources, devices: state.devices, pages: state.pages,
     });
+    if (state.contentGroup) h.set("group", state.contentGroup);
     history.replaceState(null, "", "#" + h);
   }
 
@@ -131,7 +142,12 @@
     return response;
   }
   const data = async (path, params) => (await (await call(path, params)).json()).data;
-  const reportParams = (extra) => ({ website_id: state.website, period: state.period, ...extra });
+  const reportParams = (extra) => ({
+    website_id: state.website,
+    period: state.period,
+    ...(state.contentGroup ? { content_group: state.contentGroup } : {}),
+    ...extra,
+  });
 
   // --- errors, shown plainly ---------------------------------------------------------------------------
   function clearError() {
@@ -225,8 +241,29 @@
     for (const id of ["website-picker", "period-picker", "board", "realtime"]) $(id).hidden = false;
     selectTab("sources-tabs", state.sources);
     selectTab("devices-tabs", state.devices);
+    selectTab("pages-tabs", state.pages);
+    showGroups(false);
     load();
     startRealtime();
+  }
+
+  // the content groups of the website (its settings, from the websites list) as a filter
+  function showGroups(reset) {
+    const website = state.websites.find((w) => w.id === state.website) || {};
+    const names = (website.contentGroups || []).map((g) => g.name).filter(Boolean);
+    if (reset || !names.includes(state.contentGroup)) state.contentGroup = "";
+    const all = el("option", null, "All content");
+    all.value = "";
+    $("content-group").replaceChildren(
+      all,
+      ...names.map((name) => {
+        const option = el("option", null, name);
+        option.value = name;
+        return option;
+      }),
+    );
+    $("content-group").value = state.contentGroup;
+    $("group-picker").hidden = !names.length;
   }
 
   // --- loading a website and period --------------------------------------------------------------------
@@ -441,10 +478,27 @@
   }
 
   async function loadPages(generation) {
-    const d = await data("reports/pages", reportParams({ page: state.pagesPage, per_page: PER_PAGE }));
-    if (generation !== state.generation) return;
-    renderRows("pages", d.rows || [], (r) => [r.path, r.contentGroup], (r) => [r.pageviews, r.uniquePageviews], true);
-    renderPager("pages-pager", d, (page) => {
+    const view = state.pages;
+    const params = reportParams({ page: state.pagesPage, per_page: PER_PAGE });
+    const d = await data(view === "pages" ? "reports/pages" : "reports/flow", params);
+    if (generation !== state.generation || view !== state.pages) return;
+    const { columns, csv } = PAGES[view];
+    $("pages-panel").dataset.view = view;
+    $("pages-cols").replaceChildren(...columns.map((c, i) => el("span", i ? "num" : null, c)));
+    $("pages-csv").hidden = !csv;
+    if (csv) $("pages-csv").dataset.csv = csv;
+    let rows;
+    if (view === "pages") {
+      rows = d.rows || [];
+      renderRows("pages", rows, (r) => [r.path, r.contentGroup], (r) => [r.pageviews, r.uniquePageviews], true);
+    } else if (view === "landing") {
+      rows = d.landing_pages || [];
+      renderRows("pages", rows, (r) => [r.path], (r) => [r.entries]);
+    } else {
+      rows = d.exit_pages || [];
+      renderRows("pages", rows, (r) => [r.path], (r) => [r.exits]);
+    }
+    renderPager("pages-pager", { page: d.page || state.pagesPage, per_page: d.per_page, rows }, (page) => {
       state.pagesPage = page;
       loadPages(state.generation).catch(showError);
     });
@@ -514,6 +568,7 @@
     summary: () => reportParams({ compare: "previous_period" }),
     timeseries: () => reportParams({ metric: state.metric }),
     pages: () => reportParams({ per_page: 500 }),
+    flow: () => reportParams({ per_page: 500 }),
     sources: () => reportParams({ group_by: state.sources, per_page: 500 }),
     devices: () => reportParams(),
     "custom-events": () => reportParams({ per_page: 500 }),
@@ -560,6 +615,7 @@
   $("website").addEventListener("change", (event) => {
     state.website = event.target.value;
     state.pagesPage = state.sourcesPage = state.eventsPage = 1;
+    showGroups(true);
     load();
     refreshRealtime();
   });
@@ -578,6 +634,21 @@
     writeHash();
     const generation = state.generation;
     loadSources(generation).catch((err) => generation === state.generation && showError(err));
+  });
+  $("pages-tabs").addEventListener("click", (event) => {
+    const tab = event.target.closest("button[data-tab]");
+    if (!tab || tab.dataset.tab === state.pages) return;
+    state.pages = tab.dataset.tab;
+    state.pagesPage = 1;
+    selectTab("pages-tabs", state.pages);
+    writeHash();
+    const generation = state.generation;
+    loadPages(generation).catch((err) => generation === state.generation && showError(err));
+  });
+  $("content-group").addEventListener("change", (event) => {
+    state.contentGroup = event.target.value;
+    state.pagesPage = state.sourcesPage = state.eventsPage = 1;
+    load();
   });
   $("devices-tabs").addEventListener("click", (event) => {
     const tab = event.target.closest("button[data-tab]");

@@ -249,7 +249,13 @@ def dashboard_site(settings, drain) -> Iterator[dict[str, Any]]:
         account = api(http, "POST", "/api/v1/accounts", admin, json={"name": "Shop"})["id"]
         user = api(http, "POST", "/api/v1/users", admin, json={"account_id": account, "role": "user"})
         key = user["apiKey"]
-        shop = api(http, "POST", "/api/v1/websites", key, json={"domain": "shop.example"})
+        shop = api(
+            http,
+            "POST",
+            "/api/v1/websites",
+            key,
+            json={"domain": "shop.example", "content_groups": [{"name": "Shoes", "pattern": "/shoes*"}]},
+        )
         _, write_key = add_source(settings.database_url, "segment", "app.example", workspace=account)
         assert announce_change(settings.redis_url)[1] >= 1  # the gateway knows the new source at once
         send_segment(http, write_key, segment_fixture(now))
@@ -306,9 +312,10 @@ def pick(browser, select_id: str, value: str) -> None:
     Select(browser.find_element("id", select_id)).select_by_value(value)
 
 
-def check_board(browser, http: httpx.Client, key: str, website: str, period: str) -> dict:
-    """Every number on screen equals the API's for ``website`` and ``period``; returns the API's answers."""
-    params = {"website_id": website, "period": period}
+def check_board(browser, http: httpx.Client, key: str, website: str, period: str, **extra: str) -> dict:
+    """Every number on screen equals the API's for ``website``, ``period`` (and ``extra`` parameters, a
+    content group); returns the API's answers."""
+    params = {"website_id": website, "period": period, **extra}
     summary = api(
         http, "GET", "/api/v1/reports/summary", key, params={**params, "compare": "previous_period"}
     )
@@ -327,6 +334,14 @@ def check_board(browser, http: httpx.Client, key: str, website: str, period: str
     settled(lambda: browser.execute_script(READ_ROWS, "pages"), expected_pages, "top pages")
 
     answers = {"summary": summary, "pages": pages}
+    flow = api(http, "GET", "/api/v1/reports/flow", key, params={**params, "per_page": 10})
+    for tab, rows, field in (("landing", "landing_pages", "entries"), ("exit", "exit_pages", "exits")):
+        browser.find_element("css selector", f"#pages-tabs [data-tab='{tab}']").click()
+        expected = [[label(r["path"]), count(r[field])] for r in flow[rows]]
+        settled(lambda: browser.execute_script(READ_ROWS, "pages"), expected, f"{tab} pages")
+    browser.find_element("css selector", "#pages-tabs [data-tab='pages']").click()
+    settled(lambda: browser.execute_script(READ_ROWS, "pages"), expected_pages, "top pages again")
+    answers["flow"] = flow
     for tab, name in SOURCE_NAMES.items():
         browser.find_element("css selector", f"#sources-tabs [data-tab='{tab}']").click()
         rows = api(
@@ -444,6 +459,14 @@ def test_the_dashboard_shows_the_apis_numbers(settings, db, rdb, drain, chromium
         pick(browser, "period", "today")
         today = check_board(browser, http, key, shop["id"], "today")
         assert today["summary"]["metrics"]["pageviews"]["value"] == 3  # the three page_view calls
+
+        # its content group filters every report but the realtime count
+        assert browser.find_element("id", "group-picker").is_displayed()
+        pick(browser, "content-group", "Shoes")
+        shoes = check_board(browser, http, key, shop["id"], "today", content_group="Shoes")
+        assert shoes["summary"]["metrics"]["pageviews"]["value"] == 2  # /shoes twice
+        assert [r["path"] for r in shoes["pages"]] == ["/shoes"]
+        pick(browser, "content-group", "")
 
         # the realtime count refreshes itself: a new visitor appears within one refresh
         before = today["realtime"]["active_visitors"]
