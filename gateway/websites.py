@@ -217,7 +217,7 @@ async def create_website(request: Request) -> Response:
             raise NotFound("account not found")
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("websites:" + workspace,))
         if await _domain_taken(conn, workspace, domain):
-            raise InvalidPayload(f"the account has a website {domain} already", path="domain")
+            raise InvalidPayload(f"domain {domain} is a website of this account already", path="domain")
         secret = await read_secret_async(conn, runtime.settings.key_pepper)
         try:
             await conn.execute(
@@ -234,7 +234,9 @@ async def create_website(request: Request) -> Response:
                 ),
             )
         except psycopg.errors.UniqueViolation:
-            raise InvalidPayload(f"the account has a website {domain} already", path="domain") from None
+            raise InvalidPayload(
+                f"domain {domain} is a website of this account already", path="domain"
+            ) from None
         created = await _fetch(conn, source_id)
     await sources_changed(request)
     return ok(created.to_api(), status=201)
@@ -261,7 +263,9 @@ async def update_website(request: Request) -> Response:
         if "domain" in changes and await _domain_taken(
             conn, found.workspace, changes["domain"], found.source_id
         ):
-            raise InvalidPayload(f"the account has a website {changes['domain']} already", path="domain")
+            raise InvalidPayload(
+                f"domain {changes['domain']} is a website of this account already", path="domain"
+            )
         # a TinyTrail website's name is its domain; another dialect's source keeps its name
         rename = "domain" in changes and found.dialect == DIALECT
         try:
@@ -272,7 +276,7 @@ async def update_website(request: Request) -> Response:
             )
         except psycopg.errors.UniqueViolation:
             raise InvalidPayload(
-                f"the account has a website {changes['domain']} already", path="domain"
+                f"domain {changes['domain']} is a website of this account already", path="domain"
             ) from None
         if cur.rowcount == 0:
             raise NotFound("website not found")  # deleted meanwhile
