@@ -71,11 +71,12 @@ ev AS (
   WHERE e.source_id = %(source)s AND e."timestamp" >= %(start)s AND e."timestamp" < %(end)s
     AND NOT coalesce((e.enrichment->>'is_excluded')::boolean, false)
     AND ({PAGE_VIEW} OR {CUSTOM_EVENT})
+    AND (%(with_bots)s OR NOT coalesce((e.enrichment->>'is_bot')::boolean, false))
 ),
 scoped AS (
-  SELECT '' AS scope, ev.* FROM ev
+  SELECT '' AS scope, ev.* FROM ev WHERE coalesce(%(only)s::text, '') = ''
   UNION ALL
-  SELECT ev.cg AS scope, ev.* FROM ev WHERE ev.cg IS NOT NULL
+  SELECT ev.cg AS scope, ev.* FROM ev WHERE ev.cg IS NOT NULL AND (%(only)s::text IS NULL OR ev.cg = %(only)s)
 ),
 marked AS (
   SELECT s.*, CASE WHEN s.ts - lag(s.ts) OVER w <= interval '{SESSION_GAP}' THEN 0 ELSE 1 END AS starts
@@ -144,7 +145,8 @@ FROM parts p
 GROUP BY p.dim, p.scope, p.day, p.bots, p.key
 """
 """Every ``report_rows`` row of one source's events in [start, end) (parameters ``source``, ``start``,
-``end``). In a ``path`` row: ``pageviews``, ``unique_pageviews`` (visits that viewed the page),
+``end``; ``only``: NULL for every scope, else that scope's rows alone; ``with_bots``: false leaves the
+bot rows out). In a ``path`` row: ``pageviews``, ``unique_pageviews`` (visits that viewed the page),
 ``visitors`` (who viewed it), ``label`` (its content group) count its page views; ``visits``,
 ``bounces``, ``duration`` and ``entries`` the visits that landed on it; ``exits`` the visits that left
 from it. In an ``event`` row: ``events`` and ``visitors``. In the others: the visits (and their page
@@ -228,7 +230,14 @@ def rebuild_statements(source_id: str, day: date) -> list[tuple[str, dict[str, A
     """The statements that rebuild one source's day, to run in one transaction, in order: mark the
     day (its lock), delete its rows, insert them again from the events. Idempotent."""
     start, end = day_bounds(day)
-    params: dict[str, Any] = {"source": source_id, "day": day, "start": start, "end": end}
+    params: dict[str, Any] = {
+        "source": source_id,
+        "day": day,
+        "start": start,
+        "end": end,
+        "only": None,
+        "with_bots": True,
+    }
     rows = ", ".join(ROW_COLUMNS)
     sequences = ", ".join(SEQUENCE_COLUMNS)
     return [
