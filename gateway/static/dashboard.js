@@ -9,7 +9,8 @@
   const API = "api/v1/"; // relative to /dashboard: the gateway that served the page
   const REALTIME_MS = 15000;
   const PER_PAGE = 10;
-  const PERIODS = ["today", "yesterday", "7d", "30d", "90d", "12m", "ytd", "all"];
+  const PERIODS = ["today", "yesterday", "7d", "30d", "90d", "12m", "ytd", "all", "custom"];
+  const DAY = /^\d{4}-\d{2}-\d{2}$/;
   const METRICS = {
     visits: { label: "Visits", kind: "count" },
     pageviews: { label: "Pageviews", kind: "count" },
@@ -79,6 +80,8 @@
     websites: [],
     website: null,
     period: "7d",
+    start: "", // a custom range (period "custom"): start_date and end_date, YYYY-MM-DD
+    end: "",
     metric: "pageviews",
     sources: "channel",
     pages: "pages",
@@ -96,6 +99,10 @@
   function readHash() {
     const h = new URLSearchParams(location.hash.slice(1));
     if (PERIODS.includes(h.get("period"))) state.period = h.get("period");
+    if (DAY.test(h.get("from") || "") && DAY.test(h.get("to") || "")) {
+      state.start = h.get("from");
+      state.end = h.get("to");
+    } else if (state.period === "custom") state.period = "7d";
     if (h.get("metric") in METRICS) state.metric = h.get("metric");
     if (h.get("sources") in SOURCES) state.sources = h.get("sources");
     if (h.get("devices") in DEVICES) state.devices = h.get("devices");
@@ -109,6 +116,10 @@
       sources: state.sources, devices: state.devices, pages: state.pages,
     });
     if (state.contentGroup) h.set("group", state.contentGroup);
+    if (state.period === "custom") {
+      h.set("from", state.start);
+      h.set("to", state.end);
+    }
     history.replaceState(null, "", "#" + h);
   }
 
@@ -144,7 +155,7 @@
   const data = async (path, params) => (await (await call(path, params)).json()).data;
   const reportParams = (extra) => ({
     website_id: state.website,
-    period: state.period,
+    ...(state.period === "custom" ? { start_date: state.start, end_date: state.end } : { period: state.period }),
     ...(state.contentGroup ? { content_group: state.contentGroup } : {}),
     ...extra,
   });
@@ -196,7 +207,7 @@
     state.generation += 1;
     stopRealtime();
     clearError();
-    for (const id of ["board", "website-picker", "period-picker", "sign-out", "realtime", "no-websites"]) {
+    for (const id of ["board", "website-picker", "period-picker", "custom-range", "sign-out", "realtime", "no-websites"]) {
       $(id).hidden = true;
     }
     $("key-form").hidden = false;
@@ -237,6 +248,7 @@
     state.website = known ? wanted : state.websites[0].id;
     picker.value = state.website;
     $("period").value = state.period;
+    showCustomRange();
     $("metric").value = state.metric;
     for (const id of ["website-picker", "period-picker", "board", "realtime"]) $(id).hidden = false;
     selectTab("sources-tabs", state.sources);
@@ -619,8 +631,34 @@
     load();
     refreshRealtime();
   });
+  function showCustomRange() {
+    $("custom-range").hidden = state.period !== "custom";
+    $("start-date").value = state.start;
+    $("end-date").value = state.end;
+  }
   $("period").addEventListener("change", (event) => {
+    if (event.target.value === "custom") {
+      // a custom range starts as the last 7 days, to change and apply
+      if (!state.start) {
+        const day = (offset) => new Date(Date.now() - offset * 86400000).toISOString().slice(0, 10);
+        state.start = day(6);
+        state.end = day(0);
+      }
+      state.period = "custom";
+      showCustomRange();
+      return;
+    }
     state.period = event.target.value;
+    showCustomRange();
+    state.pagesPage = state.sourcesPage = state.eventsPage = 1;
+    load();
+  });
+  $("custom-range").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const start = $("start-date").value, end = $("end-date").value;
+    if (!DAY.test(start) || !DAY.test(end)) return;
+    [state.start, state.end] = start <= end ? [start, end] : [end, start];
+    showCustomRange();
     state.pagesPage = state.sourcesPage = state.eventsPage = 1;
     load();
   });

@@ -318,7 +318,7 @@ def pick(browser, select_id: str, value: str) -> None:
 def check_board(browser, http: httpx.Client, key: str, website: str, period: str, **extra: str) -> dict:
     """Every number on screen equals the API's for ``website``, ``period`` (and ``extra`` parameters, a
     content group); returns the API's answers."""
-    params = {"website_id": website, "period": period, **extra}
+    params = {"website_id": website, **({"period": period} if period else {}), **extra}
     summary = api(
         http, "GET", "/api/v1/reports/summary", key, params={**params, "compare": "previous_period"}
     )
@@ -444,6 +444,25 @@ def test_the_dashboard_shows_the_apis_numbers(settings, db, rdb, drain, chromium
         shot.replace(kept)
         print(f"screenshot: {kept}")
         assert kept.stat().st_size > 20_000
+
+        # a custom range: the day before yesterday to yesterday, both aggregated
+        pick(browser, "period", "custom")
+        assert browser.find_element("id", "custom-range").is_displayed()
+        start = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+        end = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+        browser.execute_script(
+            "document.getElementById('start-date').value = arguments[0];"
+            " document.getElementById('end-date').value = arguments[1];",
+            start,
+            end,
+        )
+        browser.find_element("id", "apply-range").click()
+        custom = check_board(browser, http, key, app["id"], "", start_date=start, end_date=end)
+        assert custom["summary"]["period"] == {"start": start, "end": end}
+        assert custom["summary"]["metrics"]["pageviews"]["value"] == 1106  # 3 + 1,103 page views
+        assert f"from={start}" in browser.execute_script("return location.hash")
+        pick(browser, "period", "7d")
+        assert not browser.find_element("id", "custom-range").is_displayed()
 
         # the key is asked for once: a reload opens the same website and period (kept in the URL) at once
         browser.refresh()
