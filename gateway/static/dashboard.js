@@ -285,6 +285,7 @@
     const generation = state.generation;
     const board = $("board");
     board.classList.add("loading");
+    const started = performance.now();
     const settle = (promise, render) =>
       promise.then((value) => generation === state.generation && render(value));
     Promise.all([
@@ -298,7 +299,12 @@
         renderDevices();
       }),
     ])
-      .then(() => generation === state.generation && clearError())
+      .then(() => {
+        if (generation !== state.generation) return;
+        clearError();
+        // how long the board took to fill (devtools' Performance panel; the browser test prints it)
+        performance.measure("trackgate:board", { start: started, end: performance.now() });
+      })
       .catch((err) => generation === state.generation && showError(err))
       .finally(() => generation === state.generation && board.classList.remove("loading"));
   }

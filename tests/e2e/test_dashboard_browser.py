@@ -522,6 +522,11 @@ def test_the_dashboard_shows_the_apis_numbers(settings, db, rdb, drain, chromium
                 lambda: browser.execute_script(READ_TILES), expected_tiles(summary), f"tiles for {period}"
             )
 
+        took = browser.execute_script(
+            "return performance.getEntriesByName('trackgate:board').map(m => Math.round(m.duration))"
+        )
+        print(f"board filled in (ms, each load since the reload): {took}")
+
         # no script error, no request the Content-Security-Policy refused, no failed request on the way
         assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
