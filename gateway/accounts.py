@@ -8,6 +8,7 @@ stops at once), and queues the deletion of their events, aggregates, profiles an
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,8 @@ from trackgate.gateway.errors import InvalidPayload, NotFound
 from trackgate.gateway.websites import queue_delete, sources_changed
 from trackgate.schemas.api_time import api_time
 
+log = logging.getLogger(__name__)
+
 MAX_NAME = 255
 
 
@@ -30,6 +33,7 @@ def account_json(account_id: str, name: str, created_at: datetime) -> dict[str, 
 
 @endpoint
 async def list_accounts(request: Request) -> Response:
+    """GET /api/v1/accounts (admin): every account."""
     await principal(request, admin=True)
     async with database(request).connection() as conn:
         cur = await conn.execute("SELECT id, name, created_at FROM accounts ORDER BY created_at, id")
@@ -39,6 +43,7 @@ async def list_accounts(request: Request) -> Response:
 
 @endpoint
 async def create_account(request: Request) -> Response:
+    """POST /api/v1/accounts (admin) {name}: a new account (201)."""
     await principal(request, admin=True)
     body = await json_body(request)
     name = body.get("name")
@@ -54,11 +59,13 @@ async def create_account(request: Request) -> Response:
         )
         row = await cur.fetchone()
     assert row is not None
+    log.info("account_created account_id=%s", account_id)
     return ok(account_json(account_id, name.strip(), row[0]), status=201)
 
 
 @endpoint
 async def delete_account(request: Request) -> Response:
+    """DELETE /api/v1/accounts/{id} (admin): the account, its keys, websites and data."""
     await principal(request, admin=True)
     account_id = uuid_param(request.path_params["id"], "id")
     async with database(request).connection() as conn, conn.transaction():
@@ -77,6 +84,7 @@ async def delete_account(request: Request) -> Response:
     if runtime.api_keys is not None:
         runtime.api_keys.forget()
     await sources_changed(request)
+    log.info("account_deleted account_id=%s n_sources=%d", account_id, len(source_ids))
     return ok(account_json(account_id, name, created_at))
 
 

@@ -189,15 +189,16 @@ def prefix_conflict(prefix: str | None) -> str | None:
     return None
 
 
+API_ROUTES: list[BaseRoute] = [*accounts.ROUTES, *users.ROUTES, *websites.ROUTES, *reports.ROUTES]
+"""TinyTrail's management and report API (issue 12; access and envelope: ``gateway/api_access.py``)."""
+
+
 def build_routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         *debugger.ROUTES,
         *dashboard.ROUTES,
-        *accounts.ROUTES,  # the TinyTrail management API (issue 12)
-        *users.ROUTES,
-        *websites.ROUTES,
-        *reports.ROUTES,
+        *API_ROUTES,
     ]
     for dialect in DIALECTS:
         routes.extend(dialect.routes)

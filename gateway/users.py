@@ -9,6 +9,7 @@ made by ``trackgate admin create-key`` are users too (an admin key made there ha
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,8 @@ from trackgate.gateway.errors import GatewayError, InvalidPayload, NotFound
 from trackgate.gateway.runtime import Runtime
 from trackgate.schemas.api_time import api_time
 from trackgate.schemas.destinations import SecretKeyMissing, fernet
+
+log = logging.getLogger(__name__)
 
 MAX_EMAIL = 320
 _COLUMNS = "id, account_id, email, role, created_at"
@@ -54,6 +57,7 @@ def _runtime(request: Request) -> Runtime:
 
 @endpoint
 async def list_users(request: Request) -> Response:
+    """GET /api/v1/users (admin): every user, without keys."""
     await principal(request, admin=True)
     async with database(request).connection() as conn:
         cur = await conn.execute(
@@ -79,6 +83,7 @@ def _fields(body: dict[str, Any]) -> tuple[str, str, str | None]:
 
 @endpoint
 async def create_user(request: Request) -> Response:
+    """POST /api/v1/users (admin) {account_id, role, email?}: a user and its key, shown once (201)."""
     await principal(request, admin=True)
     account_id, role, email = _fields(await json_body(request))
     settings = _runtime(request).settings
@@ -97,6 +102,7 @@ async def create_user(request: Request) -> Response:
         row = await cur.fetchone()
     assert row is not None
     created: datetime = row[0]
+    log.info("user_created user_id=%s role=%s account_id=%s", user_id, role, account_id)
     data = user_json((user_id, account_id, email, role, created))
     data = {**data, "apiKey": key, "createdAt": data.pop("createdAt")}  # the document's order
     return ok(data, status=201)
@@ -104,6 +110,7 @@ async def create_user(request: Request) -> Response:
 
 @endpoint
 async def user_api_key(request: Request) -> Response:
+    """GET /api/v1/users/{id}/api-key (admin): the user's key, decrypted."""
     await principal(request, admin=True)
     user_id = uuid_param(request.path_params["id"], "id")
     async with database(request).connection() as conn:
@@ -124,6 +131,7 @@ async def user_api_key(request: Request) -> Response:
 
 @endpoint
 async def delete_user(request: Request) -> Response:
+    """DELETE /api/v1/users/{id} (admin): the user; its key stops working."""
     await principal(request, admin=True)
     user_id = uuid_param(request.path_params["id"], "id")
     async with database(request).connection() as conn:
@@ -134,6 +142,7 @@ async def delete_user(request: Request) -> Response:
     api_keys = _runtime(request).api_keys
     if api_keys is not None:
         api_keys.forget()
+    log.info("user_deleted user_id=%s", user_id)
     return ok(user_json(row))
 
 

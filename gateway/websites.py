@@ -12,6 +12,7 @@ id) and queues the deletion of its stored data (``workers/deletes.py``).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import secrets
 import uuid
@@ -41,6 +42,8 @@ from trackgate.gateway.errors import InvalidPayload, NotFound, Unavailable
 from trackgate.gateway.runtime import Runtime
 from trackgate.schemas.jobs import DELETE_FUNC, PERSIST_QUEUE, DeleteData
 from trackgate.schemas.websites import DEFAULT_ACCOUNT_ID, WEBSITE_COLUMNS, Website, website_from_row
+
+log = logging.getLogger(__name__)
 
 DIALECT = "tinytrail"
 _DOMAIN = re.compile(r"[A-Za-z0-9.-]{1,255}")
@@ -143,7 +146,9 @@ async def sources_changed(request: Request) -> None:
 
 
 async def _workspace_of(conn: psycopg.AsyncConnection, account_id: str) -> str | None:
-    cur = await conn.execute("SELECT workspace FROM accounts WHERE id = %s", (account_id,))
+    """The account's workspace, its row locked until the transaction ends: an account deleted meanwhile
+    gets no website (the delete waits, or this finds no account)."""
+    cur = await conn.execute("SELECT workspace FROM accounts WHERE id = %s FOR SHARE", (account_id,))
     row = await cur.fetchone()
     return row[0] if row else None
 
@@ -171,6 +176,7 @@ async def _fetch(conn: psycopg.AsyncConnection, source_id: str) -> Website:
 
 @endpoint
 async def list_websites(request: Request) -> Response:
+    """GET /api/v1/websites: the caller's account's websites (an admin's: all)."""
     who = await principal(request)
     async with database(request).connection() as conn:
         if is_admin(who):
@@ -199,6 +205,7 @@ def _account_for_new(who: Principal, body: dict[str, Any]) -> str:
 
 @endpoint
 async def create_website(request: Request) -> Response:
+    """POST /api/v1/websites {domain, content_groups?, excluded_ips?, account_id?}: a new website (201)."""
     who = await principal(request)
     body = await json_body(request)
     domain = domain_field(body)
@@ -239,11 +246,13 @@ async def create_website(request: Request) -> Response:
             ) from None
         created = await _fetch(conn, source_id)
     await sources_changed(request)
+    log.info("website_created website_id=%s source_id=%s account_id=%s", website_id, source_id, account_id)
     return ok(created.to_api(), status=201)
 
 
 @endpoint
 async def update_website(request: Request) -> Response:
+    """PATCH /api/v1/websites/{id} {domain?, content_groups?, excluded_ips?}: the updated website."""
     who = await principal(request)
     website_id = uuid_param(request.path_params["id"], "id")
     body = await json_body(request)
@@ -282,11 +291,13 @@ async def update_website(request: Request) -> Response:
             raise NotFound("website not found")  # deleted meanwhile
         updated = await _fetch(conn, found.source_id)
     await sources_changed(request)
+    log.info("website_updated website_id=%s fields=%s", found.id, ",".join(sorted(changes)))
     return ok(updated.to_api())
 
 
 @endpoint
 async def delete_website(request: Request) -> Response:
+    """DELETE /api/v1/websites/{id}: the website and its data."""
     who = await principal(request)
     website_id = uuid_param(request.path_params["id"], "id")
     found = await website(request, who, website_id)
@@ -296,6 +307,7 @@ async def delete_website(request: Request) -> Response:
             raise NotFound("website not found")  # deleted meanwhile
         await queue_delete(request, [found.source_id], None, f"website {found.id}")
     await sources_changed(request)
+    log.info("website_deleted website_id=%s source_id=%s", found.id, found.source_id)
     return ok(found.to_api())
 
 

@@ -36,3 +36,12 @@ def test_website_ids_follow_a_tinytrail_key_and_never_another_dialects(settings,
     before = website_id(web.id)
     set_key(settings.database_url, web.id, "a-new-write-key-long-enough")
     assert website_id(web.id) == before
+
+
+def test_sources_show_names_the_website_id(cli, settings, db):
+    import json
+
+    web, key = add_source(settings.database_url, "segment", "web")
+    shown = json.loads(cli("sources", "show", "web", "--json", ok=True).output)
+    stored = db.execute("SELECT website_id::text FROM sources WHERE id = %s", (web.id,)).fetchone()[0]
+    assert shown["website_id"] == stored and key not in json.dumps(shown)

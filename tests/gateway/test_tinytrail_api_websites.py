@@ -207,3 +207,34 @@ def test_delete_answers_the_website_drops_collect_and_deletes_its_events(api_set
     )
     assert api.delete(f"/api/v1/websites/{gone['id']}", headers=mine).status_code == 404
     assert api.delete("/api/v1/websites/gone", headers=mine).status_code == 400
+
+
+def test_a_body_over_64_kb_is_refused_unread(api, admin_headers, db):
+    body = {"domain": "big.example", "excluded_ips": ["10.0.0.1"] * 7000}
+    answer = api.post("/api/v1/websites", json=body, headers=admin_headers)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == {
+        "code": "INVALID_PAYLOAD",
+        "message": "the body is larger than 65536 bytes",
+    }
+    assert db.execute("SELECT count(*) FROM sources").fetchone()[0] == 0
+
+
+def test_delete_takes_the_websites_aggregates_at_once(api_settings, api, admin_headers, db, drain):
+    import datetime as dt
+
+    website = api.post("/api/v1/websites", json={"domain": "agg.example"}, headers=admin_headers).json()[
+        "data"
+    ]
+    kept = api.post("/api/v1/websites", json={"domain": "kept.example"}, headers=admin_headers).json()["data"]
+    for site in (website, kept):
+        assert api.post("/api/v1/collect", json=page(site["id"]), headers=BROWSER).status_code == 202
+    drain()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert api.post("/api/v1/admin/aggregate", json={"date": today}, headers=admin_headers).status_code == 200
+    source_of = dict(db.execute("SELECT website_id::text, id FROM sources").fetchall())
+    aggregated = "SELECT DISTINCT source_id FROM report_days ORDER BY 1"
+    assert db.execute(aggregated).fetchall() == sorted((source_of[w["id"]],) for w in (website, kept))
+    assert api.delete(f"/api/v1/websites/{website['id']}", headers=admin_headers).status_code == 200
+    for table in ("report_days", "report_rows"):  # before any job ran
+        assert db.execute(f"SELECT DISTINCT source_id FROM {table}").fetchall() == [(source_of[kept["id"]],)]
