@@ -36,6 +36,7 @@ from trackgate.gateway import (
     accounts,
     bucket,
     commandersact,
+    dashboard,
     debugger,
     openpanel,
     segment,
@@ -193,7 +194,12 @@ API_ROUTES: list[BaseRoute] = [*accounts.ROUTES, *users.ROUTES, *websites.ROUTES
 
 
 def build_routes() -> list[BaseRoute]:
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *debugger.ROUTES, *API_ROUTES]
+    routes: list[BaseRoute] = [
+        Route("/health", health, methods=["GET"]),
+        *debugger.ROUTES,
+        *dashboard.ROUTES,
+        *API_ROUTES,
+    ]
     for dialect in DIALECTS:
         routes.extend(dialect.routes)
     return routes

@@ -45,6 +45,11 @@ class Script:
         }
         return cls(bodies=bodies, etags=etags)
 
+    @property
+    def version(self) -> str:
+        """A short digest of the body: what a URL that names this version carries (``?v=``)."""
+        return self.etags["identity"].strip('"')[:12]
+
 
 def _static() -> Traversable:
     return importlib.resources.files("trackgate.gateway").joinpath("static")
@@ -95,7 +100,12 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def script_response(request: Request, script: Script, cache_control: str = SHORT) -> Response:
+JAVASCRIPT = "application/javascript; charset=utf-8"
+
+
+def script_response(
+    request: Request, script: Script, cache_control: str = SHORT, media_type: str = JAVASCRIPT
+) -> Response:
     encoding = accepted(request.headers.get("accept-encoding", ""))
     etag = script.etags[encoding]
     headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": "Accept-Encoding"}
@@ -103,6 +113,4 @@ def script_response(request: Request, script: Script, cache_control: str = SHORT
         return Response(status_code=304, headers=headers)
     if encoding != "identity":
         headers["Content-Encoding"] = encoding
-    return Response(
-        script.bodies[encoding], media_type="application/javascript; charset=utf-8", headers=headers
-    )
+    return Response(script.bodies[encoding], media_type=media_type, headers=headers)

@@ -32,6 +32,11 @@ print(json.dumps({
     "project": sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in
                        ("trackgate", "gateway", "adapters", "schemas", "workers")}),
     "migrations": sorted(p.name for p in (files("trackgate.schemas") / "sql").iterdir()),
+    "dashboard": sorted(
+        name for name in ("dashboard.html", "dashboard.js", "dashboard.css", "uplot/uPlot.iife.min.js",
+                          "uplot/uPlot.min.css", "uplot/LICENSE")
+        if (files("trackgate.gateway") / "static" / name).is_file()
+    ),
 }))
 """
 
@@ -100,3 +105,4 @@ def test_the_installed_wheel_is_one_import_name_that_serves_and_runs_the_cli(tmp
     assert probe["project"] == ["trackgate"]  # no top-level gateway/adapters/schemas/workers was imported
     shipped = sorted(p.name for p in (ROOT / "schemas" / "sql").glob("*.sql"))
     assert probe["migrations"] == shipped and shipped
+    assert len(probe["dashboard"]) == 6, probe["dashboard"]  # the page, its assets, uPlot beside its license

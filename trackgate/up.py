@@ -275,6 +275,8 @@ def banner(
         lines += [
             "Accounts, users and websites (TinyTrail's API; every source, of any dialect, is a website):",
             f"  curl -sS {base}/api/v1/websites -H 'X-API-KEY: {admin['key']}'",
+            "Their reports on a dashboard (it asks for the same key once):",
+            f"  {base}/dashboard",
         ]
     lines += [
         "",

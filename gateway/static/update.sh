@@ -6,6 +6,8 @@
 #               (/analytics.js/v1/{writeKey}/analytics.min.js) and the chunks it loads
 #               (/analytics-next/bundles/...), with its LICENSE.MD and VERSION
 #   openpanel/  @openpanel/web's script-tag build as op1.js (/op1.js), with its LICENSE and VERSION
+#   uplot/      uPlot's minified IIFE build and stylesheet, the dashboard's chart (/dashboard/uplot/...),
+#               with its LICENSE (MIT) and VERSION
 #
 # To move to a new version:
 #   npm install --prefix tests/e2e/browser --save-exact @segment/analytics-next@<version>
@@ -33,4 +35,11 @@ strip_map "$openpanel/dist/src/tracker.global.js" > "$here/openpanel/op1.js"
 cp "$openpanel/LICENSE" "$here/openpanel/LICENSE"
 node -p "require('$openpanel/package.json').version" > "$here/openpanel/VERSION"
 
-echo "analytics.js $(cat "$here/segment/VERSION"), @openpanel/web $(cat "$here/openpanel/VERSION")"
+uplot="$modules/uplot"
+mkdir -p "$here/uplot"
+strip_map "$uplot/dist/uPlot.iife.min.js" > "$here/uplot/uPlot.iife.min.js"
+cp "$uplot/dist/uPlot.min.css" "$here/uplot/uPlot.min.css"
+cp "$uplot/LICENSE" "$here/uplot/LICENSE"
+node -p "require('$uplot/package.json').version" > "$here/uplot/VERSION"
+
+echo "analytics.js $(cat "$here/segment/VERSION"), @openpanel/web $(cat "$here/openpanel/VERSION"), uPlot $(cat "$here/uplot/VERSION")"

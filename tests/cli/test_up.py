@@ -60,6 +60,8 @@ def test_up_serves_stores_and_stops_on_sigterm(database_url, redis_url, db, rdb,
         assert websites.status_code == 200, websites.text
         ids = [website["id"] for website in websites.json()["data"]]
         assert len(ids) == len(demo) and demo["tinytrail"]["key"] in ids  # every demo source is a website
+        assert f"  {base}/dashboard\n" in printed
+        assert httpx.get(f"{base}/dashboard", timeout=5).text.startswith("<!doctype html>")
         body = {"userId": "u1", "event": "Signed Up", "messageId": "up-1"}
         sent = httpx.post(f"{base}/v1/track", json=body, auth=(write_key, ""), timeout=5)
         assert sent.json() == {"success": True}
