@@ -80,7 +80,8 @@ def db(database_url) -> Iterator[psycopg.Connection]:
         conn.execute(
             "TRUNCATE events, event_dedupe, sources, source_keys, quarantine,"
             " profiles, profile_ids, groups, group_members,"
-            " destinations, deliveries, dead_letters, replay_checkpoints, api_keys"
+            " destinations, deliveries, dead_letters, replay_checkpoints, api_keys,"
+            " report_rows, report_sequences, report_days"
         )
         yield conn
 

@@ -109,7 +109,7 @@ def make_event(
         type=fields.pop("type", "track"),
         name=fields.pop("name", "Signed Up"),
         user_id=fields.pop("user_id", "u1"),
-        context=Context(ip="203.0.113.9"),
+        context=fields.pop("context", Context(ip="203.0.113.9")),
         timestamp=received_at,
         received_at=received_at,
         raw='{"event":"Signed Up"}',

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 
 from trackgate.schemas.jobs import persist_batch_from_arg
-from trackgate.workers import pipeline, runtime, store
-from trackgate.workers.forward import delivery
+from trackgate.workers import aggregate, pipeline, runtime, store
+from trackgate.workers.forward import delivery, resources
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,8 @@ def persist_batch(payload: object) -> None:
     rt = runtime.current()
     with rt.pool.connection() as conn:
         done = pipeline.persist(conn, batch, rt.settings)
+        if rt.settings.redis_url:  # the first job after midnight UTC queues the closed day's aggregation
+            aggregate.schedule_daily(resources.redis_connection(rt.settings))
         if rt.prune_due():
             pruned = store.prune_dedupe(conn, rt.settings.dedupe_days)
             log.info("dedupe_pruned n_rows=%d", pruned)

@@ -23,7 +23,7 @@ from trackgate.schemas.destinations import Destination
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.schemas.settings import Settings
-from trackgate.workers import debug_feed, enrich, profiles, quarantine_rows, store
+from trackgate.workers import aggregate, debug_feed, enrich, profiles, quarantine_rows, store
 from trackgate.workers.forward import fanout, outbox, resources
 from trackgate.workers.store import RefusedEvent
 
@@ -123,9 +123,13 @@ def _store(conn: psycopg.Connection, batch: PersistBatch, dests: list[Destinatio
     def intents(conn: psycopg.Connection, new: list[Event]) -> list[outbox.Written]:
         return outbox.write(conn, batch.batch_id, fanout.plan_deliveries(dests, new))
 
+    def apply(conn: psycopg.Connection, new: list[Event]) -> object:
+        aggregate.mark_late(conn, new)  # the report aggregates of a closed day are rebuilt
+        return profiles.apply(conn, new)
+
     for attempt in range(1, CONFLICT_RETRIES + 1):
         try:
-            return store.store_batch(conn, batch, apply=profiles.apply, outbox=intents if dests else None)
+            return store.store_batch(conn, batch, apply=apply, outbox=intents if dests else None)
         except CONFLICTS as exc:
             if attempt == CONFLICT_RETRIES:
                 raise

@@ -11,7 +11,7 @@ Enrichment keys:
 - ``channel``: GA4's default channel group, by GA4's published rules evaluated in GA4's order, with the
   source category from GA4's published list of sources (``data/ga4_sources.csv``).
 
-:func:`tinytrail_channel` maps a GA4 channel onto TinyTrail's six (Organic Search, Paid Search, Social,
+``schemas/channels.py`` maps a GA4 channel onto TinyTrail's six (Organic Search, Paid Search, Social,
 Email, Referral, Direct).
 """
 
@@ -168,24 +168,6 @@ def default_channel(source: str, medium: str, campaign: str = "", category: str 
     if medium.endswith("push") or "mobile" in medium or "notification" in medium or source == "firebase":
         return "Mobile Push Notifications"
     return "Unassigned"
-
-
-_TINYTRAIL = {
-    "Direct": "Direct",
-    "Organic Search": "Organic Search",
-    "Paid Search": "Paid Search",
-    "Paid Shopping": "Paid Search",
-    "Organic Social": "Social",
-    "Paid Social": "Social",
-    "Email": "Email",
-}
-
-
-def tinytrail_channel(ga4_channel: str) -> str:
-    """TinyTrail's six channels from GA4's: search (organic, paid, paid shopping), social (organic and
-    paid: TinyTrail has one Social), Email and Direct map across; every other group had a referrer or a
-    campaign and no better TinyTrail home, so it is a Referral."""
-    return _TINYTRAIL.get(ga4_channel, "Referral")
 
 
 def traffic_source(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.workers.enrich.helpers import event
+from trackgate.schemas.channels import tinytrail_channel
 from trackgate.workers.enrich import Env, campaign, referrer
 
 ENV = Env()
@@ -90,12 +91,12 @@ CHANNEL_CASES = [
 def test_default_channel(source, medium, camp, ga4, tiny):
     channel = referrer.default_channel(source, medium, camp)
     assert channel == ga4
-    assert referrer.tinytrail_channel(channel) == tiny
+    assert tinytrail_channel(channel) == tiny
 
 
 def test_every_ga4_channel_maps_to_a_tinytrail_channel():
     six = {"Organic Search", "Paid Search", "Social", "Email", "Referral", "Direct"}
-    assert {referrer.tinytrail_channel(c) for c in referrer.CHANNELS} == six
+    assert {tinytrail_channel(c) for c in referrer.CHANNELS} == six
 
 
 CATEGORY_CASES = [

@@ -1,0 +1,241 @@
+"""What the reports count, as SQL, written once: the aggregation (``workers/aggregate.py``, and the
+admin route) stores these rows per closed day; the reports (``gateway/reports/``) compute the very
+same rows from raw events for today and for any day not aggregated (or marked dirty by a late event).
+
+What counts, across dialects (README "TinyTrail reports"):
+
+- a **page view** is a canonical ``page`` (TinyTrail ``page_view``, Segment/Spectacle ``page``,
+  Commanders Act ``page_view``), a ``screen`` (Segment's mobile page), or an OpenPanel track named
+  ``screen_view``; its path is ``context.page.path``, else the path of ``context.page.url``, else ``/``;
+- a **custom event** is every other named ``track`` (TinyTrail's ``custom`` under its
+  ``properties.name``, and its ``scroll_*``, ``outbound_link``, ``close_tab`` under their type);
+- a **visitor** is ``enrichment.visitor_id`` (the cookie-less hash, salted per UTC day), else the user
+  id, else the anonymous id, else the event itself; unique visitors over several days are the sum of
+  the daily uniques (the hash changes every day, as with Plausible);
+- a **session** (a visit) is a visitor's run of page views and custom events with no gap over 30
+  minutes, cut at UTC midnight, with at least one page view; a **bounce** is a visit with one page
+  view; its **duration** is its last event's time minus its first's; its channel, referrer, campaign,
+  device, browser, OS and screen are those of its first page view; its landing and exit pages its
+  first and last page views' paths;
+- traffic flagged ``enrichment.is_excluded`` is never counted; ``enrichment.is_bot`` traffic is kept in
+  rows of its own (``bots = true``), which reports add only when asked (``include_bots=true``).
+
+An event's day is the UTC date of its ``timestamp`` (when it happened, as the dialect gives it).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from trackgate.schemas.channels import channel_sql
+
+SESSION_GAP = "30 minutes"
+
+PAGE_VIEW = (
+    "(e.type IN ('page', 'screen')"
+    " OR (e.dialect = 'openpanel' AND e.type = 'track' AND e.name = 'screen_view'))"
+)
+CUSTOM_EVENT = f"(e.type = 'track' AND e.name IS NOT NULL AND NOT {PAGE_VIEW})"
+PATH = (
+    "coalesce(nullif(e.context->'page'->>'path', ''),"
+    " nullif(substring(e.context->'page'->>'url' from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)'), ''),"
+    " '/')"
+)
+UTM_SEPARATOR = "\x1f"
+"""Between the source, medium and campaign of a ``utm`` row's key."""
+
+_EVENTS = f"""
+ev AS (
+  SELECT e.source_id, e.id, e."timestamp" AS ts, (e."timestamp" AT TIME ZONE 'UTC')::date AS day,
+         coalesce(e.enrichment->>'visitor_id', 'u:' || e.user_id, 'a:' || e.anonymous_id,
+                  'e:' || e.id::text) AS vid,
+         coalesce((e.enrichment->>'is_bot')::boolean, false) AS bots,
+         e.enrichment->>'content_group' AS cg,
+         {PAGE_VIEW} AS pv,
+         CASE WHEN {PAGE_VIEW} THEN {PATH} END AS path,
+         CASE WHEN {PAGE_VIEW} THEN NULL ELSE e.name END AS name,
+         {channel_sql("e.enrichment->>'channel'")} AS channel,
+         CASE WHEN coalesce(e.enrichment->>'channel', 'Direct') <> 'Direct'
+              THEN e.enrichment->>'referrer_domain' END AS referrer,
+         CASE WHEN coalesce(e.enrichment->>'utm_source', e.enrichment->>'utm_medium',
+                            e.enrichment->>'utm_campaign') IS NOT NULL
+              THEN concat_ws(chr(31), coalesce(e.enrichment->>'utm_source', ''),
+                             coalesce(e.enrichment->>'utm_medium', ''),
+                             coalesce(e.enrichment->>'utm_campaign', '')) END AS utm,
+         coalesce(e.enrichment->>'device_type', 'unknown') AS device,
+         coalesce(e.enrichment->>'browser', 'unknown') AS browser,
+         coalesce(e.enrichment->>'os', 'unknown') AS os,
+         coalesce(e.enrichment->>'screen_bucket', 'unknown') AS screen
+  FROM events e
+  WHERE e.source_id = %(source)s AND e."timestamp" >= %(start)s AND e."timestamp" < %(end)s
+    AND NOT coalesce((e.enrichment->>'is_excluded')::boolean, false)
+    AND ({PAGE_VIEW} OR {CUSTOM_EVENT})
+),
+scoped AS (
+  SELECT '' AS scope, ev.* FROM ev
+  UNION ALL
+  SELECT ev.cg AS scope, ev.* FROM ev WHERE ev.cg IS NOT NULL
+),
+marked AS (
+  SELECT s.*, CASE WHEN s.ts - lag(s.ts) OVER w <= interval '{SESSION_GAP}' THEN 0 ELSE 1 END AS starts
+  FROM scoped s
+  WINDOW w AS (PARTITION BY s.day, s.scope, s.bots, s.vid ORDER BY s.ts, s.id)
+),
+numbered AS (
+  SELECT m.*, sum(m.starts) OVER (PARTITION BY m.day, m.scope, m.bots, m.vid ORDER BY m.ts, m.id) AS sn
+  FROM marked m
+)"""
+
+_FIRST_COLUMNS = ("path", "channel", "referrer", "utm", "device", "browser", "os", "screen")
+_FIRST = "(array_agg(n.{0} ORDER BY n.ts, n.id) FILTER (WHERE n.pv))[1] AS {0}"
+
+ROWS_SQL = f"""
+WITH {_EVENTS},
+visits AS (
+  SELECT n.day, n.scope, n.bots, n.vid, n.sn,
+         count(*) FILTER (WHERE n.pv) AS pvs,
+         extract(epoch FROM max(n.ts) - min(n.ts))::double precision AS duration,
+         (array_agg(n.path ORDER BY n.ts DESC, n.id DESC) FILTER (WHERE n.pv))[1] AS exit,
+         {", ".join(_FIRST.format(c) for c in _FIRST_COLUMNS)}
+  FROM numbered n
+  GROUP BY n.day, n.scope, n.bots, n.vid, n.sn
+  HAVING count(*) FILTER (WHERE n.pv) > 0
+),
+parts AS (
+  SELECT v.day, v.scope, v.bots, 'total' AS dim, '' AS key, NULL::text AS label,
+         sum(v.pvs) AS pageviews, 0 AS unique_pageviews, count(*) AS visits,
+         count(DISTINCT v.vid) AS visitors, count(*) FILTER (WHERE v.pvs = 1) AS bounces,
+         sum(v.duration) AS duration, 0 AS entries, 0 AS exits, 0 AS events
+  FROM visits v GROUP BY v.day, v.scope, v.bots
+  UNION ALL
+  SELECT v.day, v.scope, v.bots, d.dim, d.key, NULL, sum(v.pvs), 0, count(*), count(DISTINCT v.vid),
+         count(*) FILTER (WHERE v.pvs = 1), sum(v.duration), 0, 0, 0
+  FROM visits v
+  CROSS JOIN LATERAL (VALUES ('channel', v.channel), ('referrer', v.referrer), ('utm', v.utm),
+                             ('device', v.device), ('browser', v.browser), ('os', v.os),
+                             ('screen', v.screen)) AS d(dim, key)
+  WHERE d.key IS NOT NULL
+  GROUP BY v.day, v.scope, v.bots, d.dim, d.key
+  UNION ALL
+  SELECT n.day, n.scope, n.bots, 'path', n.path, max(n.cg), count(*), count(DISTINCT (n.vid, n.sn)), 0,
+         count(DISTINCT n.vid), 0, 0, 0, 0, 0
+  FROM numbered n WHERE n.pv
+  GROUP BY n.day, n.scope, n.bots, n.path
+  UNION ALL
+  SELECT v.day, v.scope, v.bots, 'path', v.path, NULL, 0, 0, count(*), 0,
+         count(*) FILTER (WHERE v.pvs = 1), sum(v.duration), count(*), 0, 0
+  FROM visits v GROUP BY v.day, v.scope, v.bots, v.path
+  UNION ALL
+  SELECT v.day, v.scope, v.bots, 'path', v.exit, NULL, 0, 0, 0, 0, 0, 0, 0, count(*), 0
+  FROM visits v GROUP BY v.day, v.scope, v.bots, v.exit
+  UNION ALL
+  SELECT n.day, n.scope, n.bots, 'event', n.name, NULL, 0, 0, 0, count(DISTINCT n.vid), 0, 0, 0, 0, count(*)
+  FROM numbered n WHERE NOT n.pv
+  GROUP BY n.day, n.scope, n.bots, n.name
+)
+SELECT %(source)s::text AS source_id, p.dim, p.scope, p.day, p.bots, p.key, max(p.label) AS label,
+       sum(p.pageviews)::int AS pageviews, sum(p.unique_pageviews)::int AS unique_pageviews,
+       sum(p.visits)::int AS visits, sum(p.visitors)::int AS visitors, sum(p.bounces)::int AS bounces,
+       coalesce(sum(p.duration), 0)::double precision AS duration, sum(p.entries)::int AS entries,
+       sum(p.exits)::int AS exits, sum(p.events)::int AS events
+FROM parts p
+GROUP BY p.dim, p.scope, p.day, p.bots, p.key
+"""
+"""Every ``report_rows`` row of one source's events in [start, end) (parameters ``source``, ``start``,
+``end``). In a ``path`` row: ``pageviews``, ``unique_pageviews`` (visits that viewed the page),
+``visitors`` (who viewed it), ``label`` (its content group) count its page views; ``visits``,
+``bounces``, ``duration`` and ``entries`` the visits that landed on it; ``exits`` the visits that left
+from it. In an ``event`` row: ``events`` and ``visitors``. In the others: the visits (and their page
+views, bounces, duration, visitors) by their first page view's value."""
+
+ROW_COLUMNS = (
+    "source_id",
+    "dim",
+    "scope",
+    "day",
+    "bots",
+    "key",
+    "label",
+    "pageviews",
+    "unique_pageviews",
+    "visits",
+    "visitors",
+    "bounces",
+    "duration",
+    "entries",
+    "exits",
+    "events",
+)
+
+SEQUENCES_SQL = f"""
+WITH {_EVENTS},
+tokens AS (
+  SELECT n.day, n.scope, n.bots, n.vid, n.sn, n.ts, n.id,
+         CASE WHEN n.pv THEN n.path ELSE n.name END AS token,
+         lag(CASE WHEN n.pv THEN n.path ELSE n.name END)
+           OVER (PARTITION BY n.day, n.scope, n.bots, n.vid, n.sn ORDER BY n.ts, n.id) AS previous
+  FROM numbered n
+),
+sessions AS (
+  SELECT t.day, t.scope, t.bots,
+         array_agg(t.token ORDER BY t.ts, t.id) FILTER (WHERE t.previous IS DISTINCT FROM t.token) AS steps
+  FROM tokens t GROUP BY t.day, t.scope, t.bots, t.vid, t.sn
+)
+SELECT %(source)s::text AS source_id, s.scope, s.day, s.bots, s.steps, count(*)::int AS sessions
+FROM sessions s GROUP BY s.scope, s.day, s.bots, s.steps
+"""
+"""Every ``report_sequences`` row of one source's events in [start, end): each session's steps (page
+paths and custom event names in order, a step repeated in a row kept once), identical ones counted."""
+
+SEQUENCE_COLUMNS = ("source_id", "scope", "day", "bots", "steps", "sessions")
+
+MARK_SQL = """
+INSERT INTO report_days (source_id, day, dirty, aggregated_at)
+SELECT s.id, %(day)s, %(day)s >= (now() AT TIME ZONE 'UTC')::date, now()
+FROM sources s WHERE s.id = %(source)s
+ON CONFLICT (source_id, day) DO UPDATE SET dirty = excluded.dirty, aggregated_at = excluded.aggregated_at
+"""
+"""First in a rebuild's transaction: it takes the day's row lock, so a late event stored meanwhile
+waits and then marks the day dirty again (its event was not in what this rebuild read). A day not yet
+closed (today, or later) stays dirty: reports keep reading its raw events."""
+
+LATE_SQL = """
+INSERT INTO report_days (source_id, day, dirty)
+SELECT DISTINCT s.id, d.day::date, true
+FROM ROWS FROM (json_array_elements_text(%s), json_array_elements_text(%s)) AS d(source_id, day)
+JOIN sources s ON s.id = d.source_id
+ORDER BY 1, 2
+ON CONFLICT (source_id, day) DO UPDATE SET dirty = true WHERE NOT report_days.dirty
+"""
+"""Mark (source, day) pairs dirty: two JSON arrays (source ids, ISO days). A source deleted meanwhile
+is skipped (no foreign-key error in the store's transaction)."""
+
+DIRTY_SQL = (
+    "SELECT source_id, day FROM report_days WHERE dirty AND day < (now() AT TIME ZONE 'UTC')::date"
+    " ORDER BY day, source_id"
+)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def rebuild_statements(source_id: str, day: date) -> list[tuple[str, dict[str, Any]]]:
+    """The statements that rebuild one source's day, to run in one transaction, in order: mark the
+    day (its lock), delete its rows, insert them again from the events. Idempotent."""
+    start, end = day_bounds(day)
+    params: dict[str, Any] = {"source": source_id, "day": day, "start": start, "end": end}
+    rows = ", ".join(ROW_COLUMNS)
+    sequences = ", ".join(SEQUENCE_COLUMNS)
+    return [
+        (MARK_SQL, params),
+        ("DELETE FROM report_rows WHERE source_id = %(source)s AND day = %(day)s", params),
+        ("DELETE FROM report_sequences WHERE source_id = %(source)s AND day = %(day)s", params),
+        (f"INSERT INTO report_rows ({rows}) {ROWS_SQL}", params),
+        (f"INSERT INTO report_sequences ({sequences}) {SEQUENCES_SQL}", params),
+    ]
+
+
+SOURCES_SQL = "SELECT id FROM sources ORDER BY id"
