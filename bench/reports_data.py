@@ -594,6 +594,7 @@ class Job:
     days: tuple[tuple[date, int, datetime], ...]
 
 
+RETRIES = 30
 _SITE: dict[int, Site] = {}
 """Sites by seed, built once in the parent: the forked processes inherit them."""
 
@@ -604,7 +605,17 @@ def _fill(job: Job) -> int:
     with psycopg.connect(job.database_url, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
         for day, count, end in job.days:
-            total += copy_day(conn, site, job.source_id, day, count, end)
+            for attempt in range(RETRIES):
+                try:
+                    total += copy_day(conn, site, job.source_id, day, count, end)
+                    break
+                except psycopg.errors.OutOfMemory:
+                    # the server's shared lock table is full: another database on the server holds
+                    # thousands of locks for a while (a test, another bench); the day's transaction
+                    # rolled back, so try it again
+                    if attempt == RETRIES - 1:
+                        raise
+                    time.sleep(5)
     return total
 
 
