@@ -149,3 +149,21 @@ def test_a_filled_database_is_kept_and_reused(servers):
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     assert make_conninfo(admin_url, dbname=name) == first.url
+
+
+def test_plans_are_read_from_the_server_log_per_database():
+    from bench.reports import plans_in
+
+    log = (
+        "2026-12-06 17:37:01.989 UTC [26026] root@bench_reports_9_v1 LOG:  duration: 76.007 ms  plan:\n"
+        "\tQuery Text: select 1\n"
+        "\tResult  (actual time=0.001..0.001 rows=1 loops=1)\n"
+        "2026-12-06 17:37:02.100 UTC [26027] root@other LOG:  duration: 99.0 ms  plan:\n"
+        "\tQuery Text: select 2\n"
+        "2026-12-06 17:37:02.200 UTC [2228] LOG:  checkpoint starting: time\n"
+    )
+    assert plans_in(log, "bench_reports_9_v1") == [
+        "2026-12-06 17:37:01.989 UTC [26026] root@bench_reports_9_v1 LOG:  duration: 76.007 ms  plan:\n"
+        "\tQuery Text: select 1\n"
+        "\tResult  (actual time=0.001..0.001 rows=1 loops=1)"
+    ]
