@@ -18,6 +18,7 @@ from trackgate.gateway import debugger, docs, openapi, scripts
 from trackgate.gateway.api_keys import ApiKeys
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.counting import AcceptCounts
+from trackgate.gateway.database import Database
 from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.metrics import metrics_endpoint
 from trackgate.gateway.publisher import Publisher
@@ -65,6 +66,12 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
             max_pending_events=settings.max_pending_events,
         )
         await publisher.start()
+        runtime.database = database = Database(
+            settings.database_url,
+            connect_timeout=settings.pg_connect_timeout,
+            pool_timeout=settings.pg_pool_timeout,
+        )
+        await database.open()
         try:
             n = await runtime.sources.load()
             log.info("sources_loaded n_sources=%d", n)
@@ -91,6 +98,7 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
             await warm
             await publisher.stop()
             await runtime.sources.close()
+            await database.close()
             if runtime.api_keys is not None:
                 await runtime.api_keys.close()
             await client.aclose()

@@ -36,6 +36,14 @@ class InvalidBody(GatewayError):
     code = "invalid_body"
 
 
+class InvalidPayload(GatewayError):
+    """A request to the TinyTrail API (management, reports) with a missing or invalid field: 400
+    ``INVALID_PAYLOAD``; the message names the field (``path``)."""
+
+    status = 400
+    code = "invalid_payload"
+
+
 class UnsupportedMediaType(GatewayError):
     status = 415
     code = "unsupported_media_type"

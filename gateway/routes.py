@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 from trackgate.gateway import bucket, commandersact, debugger, openpanel, segment, spectacle, tinytrail
 from trackgate.gateway.dialect import Claim, Dialect
 from trackgate.gateway.ingest import AnyRoute, IngestRoute, SharedRoute
+from trackgate.gateway.reports import routes as reports
 from trackgate.gateway.responses import JSONResponse
 from trackgate.gateway.runtime import Runtime
 
@@ -177,7 +178,7 @@ def prefix_conflict(prefix: str | None) -> str | None:
 
 
 def build_routes() -> list[BaseRoute]:
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *debugger.ROUTES]
+    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *debugger.ROUTES, *reports.ROUTES]
     for dialect in DIALECTS:
         routes.extend(dialect.routes)
     return routes

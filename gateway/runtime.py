@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from trackgate.gateway.api_keys import ApiKeys
 from trackgate.gateway.auth import SourceCache
+from trackgate.gateway.database import Database
 from trackgate.gateway.publisher import Publisher
 from trackgate.schemas.settings import Settings
 
@@ -29,7 +30,9 @@ class Runtime(msgspec.Struct, kw_only=True):
     """For dialect hooks that keep state (sessions, rate limits); set by the app's lifespan."""
     clock: Callable[[], datetime] = utc_now
     api_keys: ApiKeys | None = None
-    """Checks ``X-API-KEY`` on the operator endpoints (``/debugger``)."""
+    """Checks ``X-API-KEY`` on the operator endpoints (``/debugger``) and the TinyTrail API."""
+    database: Database | None = None
+    """The TinyTrail API's PostgreSQL pool (``gateway/database.py``); set by the app's lifespan."""
     watched: bool = False
     """Whether someone watches the live debug feed (``gateway/debugger.py`` polls it once a second):
     only then does a refused request cost anything more."""

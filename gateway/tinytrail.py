@@ -19,25 +19,22 @@ The order: the body is validated first (400), then the website looked up, then t
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import ipaddress
 import logging
-import math
 import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from trackgate.adapters import tinytrail, traffic
 from trackgate.gateway.dialect import Dialect
-from trackgate.gateway.errors import GatewayError, RateLimited, Unavailable
+from trackgate.gateway.errors import GatewayError
 from trackgate.gateway.ingest import Accepted, Auth, AuthContext, Hints, IngestRoute, PrepareContext, Reply
+from trackgate.gateway.rate_limit import hit as rate_limit_hit
 from trackgate.gateway.responses import api_error
 from trackgate.gateway.runtime import Runtime
 from trackgate.gateway.scripts import packaged, script_response
@@ -91,46 +88,17 @@ def authenticate(ctx: AuthContext) -> Auth[None] | None:
 
 # --- the rate limit -----------------------------------------------------------------------------
 
-_RATE_SCRIPT = """
-local n = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-return {n, ttl}
-"""
-_RATE_SHA = hashlib.sha1(_RATE_SCRIPT.encode()).hexdigest()
-
-
-async def _count(redis: Any, key: str, window_ms: int) -> tuple[int, int]:
-    """One atomic INCR (+ PEXPIRE on the first hit of a window): the count so far and the ms left."""
-    try:
-        n, ttl = await redis.evalsha(_RATE_SHA, 1, key, window_ms)
-    except NoScriptError:
-        n, ttl = await redis.eval(_RATE_SCRIPT, 1, key, window_ms)
-    return int(n), int(ttl)
-
 
 async def rate_limit(runtime: Runtime, ip: str | None) -> None:
     """Count this request against its IP's fixed window; raise ``RateLimited`` past the limit."""
     settings = runtime.settings
-    limit = settings.tinytrail_rate_limit
-    if not limit:
-        return
-    window_ms = settings.tinytrail_rate_window * 1000
-    key = f"trackgate:tinytrail:rate:{ip or '-'}"
-    try:
-        async with asyncio.timeout(settings.redis_timeout_seconds):
-            n, ttl = await _count(runtime.redis, key, window_ms)
-    except (RedisError, OSError, TimeoutError) as exc:
-        raise Unavailable("the event store is unavailable; retry") from exc
-    if n > limit:
-        retry_after = max(1, math.ceil(ttl / 1000))
-        raise RateLimited(
-            f"rate limit exceeded: {limit} requests per {settings.tinytrail_rate_window} seconds",
-            retry_after=retry_after,
-        )
+    await rate_limit_hit(
+        runtime.redis,
+        f"trackgate:tinytrail:rate:{ip or '-'}",
+        limit=settings.tinytrail_rate_limit,
+        window_seconds=settings.tinytrail_rate_window,
+        timeout=settings.redis_timeout_seconds,
+    )
 
 
 async def prepare(ctx: PrepareContext[None]) -> Hints:

@@ -95,6 +95,7 @@ WITH {_EVENTS},
 visits AS (
   SELECT n.day, n.scope, n.bots, n.vid, n.sn,
          count(*) FILTER (WHERE n.pv) AS pvs,
+         count(DISTINCT n.path) FILTER (WHERE n.pv) AS upvs,
          extract(epoch FROM max(n.ts) - min(n.ts))::double precision AS duration,
          (array_agg(n.path ORDER BY n.ts DESC, n.id DESC) FILTER (WHERE n.pv))[1] AS exit,
          {", ".join(_FIRST.format(c) for c in _FIRST_COLUMNS)}
@@ -104,7 +105,7 @@ visits AS (
 ),
 parts AS (
   SELECT v.day, v.scope, v.bots, 'total' AS dim, '' AS key, NULL::text AS label,
-         sum(v.pvs) AS pageviews, 0 AS unique_pageviews, count(*) AS visits,
+         sum(v.pvs) AS pageviews, sum(v.upvs) AS unique_pageviews, count(*) AS visits,
          count(DISTINCT v.vid) AS visitors, count(*) FILTER (WHERE v.pvs = 1) AS bounces,
          sum(v.duration) AS duration, 0 AS entries, 0 AS exits, 0 AS events
   FROM visits v GROUP BY v.day, v.scope, v.bots
@@ -147,7 +148,8 @@ GROUP BY p.dim, p.scope, p.day, p.bots, p.key
 ``visitors`` (who viewed it), ``label`` (its content group) count its page views; ``visits``,
 ``bounces``, ``duration`` and ``entries`` the visits that landed on it; ``exits`` the visits that left
 from it. In an ``event`` row: ``events`` and ``visitors``. In the others: the visits (and their page
-views, bounces, duration, visitors) by their first page view's value."""
+views, bounces, duration, visitors) by their first page view's value; the ``total`` row's
+``unique_pageviews`` is the sum over visits of the distinct pages each viewed."""
 
 ROW_COLUMNS = (
     "source_id",

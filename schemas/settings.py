@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """TinyTrail collect requests one IP may send per ``tinytrail_rate_window`` (0: no limit)."""
     tinytrail_rate_window: int = 10
     """Seconds of TinyTrail's rate-limit window (counted in Redis, shared by every gateway process)."""
+    api_rate_limit: int = 60
+    """Requests one API key may make to the TinyTrail management and report API (``/api/v1/...``
+    protected routes) per 60 seconds, counted in Redis, shared by every gateway process (0: no limit)."""
 
     trusted_proxies: str = ""
     """Comma-separated IPs/CIDRs of proxies in front of the gateway whose client-IP headers
@@ -149,6 +152,7 @@ _ENV = {
     "worker_metrics_port": int,
     "tinytrail_rate_limit": int,
     "tinytrail_rate_window": int,
+    "api_rate_limit": int,
     "trusted_proxies": str,
     "geoip_db": str,
     "secret_key": str,
@@ -196,6 +200,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         raise ValueError("TRACKGATE_WORKER_METRICS_PORT must be 0 to 65535")
     if settings.tinytrail_rate_limit < 0 or settings.tinytrail_rate_window < 1:
         raise ValueError("TRACKGATE_TINYTRAIL_RATE_LIMIT must be 0 or more, _RATE_WINDOW at least 1")
+    if settings.api_rate_limit < 0:
+        raise ValueError("TRACKGATE_API_RATE_LIMIT must be 0 (no limit) or more")
 
     if min(settings.http_header_timeout_seconds, settings.http_body_timeout_seconds) <= 0:
         raise ValueError("TRACKGATE_HTTP_HEADER_TIMEOUT_SECONDS and _BODY_TIMEOUT_SECONDS must be over 0")

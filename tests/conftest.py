@@ -30,6 +30,7 @@ from trackgate.gateway.app import create_app
 from trackgate.migrate import migrate
 from trackgate.schemas.destinations import FORWARD_QUEUE, Filters
 from trackgate.schemas.settings import ServerSettings
+from trackgate.schemas.websites import DEFAULT_ACCOUNT_ID, DEFAULT_WORKSPACE
 from trackgate.sources import add_source
 from trackgate.workers.destinations import add_destination
 from trackgate.workers.forward import resources
@@ -80,8 +81,13 @@ def db(database_url) -> Iterator[psycopg.Connection]:
         conn.execute(
             "TRUNCATE events, event_dedupe, sources, source_keys, quarantine,"
             " profiles, profile_ids, groups, group_members,"
-            " destinations, deliveries, dead_letters, replay_checkpoints, api_keys,"
+            " destinations, deliveries, dead_letters, replay_checkpoints, api_keys, accounts,"
             " report_rows, report_sequences, report_days"
+        )
+        # the account migration 0014 creates for the workspace every source starts in
+        conn.execute(
+            "INSERT INTO accounts (id, name, workspace) VALUES (%s, 'Default', %s)",
+            (DEFAULT_ACCOUNT_ID, DEFAULT_WORKSPACE),
         )
         yield conn
 

@@ -10,12 +10,13 @@ Keys are never logged. The gateway's side (checking a key) is ``gateway/api_keys
 from __future__ import annotations
 
 import secrets
+import uuid
 from datetime import datetime
 
 import msgspec
 import psycopg
 
-from trackgate.gateway.api_keys import ADMIN, PREFIX
+from trackgate.gateway.api_keys import ADMIN, PREFIX, USER
 from trackgate.gateway.auth import key_digest, read_secret
 from trackgate.schemas.destinations import fernet, rotate_credentials  # the installation's Fernet keys
 from trackgate.schemas.settings import Settings
@@ -34,21 +35,30 @@ def new_api_key() -> str:
 
 
 def create_key(
-    settings: Settings, database_url: str, role: str = ADMIN, label: str | None = None
+    settings: Settings,
+    database_url: str,
+    role: str = ADMIN,
+    label: str | None = None,
+    account_id: str | None = None,
+    email: str | None = None,
 ) -> CreatedKey:
-    """A new key of ``role`` (only ``admin`` until issue 12 adds accounts); raises ``SecretKeyMissing``
-    without ``TRACKGATE_SECRET_KEY``."""
-    if role != ADMIN:
-        raise ValueError("only admin keys exist so far")
+    """A new key of ``role`` (a ``user`` key belongs to ``account_id``; an admin key may too); its id
+    is a UUID (the TinyTrail API's user id). Raises ``SecretKeyMissing`` without
+    ``TRACKGATE_SECRET_KEY``, ``ValueError`` for a role that does not exist or a user key without an
+    account."""
+    if role not in (ADMIN, USER):
+        raise ValueError(f"a key's role is {ADMIN} or {USER}, not {role!r}")
+    if role == USER and not account_id:
+        raise ValueError("a user key belongs to an account: name it")
     key = new_api_key()
     encrypted = fernet(settings.secret_key).encrypt(key.encode()).decode()
-    key_id = "key_" + secrets.token_hex(8)
+    key_id = str(uuid.uuid4())
     with psycopg.connect(database_url) as conn:
         digest = key_digest(key, read_secret(conn, settings.key_pepper))
         row = conn.execute(
-            "INSERT INTO api_keys (id, role, key_hash, key_encrypted, label) VALUES (%s, %s, %s, %s, %s)"
-            " RETURNING created_at",
-            (key_id, role, digest, encrypted, label),
+            "INSERT INTO api_keys (id, role, account_id, email, key_hash, key_encrypted, label)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING created_at",
+            (key_id, role, account_id, email, digest, encrypted, label),
         ).fetchone()
     assert row is not None
     return CreatedKey(id=key_id, role=role, key=key, created_at=row[0])

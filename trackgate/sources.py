@@ -17,7 +17,7 @@ import psycopg
 import redis
 from psycopg.types.json import Jsonb
 
-from trackgate.gateway import source_changes
+from trackgate.gateway import source_changes, tinytrail
 from trackgate.gateway.auth import HMAC, key_digest, new_key, read_secret
 from trackgate.schemas.request import Source
 
@@ -157,11 +157,22 @@ def add_source(
     source = Source(id="src_" + secrets.token_hex(8), dialect=dialect, name=name, settings=settings or {})
     with psycopg.connect(database_url) as conn:
         secret = _secret(conn)
+        ensure_account(conn, workspace)
         try:
             conn.execute(
-                "INSERT INTO sources (id, dialect, name, key_hash, settings, workspace, digest_kind)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (source.id, dialect, name, key_digest(key, secret), Jsonb(source.settings), workspace, HMAC),
+                "INSERT INTO sources"
+                " (id, dialect, name, key_hash, settings, workspace, digest_kind, website_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s::uuid, gen_random_uuid()))",
+                (
+                    source.id,
+                    dialect,
+                    name,
+                    key_digest(key, secret),
+                    Jsonb(source.settings),
+                    workspace,
+                    HMAC,
+                    _website_id(dialect, key),
+                ),
             )
             for kind, extra in (extra_keys or {}).items():
                 conn.execute(
@@ -172,6 +183,22 @@ def add_source(
         except psycopg.errors.UniqueViolation as exc:
             raise SourceExists(f"a {dialect} source with that name or key exists already") from exc
     return source, key
+
+
+def _website_id(dialect: str, key: str) -> str | None:
+    """A TinyTrail source's website id is its key (the UUID tracker.js sends); other dialects get a
+    random one (``schemas/websites.py``)."""
+    return tinytrail.website_id(key) if dialect == tinytrail.DIALECT else None
+
+
+def ensure_account(conn: psycopg.Connection, workspace: str) -> None:
+    """The account of ``workspace`` (an account is a workspace: ``schemas/websites.py``): a workspace
+    named on the command line becomes an account named after it the first time."""
+    conn.execute(
+        "INSERT INTO accounts (id, name, workspace) VALUES (gen_random_uuid()::text, %s, %s)"
+        " ON CONFLICT (workspace) DO NOTHING",
+        (workspace, workspace),
+    )
 
 
 def list_sources(database_url: str) -> list[dict]:
@@ -207,9 +234,12 @@ def set_key(database_url: str, source_id: str, key: str, kind: str | None = None
     with psycopg.connect(database_url) as conn:
         digest = key_digest(key, _secret(conn))
         if kind is None:
+            row = conn.execute("SELECT dialect FROM sources WHERE id = %s", (source_id,)).fetchone()
+            website_id = _website_id(row[0], key) if row else None
             conn.execute(
-                "UPDATE sources SET key_hash = %s, digest_kind = %s, updated_at = now() WHERE id = %s",
-                (digest, HMAC, source_id),
+                "UPDATE sources SET key_hash = %s, digest_kind = %s, updated_at = now(),"
+                " website_id = coalesce(%s::uuid, website_id) WHERE id = %s",
+                (digest, HMAC, website_id, source_id),
             )
             return
         conn.execute(

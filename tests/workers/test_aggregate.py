@@ -67,7 +67,7 @@ def test_a_day_is_counted_by_hand_and_a_rerun_gives_the_same_rows(settings, db):
     humans = {(r[0], r[3]): r[4:] for r in first if r[1] == "" and not r[2]}
     # total: 3 page views; 2 visits (a's first: / + /pricing, 10 min; a's second: /docs + event, 2 min);
     # 1 visitor; 1 bounce (the second visit has one page view); 600 + 120 s
-    assert humans[("total", "")] == (3, 0, 2, 1, 1, 720.0, 0, 0, 0)
+    assert humans[("total", "")] == (3, 3, 2, 1, 1, 720.0, 0, 0, 0)
     # / : 1 view, landing of visit 1 (600 s, no bounce); /pricing: exit of visit 1; /docs: the bounce
     assert humans[("path", "/")] == (1, 1, 1, 1, 0, 600.0, 1, 0, 0)
     assert humans[("path", "/pricing")] == (1, 1, 0, 1, 0, 0.0, 0, 1, 0)
@@ -76,7 +76,7 @@ def test_a_day_is_counted_by_hand_and_a_rerun_gives_the_same_rows(settings, db):
     # the first visit's first page view came from search; the second has no channel: Direct
     assert humans[("channel", "Organic Search")][2] == 1 and humans[("channel", "Direct")][2] == 1
     bots = {(r[0], r[3]): r[4:] for r in first if r[2]}
-    assert bots[("total", "")] == (1, 0, 1, 1, 1, 0.0, 0, 0, 0)
+    assert bots[("total", "")] == (1, 1, 1, 1, 1, 0.0, 0, 0, 0)
     assert not any(r[0] == "path" and r[4] == 3 for r in first)  # c, excluded, is nowhere
     steps = db.execute(
         "SELECT steps, sessions FROM report_sequences WHERE source_id = %s AND scope = '' AND NOT bots"

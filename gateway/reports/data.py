@@ -1,0 +1,266 @@
+"""Reading the reports' numbers: aggregates for clean closed days, raw events for the rest.
+
+A day of the period is read from ``report_rows``/``report_sequences`` when ``report_days`` marks it
+clean for the website's source (aggregated after it closed, and no late event since); every other day
+(today, a day never aggregated, a dirty one) is computed from ``events`` with the very same SQL the
+aggregation stores (``schemas/aggregates.py``), one query per run of consecutive such days. The two are
+summed in Python.
+
+The reads run on the TinyTrail API's pool (``gateway/database.py``), never on the accept path's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from trackgate.gateway.reports.params import Query
+from trackgate.schemas import aggregates
+
+REALTIME_MINUTES = 30
+TOP_PAGES = 10
+
+METRICS = (
+    "pageviews",
+    "unique_pageviews",
+    "visits",
+    "visitors",
+    "bounces",
+    "duration",
+    "entries",
+    "exits",
+    "events",
+)
+
+
+@dataclass(slots=True)
+class Counts:
+    """One row's numbers (see ``schemas.aggregates.ROWS_SQL``), summed over days and parts."""
+
+    label: str | None = None
+    pageviews: int = 0
+    unique_pageviews: int = 0
+    visits: int = 0
+    visitors: int = 0
+    bounces: int = 0
+    duration: float = 0.0
+    entries: int = 0
+    exits: int = 0
+    events: int = 0
+
+    def add(self, row: Sequence[Any]) -> None:
+        """``row``: label, then :data:`METRICS` in order."""
+        if row[0] is not None and self.label is None:
+            self.label = row[0]
+        self.pageviews += int(row[1])
+        self.unique_pageviews += int(row[2])
+        self.visits += int(row[3])
+        self.visitors += int(row[4])
+        self.bounces += int(row[5])
+        self.duration += float(row[6])
+        self.entries += int(row[7])
+        self.exits += int(row[8])
+        self.events += int(row[9])
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """The days a report covers, and which of them come from raw events."""
+
+    source_id: str
+    start: date
+    end: date
+    raw: tuple[tuple[date, date], ...] = ()
+    """Runs of consecutive days (first, last) read from raw events."""
+    raw_days: tuple[date, ...] = ()
+
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+
+@dataclass(slots=True)
+class Table:
+    """Rows by (dim, key[, day])."""
+
+    rows: dict[tuple[Any, ...], Counts] = field(default_factory=dict)
+
+    def add(self, key: tuple[Any, ...], values: Sequence[Any]) -> None:
+        counts = self.rows.get(key)
+        if counts is None:
+            counts = self.rows[key] = Counts()
+        counts.add(values)
+
+    def dim(self, dim: str) -> dict[str, Counts]:
+        return {k[1]: v for k, v in self.rows.items() if k[0] == dim}
+
+
+_SUMS = (
+    "max(label), sum(pageviews), sum(unique_pageviews), sum(visits), sum(visitors), sum(bounces),"
+    " sum(duration), sum(entries), sum(exits), sum(events)"
+)
+
+
+def _filters(key: str | None) -> str:
+    extra = " AND key = %(key)s" if key is not None else ""
+    return f"dim = ANY(%(dims)s) AND scope = %(scope)s AND (NOT bots OR %(bots)s){extra}"
+
+
+async def first_day(conn: psycopg.AsyncConnection, source_id: str) -> date | None:
+    """The UTC day of the source's first event (``period=all``)."""
+    cur = await conn.execute(
+        """SELECT (min("timestamp") AT TIME ZONE 'UTC')::date FROM events WHERE source_id = %s""",
+        (source_id,),
+    )
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def period(
+    conn: psycopg.AsyncConnection, source_id: str, start: date, end: date, today: date
+) -> Period:
+    """Which days of [start, end] are read raw: every one not marked clean (today always)."""
+    cur = await conn.execute(
+        "SELECT day FROM report_days WHERE source_id = %s AND day >= %s AND day <= %s AND day < %s"
+        " AND NOT dirty",
+        (source_id, start, end, today),
+    )
+    clean = {row[0] for row in await cur.fetchall()}
+    raw_days = [d for d in Period(source_id, start, end).days() if d not in clean]
+    runs: list[tuple[date, date]] = []
+    for day in raw_days:
+        if runs and runs[-1][1] + timedelta(days=1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return Period(source_id, start, end, tuple(runs), tuple(raw_days))
+
+
+async def rows(
+    conn: psycopg.AsyncConnection,
+    span: Period,
+    query: Query,
+    dims: Sequence[str],
+    *,
+    by_day: bool = False,
+    key: str | None = None,
+) -> Table:
+    """The summed rows of ``dims`` over the period (per day too with ``by_day``; one ``key`` only)."""
+    params: dict[str, Any] = {
+        "source": span.source_id,
+        "dims": list(dims),
+        "scope": query.scope,
+        "bots": query.include_bots,
+        "key": key,
+        "a": span.start,
+        "b": span.end,
+        "raw": list(span.raw_days),
+    }
+    day = "day" if by_day else "NULL::date"
+    group = "dim, key, day" if by_day else "dim, key"
+    table = Table()
+    cur = await conn.execute(
+        f"SELECT dim, key, {day}, {_SUMS} FROM report_rows WHERE source_id = %(source)s"
+        f" AND day >= %(a)s AND day <= %(b)s AND NOT (day = ANY(%(raw)s::date[])) AND {_filters(key)}"
+        f" GROUP BY {group}",
+        params,
+    )
+    for row in await cur.fetchall():
+        table.add((row[0], row[1], row[2]), row[3:])
+    for first, last in span.raw:
+        start, _ = aggregates.day_bounds(first)
+        _, end = aggregates.day_bounds(last)
+        cur = await conn.execute(
+            f"SELECT dim, key, {day}, {_SUMS} FROM ({aggregates.ROWS_SQL}) r WHERE {_filters(key)}"
+            f" GROUP BY {group}",
+            {**params, "start": start, "end": end},
+        )
+        for row in await cur.fetchall():
+            table.add((row[0], row[1], row[2]), row[3:])
+    return table
+
+
+def _funnel_sql(source: str, n_steps: int) -> str:
+    """Per step, the sessions whose steps hold it after the previous step's first match."""
+    counts = ", ".join(
+        f"coalesce(sum(q.sessions) FILTER (WHERE a{i}.p IS NOT NULL), 0)" for i in range(n_steps)
+    )
+    joins = " CROSS JOIN LATERAL (SELECT array_position(q.steps, %(s0)s::text) AS p) a0"
+    for i in range(1, n_steps):
+        after = f"array_position(q.steps, %(s{i})s::text, a{i - 1}.p + 1)"
+        joins += f" CROSS JOIN LATERAL (SELECT CASE WHEN a{i - 1}.p IS NOT NULL THEN {after} END AS p) a{i}"
+    return f"SELECT {counts} FROM ({source}) q{joins}"
+
+
+async def funnel(
+    conn: psycopg.AsyncConnection, span: Period, query: Query, steps: Sequence[str]
+) -> list[int]:
+    """Sessions that reached each step, in order (a step after the one before it, in the same session)."""
+    params: dict[str, Any] = {
+        "source": span.source_id,
+        "scope": query.scope,
+        "bots": query.include_bots,
+        "a": span.start,
+        "b": span.end,
+        "raw": list(span.raw_days),
+        **{f"s{i}": step for i, step in enumerate(steps)},
+    }
+    totals = [0] * len(steps)
+    stored = (
+        "SELECT steps, sessions FROM report_sequences WHERE source_id = %(source)s AND scope = %(scope)s"
+        " AND day >= %(a)s AND day <= %(b)s AND NOT (day = ANY(%(raw)s::date[])) AND (NOT bots OR %(bots)s)"
+        " AND steps @> ARRAY[%(s0)s::text]"
+    )
+    parts: list[tuple[str, dict[str, Any]]] = [(stored, params)]
+    for first, last in span.raw:
+        start, _ = aggregates.day_bounds(first)
+        _, end = aggregates.day_bounds(last)
+        raw = (
+            f"SELECT steps, sessions FROM ({aggregates.SEQUENCES_SQL}) r"
+            " WHERE scope = %(scope)s AND (NOT bots OR %(bots)s)"
+        )
+        parts.append((raw, {**params, "start": start, "end": end}))
+    for source, part_params in parts:
+        cur = await conn.execute(_funnel_sql(source, len(steps)), part_params)
+        row = await cur.fetchone()
+        if row:
+            totals = [t + int(v) for t, v in zip(totals, row, strict=True)]
+    return totals
+
+
+_REALTIME_SQL = f"""
+SELECT coalesce(e.enrichment->>'visitor_id', 'u:' || e.user_id, 'a:' || e.anonymous_id, 'e:' || e.id::text),
+       {aggregates.PAGE_VIEW}, CASE WHEN {aggregates.PAGE_VIEW} THEN {aggregates.PATH} END,
+       CASE WHEN {aggregates.PAGE_VIEW} THEN 'page_view' ELSE e.name END
+FROM events e
+WHERE e.source_id = %(source)s AND e."timestamp" >= %(since)s AND e."timestamp" <= %(now)s
+  AND e.received_at >= %(since)s - interval '1 day'
+  AND NOT coalesce((e.enrichment->>'is_bot')::boolean, false)
+  AND NOT coalesce((e.enrichment->>'is_excluded')::boolean, false)
+  AND ({aggregates.PAGE_VIEW} OR {aggregates.CUSTOM_EVENT})
+"""
+
+
+async def realtime(conn: psycopg.AsyncConnection, source_id: str, now: datetime) -> dict[str, Any]:
+    """The last 30 minutes' raw events: visitors, top pages by visitors, events by type."""
+    since = now - timedelta(minutes=REALTIME_MINUTES)
+    cur = await conn.execute(
+        f"""WITH r(vid, pv, path, kind) AS ({_REALTIME_SQL})
+        SELECT 'active', NULL, count(DISTINCT vid) FROM r
+        UNION ALL
+        SELECT 'page', path, count(DISTINCT vid) FROM r WHERE pv GROUP BY path
+        UNION ALL
+        SELECT 'type', kind, count(*) FROM r GROUP BY kind""",
+        {"source": source_id, "since": since, "now": now},
+    )
+    found = await cur.fetchall()
+    pages = sorted(((r[1], int(r[2])) for r in found if r[0] == "page"), key=lambda p: (-p[1], p[0]))
+    kinds = sorted(((r[1], int(r[2])) for r in found if r[0] == "type"), key=lambda p: (-p[1], p[0]))
+    return {
+        "active_visitors": next((int(r[2]) for r in found if r[0] == "active"), 0),
+        "top_pages": [{"path": path, "visitors": n} for path, n in pages[:TOP_PAGES]],
+        "events_by_type": [{"eventType": kind, "count": n} for kind, n in kinds],
+    }
