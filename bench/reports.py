@@ -111,6 +111,7 @@ class Latency:
 class Result:
     data: dict
     aggregation: dict = field(default_factory=dict)
+    check: dict = field(default_factory=dict)
     latencies: list[Latency] = field(default_factory=list)
     accept: dict = field(default_factory=dict)
     sizes: list[dict] = field(default_factory=list)
@@ -220,6 +221,33 @@ def time_reports(
                 progress(f"    {period:>3} {call.name:<20} {verdict}")
                 out.append((call, latency))
     return out
+
+
+CHECK_SQL = """
+SELECT count(*) FROM events
+WHERE source_id = %s AND type = 'page' AND "timestamp" >= %s AND "timestamp" < %s
+  AND NOT coalesce((enrichment ->> 'is_bot')::boolean, false)
+  AND NOT coalesce((enrichment ->> 'is_excluded')::boolean, false)
+"""
+
+
+def check_pageviews(base: str, key: str, data: reports_data.BenchData) -> dict:
+    """The 12m summary's page views against a count of the raw rows (that the timed calls did the real
+    work, over aggregates and today's events together)."""
+    with httpx.Client(base_url=base, headers={"X-API-KEY": key}, timeout=120) as client:
+        response = client.get(
+            "/api/v1/reports/summary", params={"website_id": data.website_id, "period": "12m"}
+        )
+    if response.status_code != 200:
+        return {"ok": False, "error": f"HTTP {response.status_code}: {response.text[:200]}"}
+    body = response.json()["data"]
+    start = date.fromisoformat(body["period"]["start"])
+    end = date.fromisoformat(body["period"]["end"]) + timedelta(days=1)
+    with psycopg.connect(data.url) as conn:
+        row = conn.execute(CHECK_SQL, (data.source_id, start, end)).fetchone()
+    counted = int(row[0]) if row else -1
+    reported = body["metrics"]["pageviews"]["value"]
+    return {"ok": reported == counted, "reported": reported, "counted": counted, "period": body["period"]}
 
 
 # --- the accept path beside the reports ---------------------------------------------------------------
@@ -448,6 +476,12 @@ def render(result: Result) -> str:
             f"aggregation: {agg['days']} closed days in {agg['seconds']:.0f} s "
             f"(a day: median {agg['day_p50_ms']} ms, max {agg['day_max_ms']} ms)"
         )
+    if result.check.get("ok"):
+        c = result.check
+        out.append(
+            f"check: summary 12m page views {c['reported']:,} = {c['counted']:,} page views counted in the "
+            f"raw rows ({c['period']['start']} .. {c['period']['end']}, bots and excluded traffic left out)"
+        )
     if result.latencies:
         out += ["", "Reports (ms per call, wall time from the client; p95 must be under the goal)"]
         head = f"{'report':<22}{'period':>7}{'p50':>9}{'p95':>9}{'max':>9}{'goal':>8}  result"
@@ -553,6 +587,12 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = print) -> Re
         progress("  starting the gateway ...")
         with servers.serve(GATEWAY_APP, factory=True, env=env, port=args.port) as (base, _proc):
             if "reports" not in args.skip:
+                result.check = check_pageviews(base, key, data)
+                progress(f"  check: {result.check}")
+                if not result.check["ok"]:
+                    result.problems.append(
+                        f"12m page views reported differ from the raw count: {result.check}"
+                    )
                 progress(f"  reports: {args.warmups} warm-up + {args.calls} timed calls each")
                 timed = time_reports(base, key, data.website_id, args.calls, args.warmups, progress)
                 result.latencies = [lat for _, lat in timed]
