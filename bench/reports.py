@@ -147,6 +147,21 @@ def days_to_aggregate(data: reports_data.BenchData, everything: bool) -> list[da
     return [d for d in closed if d not in clean]
 
 
+def analyze_aggregates(url: str) -> None:
+    """ANALYZE the aggregate tables just filled, as autovacuum soon would: a year of rows written at
+    once would otherwise be planned with the statistics of an empty table for the first minute."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = [row[0] for row in conn.execute(AGGREGATE_TABLES_SQL)]
+        for name in names:
+            conn.execute(f'ANALYZE "{name}"')
+
+
+AGGREGATE_TABLES_SQL = """
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'report\\_%'
+"""
+
+
 def run_aggregation(
     data: reports_data.BenchData, processes: int, everything: bool, progress: Callable[[str], None]
 ) -> dict:
@@ -160,6 +175,7 @@ def run_aggregation(
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         per_day = pool.map(_aggregate_one, jobs, chunksize=4)
     seconds = time.monotonic() - started
+    analyze_aggregates(data.url)
     out = {
         "days": len(days),
         "seconds": round(seconds, 1),
