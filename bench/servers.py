@@ -57,13 +57,15 @@ def serve(
     ready_headers: dict[str, str] | None = None,
     ready_body: bytes | None = None,
     timeout: float = 30.0,
+    port: int = 0,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``app`` under uvicorn until the block exits; yields (base URL, process).
 
     On exit the server gets SIGTERM and shuts down gracefully (the gateway's lifespan flushes what
     its publisher holds), so whatever it acknowledged or still had in flight is in Redis afterwards.
+    ``port``: the port to listen on (0: a free one).
     """
-    port = free_port()
+    port = port or free_port()
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
