@@ -48,7 +48,7 @@ from bench import enrich as enrich_phase  # noqa: E402
 from bench import loadgen, payloads, persist, profiling, queued, servers  # noqa: E402
 from trackgate.migrate import migrate  # noqa: E402
 from trackgate.schemas.jobs import PERSIST_QUEUE  # noqa: E402
-from trackgate.schemas.settings import ServerSettings  # noqa: E402
+from trackgate.schemas.settings import ServerSettings, settings_from_env  # noqa: E402
 from trackgate.sources import add_source  # noqa: E402
 
 GOAL_TRACK = 0.7
@@ -481,8 +481,14 @@ def run(args: argparse.Namespace) -> Report:
     return report
 
 
+def worker_settings(args: argparse.Namespace, db: Database) -> ServerSettings:
+    """The worker's settings: the bench's servers, and any other ``TRACKGATE_*`` of the environment
+    (``TRACKGATE_WORKER_GROUP_JOBS=1`` measures one job per transaction)."""
+    return settings_from_env(database_url=db.url, redis_url=args.redis, log_level="WARNING").require()
+
+
 def persist_phase(args: argparse.Namespace, db: Database) -> list[dict]:
-    settings = ServerSettings(database_url=db.url, redis_url=args.redis, log_level="WARNING")
+    settings = worker_settings(args, db)
     print(f"  (d) building {args.events} canonical events ...", flush=True)
     events = payloads.canonical_events(args.events, db.source.id)
     persist.ensure_partitions(db.url, events)
@@ -526,7 +532,7 @@ def persist_phase(args: argparse.Namespace, db: Database) -> list[dict]:
 
 
 def enrich_phase_run(args: argparse.Namespace, db: Database) -> dict:
-    settings = ServerSettings(database_url=db.url, redis_url=args.redis, log_level="WARNING")
+    settings = worker_settings(args, db)
     print(f"  (e) enrichment chain: store vs store+chain, {args.events} events ...", flush=True)
     events = payloads.canonical_events(args.events, db.source.id)
     for e in events:

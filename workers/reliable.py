@@ -31,6 +31,12 @@ RQ 3 leaves three windows a ``kill -9`` falls into (read in ``rq/queue.py``, ``r
   attempt (RQ's ``AbandonedJobError``) and goes back to the front while it has retries left
   (``retries_left``), else into the failed registry, as RQ's own cleanup would do much later.
   Storage stays exactly-once because a re-run batch is deduplicated (``event_dedupe``).
+- Jobs of one function (``Grouping``: the persist job) can run several at a time: after a dequeue the
+  worker moves more ids of the same queue into its processing list (up to ``max_jobs`` jobs or
+  ``max_size`` events), runs them with ONE call (one store transaction), and records each job's end
+  only after that call returned (the commit). If the call raises, each job runs again alone, as RQ
+  would run it (its own failure, retry, result), so a poison job fails alone and the others are
+  stored (a job whose events the group already committed finds them claimed).
 - The keeper also runs RQ's scheduler (retries scheduled for later) in-process, holding RQ's own
   scheduler lock with a TTL of :data:`ALIVE_TTL`: when its worker dies another worker's keeper takes
   the lock over within that time. No forked scheduler is left behind or lost.
@@ -40,9 +46,11 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import redis
@@ -52,7 +60,9 @@ from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 from rq.scheduler import RQScheduler
 from rq.scripts import acquire_or_refresh_lock, release_lock
-from rq.utils import as_text
+from rq.timeouts import JobTimeoutException
+from rq.utils import as_text, now
+from rq.worker.base import WorkerStatus
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +162,13 @@ class ReliableQueue(Queue):
             return result
 
 
+def _size(grouping: Grouping, job: Job) -> int:
+    try:
+        return grouping.size(job)
+    except Exception:  # unreadable: weighs nothing here, and fails alone after the group fails
+        return 0
+
+
 def _poll(connection: redis.Redis, queues: Sequence[Queue], target: str) -> tuple[str, str] | None:
     for queue in queues:
         job_id = connection.lmove(queue.key, target, "LEFT", "RIGHT")
@@ -164,18 +181,108 @@ def queue_class_for(worker_name: str) -> type[ReliableQueue]:
     return type("ReliableQueue", (ReliableQueue,), {"processing_key": processing_key(worker_name)})
 
 
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    """Jobs of ``func_name`` that a worker runs several at a time, with one call of ``run``."""
+
+    func_name: str
+    run: Callable[[list[Job]], object]
+    """Does the work of all the jobs at once (all of it, or raises having done none that counts)."""
+    size: Callable[[Job], int]
+    """A job's weight (its events); a job whose size cannot be read weighs 0 (it fails in ``run``)."""
+    max_jobs: int = 32
+    max_size: int = 2000
+    """The worker stops taking jobs into the group once their sizes add up to this (a soft cap)."""
+    alone: Callable[[Exception], bool] = lambda exc: True
+    """Whether the jobs of a group that raised ``exc`` run again one by one (the failure may be one
+    job's); if not (it is no job's fault, e.g. the database is unreachable), each job fails with it
+    at once and RQ retries each on its own schedule, without holding the worker N times as long."""
+
+
 class ReliableWorker(SimpleWorker):
     """RQ's SimpleWorker (jobs run in this process) with a reliable dequeue and a keeper thread.
 
     Run it with ``with_scheduler=False``: the keeper runs the scheduler, in this process."""
 
-    def __init__(self, queues: Sequence[Queue], **kwargs: Any):
+    def __init__(self, queues: Sequence[Queue], *, grouping: Grouping | None = None, **kwargs: Any):
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
         kwargs.setdefault("worker_ttl", WORKER_TTL)
         super().__init__(queues, **kwargs)
         self.queue_class = queue_class_for(self.name)
         self.processing_key = processing_key(self.name)
         self.keeper: Keeper | None = None
+        self.grouping = grouping
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        grouping = self.grouping
+        if grouping is None or grouping.max_jobs <= 1 or job.func_name != grouping.func_name:
+            super().execute_job(job, queue)
+            return
+        group, others = self._take_group(job, queue, grouping)
+        if len(group) == 1:
+            super().execute_job(job, queue)
+        else:
+            self._execute_group(group, queue, grouping)
+            self.set_state(WorkerStatus.IDLE)
+        for other, other_queue in others:  # another function's jobs met in the queue: each alone
+            super().execute_job(other, other_queue)
+
+    def _take_group(
+        self, first: Job, queue: Queue, grouping: Grouping
+    ) -> tuple[list[Job], list[tuple[Job, Queue]]]:
+        """``first`` and the jobs behind it in ``queue``, each moved into the processing list."""
+        group, others = [first], []
+        size = _size(grouping, first)
+        while len(group) < grouping.max_jobs and size < grouping.max_size:
+            found = self.queue_class.dequeue_any(
+                [queue],
+                None,
+                connection=self.connection,
+                job_class=self.job_class,
+                serializer=self.serializer,
+            )
+            if found is None:
+                break
+            job, job_queue = found
+            if job.func_name != grouping.func_name:
+                others.append((job, job_queue))
+                break
+            group.append(job)
+            size += _size(grouping, job)
+        return group, others
+
+    def _execute_group(self, jobs: list[Job], queue: Queue, grouping: Grouping) -> None:
+        """Run ``jobs`` with one call of ``grouping.run``; only once it returned (committed), record
+        each job's success. If it raises, run each job alone (RQ's own path: success, failure or
+        retry per job)."""
+        executions = [self.prepare_execution(job) for job in jobs]
+        for job in jobs:
+            self.prepare_job_execution(job)
+        started = now()
+        for job in jobs:
+            job.started_at = started
+        timeout = max(job.timeout or self.queue_class.DEFAULT_TIMEOUT for job in jobs)
+        try:
+            with self.death_penalty_class(timeout, JobTimeoutException, job_id=jobs[0].id):
+                grouping.run(jobs)
+        except Exception as exc:
+            alone = grouping.alone(exc)
+            log.warning(
+                "job_group_failed n_jobs=%d error=%s: %s; %s",
+                len(jobs),
+                type(exc).__name__,
+                str(exc)[:200],
+                "running each job alone" if alone else "each job failed (and retried) with it",
+            )
+            exc_info = sys.exc_info()
+            for job, execution in zip(jobs, executions, strict=True):
+                if alone:
+                    self.perform_job(job, queue, execution)
+                else:
+                    self._finalize_failure(job, queue, execution, exc_info)
+            return
+        for job, execution in zip(jobs, executions, strict=True):
+            self._finalize_success(job, queue, execution, None)
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         if kwargs.get("with_scheduler"):
