@@ -56,6 +56,7 @@ from typing import Any, ClassVar
 import redis
 from rq import Queue, SimpleWorker
 from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 from rq.scheduler import RQScheduler
@@ -230,34 +231,89 @@ class ReliableWorker(SimpleWorker):
     def _take_group(
         self, first: Job, queue: Queue, grouping: Grouping
     ) -> tuple[list[Job], list[tuple[Job, Queue]]]:
-        """``first`` and the jobs behind it in ``queue``, each moved into the processing list."""
-        group, others = [first], []
+        """``first`` and the jobs behind it in ``queue``, each moved into the processing list: up to
+        ``max_jobs - 1`` ids moved in one round trip and fetched in another; those beyond the size
+        cap go back to the head of the queue in their order (a job of another function is run alone
+        after the group)."""
         size = _size(grouping, first)
-        while len(group) < grouping.max_jobs and size < grouping.max_size:
-            found = self.queue_class.dequeue_any(
-                [queue],
-                None,
-                connection=self.connection,
-                job_class=self.job_class,
-                serializer=self.serializer,
-            )
-            if found is None:
-                break
-            job, job_queue = found
-            if job.func_name != grouping.func_name:
-                others.append((job, job_queue))
-                break
-            group.append(job)
-            size += _size(grouping, job)
+        if size >= grouping.max_size or grouping.max_jobs <= 1:
+            return [first], []
+        with self.connection.pipeline(transaction=False) as pipe:
+            for _ in range(grouping.max_jobs - 1):
+                pipe.lmove(queue.key, self.processing_key, "LEFT", "RIGHT")
+            ids = [as_text(raw) for raw in pipe.execute() if raw is not None]
+        group, others, back = [first], [], []  # type: list[Job], list[tuple[Job, Queue]], list[str]
+        for job_id, job in zip(ids, self._fetch_taken(ids), strict=True):
+            if job is None:
+                continue  # gone or unreadable: already out of the processing list
+            if back or size >= grouping.max_size:
+                back.append(job_id)
+            elif job.func_name != grouping.func_name:
+                others.append((job, queue))
+            else:
+                group.append(job)
+                size += _size(grouping, job)
+        if back:
+            with self.connection.pipeline(transaction=True) as pipe:
+                for job_id in reversed(back):
+                    pipe.lrem(self.processing_key, 1, job_id)
+                    pipe.lpush(queue.key, job_id)
+                pipe.execute()
         return group, others
+
+    def _fetch_taken(self, ids: list[str]) -> list[Job | None]:
+        """The jobs of ids just moved into the processing list, in one round trip; a job whose hash is
+        gone leaves the list, one that cannot be read is set aside (as ``dequeue_any`` does): None."""
+        if not ids:
+            return []
+        fetch = self.job_class.fetch
+        try:
+            many = self.job_class.fetch_many(ids, connection=self.connection, serializer=self.serializer)
+        except Exception:  # one of them is unreadable: find which, one by one
+            many = []
+            for job_id in ids:
+                try:
+                    many.append(fetch(job_id, connection=self.connection, serializer=self.serializer))
+                except NoSuchJobError:
+                    many.append(None)
+                except Exception:
+                    log.exception("job_unreadable job_id=%s", job_id)
+                    with self.connection.pipeline(transaction=True) as pipe:
+                        pipe.lrem(self.processing_key, 1, job_id)
+                        pipe.rpush(UNREADABLE_KEY, job_id)
+                        pipe.execute()
+                    many.append(None)
+                    continue
+        gone = [job_id for job_id, job in zip(ids, many, strict=True) if job is None]
+        for job_id in gone:  # (an unreadable one is already out: LREM finds nothing)
+            self.connection.lrem(self.processing_key, 1, job_id)
+        return many
+
+    def _prepare_group(self, jobs: list[Job]) -> list[Execution]:
+        """RQ's ``prepare_execution`` and ``prepare_job_execution`` of every job, in one transaction."""
+        executions = []
+        started = now()
+        with self.connection.pipeline() as pipe:
+            for job in jobs:
+                execution = Execution.create(
+                    job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name
+                )
+                self.executions[execution.id] = execution
+                executions.append(execution)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            self.heartbeat(max(self.get_heartbeat_ttl(job) for job in jobs), pipeline=pipe)
+            for job in jobs:
+                job.heartbeat(started, self.get_heartbeat_ttl(job), pipeline=pipe)
+                job.prepare_for_execution(self.name, pipeline=pipe)
+                pipe.persist(job.key)
+            pipe.execute()
+        return executions
 
     def _execute_group(self, jobs: list[Job], queue: Queue, grouping: Grouping) -> None:
         """Run ``jobs`` with one call of ``grouping.run``; only once it returned (committed), record
         each job's success. If it raises, run each job alone (RQ's own path: success, failure or
-        retry per job)."""
-        executions = [self.prepare_execution(job) for job in jobs]
-        for job in jobs:
-            self.prepare_job_execution(job)
+        retry per job), or fail each (``grouping.alone``)."""
+        executions = self._prepare_group(jobs)
         started = now()
         for job in jobs:
             job.started_at = started
@@ -281,7 +337,44 @@ class ReliableWorker(SimpleWorker):
                 else:
                     self._finalize_failure(job, queue, execution, exc_info)
             return
-        for job, execution in zip(jobs, executions, strict=True):
+        self._finish_group(jobs, executions, queue)
+
+    def _finish_group(self, jobs: list[Job], executions: list[Execution], queue: Queue) -> None:
+        """Each job's success as RQ's ``handle_job_success`` records it, all in one transaction, for
+        jobs with nothing else to do on success (no callback, repeat, webhook, rate limit or
+        dependents: the persist jobs); any other job goes through RQ's own ``_finalize_success``."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            for job in jobs:
+                pipe.exists(job.dependents_key)
+            has_dependents = pipe.execute()
+        plain: list[tuple[Job, Execution]] = []
+        special: list[tuple[Job, Execution]] = []
+        for job, execution, dependents in zip(jobs, executions, has_dependents, strict=True):
+            simple = not (dependents or job.success_callback or job.repeats_left or job.webhooks)
+            (plain if simple and not job.has_rate_limit else special).append((job, execution))
+        if plain:
+            ended = now()
+            with self.connection.pipeline() as pipe:
+                for job, execution in plain:
+                    job.ended_at = ended
+                    job._status = JobStatus.FINISHED
+                    job._result = None
+                    self.increment_successful_job_count(pipeline=pipe)
+                    self.increment_total_working_time(ended - (job.started_at or ended), pipe)
+                    result_ttl = job.get_result_ttl(self.default_result_ttl)
+                    if result_ttl != 0:
+                        job._handle_success(
+                            result_ttl,
+                            pipeline=pipe,
+                            worker_name=self.name,
+                            execution_id=execution.id,
+                            execution_started_at=execution.created_at,
+                            execution_ended_at=ended,
+                        )
+                    job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+                    self.cleanup_execution(job, pipeline=pipe, execution=execution)
+                pipe.execute()
+        for job, execution in special:
             self._finalize_success(job, queue, execution, None)
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
