@@ -214,19 +214,21 @@ class ReliableWorker(SimpleWorker):
         self.keeper: Keeper | None = None
         self.grouping = grouping
 
-    def execute_job(self, job: Job, queue: Queue) -> None:
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        """RQ's ``execute_job`` prepared ``job``'s execution and calls this: a job of the grouping's
+        function takes the jobs queued behind it along (:meth:`_take_group`) and runs with them."""
         grouping = self.grouping
         if grouping is None or grouping.max_jobs <= 1 or job.func_name != grouping.func_name:
-            super().execute_job(job, queue)
-            return
+            return super().perform_job(job, queue, execution)
         group, others = self._take_group(job, queue, grouping)
         if len(group) == 1:
-            super().execute_job(job, queue)
+            done = super().perform_job(job, queue, execution)
         else:
-            self._execute_group(group, queue, grouping)
-            self.set_state(WorkerStatus.IDLE)
-        for other, other_queue in others:  # another function's jobs met in the queue: each alone
-            super().execute_job(other, other_queue)
+            done = self._execute_group(group, [execution, *self._prepare_group(group)], queue, grouping)
+        for other, other_queue in others:  # another function's job met in the queue: alone, after
+            other_execution = self.prepare_execution(other)
+            super().perform_job(other, other_queue, other_execution)
+        return done
 
     def _take_group(
         self, first: Job, queue: Queue, grouping: Grouping
@@ -290,11 +292,12 @@ class ReliableWorker(SimpleWorker):
         return many
 
     def _prepare_group(self, jobs: list[Job]) -> list[Execution]:
-        """RQ's ``prepare_execution`` and ``prepare_job_execution`` of every job, in one transaction."""
+        """RQ's ``prepare_execution`` of every job but the first (RQ prepared it), and
+        ``prepare_job_execution`` of every job, in one transaction; returns the new executions."""
         executions = []
         started = now()
         with self.connection.pipeline() as pipe:
-            for job in jobs:
+            for job in jobs[1:]:
                 execution = Execution.create(
                     job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name
                 )
@@ -309,11 +312,12 @@ class ReliableWorker(SimpleWorker):
             pipe.execute()
         return executions
 
-    def _execute_group(self, jobs: list[Job], queue: Queue, grouping: Grouping) -> None:
+    def _execute_group(
+        self, jobs: list[Job], executions: list[Execution], queue: Queue, grouping: Grouping
+    ) -> bool:
         """Run ``jobs`` with one call of ``grouping.run``; only once it returned (committed), record
         each job's success. If it raises, run each job alone (RQ's own path: success, failure or
-        retry per job), or fail each (``grouping.alone``)."""
-        executions = self._prepare_group(jobs)
+        retry per job), or fail each (``grouping.alone``). True when the group succeeded."""
         started = now()
         for job in jobs:
             job.started_at = started
@@ -333,16 +337,20 @@ class ReliableWorker(SimpleWorker):
             exc_info = sys.exc_info()
             for job, execution in zip(jobs, executions, strict=True):
                 if alone:
-                    self.perform_job(job, queue, execution)
+                    super().perform_job(job, queue, execution)
                 else:
                     self._finalize_failure(job, queue, execution, exc_info)
-            return
+            return False
         self._finish_group(jobs, executions, queue)
+        return True
 
     def _finish_group(self, jobs: list[Job], executions: list[Execution], queue: Queue) -> None:
-        """Each job's success as RQ's ``handle_job_success`` records it, all in one transaction, for
-        jobs with nothing else to do on success (no callback, repeat, webhook, rate limit or
-        dependents: the persist jobs); any other job goes through RQ's own ``_finalize_success``."""
+        """Each job's success as RQ's ``handle_job_success`` records it: the first job's by RQ itself
+        (``_finalize_success``), then the others' in one transaction when they have nothing else to
+        do on success (no callback, repeat, webhook, rate limit or dependents: the persist jobs); any
+        other job goes through RQ's own ``_finalize_success`` too."""
+        self._finalize_success(jobs[0], queue, executions[0], None)
+        jobs, executions = jobs[1:], executions[1:]
         with self.connection.pipeline(transaction=False) as pipe:
             for job in jobs:
                 pipe.exists(job.dependents_key)
