@@ -44,16 +44,22 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
+from bench import endtoend, latency, loadgen, payloads, persist, profiling, queued, servers  # noqa: E402
 from bench import enrich as enrich_phase  # noqa: E402
-from bench import loadgen, payloads, persist, profiling, queued, servers  # noqa: E402
 from trackgate.migrate import migrate  # noqa: E402
 from trackgate.schemas.jobs import PERSIST_QUEUE  # noqa: E402
-from trackgate.schemas.settings import ServerSettings  # noqa: E402
+from trackgate.schemas.settings import ServerSettings, settings_from_env  # noqa: E402
 from trackgate.sources import add_source  # noqa: E402
 
-GOAL_TRACK = 0.7
+GOAL_TRACK = 0.8
 GOAL_BATCH = 4.0
 GOAL_PERSIST = 0.5
+GOAL_PERSIST_TRACK = 0.3
+"""(d) for ``/v1/track``-shaped jobs (the second ``--worker-request-sizes`` run, 1-event requests)."""
+GOAL_TAIL = 2.0
+"""(f) p99 of ``/v1/track`` at half its maximum rate over hello-world's p99 at that rate (at most)."""
+GOAL_VISIBLE_MS = 1000.0
+"""(g) accept -> row visible, p99, with one worker at a sustained rate (at most)."""
 BATCH_EVENTS = 100
 GATEWAY_APP = "trackgate.gateway.asgi:app_from_env"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
@@ -91,6 +97,12 @@ class Report:
     persist: list[dict] = field(default_factory=list)
     enrich: dict | None = None
     """Phase (e): the enrichment chain's cost per event against storing alone."""
+    tail: dict | None = None
+    """Phase (f): p99 at a constant rate, hello-world and ``/v1/track``."""
+    visible: dict | None = None
+    """Phase (g): accept -> row visible with one worker at a constant rate."""
+    scaling: dict | None = None
+    """Phase (h): 2 workers / 1 worker on the same backlog, with the CPU split."""
     ratios: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -345,7 +357,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="phase (d) enqueues the events as requests of these sizes, one run each; the first is "
         "the one the ratio uses (100,1)",
     )
-    p.add_argument("--phases", default="abcde", help="which phases to run (abcde)")
+    p.add_argument("--phases", default="abcdefgh", help="which phases to run (abcdefgh)")
+    p.add_argument(
+        "--tail-rate",
+        type=float,
+        default=0,
+        help="(f) requests/s for both servers (default: half of (b)'s req/s in this run)",
+    )
+    p.add_argument("--tail-duration", type=float, default=10, help="(f) seconds at that rate per server (10)")
+    p.add_argument(
+        "--visible-rate",
+        type=float,
+        default=1000,
+        help="(g) /v1/track requests/s sustained with one worker (1000; the issue names 5000, more than "
+        "one worker sustains on a shared 2-core machine)",
+    )
+    p.add_argument("--visible-duration", type=float, default=30, help="(g) seconds at that rate (30)")
+    p.add_argument("--scaling-events", type=int, default=20_000, help="(h) backlog of 1-event jobs (20000)")
     p.add_argument(
         "--postgres",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -452,6 +480,29 @@ def run(args: argparse.Namespace) -> Report:
                 chosen = sorted(runs_of, key=lambda p: p.req_per_s)[len(runs_of) // 2]
                 chosen.rounds_req_per_s = [round(p.req_per_s) for p in runs_of]
                 report.http.append(chosen)
+            if "f" in args.phases:
+                b = next((p for p in report.http if p.name == "b"), None)
+                rate = args.tail_rate or (b.req_per_s / 2 if b else 0)
+                if rate <= 0:
+                    raise SystemExit("(f) needs (b) in the same run, or --tail-rate")
+                report.tail = tail_phase(args, env, authorization, track_file.read_bytes(), rate)
+            if "g" in args.phases:
+                print(f"  (g) accept -> visible, {args.visible_rate:g}/s for {args.visible_duration:g}s ...")
+                report.visible = endtoend.visibility_phase(
+                    env=env,
+                    database_url=db.url,
+                    redis_url=args.redis,
+                    source_id=db.source.id,
+                    body=track_file.read_bytes(),
+                    authorization=authorization,
+                    rate=args.visible_rate,
+                    duration_s=args.visible_duration,
+                )
+        if "h" in args.phases:
+            print(f"  (h) scaling: {args.scaling_events} events as 1-event jobs, 1 then 2 workers ...")
+            events = payloads.canonical_events(args.scaling_events, db.source.id)
+            persist.ensure_partitions(db.url, events)
+            report.scaling = endtoend.scaling_phase(worker_settings(args, db), env, events)
         if "d" in args.phases:
             report.persist = persist_phase(args, db)
         if "e" in args.phases:
@@ -481,8 +532,41 @@ def run(args: argparse.Namespace) -> Report:
     return report
 
 
+def worker_settings(args: argparse.Namespace, db: Database) -> ServerSettings:
+    """The worker's settings: the bench's servers, and any other ``TRACKGATE_*`` of the environment
+    (``TRACKGATE_WORKER_GROUP_JOBS=1`` measures one job per transaction)."""
+    return settings_from_env(database_url=db.url, redis_url=args.redis, log_level="WARNING").require()
+
+
+def tail_phase(
+    args: argparse.Namespace, env: dict[str, str], authorization: str, body: bytes, rate: float
+) -> dict:
+    """(f): hello-world, then ``/v1/track``, each alone at the same constant rate; p99 of each."""
+    out: dict = {"rate": round(rate), "duration_s": args.tail_duration}
+    for name, app, factory, server_env in (
+        ("hello", "bench.hello:app", False, {}),
+        ("track", GATEWAY_APP, True, env),
+    ):
+        _flush(args.redis)
+        print(f"  (f) {name} at {rate:,.0f} requests/s for {args.tail_duration:g}s ...", flush=True)
+        ready = (
+            {"ready_path": "/health"}
+            if factory
+            else {"ready_path": "/v1/track", "ready_method": "POST", "ready_body": b"{}"}
+        )
+        with servers.serve(app, factory=factory, env=server_env, **ready) as (base, _):
+            url = base + "/v1/track"
+            latency.run_rate(url, body, authorization, rate=rate, duration_s=2, tag=f"fw{name}")
+            result = latency.run_rate(
+                url, body, authorization, rate=rate, duration_s=args.tail_duration, tag=f"f{name}"
+            )
+        out[name] = result.summary()
+    out["ratio"] = round(out["track"]["p99_ms"] / out["hello"]["p99_ms"], 2)
+    return out
+
+
 def persist_phase(args: argparse.Namespace, db: Database) -> list[dict]:
-    settings = ServerSettings(database_url=db.url, redis_url=args.redis, log_level="WARNING")
+    settings = worker_settings(args, db)
     print(f"  (d) building {args.events} canonical events ...", flush=True)
     events = payloads.canonical_events(args.events, db.source.id)
     persist.ensure_partitions(db.url, events)
@@ -526,7 +610,7 @@ def persist_phase(args: argparse.Namespace, db: Database) -> list[dict]:
 
 
 def enrich_phase_run(args: argparse.Namespace, db: Database) -> dict:
-    settings = ServerSettings(database_url=db.url, redis_url=args.redis, log_level="WARNING")
+    settings = worker_settings(args, db)
     print(f"  (e) enrichment chain: store vs store+chain, {args.events} events ...", flush=True)
     events = payloads.canonical_events(args.events, db.source.id)
     for e in events:
@@ -556,11 +640,54 @@ def _ratios(report: Report) -> None:
                 "at_most": True,
             }
         )
-    measured = [r for r in report.persist if r["role"] == "measured"]
+    measured = [r for r in report.persist if r["role"] in ("measured", "info") and r.get("jobs", 0) > 1]
     baseline = [r for r in report.persist if r["role"] == "baseline"]
     if measured and baseline:
-        value = measured[0]["events_per_s"] / baseline[0]["events_per_s"]
-        report.ratios.append(_ratio("(d) / raw COPY", "events/s", value, GOAL_PERSIST))
+        copy = baseline[0]["events_per_s"]
+        value = measured[0]["events_per_s"] / copy
+        unit = f"events/s, {measured[0]['events_per_job']:g}-event jobs"
+        report.ratios.append(_ratio("(d) / raw COPY", unit, value, GOAL_PERSIST))
+        if len(measured) > 1:
+            unit = f"events/s, {measured[1]['events_per_job']:g}-event jobs (/v1/track traffic)"
+            value = measured[1]["events_per_s"] / copy
+            report.ratios.append(_ratio("(d) track / raw COPY", unit, value, GOAL_PERSIST_TRACK))
+    if report.tail:
+        t = report.tail
+        report.ratios.append(
+            {
+                "ratio": "(f) p99 track / hello",
+                "unit": f"p99 at {t['rate']:,} requests/s, half of (b) (at most)",
+                "value": t["ratio"],
+                "goal": GOAL_TAIL,
+                "pass": t["ratio"] <= GOAL_TAIL,
+                "at_most": True,
+            }
+        )
+    if report.visible:
+        v = report.visible
+        seconds = v["p99_ms"] / 1000
+        report.ratios.append(
+            {
+                "ratio": "(g) accept->row p99",
+                "unit": f"seconds (not a ratio), at {v['rate']:g} events/s, one worker (at most)",
+                "value": round(seconds, 3),
+                "goal": GOAL_VISIBLE_MS / 1000,
+                "pass": seconds <= GOAL_VISIBLE_MS / 1000 and v["not_seen"] == 0,
+                "at_most": True,
+                "suffix": "s",
+            }
+        )
+    if report.scaling:
+        sc = report.scaling
+        report.ratios.append(
+            {
+                "ratio": "(h) 2 workers / 1",
+                "unit": "events/s on the same backlog (reported, no goal)",
+                "value": sc["ratio"],
+                "goal": None,
+                "pass": True,
+            }
+        )
 
 
 def _ratio(name: str, unit: str, value: float, goal: float) -> dict:
@@ -653,16 +780,53 @@ def render(report: Report) -> str:
             f"  chain, caches cold    {e['cold_chain_us_per_event']:8.1f} µs/event "
             f"(store+chain / store {e['cold_ratio']:.2f}x on the first pass)"
         )
+    if report.tail:
+        t = report.tail
+        out += [
+            "",
+            f"Tail latency at a constant {t['rate']:,} requests/s ({t['duration_s']:g}s each, "
+            "bench/latency.py)",
+        ]
+        for name in ("hello", "track"):
+            x = t[name]
+            out.append(
+                f"  {name:<6} achieved {x['achieved_per_s']:>9,.0f}/s  p50 {x['p50_ms']:7.2f}"
+                f"  p90 {x['p90_ms']:7.2f}  p99 {x['p99_ms']:7.2f}  max {x['max_ms']:8.1f} ms"
+                f"  errors {x['errors']}"
+            )
+    if report.visible:
+        v = report.visible
+        out += [
+            "",
+            f"Accept -> row visible, one worker, {v['rate']:g} /v1/track requests/s for {v['duration_s']:g}s "
+            f"(achieved {v['achieved_per_s']:,.0f}/s; polled every {v['poll_ms']:g} ms)",
+            f"  p50 {v['p50_ms']:.0f} ms  p99 {v['p99_ms']:.0f} ms  max {v['max_ms']:.0f} ms; "
+            f"{v['acked']:,} acknowledged, {v['not_seen']:,} not visible within 30 s; "
+            f"accept p99 {v['accept_p99_ms']:.1f} ms",
+        ]
+    if report.scaling:
+        out += [
+            "",
+            "Scaling: the same backlog of 1-event jobs, one worker process then two (first row to last)",
+        ]
+        for run in report.scaling["runs"]:
+            c = run["cpu"]
+            out.append(
+                f"  {run['workers']} worker(s): {run['events_per_s']:>7,} events/s in {run['seconds']:.1f}s;"
+                f" CPU % workers {c['workers']}, PostgreSQL {c['postgres']}, redis {c['redis']},"
+                f" other {c['other']}, machine {c['machine']} (of 200)"
+            )
     if report.ratios:
         out += ["", "Ratios"]
         head = f"{'ratio':<26}{'value':>8}{'goal':>8}  {'result':<7}unit"
         out += [head, "-" * len(head)]
         for r in report.ratios:
-            out.append(
-                f"{r['ratio']:<26}{r['value']:>7.2f}x"
-                f"{('<= ' if r.get('at_most') else '>= ') + format(r['goal'], 'g') + 'x':>8}  "
-                f"{'PASS' if r['pass'] else 'MISS':<7}{r['unit']}"
+            suffix = r.get("suffix", "x")
+            goal = (
+                "" if r["goal"] is None else ("<= " if r.get("at_most") else ">= ") + f"{r['goal']:g}{suffix}"
             )
+            result = "-" if r["goal"] is None else "PASS" if r["pass"] else "MISS"
+            out.append(f"{r['ratio']:<26}{r['value']:>7.2f}{suffix}{goal:>8}  {result:<7}{r['unit']}")
     if report.warnings:
         out += ["", "Warnings:"] + [f"  - {w}" for w in report.warnings]
     if report.problems:

@@ -23,7 +23,13 @@ UVICORN_SETTINGS = ["--log-level", "warning"]
 """Besides ``trackgate.gateway.server.uvicorn_options`` (uvloop, httptools, no access log, limits)."""
 
 
+PORT = int(os.environ.get("BENCH_PORT", "0"))
+"""The port every server under test binds (one runs at a time); 0: a free one picked per server."""
+
+
 def free_port() -> int:
+    if PORT:
+        return PORT
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]

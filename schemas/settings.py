@@ -44,6 +44,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """zlib level of RQ job data: 0 (plain, fastest, ~4x the Redis memory) to 9."""
     job_retries: int = 10
     """How often a failed persist job is retried (with backoff) before it lands in RQ's failed registry."""
+    worker_group_jobs: int = 32
+    """Most queued persist jobs a worker stores in one transaction (1: one job per transaction)."""
+    worker_group_events: int = 2000
+    """A worker stops adding jobs to a transaction once it holds this many events."""
     dedupe_days: int = 30
     """How long a (source, message id) pair is remembered for dedupe. At least 7."""
     quarantine_max_per_source: int = 10_000
@@ -147,6 +151,8 @@ _ENV = {
     "max_batch_events": int,
     "job_compress_level": int,
     "job_retries": int,
+    "worker_group_jobs": int,
+    "worker_group_events": int,
     "dedupe_days": int,
     "quarantine_max_per_source": int,
     "log_level": str,
@@ -192,6 +198,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         raise ValueError("TRACKGATE_JOB_COMPRESS_LEVEL must be 0 to 9")
     if settings.job_retries < 0:
         raise ValueError("TRACKGATE_JOB_RETRIES must be 0 or more")
+    if settings.worker_group_jobs < 1 or settings.worker_group_events < 1:
+        raise ValueError("TRACKGATE_WORKER_GROUP_JOBS and TRACKGATE_WORKER_GROUP_EVENTS must be at least 1")
     if settings.quarantine_max_per_source < 1:
         raise ValueError("TRACKGATE_QUARANTINE_MAX_PER_SOURCE must be at least 1")
     if settings.dedupe_days < 7:

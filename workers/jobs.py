@@ -29,6 +29,33 @@ def persist_batch(payload: object) -> None:
     )
 
 
+def persist_batches(payloads: list[object]) -> None:
+    """Store several queued batches in one transaction (``pipeline.persist_group``): the worker's
+    multi-job drain (``workers/reliable.py``'s ``Grouping``). Raises if any part fails; the worker
+    then runs each job alone through :func:`persist_batch`."""
+    batches = [persist_batch_from_arg(payload) for payload in payloads]
+    rt = runtime.current()
+    with rt.pool.connection() as conn:
+        done = pipeline.persist_group(conn, batches, rt.settings)
+        if rt.prune_due():
+            pruned = store.prune_dedupe(conn, rt.settings.dedupe_days)
+            log.info("dedupe_pruned n_rows=%d", pruned)
+    for batch, result in zip(batches, done, strict=True):
+        log.info(
+            "batch_stored batch_id=%s n_events=%d n_stored=%d n_grouped=%d",
+            batch.batch_id,
+            len(batch.events),
+            result.n_stored,
+            len(batches),
+        )
+
+
+def batch_size(payload: object) -> int:
+    """A persist job's weight in a group: its events and refused items."""
+    batch = persist_batch_from_arg(payload)
+    return len(batch.events) + len(batch.refused)
+
+
 def forward_batch(payload: object) -> None:
     """Send one chunk of stored events to one destination (retries schedule themselves)."""
     delivery.forward_batch(runtime.current(), payload)

@@ -66,15 +66,61 @@ def persist(
     ``quarantine_refused_events=False`` returns the events PostgreSQL refused instead of adding
     quarantine rows for them (the quarantine replay updates the row it came from).
     """
-    dests: list[Destination] = []
-    if settings is not None:
-        if settings.redis_url:
-            # deliveries whose jobs were never queued (Redis failed, a worker died after its commit)
-            outbox.sweep_if_due(conn, resources.redis_connection(settings))
-        enrich.enrich_batch(conn, batch.events, settings)
-        dests = resources.destinations(conn)  # read before the store transaction (it commits)
-    bound = settings.quarantine_max_per_source if settings is not None else None
+    dests = _before_store(conn, batch.events, settings)
     result = _store(conn, batch, dests)
+    return _after_store(conn, batch, result, settings, quarantine_refused_events)
+
+
+def persist_group(
+    conn: psycopg.Connection, batches: list[PersistBatch], settings: Settings
+) -> list[Persisted]:
+    """Several queued batches through the pipeline with ONE store transaction (the worker's multi-job
+    drain, ``workers/reliable.py``): enrichment once over all their events, one dedupe claim and COPY
+    (each row keeps its batch id), profiles and forward intents in that transaction; then each batch's
+    quarantine rows, forward jobs and debug feed, as :func:`persist` does.
+
+    Raises on any failure (a value PostgreSQL refuses, a conflict): nothing of the group is stored
+    then, and the caller runs each batch alone through :func:`persist`, which isolates the bad one.
+    A failure after the commit is safe to run again the same way: the events are claimed."""
+    if len(batches) == 1:
+        return [persist(conn, batches[0], settings)]
+    dests = _before_store(conn, [event for batch in batches for event in batch.events], settings)
+
+    def intents(conn: psycopg.Connection, part: int, new: list[Event]) -> list[outbox.Written]:
+        return outbox.write(conn, batches[part].batch_id, fanout.plan_deliveries(dests, new))
+
+    results = store.store_group(
+        conn,
+        [(batch.batch_id, batch.events) for batch in batches],
+        apply=profiles.apply,
+        outbox=intents if dests else None,
+    )
+    return [_after_store(conn, b, r, settings) for b, r in zip(batches, results, strict=True)]
+
+
+def _before_store(
+    conn: psycopg.Connection, events: list[Event], settings: Settings | None
+) -> list[Destination]:
+    """The outbox sweep when due, enrichment; returns the destinations (read before the store
+    transaction, as they commit on their own)."""
+    if settings is None:
+        return []
+    if settings.redis_url:
+        # deliveries whose jobs were never queued (Redis failed, a worker died after its commit)
+        outbox.sweep_if_due(conn, resources.redis_connection(settings))
+    enrich.enrich_batch(conn, events, settings)
+    return resources.destinations(conn)
+
+
+def _after_store(
+    conn: psycopg.Connection,
+    batch: PersistBatch,
+    result: store.Stored,
+    settings: Settings | None,
+    quarantine_refused_events: bool = True,
+) -> Persisted:
+    """After the store transaction committed: metrics, quarantine rows, forward jobs, debug feed."""
+    bound = settings.quarantine_max_per_source if settings is not None else None
     _count_stored(batch, result)
     n_refused_events = 0
     if quarantine_refused_events:

@@ -31,6 +31,12 @@ RQ 3 leaves three windows a ``kill -9`` falls into (read in ``rq/queue.py``, ``r
   attempt (RQ's ``AbandonedJobError``) and goes back to the front while it has retries left
   (``retries_left``), else into the failed registry, as RQ's own cleanup would do much later.
   Storage stays exactly-once because a re-run batch is deduplicated (``event_dedupe``).
+- Jobs of one function (``Grouping``: the persist job) can run several at a time: after a dequeue the
+  worker moves more ids of the same queue into its processing list (up to ``max_jobs`` jobs or
+  ``max_size`` events), runs them with ONE call (one store transaction), and records each job's end
+  only after that call returned (the commit). If the call raises, each job runs again alone, as RQ
+  would run it (its own failure, retry, result), so a poison job fails alone and the others are
+  stored (a job whose events the group already committed finds them claimed).
 - The keeper also runs RQ's scheduler (retries scheduled for later) in-process, holding RQ's own
   scheduler lock with a TTL of :data:`ALIVE_TTL`: when its worker dies another worker's keeper takes
   the lock over within that time. No forked scheduler is left behind or lost.
@@ -40,19 +46,24 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import redis
 from rq import Queue, SimpleWorker
 from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 from rq.scheduler import RQScheduler
 from rq.scripts import acquire_or_refresh_lock, release_lock
-from rq.utils import as_text
+from rq.timeouts import JobTimeoutException
+from rq.utils import as_text, now
+from rq.worker.base import WorkerStatus
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +163,13 @@ class ReliableQueue(Queue):
             return result
 
 
+def _size(grouping: Grouping, job: Job) -> int:
+    try:
+        return grouping.size(job)
+    except Exception:  # unreadable: weighs nothing here, and fails alone after the group fails
+        return 0
+
+
 def _poll(connection: redis.Redis, queues: Sequence[Queue], target: str) -> tuple[str, str] | None:
     for queue in queues:
         job_id = connection.lmove(queue.key, target, "LEFT", "RIGHT")
@@ -164,18 +182,208 @@ def queue_class_for(worker_name: str) -> type[ReliableQueue]:
     return type("ReliableQueue", (ReliableQueue,), {"processing_key": processing_key(worker_name)})
 
 
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    """Jobs of ``func_name`` that a worker runs several at a time, with one call of ``run``."""
+
+    func_name: str
+    run: Callable[[list[Job]], object]
+    """Does the work of all the jobs at once (all of it, or raises having done none that counts)."""
+    size: Callable[[Job], int]
+    """A job's weight (its events); a job whose size cannot be read weighs 0 (it fails in ``run``)."""
+    max_jobs: int = 32
+    max_size: int = 2000
+    """The worker stops taking jobs into the group once their sizes add up to this (a soft cap)."""
+    alone: Callable[[Exception], bool] = lambda exc: True
+    """Whether the jobs of a group that raised ``exc`` run again one by one (the failure may be one
+    job's); if not (it is no job's fault, e.g. the database is unreachable), each job fails with it
+    at once and RQ retries each on its own schedule, without holding the worker N times as long."""
+
+
 class ReliableWorker(SimpleWorker):
     """RQ's SimpleWorker (jobs run in this process) with a reliable dequeue and a keeper thread.
 
     Run it with ``with_scheduler=False``: the keeper runs the scheduler, in this process."""
 
-    def __init__(self, queues: Sequence[Queue], **kwargs: Any):
+    def __init__(self, queues: Sequence[Queue], *, grouping: Grouping | None = None, **kwargs: Any):
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
         kwargs.setdefault("worker_ttl", WORKER_TTL)
         super().__init__(queues, **kwargs)
         self.queue_class = queue_class_for(self.name)
         self.processing_key = processing_key(self.name)
         self.keeper: Keeper | None = None
+        self.grouping = grouping
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        """RQ's ``execute_job`` prepared ``job``'s execution and calls this: a job of the grouping's
+        function takes the jobs queued behind it along (:meth:`_take_group`) and runs with them."""
+        grouping = self.grouping
+        if grouping is None or grouping.max_jobs <= 1 or job.func_name != grouping.func_name:
+            return super().perform_job(job, queue, execution)
+        group, others = self._take_group(job, queue, grouping)
+        if len(group) == 1:
+            done = super().perform_job(job, queue, execution)
+        else:
+            done = self._execute_group(group, [execution, *self._prepare_group(group)], queue, grouping)
+        for other, other_queue in others:  # another function's job met in the queue: alone, after
+            other_execution = self.prepare_execution(other)
+            super().perform_job(other, other_queue, other_execution)
+        return done
+
+    def _take_group(
+        self, first: Job, queue: Queue, grouping: Grouping
+    ) -> tuple[list[Job], list[tuple[Job, Queue]]]:
+        """``first`` and the jobs behind it in ``queue``, each moved into the processing list: up to
+        ``max_jobs - 1`` ids moved in one round trip and fetched in another; those beyond the size
+        cap go back to the head of the queue in their order (a job of another function is run alone
+        after the group)."""
+        size = _size(grouping, first)
+        if size >= grouping.max_size or grouping.max_jobs <= 1:
+            return [first], []
+        with self.connection.pipeline(transaction=False) as pipe:
+            for _ in range(grouping.max_jobs - 1):
+                pipe.lmove(queue.key, self.processing_key, "LEFT", "RIGHT")
+            ids = [as_text(raw) for raw in pipe.execute() if raw is not None]
+        group, others, back = [first], [], []  # type: list[Job], list[tuple[Job, Queue]], list[str]
+        for job_id, job in zip(ids, self._fetch_taken(ids), strict=True):
+            if job is None:
+                continue  # gone or unreadable: already out of the processing list
+            if back or size >= grouping.max_size:
+                back.append(job_id)
+            elif job.func_name != grouping.func_name:
+                others.append((job, queue))
+            else:
+                group.append(job)
+                size += _size(grouping, job)
+        if back:
+            with self.connection.pipeline(transaction=True) as pipe:
+                for job_id in reversed(back):
+                    pipe.lrem(self.processing_key, 1, job_id)
+                    pipe.lpush(queue.key, job_id)
+                pipe.execute()
+        return group, others
+
+    def _fetch_taken(self, ids: list[str]) -> list[Job | None]:
+        """The jobs of ids just moved into the processing list, in one round trip; a job whose hash is
+        gone leaves the list, one that cannot be read is set aside (as ``dequeue_any`` does): None."""
+        if not ids:
+            return []
+        fetch = self.job_class.fetch
+        try:
+            many = self.job_class.fetch_many(ids, connection=self.connection, serializer=self.serializer)
+        except Exception:  # one of them is unreadable: find which, one by one
+            many = []
+            for job_id in ids:
+                try:
+                    many.append(fetch(job_id, connection=self.connection, serializer=self.serializer))
+                except NoSuchJobError:
+                    many.append(None)
+                except Exception:
+                    log.exception("job_unreadable job_id=%s", job_id)
+                    with self.connection.pipeline(transaction=True) as pipe:
+                        pipe.lrem(self.processing_key, 1, job_id)
+                        pipe.rpush(UNREADABLE_KEY, job_id)
+                        pipe.execute()
+                    many.append(None)
+                    continue
+        gone = [job_id for job_id, job in zip(ids, many, strict=True) if job is None]
+        for job_id in gone:  # (an unreadable one is already out: LREM finds nothing)
+            self.connection.lrem(self.processing_key, 1, job_id)
+        return many
+
+    def _prepare_group(self, jobs: list[Job]) -> list[Execution]:
+        """RQ's ``prepare_execution`` of every job but the first (RQ prepared it), and
+        ``prepare_job_execution`` of every job, in one transaction; returns the new executions."""
+        executions = []
+        started = now()
+        with self.connection.pipeline() as pipe:
+            for job in jobs[1:]:
+                execution = Execution.create(
+                    job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name
+                )
+                self.executions[execution.id] = execution
+                executions.append(execution)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            self.heartbeat(max(self.get_heartbeat_ttl(job) for job in jobs), pipeline=pipe)
+            for job in jobs:
+                job.heartbeat(started, self.get_heartbeat_ttl(job), pipeline=pipe)
+                job.prepare_for_execution(self.name, pipeline=pipe)
+                pipe.persist(job.key)
+            pipe.execute()
+        return executions
+
+    def _execute_group(
+        self, jobs: list[Job], executions: list[Execution], queue: Queue, grouping: Grouping
+    ) -> bool:
+        """Run ``jobs`` with one call of ``grouping.run``; only once it returned (committed), record
+        each job's success. If it raises, run each job alone (RQ's own path: success, failure or
+        retry per job), or fail each (``grouping.alone``). True when the group succeeded."""
+        started = now()
+        for job in jobs:
+            job.started_at = started
+        timeout = max(job.timeout or self.queue_class.DEFAULT_TIMEOUT for job in jobs)
+        try:
+            with self.death_penalty_class(timeout, JobTimeoutException, job_id=jobs[0].id):
+                grouping.run(jobs)
+        except Exception as exc:
+            alone = grouping.alone(exc)
+            log.warning(
+                "job_group_failed n_jobs=%d error=%s: %s; %s",
+                len(jobs),
+                type(exc).__name__,
+                str(exc)[:200],
+                "running each job alone" if alone else "each job failed (and retried) with it",
+            )
+            exc_info = sys.exc_info()
+            for job, execution in zip(jobs, executions, strict=True):
+                if alone:
+                    super().perform_job(job, queue, execution)
+                else:
+                    self._finalize_failure(job, queue, execution, exc_info)
+            return False
+        self._finish_group(jobs, executions, queue)
+        return True
+
+    def _finish_group(self, jobs: list[Job], executions: list[Execution], queue: Queue) -> None:
+        """Each job's success as RQ's ``handle_job_success`` records it: the first job's by RQ itself
+        (``_finalize_success``), then the others' in one transaction when they have nothing else to
+        do on success (no callback, repeat, webhook, rate limit or dependents: the persist jobs); any
+        other job goes through RQ's own ``_finalize_success`` too."""
+        self._finalize_success(jobs[0], queue, executions[0], None)
+        jobs, executions = jobs[1:], executions[1:]
+        with self.connection.pipeline(transaction=False) as pipe:
+            for job in jobs:
+                pipe.exists(job.dependents_key)
+            has_dependents = pipe.execute()
+        plain: list[tuple[Job, Execution]] = []
+        special: list[tuple[Job, Execution]] = []
+        for job, execution, dependents in zip(jobs, executions, has_dependents, strict=True):
+            simple = not (dependents or job.success_callback or job.repeats_left or job.webhooks)
+            (plain if simple and not job.has_rate_limit else special).append((job, execution))
+        if plain:
+            ended = now()
+            with self.connection.pipeline() as pipe:
+                for job, execution in plain:
+                    job.ended_at = ended
+                    job._status = JobStatus.FINISHED
+                    job._result = None
+                    self.increment_successful_job_count(pipeline=pipe)
+                    self.increment_total_working_time(ended - (job.started_at or ended), pipe)
+                    result_ttl = job.get_result_ttl(self.default_result_ttl)
+                    if result_ttl != 0:
+                        job._handle_success(
+                            result_ttl,
+                            pipeline=pipe,
+                            worker_name=self.name,
+                            execution_id=execution.id,
+                            execution_started_at=execution.created_at,
+                            execution_ended_at=ended,
+                        )
+                    job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+                    self.cleanup_execution(job, pipeline=pipe, execution=execution)
+                pipe.execute()
+        for job, execution in special:
+            self._finalize_success(job, queue, execution, None)
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         if kwargs.get("with_scheduler"):

@@ -189,6 +189,33 @@ def store_events(
     return result
 
 
+GroupOutbox = Callable[[psycopg.Connection, int, list[Event]], list[Any]]
+""":data:`Outbox` for :func:`store_group`: also given the index of the batch the new events are of."""
+
+
+def store_group(
+    conn: psycopg.Connection,
+    parts: Sequence[tuple[str, Sequence[Event]]],
+    apply: Apply | None = None,
+    outbox: GroupOutbox | None = None,
+) -> list[Stored]:
+    """Store several batches, ``(batch_id, events)`` each, in ONE transaction: one dedupe claim, one
+    COPY (each row keeps its own batch id), ``apply`` once on all their new events, ``outbox`` per
+    batch. Returns one :class:`Stored` per part (``applied`` on the first).
+
+    All or nothing: what PostgreSQL raises (a refused value, a deadlock) is raised with nothing of
+    the group stored, and the caller stores each batch alone (:func:`store_batch`), which isolates
+    the bad one. Exactly-once as for one batch: an event of two parts is claimed once."""
+    for _, events in parts:
+        for event in events:
+            storable.texts(event)
+    news, written, applied = _store_parts(conn, parts, apply, outbox)
+    return [
+        Stored(stored=new, outbox=w, applied=applied if i == 0 else [])
+        for i, (new, w) in enumerate(zip(news, written, strict=True))
+    ]
+
+
 def _store(
     conn: psycopg.Connection,
     batch_id: str,
@@ -198,34 +225,56 @@ def _store(
 ) -> tuple[list[Event], list[Any], list[Any]]:
     """Claim and COPY in one transaction; returns the events stored for the first time, what
     ``outbox`` wrote for them and what ``apply`` returned (in a list: empty when it returned None)."""
-    unique: dict[tuple[str, str], Event] = {}
-    for event in batch_events:
-        unique.setdefault((event.source_id, event.message_id), event)
+
+    def one_outbox(conn: psycopg.Connection, _part: int, new: list[Event]) -> list[Any]:
+        assert outbox is not None
+        return outbox(conn, new)
+
+    news, written, applied = _store_parts(
+        conn, [(batch_id, batch_events)], apply, one_outbox if outbox is not None else None
+    )
+    return news[0], written[0], applied
+
+
+def _store_parts(
+    conn: psycopg.Connection,
+    parts: Sequence[tuple[str, Sequence[Event]]],
+    apply: Apply | None,
+    outbox: GroupOutbox | None,
+) -> tuple[list[list[Event]], list[list[Any]], list[Any]]:
+    """Claim and COPY the events of every part in one transaction; per part, the events stored for
+    the first time and what ``outbox`` wrote for them; and what ``apply`` returned (a list)."""
+    unique: dict[tuple[str, str], tuple[int, Event]] = {}
+    for i, (_, part_events) in enumerate(parts):
+        for event in part_events:
+            unique.setdefault((event.source_id, event.message_id), (i, event))
+    news: list[list[Event]] = [[] for _ in parts]
+    written: list[list[Any]] = [[] for _ in parts]
+    applied: list[Any] = []
     if not unique:
-        return [], [], []
-    ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for e in unique.values()})
+        return news, written, applied
+    ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for _, e in unique.values()})
     # Claim in key order: two workers claiming overlapping batches then take the index locks in the
     # same order and one waits for the other instead of deadlocking.
-    events = [unique[key] for key in sorted(unique)]
-    written: list[Any] = []
-    applied: list[Any] = []
+    keys = sorted(unique)
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(
-            CLAIM_SQL,
-            (Json([e.source_id for e in events], _encode), Json([e.message_id for e in events], _encode)),
-        )
+        cur.execute(CLAIM_SQL, (Json([k[0] for k in keys], _encode), Json([k[1] for k in keys], _encode)))
         claimed = set(cur.fetchall())
-        new = [event for key, event in unique.items() if key in claimed]
-        if new:
+        for key, (i, event) in unique.items():
+            if key in claimed:
+                news[i].append(event)
+        if claimed:
             with cur.copy(COPY_SQL) as copy:
                 write = copy.write_row
-                for event in new:
-                    write(event_row(event, batch_id))
-            if apply is not None and (result := apply(conn, new)) is not None:
+                for (batch_id, _), new in zip(parts, news, strict=True):
+                    for event in new:
+                        write(event_row(event, batch_id))
+            every = news[0] if len(parts) == 1 else [event for new in news for event in new]
+            if apply is not None and (result := apply(conn, every)) is not None:
                 applied.append(result)
             if outbox is not None:
-                written = outbox(conn, new)
-    return new, written, applied  # committed
+                written = [outbox(conn, i, new) if new else [] for i, new in enumerate(news)]
+    return news, written, applied  # committed
 
 
 def _month_bounds(year: int, month: int) -> tuple[datetime, datetime]:

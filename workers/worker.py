@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
+import psycopg_pool
 import redis
 from rq import Queue
 
 from trackgate.schemas import metrics
 from trackgate.schemas.destinations import FORWARD_QUEUE
-from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
+from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer
 from trackgate.schemas.settings import ServerSettings, tune_gc
-from trackgate.workers import runtime
+from trackgate.workers import jobs, runtime
 from trackgate.workers.forward import outbox
-from trackgate.workers.reliable import ReliableWorker
+from trackgate.workers.reliable import Grouping, ReliableWorker
 
 
 def build_worker(settings: ServerSettings, queue_names: tuple[str, ...] = (PERSIST_QUEUE,)) -> ReliableWorker:
@@ -22,12 +24,41 @@ def build_worker(settings: ServerSettings, queue_names: tuple[str, ...] = (PERSI
 
     Reliable (``workers/reliable.py``): a job taken from a queue is in this worker's processing list
     until RQ has recorded its end, and is back in its queue within ~``ALIVE_TTL`` s if the worker dies;
-    the worker runs RQ's scheduler in a thread (``work(with_scheduler=False)``)."""
+    the worker runs RQ's scheduler in a thread (``work(with_scheduler=False)``).
+
+    Persist jobs are stored several at a time, in one transaction (:func:`persist_grouping`)."""
     runtime.configure(settings)
     quiet_job_lines()
     connection = redis.Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=connection, serializer=MsgspecJSONSerializer) for name in queue_names]
-    return ReliableWorker(queues, connection=connection, serializer=MsgspecJSONSerializer)
+    return ReliableWorker(
+        queues, connection=connection, serializer=MsgspecJSONSerializer, grouping=persist_grouping(settings)
+    )
+
+
+def persist_grouping(settings: ServerSettings) -> Grouping:
+    """Queued persist jobs taken together: up to ``TRACKGATE_WORKER_GROUP_JOBS`` jobs, stopping once
+    they hold ``TRACKGATE_WORKER_GROUP_EVENTS`` events, stored in one transaction."""
+    return Grouping(
+        PERSIST_FUNC,
+        run=lambda group: jobs.persist_batches([job.args[0] for job in group]),
+        size=lambda job: jobs.batch_size(job.args[0]),
+        max_jobs=settings.worker_group_jobs,
+        max_size=settings.worker_group_events,
+        alone=lambda exc: not unreachable(exc),
+    )
+
+
+def unreachable(exc: Exception) -> bool:
+    """A failure that is no job's fault: PostgreSQL or Redis away (no connection from the pool, a
+    connection lost or refused, the server shutting down). A failed group's jobs then each fail and
+    are retried on their own, instead of each being tried again at once (waiting for the pool again).
+    Anything else (a refused value, a deadlock, out of lock memory) may be one job's: run each alone."""
+    if isinstance(exc, psycopg_pool.PoolTimeout | redis.RedisError):
+        return True
+    if isinstance(exc, psycopg.OperationalError):
+        return exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P"))
+    return False
 
 
 QUEUES = {"persist": PERSIST_QUEUE, "forward": FORWARD_QUEUE}
