@@ -85,6 +85,28 @@ class Period:
     def days(self) -> list[date]:
         return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
 
+    def months_and_days(self) -> tuple[list[date], list[date]]:
+        """The clean days of the period as whole calendar months inside it with no raw day (read from
+        ``report_months``, by their first day) and the other clean days (read from ``report_rows``)."""
+        raw = set(self.raw_days)
+        months: list[date] = []
+        days: list[date] = []
+        day = self.start
+        while day <= self.end:
+            following = aggregates.month_after(day)
+            last = following - timedelta(days=1)
+            whole = day.day == 1 and last <= self.end
+            if whole and not any(d in raw for d in _between(day, last)):
+                months.append(day)
+            else:
+                days.extend(d for d in _between(day, min(last, self.end)) if d not in raw)
+            day = following
+        return months, days
+
+
+def _between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
 
 @dataclass(slots=True)
 class Table:
@@ -102,6 +124,7 @@ class Table:
         return {k[1]: v for k, v in self.rows.items() if k[0] == dim}
 
 
+_COLUMNS = ", ".join(("dim", "key", "label", *METRICS))
 _SUMS = (
     "max(label), sum(pageviews), sum(unique_pageviews), sum(visits), sum(visitors), sum(bounces),"
     " sum(duration), sum(entries), sum(exits), sum(events)"
@@ -253,15 +276,26 @@ async def rows(
         "b": span.end,
         "raw": list(span.raw_days),
     }
-    day = "day" if by_day else "NULL::date"
-    group = "dim, key, day" if by_day else "dim, key"
     table = Table()
-    cur = await conn.execute(
-        f"SELECT dim, key, {day}, {_SUMS} FROM report_rows WHERE source_id = %(source)s"
-        f" AND day >= %(a)s AND day <= %(b)s AND NOT (day = ANY(%(raw)s::date[])) AND {_filters(key)}"
-        f" GROUP BY {group}",
-        params,
-    )
+    if by_day:
+        cur = await conn.execute(
+            f"SELECT dim, key, day, {_SUMS} FROM report_rows WHERE source_id = %(source)s"
+            f" AND day >= %(a)s AND day <= %(b)s AND NOT (day = ANY(%(raw)s::date[])) AND {_filters(key)}"
+            " GROUP BY dim, key, day",
+            params,
+        )
+    else:
+        months, days = span.months_and_days()
+        cur = await conn.execute(
+            f"SELECT dim, key, NULL::date, {_SUMS} FROM ("
+            f" SELECT {_COLUMNS} FROM report_months WHERE source_id = %(source)s"
+            f" AND month = ANY(%(months)s::date[]) AND {_filters(key)}"
+            " UNION ALL"
+            f" SELECT {_COLUMNS} FROM report_rows WHERE source_id = %(source)s"
+            f" AND day = ANY(%(days)s::date[]) AND {_filters(key)}"
+            ") r GROUP BY dim, key",
+            {**params, "months": months, "days": days},
+        )
     for row in await cur.fetchall():
         table.add((row[0], row[1], row[2]), row[3:])
     wanted = set(dims)
