@@ -405,7 +405,10 @@
       width: Math.max(box.clientWidth - 8, 200),
       height: 260,
       padding: [16, 28, 0, 4],
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      scales: {
+        x: { time: true },
+        y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] },
+      },
       axes: [
         {
           // one label a day at most (uPlot would split a short range into hours), fewer when they crowd
@@ -423,7 +426,7 @@
         { value: (u, v) => (v == null ? "–" : fullDay.format(new Date(v * 1000))) },
         {
           label, stroke: accent, width: 2.5, fill: accent + "22",
-          points: { show: xs.length <= 45, size: 6, fill: accent },
+          points: { show: xs.length <= 45, size: xs.length === 1 ? 10 : 6, fill: accent },
           value: (u, v) => format(kind, v),
         },
       ],
@@ -432,6 +435,8 @@
       hooks: { setCursor: [(u) => showTip(u, label, kind, fullDay)] },
     };
     chart = new uPlot(opts, [xs, ys], box);
+    // a single day (today, yesterday) is a point in the middle, not at the left edge
+    if (xs.length === 1) chart.setScale("x", { min: xs[0] - 43200, max: xs[0] + 43200 });
     const tip = el("div", "tip");
     tip.hidden = true;
     chart.over.append(tip);
