@@ -399,7 +399,11 @@
     const muted = cssVar("--muted") || "#6b7280";
     const grid = cssVar("--line") || "#e5e7eb";
     const axisValue = (u, values) => values.map((v) => (kind === "duration" ? duration(v) : kind === "percent" ? percent(v) : count(v)));
-    const dayFormat = new Intl.DateTimeFormat("en-US", { month: "short", day: "numeric", timeZone: "UTC" });
+    // a series over more than one calendar year names the year too ("Dec 6, 25")
+    const years = new Set(chartSeries.map((p) => p.date.slice(0, 4))).size;
+    const dayFormat = new Intl.DateTimeFormat("en-US", {
+      month: "short", day: "numeric", timeZone: "UTC", ...(years > 1 ? { year: "2-digit" } : {}),
+    });
     const fullDay = new Intl.DateTimeFormat("en-US", { weekday: "short", year: "numeric", month: "short", day: "numeric", timeZone: "UTC" });
     const opts = {
       width: Math.max(box.clientWidth - 8, 200),
@@ -414,7 +418,7 @@
           // one label a day at most (uPlot would split a short range into hours), fewer when they crowd
           stroke: muted, grid: { show: false }, ticks: { show: false },
           splits: (u) => {
-            const fit = Math.max(1, Math.floor(u.bbox.width / uPlot.pxRatio / 72));
+            const fit = Math.max(1, Math.floor(u.bbox.width / uPlot.pxRatio / (years > 1 ? 96 : 72)));
             const step = Math.ceil(xs.length / fit);
             return xs.filter((_, i) => i % step === 0);
           },
@@ -425,7 +429,7 @@
       series: [
         { value: (u, v) => (v == null ? "–" : fullDay.format(new Date(v * 1000))) },
         {
-          label, stroke: accent, width: 2.5, fill: accent + "22",
+          label, stroke: accent, width: xs.length > 90 ? 1.5 : 2.5, fill: accent + "22",
           points: { show: xs.length <= 45, size: xs.length === 1 ? 10 : 6, fill: accent },
           value: (u, v) => format(kind, v),
         },
