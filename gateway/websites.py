@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 import secrets
 import uuid
 from typing import Any
@@ -25,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from trackgate.gateway import background, source_changes
+from trackgate.gateway import background, source_changes, tinytrail
 from trackgate.gateway.api_access import (
     database,
     endpoint,
@@ -45,8 +44,7 @@ from trackgate.schemas.websites import DEFAULT_ACCOUNT_ID, WEBSITE_COLUMNS, Webs
 
 log = logging.getLogger(__name__)
 
-DIALECT = "tinytrail"
-_DOMAIN = re.compile(r"[A-Za-z0-9.-]{1,255}")
+DIALECT = tinytrail.DIALECT
 DELETE_RETRY = Retry(max=5, interval=[2, 10, 60, 300, 1800])
 """A delete job that ran before its transaction committed finds its sources still there: it retries."""
 
@@ -63,7 +61,7 @@ _INSERT = (
 
 def domain_field(body: dict[str, Any]) -> str:
     value = body.get("domain")
-    if not isinstance(value, str) or not _DOMAIN.fullmatch(value):
+    if not isinstance(value, str) or not tinytrail.DOMAIN.fullmatch(value):
         raise InvalidPayload(
             "domain is required: letters, digits, hyphens and dots, at most 255 characters", path="domain"
         )
