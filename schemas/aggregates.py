@@ -226,9 +226,31 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+def month_after(day: date) -> date:
+    """The first day of the month after ``day``'s."""
+    return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+
+
+MONTH_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%(source)s || ':' || %(month)s::text, 15))"
+"""Two days of one month rebuilt at once take turns on the month's sums (else the second's DELETE would
+miss the rows the first inserted, and its INSERT collide with them)."""
+
+MONTH_SQL = """
+INSERT INTO report_months (source_id, dim, scope, month, bots, key, label, pageviews, unique_pageviews,
+                           visits, visitors, bounces, duration, entries, exits, events)
+SELECT source_id, dim, scope, %(month)s, bots, key, max(label), sum(pageviews), sum(unique_pageviews),
+       sum(visits), sum(visitors), sum(bounces), sum(duration), sum(entries), sum(exits), sum(events)
+FROM report_rows
+WHERE source_id = %(source)s AND day >= %(month)s AND day < %(next_month)s
+GROUP BY source_id, dim, scope, bots, key
+"""
+"""The month's sums of ``day``'s month, from its days' rows (every count is a sum of daily ones)."""
+
+
 def rebuild_statements(source_id: str, day: date) -> list[tuple[str, dict[str, Any]]]:
     """The statements that rebuild one source's day, to run in one transaction, in order: mark the
-    day (its lock), delete its rows, insert them again from the events. Idempotent."""
+    day (its lock), delete its rows, insert them again from the events, then its month's sums.
+    Idempotent."""
     start, end = day_bounds(day)
     params: dict[str, Any] = {
         "source": source_id,
@@ -237,6 +259,8 @@ def rebuild_statements(source_id: str, day: date) -> list[tuple[str, dict[str, A
         "end": end,
         "only": None,
         "with_bots": True,
+        "month": day.replace(day=1),
+        "next_month": month_after(day),
     }
     rows = ", ".join(ROW_COLUMNS)
     sequences = ", ".join(SEQUENCE_COLUMNS)
@@ -246,6 +270,9 @@ def rebuild_statements(source_id: str, day: date) -> list[tuple[str, dict[str, A
         ("DELETE FROM report_sequences WHERE source_id = %(source)s AND day = %(day)s", params),
         (f"INSERT INTO report_rows ({rows}) {ROWS_SQL}", params),
         (f"INSERT INTO report_sequences ({sequences}) {SEQUENCES_SQL}", params),
+        (MONTH_LOCK_SQL, params),
+        ("DELETE FROM report_months WHERE source_id = %(source)s AND month = %(month)s", params),
+        (MONTH_SQL, params),
     ]
 
 

@@ -12,14 +12,16 @@ The reads run on the TinyTrail API's pool (``gateway/database.py``), never on th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
 
+from trackgate.gateway.errors import Unavailable
 from trackgate.gateway.reports.params import Query
 from trackgate.schemas import aggregates
 
@@ -83,6 +85,28 @@ class Period:
     def days(self) -> list[date]:
         return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
 
+    def months_and_days(self) -> tuple[list[date], list[date]]:
+        """The clean days of the period as whole calendar months inside it with no raw day (read from
+        ``report_months``, by their first day) and the other clean days (read from ``report_rows``)."""
+        raw = set(self.raw_days)
+        months: list[date] = []
+        days: list[date] = []
+        day = self.start
+        while day <= self.end:
+            following = aggregates.month_after(day)
+            last = following - timedelta(days=1)
+            whole = day.day == 1 and last <= self.end
+            if whole and not any(d in raw for d in _between(day, last)):
+                months.append(day)
+            else:
+                days.extend(d for d in _between(day, min(last, self.end)) if d not in raw)
+            day = following
+        return months, days
+
+
+def _between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
 
 @dataclass(slots=True)
 class Table:
@@ -100,6 +124,7 @@ class Table:
         return {k[1]: v for k, v in self.rows.items() if k[0] == dim}
 
 
+_COLUMNS = ", ".join(("dim", "key", "label", *METRICS))
 _SUMS = (
     "max(label), sum(pageviews), sum(unique_pageviews), sum(visits), sum(visitors), sum(bounces),"
     " sum(duration), sum(entries), sum(exits), sum(events)"
@@ -203,16 +228,31 @@ async def _raw(
     key = (what, span.source_id, run[0], run[1], query.scope, query.include_bots)
 
     async def compute() -> list[tuple[Any, ...]]:
-        async with conn.transaction():
-            await conn.execute(WORK_MEM_SQL)  # the sessions' sorts stay in memory
-            sql = _RAW_ROWS_SQL if what == "rows" else _RAW_SEQUENCES_SQL
-            cur = await conn.execute(sql, _raw_params(span, query, *run))
-            return [tuple(row) for row in await cur.fetchall()]
+        sql = _RAW_ROWS_SQL if what == "rows" else _RAW_SEQUENCES_SQL
+        cur = await conn.execute(sql, _raw_params(span, query, *run))
+        return [tuple(row) for row in await cur.fetchall()]
 
     return await cache.get(key, compute)
 
 
-WORK_MEM_SQL = "SET LOCAL work_mem = '64MB'"
+READ_SETTINGS_SQL = "SET LOCAL work_mem = '64MB'; SET LOCAL jit = off; SET LOCAL statement_timeout = '60s'"
+"""For one report's reads: the sorts and hash tables of sessions and sums in memory (4 MB spills a year
+of page rows to disk), no JIT (compiling costs ~0.2 s, more than it saves on these queries), and a
+bound on a report over years of days never aggregated."""
+
+
+@contextlib.asynccontextmanager
+async def reading(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
+    """One report's reads, in one transaction with :data:`READ_SETTINGS_SQL`; a read cancelled by the
+    statement timeout is a 503 that says what to do."""
+    try:
+        async with conn.transaction():
+            await conn.execute(READ_SETTINGS_SQL)
+            yield
+    except psycopg.errors.QueryCanceled as exc:
+        raise Unavailable(
+            "the report took too long: aggregate its days first (trackgate reports aggregate --from --to)"
+        ) from exc
 
 
 async def rows(
@@ -236,15 +276,26 @@ async def rows(
         "b": span.end,
         "raw": list(span.raw_days),
     }
-    day = "day" if by_day else "NULL::date"
-    group = "dim, key, day" if by_day else "dim, key"
     table = Table()
-    cur = await conn.execute(
-        f"SELECT dim, key, {day}, {_SUMS} FROM report_rows WHERE source_id = %(source)s"
-        f" AND day >= %(a)s AND day <= %(b)s AND NOT (day = ANY(%(raw)s::date[])) AND {_filters(key)}"
-        f" GROUP BY {group}",
-        params,
-    )
+    if by_day:
+        cur = await conn.execute(
+            f"SELECT dim, key, day, {_SUMS} FROM report_rows WHERE source_id = %(source)s"
+            f" AND day >= %(a)s AND day <= %(b)s AND NOT (day = ANY(%(raw)s::date[])) AND {_filters(key)}"
+            " GROUP BY dim, key, day",
+            params,
+        )
+    else:
+        months, days = span.months_and_days()
+        cur = await conn.execute(
+            f"SELECT dim, key, NULL::date, {_SUMS} FROM ("
+            f" SELECT {_COLUMNS} FROM report_months WHERE source_id = %(source)s"
+            f" AND month = ANY(%(months)s::date[]) AND {_filters(key)}"
+            " UNION ALL"
+            f" SELECT {_COLUMNS} FROM report_rows WHERE source_id = %(source)s"
+            f" AND day = ANY(%(days)s::date[]) AND {_filters(key)}"
+            ") r GROUP BY dim, key",
+            {**params, "months": months, "days": days},
+        )
     for row in await cur.fetchall():
         table.add((row[0], row[1], row[2]), row[3:])
     wanted = set(dims)

@@ -75,7 +75,7 @@ Read = Callable[[psycopg.AsyncConnection, Asked], Awaitable[tuple[build.Report, 
 def report(name: str, read: Read) -> Route:
     async def handler(request: Request) -> Response:
         asked = await _asked(request)
-        async with database(request).connection() as conn:
+        async with database(request).connection() as conn, data.reading(conn):
             built, span = await read(conn, asked)
         return _answer(name, asked, built, span)
 
@@ -146,7 +146,7 @@ async def _timeseries(conn: psycopg.AsyncConnection, asked: Asked) -> tuple[buil
 async def funnel(request: Request) -> Response:
     asked = await _asked(request)
     steps = build.funnel_steps(_steps(request.query_params))
-    async with database(request).connection() as conn:
+    async with database(request).connection() as conn, data.reading(conn):
         span = await _span(conn, asked)
         counts = await data.funnel(conn, asked.cache, span, asked.query, steps)
     return _answer("funnel", asked, build.funnel(span, steps, counts), span)
@@ -154,7 +154,7 @@ async def funnel(request: Request) -> Response:
 
 async def realtime(request: Request) -> Response:
     asked = await _asked(request)
-    async with database(request).connection() as conn:
+    async with database(request).connection() as conn, data.reading(conn):
         found = await data.realtime(conn, asked.site.source_id, asked.now)
     return _answer("realtime", asked, build.realtime(found), None)
 
