@@ -399,19 +399,26 @@
     const muted = cssVar("--muted") || "#6b7280";
     const grid = cssVar("--line") || "#e5e7eb";
     const axisValue = (u, values) => values.map((v) => (kind === "duration" ? duration(v) : kind === "percent" ? percent(v) : count(v)));
-    const dayFormat = new Intl.DateTimeFormat("en-US", { month: "short", day: "numeric", timeZone: "UTC" });
+    // a series over more than one calendar year names the year too ("Dec 6, 25")
+    const years = new Set(chartSeries.map((p) => p.date.slice(0, 4))).size;
+    const dayFormat = new Intl.DateTimeFormat("en-US", {
+      month: "short", day: "numeric", timeZone: "UTC", ...(years > 1 ? { year: "2-digit" } : {}),
+    });
     const fullDay = new Intl.DateTimeFormat("en-US", { weekday: "short", year: "numeric", month: "short", day: "numeric", timeZone: "UTC" });
     const opts = {
       width: Math.max(box.clientWidth - 8, 200),
       height: 260,
       padding: [16, 28, 0, 4],
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      scales: {
+        x: { time: true },
+        y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] },
+      },
       axes: [
         {
           // one label a day at most (uPlot would split a short range into hours), fewer when they crowd
           stroke: muted, grid: { show: false }, ticks: { show: false },
           splits: (u) => {
-            const fit = Math.max(1, Math.floor(u.bbox.width / uPlot.pxRatio / 72));
+            const fit = Math.max(1, Math.floor(u.bbox.width / uPlot.pxRatio / (years > 1 ? 96 : 72)));
             const step = Math.ceil(xs.length / fit);
             return xs.filter((_, i) => i % step === 0);
           },
@@ -422,8 +429,8 @@
       series: [
         { value: (u, v) => (v == null ? "–" : fullDay.format(new Date(v * 1000))) },
         {
-          label, stroke: accent, width: 2.5, fill: accent + "22",
-          points: { show: xs.length <= 45, size: 6, fill: accent },
+          label, stroke: accent, width: xs.length > 90 ? 1.5 : 2.5, fill: accent + "22",
+          points: { show: xs.length <= 45, size: xs.length === 1 ? 10 : 6, fill: accent },
           value: (u, v) => format(kind, v),
         },
       ],
@@ -432,6 +439,8 @@
       hooks: { setCursor: [(u) => showTip(u, label, kind, fullDay)] },
     };
     chart = new uPlot(opts, [xs, ys], box);
+    // a single day (today, yesterday) is a point in the middle, not at the left edge
+    if (xs.length === 1) chart.setScale("x", { min: xs[0] - 43200, max: xs[0] + 43200 });
     const tip = el("div", "tip");
     tip.hidden = true;
     chart.over.append(tip);
