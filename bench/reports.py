@@ -112,6 +112,9 @@ class Result:
     data: dict
     aggregation: dict = field(default_factory=dict)
     check: dict = field(default_factory=dict)
+    load: dict[str, list[float]] = field(default_factory=dict)
+    """The machine's load average (1, 5, 15 min) before and after the timed phases: on a shared
+    2-core machine anything much above 2 means the figures carry other people's work."""
     latencies: list[Latency] = field(default_factory=list)
     accept: dict = field(default_factory=dict)
     sizes: list[dict] = field(default_factory=list)
@@ -431,6 +434,19 @@ def plans_in(text: str, database: str) -> list[str]:
     return ["\n".join(e) for e in entries]
 
 
+def short_plan(entry: str, query_chars: int = 300) -> str:
+    """An ``auto_explain`` entry with its query text cut to its first ``query_chars`` characters: the
+    report SQL runs to hundreds of lines; the plan (from its first node) is kept whole."""
+    lines = entry.split("\n")
+    first_node = next(
+        (i for i, line in enumerate(lines) if "(cost=" in line or "(actual" in line), len(lines)
+    )
+    query = " ".join(line.strip() for line in lines[1:first_node])
+    if len(query) > query_chars:
+        query = query[:query_chars] + " ..."
+    return "\n".join([lines[0], "\t" + query, *lines[first_node:]])
+
+
 def _duration(entry: str) -> float:
     try:
         return float(entry.split("duration: ", 1)[1].split(" ms", 1)[0])
@@ -467,7 +483,7 @@ def explain_slow(
                     text = f.read().decode("utf-8", "replace")
                 entries = sorted(plans_in(text, data.name), key=_duration, reverse=True)
                 label = f"{call.name} ({dict(call.params).get('period', '')})"
-                out[label] = entries[0] if entries else "(no statement over 50 ms was logged)"
+                out[label] = short_plan(entries[0]) if entries else "(no statement over 50 ms was logged)"
     finally:
         with psycopg.connect(data.url, autocommit=True) as conn:
             for name in EXPLAIN_SETTINGS:
@@ -497,6 +513,14 @@ def render(result: Result) -> str:
         out.append(
             f"check: summary 12m page views {c['reported']:,} = {c['counted']:,} page views counted in the "
             f"raw rows ({c['period']['start']} .. {c['period']['end']}, bots and excluded traffic left out)"
+        )
+    if result.load:
+        out.append(
+            "load average (1/5/15 min) before the timed phases "
+            + "/".join(f"{x:g}" for x in result.load.get("before", []))
+            + ", after "
+            + "/".join(f"{x:g}" for x in result.load.get("after", []))
+            + f" ({os.cpu_count()} CPUs)"
         )
     if result.latencies:
         out += ["", "Reports (ms per call, wall time from the client; p95 must be under the goal)"]
@@ -602,6 +626,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = print) -> Re
             r.flushdb()
         progress("  starting the gateway ...")
         with servers.serve(GATEWAY_APP, factory=True, env=env, port=args.port) as (base, _proc):
+            result.load["before"] = [round(x, 2) for x in os.getloadavg()]
             if "reports" not in args.skip:
                 result.check = check_pageviews(base, key, data)
                 progress(f"  check: {result.check}")
@@ -617,6 +642,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = print) -> Re
                 result.accept = accept_path(
                     base, key, data.website_id, write_key, args.duration, args.accept_rounds, progress
                 )
+        result.load["after"] = [round(x, 2) for x in os.getloadavg()]
         misses = [call for call, lat in timed if not lat.passed and lat.error is None]
         if misses and args.explain:
             progress(f"  EXPLAIN ANALYZE of {len(misses)} missed reports (auto_explain) ...")
