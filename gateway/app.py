@@ -22,6 +22,7 @@ from trackgate.gateway.database import Database
 from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.metrics import metrics_endpoint
 from trackgate.gateway.publisher import Publisher
+from trackgate.gateway.reports.data import RawCache
 from trackgate.gateway.routes import DIALECTS, VERSION, build_routes, ingest_routes, prefix_conflict
 from trackgate.gateway.runtime import Runtime, utc_now
 from trackgate.gateway.source_changes import listen
@@ -45,6 +46,7 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         sources=SourceCache(settings.database_url, settings.source_refresh_seconds, settings.key_pepper),
         clock=clock,
         api_keys=ApiKeys(settings.database_url, settings.key_pepper),
+        reports_cache=RawCache(settings.reports_raw_cache_seconds),
     )
 
     counts = AcceptCounts(metrics.gateway())

@@ -12,6 +12,7 @@ from trackgate.gateway.api_keys import ApiKeys
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.database import Database
 from trackgate.gateway.publisher import Publisher
+from trackgate.gateway.reports.data import RawCache
 from trackgate.schemas.settings import Settings
 
 
@@ -33,6 +34,8 @@ class Runtime(msgspec.Struct, kw_only=True):
     """Checks ``X-API-KEY`` on the operator endpoints (``/debugger``) and the TinyTrail API."""
     database: Database | None = None
     """The TinyTrail API's PostgreSQL pool (``gateway/database.py``); set by the app's lifespan."""
+    reports_cache: RawCache | None = None
+    """The reports' numbers from raw events, reused a few seconds (``gateway/reports/data.py``)."""
     watched: bool = False
     """Whether someone watches the live debug feed (``gateway/debugger.py`` polls it once a second):
     only then does a refused request cost anything more."""

@@ -71,11 +71,12 @@ ev AS (
   WHERE e.source_id = %(source)s AND e."timestamp" >= %(start)s AND e."timestamp" < %(end)s
     AND NOT coalesce((e.enrichment->>'is_excluded')::boolean, false)
     AND ({PAGE_VIEW} OR {CUSTOM_EVENT})
+    AND (%(with_bots)s OR NOT coalesce((e.enrichment->>'is_bot')::boolean, false))
 ),
 scoped AS (
-  SELECT '' AS scope, ev.* FROM ev
+  SELECT '' AS scope, ev.* FROM ev WHERE coalesce(%(only)s::text, '') = ''
   UNION ALL
-  SELECT ev.cg AS scope, ev.* FROM ev WHERE ev.cg IS NOT NULL
+  SELECT ev.cg AS scope, ev.* FROM ev WHERE ev.cg IS NOT NULL AND (%(only)s::text IS NULL OR ev.cg = %(only)s)
 ),
 marked AS (
   SELECT s.*, CASE WHEN s.ts - lag(s.ts) OVER w <= interval '{SESSION_GAP}' THEN 0 ELSE 1 END AS starts
@@ -144,7 +145,8 @@ FROM parts p
 GROUP BY p.dim, p.scope, p.day, p.bots, p.key
 """
 """Every ``report_rows`` row of one source's events in [start, end) (parameters ``source``, ``start``,
-``end``). In a ``path`` row: ``pageviews``, ``unique_pageviews`` (visits that viewed the page),
+``end``; ``only``: NULL for every scope, else that scope's rows alone; ``with_bots``: false leaves the
+bot rows out). In a ``path`` row: ``pageviews``, ``unique_pageviews`` (visits that viewed the page),
 ``visitors`` (who viewed it), ``label`` (its content group) count its page views; ``visits``,
 ``bounces``, ``duration`` and ``entries`` the visits that landed on it; ``exits`` the visits that left
 from it. In an ``event`` row: ``events`` and ``visitors``. In the others: the visits (and their page
@@ -224,11 +226,42 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+def month_after(day: date) -> date:
+    """The first day of the month after ``day``'s."""
+    return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+
+
+MONTH_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%(source)s || ':' || %(month)s::text, 15))"
+"""Two days of one month rebuilt at once take turns on the month's sums (else the second's DELETE would
+miss the rows the first inserted, and its INSERT collide with them)."""
+
+MONTH_SQL = """
+INSERT INTO report_months (source_id, dim, scope, month, bots, key, label, pageviews, unique_pageviews,
+                           visits, visitors, bounces, duration, entries, exits, events)
+SELECT source_id, dim, scope, %(month)s, bots, key, max(label), sum(pageviews), sum(unique_pageviews),
+       sum(visits), sum(visitors), sum(bounces), sum(duration), sum(entries), sum(exits), sum(events)
+FROM report_rows
+WHERE source_id = %(source)s AND day >= %(month)s AND day < %(next_month)s
+GROUP BY source_id, dim, scope, bots, key
+"""
+"""The month's sums of ``day``'s month, from its days' rows (every count is a sum of daily ones)."""
+
+
 def rebuild_statements(source_id: str, day: date) -> list[tuple[str, dict[str, Any]]]:
     """The statements that rebuild one source's day, to run in one transaction, in order: mark the
-    day (its lock), delete its rows, insert them again from the events. Idempotent."""
+    day (its lock), delete its rows, insert them again from the events, then its month's sums.
+    Idempotent."""
     start, end = day_bounds(day)
-    params: dict[str, Any] = {"source": source_id, "day": day, "start": start, "end": end}
+    params: dict[str, Any] = {
+        "source": source_id,
+        "day": day,
+        "start": start,
+        "end": end,
+        "only": None,
+        "with_bots": True,
+        "month": day.replace(day=1),
+        "next_month": month_after(day),
+    }
     rows = ", ".join(ROW_COLUMNS)
     sequences = ", ".join(SEQUENCE_COLUMNS)
     return [
@@ -237,6 +270,9 @@ def rebuild_statements(source_id: str, day: date) -> list[tuple[str, dict[str, A
         ("DELETE FROM report_sequences WHERE source_id = %(source)s AND day = %(day)s", params),
         (f"INSERT INTO report_rows ({rows}) {ROWS_SQL}", params),
         (f"INSERT INTO report_sequences ({sequences}) {SEQUENCES_SQL}", params),
+        (MONTH_LOCK_SQL, params),
+        ("DELETE FROM report_months WHERE source_id = %(source)s AND month = %(month)s", params),
+        (MONTH_SQL, params),
     ]
 
 

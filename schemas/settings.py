@@ -63,6 +63,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_rate_limit: int = 60
     """Requests one API key may make to the TinyTrail management and report API (``/api/v1/...``
     protected routes) per 60 seconds, counted in Redis, shared by every gateway process (0: no limit)."""
+    reports_raw_cache_seconds: float = 10.0
+    """How long a gateway process reuses the numbers it computed from raw events (today, and days not
+    aggregated) for the reports of one website: today's figures lag by at most this (0: never reused)."""
 
     trusted_proxies: str = ""
     """Comma-separated IPs/CIDRs of proxies in front of the gateway whose client-IP headers
@@ -153,6 +156,7 @@ _ENV = {
     "tinytrail_rate_limit": int,
     "tinytrail_rate_window": int,
     "api_rate_limit": int,
+    "reports_raw_cache_seconds": float,
     "trusted_proxies": str,
     "geoip_db": str,
     "secret_key": str,
@@ -202,6 +206,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         raise ValueError("TRACKGATE_TINYTRAIL_RATE_LIMIT must be 0 or more, _RATE_WINDOW at least 1")
     if settings.api_rate_limit < 0:
         raise ValueError("TRACKGATE_API_RATE_LIMIT must be 0 (no limit) or more")
+    if settings.reports_raw_cache_seconds < 0:
+        raise ValueError("TRACKGATE_REPORTS_RAW_CACHE_SECONDS must be 0 (no reuse) or more")
 
     if min(settings.http_header_timeout_seconds, settings.http_body_timeout_seconds) <= 0:
         raise ValueError("TRACKGATE_HTTP_HEADER_TIMEOUT_SECONDS and _BODY_TIMEOUT_SECONDS must be over 0")

@@ -6,8 +6,8 @@ late events' days dirty from the store path.
   (source, day) is one transaction (``schemas.aggregates.rebuild_statements``: DELETE + INSERT ...
   SELECT), so a re-run gives the same rows.
 - :func:`schedule_daily` is called after each persist job: the first one after midnight UTC in any
-  worker (one ``SET NX`` in Redis per process per day decides which) enqueues :func:`aggregate` for
-  the day that just closed.
+  worker (one atomic script in Redis per process per day decides which) enqueues :func:`aggregate`
+  for the day that just closed.
 - :func:`mark_late` runs inside the store's transaction: events whose day is already closed mark
   their (source, day) dirty, with one small INSERT, only when there are such events.
 """
@@ -32,8 +32,8 @@ from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
 log = logging.getLogger(__name__)
 
 AGGREGATE_FUNC = "trackgate.workers.aggregate.aggregate"
-SCHEDULED_KEY = "trackgate:aggregate:scheduled:{day}"
-SCHEDULED_TTL_SECONDS = 3 * 86400
+LAST_SCHEDULED_KEY = "trackgate:aggregate:last-day"
+CATCH_UP_DAYS = 7
 JOB_TIMEOUT_SECONDS = 3600
 
 _encode = msgspec.json.encode
@@ -112,24 +112,41 @@ def mark_late(conn: psycopg.Connection, events: Iterable[Event], today: date | N
     return len(pairs)
 
 
-def schedule_daily(redis: Redis, today: date | None = None) -> bool:
-    """Once per UTC day per process: if no worker has yet, enqueue :func:`aggregate` for yesterday.
-    Returns whether this call enqueued it."""
+_ADVANCE = """
+local last = redis.call('GET', KEYS[1])
+if last and last >= ARGV[1] then return false end
+redis.call('SET', KEYS[1], ARGV[1])
+return last or ''
+"""
+"""Move the last closed day scheduled (ISO text, which sorts as dates do) on to ARGV[1]: returns the
+previous one when this call moved it ('' when there was none), nil when some worker already had."""
+
+
+def schedule_daily(redis: Redis, today: date | None = None) -> list[str]:
+    """Once per UTC day per process: when the day that just closed is later than the last one any worker
+    scheduled (``LAST_SCHEDULED_KEY`` in Redis, moved on atomically), enqueue :func:`aggregate` for it and
+    for each day skipped since (at most ``CATCH_UP_DAYS``). The first worker of an installation (no key
+    yet) only records the day: there is nothing to catch up, and reports read unaggregated days raw.
+    Returns the days this call enqueued."""
     global _checked_day
     today = today or utc_today()
     if _checked_day == today:
-        return False
-    yesterday = (today - timedelta(days=1)).isoformat()
+        return []
+    yesterday = today - timedelta(days=1)
     try:
-        won = redis.set(SCHEDULED_KEY.format(day=yesterday), "1", nx=True, ex=SCHEDULED_TTL_SECONDS)
-        if won:
-            queue = Queue(PERSIST_QUEUE, connection=redis, serializer=MsgspecJSONSerializer)
-            queue.enqueue(AGGREGATE_FUNC, yesterday, job_timeout=JOB_TIMEOUT_SECONDS, result_ttl=86400)
+        previous = redis.eval(_ADVANCE, 1, LAST_SCHEDULED_KEY, yesterday.isoformat())
+        days: list[str] = []
+        if previous:
+            last = date.fromisoformat(previous.decode() if isinstance(previous, bytes) else previous)
+            first = max(last + timedelta(days=1), yesterday - timedelta(days=CATCH_UP_DAYS - 1))
+            days = [(first + timedelta(days=i)).isoformat() for i in range((yesterday - first).days + 1)]
+        queue = Queue(PERSIST_QUEUE, connection=redis, serializer=MsgspecJSONSerializer)
+        for day in days:
+            queue.enqueue(AGGREGATE_FUNC, day, job_timeout=JOB_TIMEOUT_SECONDS, result_ttl=86400)
     except (RedisError, OSError) as exc:  # the events are stored; the next job tries again
         log.warning("aggregate_schedule_failed day=%s error=%s", yesterday, exc)
-        return False
+        return []
     _checked_day = today
-    if not won:
-        return False
-    log.info("aggregate_scheduled day=%s", yesterday)
-    return True
+    if days:
+        log.info("aggregate_scheduled days=%s", ",".join(days))
+    return days

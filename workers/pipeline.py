@@ -115,6 +115,13 @@ def _count_stored(batch: PersistBatch, result: store.Stored) -> None:
         counted.profile_updates.labels("group").inc(written.n_groups)
 
 
+def apply_stored(conn: psycopg.Connection, new: list[Event]) -> object:
+    """What runs on the events a transaction stored for the first time, inside it: the profile changes,
+    and the mark of each closed day a late event fell on (its report aggregates are rebuilt)."""
+    aggregate.mark_late(conn, new)
+    return profiles.apply(conn, new)
+
+
 def _store(conn: psycopg.Connection, batch: PersistBatch, dests: list[Destination]) -> store.Stored:
     """Store, apply to profiles and write the forward intents to ``dests`` in one transaction, again
     at once after a deadlock or a serialization failure (up to ``CONFLICT_RETRIES`` times; then the
@@ -123,13 +130,9 @@ def _store(conn: psycopg.Connection, batch: PersistBatch, dests: list[Destinatio
     def intents(conn: psycopg.Connection, new: list[Event]) -> list[outbox.Written]:
         return outbox.write(conn, batch.batch_id, fanout.plan_deliveries(dests, new))
 
-    def apply(conn: psycopg.Connection, new: list[Event]) -> object:
-        aggregate.mark_late(conn, new)  # the report aggregates of a closed day are rebuilt
-        return profiles.apply(conn, new)
-
     for attempt in range(1, CONFLICT_RETRIES + 1):
         try:
-            return store.store_batch(conn, batch, apply=apply, outbox=intents if dests else None)
+            return store.store_batch(conn, batch, apply=apply_stored, outbox=intents if dests else None)
         except CONFLICTS as exc:
             if attempt == CONFLICT_RETRIES:
                 raise

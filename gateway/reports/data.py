@@ -11,13 +11,17 @@ The reads run on the TinyTrail API's pool (``gateway/database.py``), never on th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
 
+from trackgate.gateway.errors import Unavailable
 from trackgate.gateway.reports.params import Query
 from trackgate.schemas import aggregates
 
@@ -81,6 +85,28 @@ class Period:
     def days(self) -> list[date]:
         return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
 
+    def months_and_days(self) -> tuple[list[date], list[date]]:
+        """The clean days of the period as whole calendar months inside it with no raw day (read from
+        ``report_months``, by their first day) and the other clean days (read from ``report_rows``)."""
+        raw = set(self.raw_days)
+        months: list[date] = []
+        days: list[date] = []
+        day = self.start
+        while day <= self.end:
+            following = aggregates.month_after(day)
+            last = following - timedelta(days=1)
+            whole = day.day == 1 and last <= self.end
+            if whole and not any(d in raw for d in _between(day, last)):
+                months.append(day)
+            else:
+                days.extend(d for d in _between(day, min(last, self.end)) if d not in raw)
+            day = following
+        return months, days
+
+
+def _between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
 
 @dataclass(slots=True)
 class Table:
@@ -98,6 +124,7 @@ class Table:
         return {k[1]: v for k, v in self.rows.items() if k[0] == dim}
 
 
+_COLUMNS = ", ".join(("dim", "key", "label", *METRICS))
 _SUMS = (
     "max(label), sum(pageviews), sum(unique_pageviews), sum(visits), sum(visitors), sum(bounces),"
     " sum(duration), sum(entries), sum(exits), sum(events)"
@@ -139,8 +166,98 @@ async def period(
     return Period(source_id, start, end, tuple(runs), tuple(raw_days))
 
 
+class RawCache:
+    """The numbers computed from raw events, per (source, first day, last day, scope, bots), reused
+    for ``ttl`` seconds (``TRACKGATE_REPORTS_RAW_CACHE_SECONDS``): the reports a dashboard asks at once,
+    and the same report asked again, compute today's rows once. One computation per key at a time."""
+
+    MAX_ENTRIES = 512
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
+
+    async def get(self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Any]]) -> Any:
+        if self.ttl <= 0:
+            return await compute()
+        found = self._entries.get(key)
+        if found is not None and found[0] > self._clock():
+            return found[1]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            found = self._entries.get(key)
+            if found is not None and found[0] > self._clock():
+                return found[1]
+            value = await compute()
+            if len(self._entries) >= self.MAX_ENTRIES:
+                now = self._clock()
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                self._locks = {k: v for k, v in self._locks.items() if k in self._entries or v.locked()}
+            self._entries[key] = (self._clock() + self.ttl, value)
+        return value
+
+
+def _raw_params(span: Period, query: Query, first: date, last: date) -> dict[str, Any]:
+    start, _ = aggregates.day_bounds(first)
+    _, end = aggregates.day_bounds(last)
+    return {
+        "source": span.source_id,
+        "start": start,
+        "end": end,
+        "only": query.scope,
+        "with_bots": query.include_bots,
+    }
+
+
+_RAW_ROWS_SQL = f"SELECT dim, key, day, {_SUMS} FROM ({aggregates.ROWS_SQL}) r GROUP BY dim, key, day"
+_RAW_SEQUENCES_SQL = f"SELECT steps, sum(sessions) FROM ({aggregates.SEQUENCES_SQL}) r GROUP BY steps"
+
+
+async def _raw(
+    conn: psycopg.AsyncConnection,
+    cache: RawCache,
+    what: str,
+    span: Period,
+    query: Query,
+    run: tuple[date, date],
+) -> list[tuple[Any, ...]]:
+    """Every row (``rows``) or step sequence (``sequences``) of a run of raw days, for the query's scope
+    and bots, through the cache."""
+    key = (what, span.source_id, run[0], run[1], query.scope, query.include_bots)
+
+    async def compute() -> list[tuple[Any, ...]]:
+        sql = _RAW_ROWS_SQL if what == "rows" else _RAW_SEQUENCES_SQL
+        cur = await conn.execute(sql, _raw_params(span, query, *run))
+        return [tuple(row) for row in await cur.fetchall()]
+
+    return await cache.get(key, compute)
+
+
+READ_SETTINGS_SQL = "SET LOCAL work_mem = '64MB'; SET LOCAL jit = off; SET LOCAL statement_timeout = '60s'"
+"""For one report's reads: the sorts and hash tables of sessions and sums in memory (4 MB spills a year
+of page rows to disk), no JIT (compiling costs ~0.2 s, more than it saves on these queries), and a
+bound on a report over years of days never aggregated."""
+
+
+@contextlib.asynccontextmanager
+async def reading(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
+    """One report's reads, in one transaction with :data:`READ_SETTINGS_SQL`; a read cancelled by the
+    statement timeout is a 503 that says what to do."""
+    try:
+        async with conn.transaction():
+            await conn.execute(READ_SETTINGS_SQL)
+            yield
+    except psycopg.errors.QueryCanceled as exc:
+        raise Unavailable(
+            "the report took too long: aggregate its days first (trackgate reports aggregate --from --to)"
+        ) from exc
+
+
 async def rows(
     conn: psycopg.AsyncConnection,
+    cache: RawCache,
     span: Period,
     query: Query,
     dims: Sequence[str],
@@ -159,27 +276,33 @@ async def rows(
         "b": span.end,
         "raw": list(span.raw_days),
     }
-    day = "day" if by_day else "NULL::date"
-    group = "dim, key, day" if by_day else "dim, key"
     table = Table()
-    cur = await conn.execute(
-        f"SELECT dim, key, {day}, {_SUMS} FROM report_rows WHERE source_id = %(source)s"
-        f" AND day >= %(a)s AND day <= %(b)s AND NOT (day = ANY(%(raw)s::date[])) AND {_filters(key)}"
-        f" GROUP BY {group}",
-        params,
-    )
+    if by_day:
+        cur = await conn.execute(
+            f"SELECT dim, key, day, {_SUMS} FROM report_rows WHERE source_id = %(source)s"
+            f" AND day >= %(a)s AND day <= %(b)s AND NOT (day = ANY(%(raw)s::date[])) AND {_filters(key)}"
+            " GROUP BY dim, key, day",
+            params,
+        )
+    else:
+        months, days = span.months_and_days()
+        cur = await conn.execute(
+            f"SELECT dim, key, NULL::date, {_SUMS} FROM ("
+            f" SELECT {_COLUMNS} FROM report_months WHERE source_id = %(source)s"
+            f" AND month = ANY(%(months)s::date[]) AND {_filters(key)}"
+            " UNION ALL"
+            f" SELECT {_COLUMNS} FROM report_rows WHERE source_id = %(source)s"
+            f" AND day = ANY(%(days)s::date[]) AND {_filters(key)}"
+            ") r GROUP BY dim, key",
+            {**params, "months": months, "days": days},
+        )
     for row in await cur.fetchall():
         table.add((row[0], row[1], row[2]), row[3:])
-    for first, last in span.raw:
-        start, _ = aggregates.day_bounds(first)
-        _, end = aggregates.day_bounds(last)
-        cur = await conn.execute(
-            f"SELECT dim, key, {day}, {_SUMS} FROM ({aggregates.ROWS_SQL}) r WHERE {_filters(key)}"
-            f" GROUP BY {group}",
-            {**params, "start": start, "end": end},
-        )
-        for row in await cur.fetchall():
-            table.add((row[0], row[1], row[2]), row[3:])
+    wanted = set(dims)
+    for run in span.raw:
+        for row in await _raw(conn, cache, "rows", span, query, run):
+            if row[0] in wanted and (key is None or row[1] == key):
+                table.add((row[0], row[1], row[2] if by_day else None), row[3:])
     return table
 
 
@@ -195,8 +318,22 @@ def _funnel_sql(source: str, n_steps: int) -> str:
     return f"SELECT {counts} FROM ({source}) q{joins}"
 
 
+def reached(sequences: Sequence[tuple[Sequence[str], int]], steps: Sequence[str]) -> list[int]:
+    """The same count as :func:`_funnel_sql`, in Python, over (steps, sessions) pairs."""
+    totals = [0] * len(steps)
+    for sequence, sessions in sequences:
+        position = -1
+        for i, step in enumerate(steps):
+            try:
+                position = sequence.index(step, position + 1)
+            except ValueError:
+                break
+            totals[i] += int(sessions)
+    return totals
+
+
 async def funnel(
-    conn: psycopg.AsyncConnection, span: Period, query: Query, steps: Sequence[str]
+    conn: psycopg.AsyncConnection, cache: RawCache, span: Period, query: Query, steps: Sequence[str]
 ) -> list[int]:
     """Sessions that reached each step, in order (a step after the one before it, in the same session)."""
     params: dict[str, Any] = {
@@ -208,26 +345,17 @@ async def funnel(
         "raw": list(span.raw_days),
         **{f"s{i}": step for i, step in enumerate(steps)},
     }
-    totals = [0] * len(steps)
     stored = (
         "SELECT steps, sessions FROM report_sequences WHERE source_id = %(source)s AND scope = %(scope)s"
         " AND day >= %(a)s AND day <= %(b)s AND NOT (day = ANY(%(raw)s::date[])) AND (NOT bots OR %(bots)s)"
         " AND steps @> ARRAY[%(s0)s::text]"
     )
-    parts: list[tuple[str, dict[str, Any]]] = [(stored, params)]
-    for first, last in span.raw:
-        start, _ = aggregates.day_bounds(first)
-        _, end = aggregates.day_bounds(last)
-        raw = (
-            f"SELECT steps, sessions FROM ({aggregates.SEQUENCES_SQL}) r"
-            " WHERE scope = %(scope)s AND (NOT bots OR %(bots)s)"
-        )
-        parts.append((raw, {**params, "start": start, "end": end}))
-    for source, part_params in parts:
-        cur = await conn.execute(_funnel_sql(source, len(steps)), part_params)
-        row = await cur.fetchone()
-        if row:
-            totals = [t + int(v) for t, v in zip(totals, row, strict=True)]
+    cur = await conn.execute(_funnel_sql(stored, len(steps)), params)
+    row = await cur.fetchone()
+    totals = [int(v) for v in row] if row else [0] * len(steps)
+    for run in span.raw:
+        sequences = await _raw(conn, cache, "sequences", span, query, run)
+        totals = [t + n for t, n in zip(totals, reached(sequences, steps), strict=True)]
     return totals
 
 

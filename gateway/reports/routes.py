@@ -35,7 +35,10 @@ def _now(request: Request) -> datetime:
 class Asked:
     """One report request, checked: who, which website, which parameters, when."""
 
-    def __init__(self, site: Website, query: params.Query, now: datetime, raw: dict[str, str]):
+    def __init__(
+        self, site: Website, query: params.Query, now: datetime, raw: dict[str, str], cache: data.RawCache
+    ):
+        self.cache = cache
         self.site = site
         self.query = query
         self.now = now
@@ -47,7 +50,9 @@ async def _asked(request: Request) -> Asked:
     who = await principal(request)
     site = await website(request, who, request.query_params.get("website_id"))
     query = params.parse(request.query_params)
-    return Asked(site, query, _now(request), dict(request.query_params))
+    runtime = request.app.state.runtime
+    cache = runtime.reports_cache or data.RawCache(0)
+    return Asked(site, query, _now(request), dict(request.query_params), cache)
 
 
 async def _span(conn: psycopg.AsyncConnection, asked: Asked) -> data.Period:
@@ -70,7 +75,7 @@ Read = Callable[[psycopg.AsyncConnection, Asked], Awaitable[tuple[build.Report, 
 def report(name: str, read: Read) -> Route:
     async def handler(request: Request) -> Response:
         asked = await _asked(request)
-        async with database(request).connection() as conn:
+        async with database(request).connection() as conn, data.reading(conn):
             built, span = await read(conn, asked)
         return _answer(name, asked, built, span)
 
@@ -82,36 +87,40 @@ def report(name: str, read: Read) -> Route:
 
 async def _summary(conn: psycopg.AsyncConnection, asked: Asked) -> tuple[build.Report, data.Period]:
     span = await _span(conn, asked)
-    table = await data.rows(conn, span, asked.query, ["total"])
+    table = await data.rows(conn, asked.cache, span, asked.query, ["total"])
     compared = None
     if asked.query.compare:
         start, end = params.previous(span.start, span.end, asked.query.compare)
         before = await data.period(conn, span.source_id, start, end, asked.today)
-        compared = (before, await data.rows(conn, before, asked.query, ["total"]))
+        compared = (before, await data.rows(conn, asked.cache, before, asked.query, ["total"]))
     return build.summary(span, table, compared), span
 
 
 async def _pages(conn: psycopg.AsyncConnection, asked: Asked) -> tuple[build.Report, data.Period]:
     span = await _span(conn, asked)
-    return build.pages(span, asked.query, await data.rows(conn, span, asked.query, ["path"])), span
+    return build.pages(
+        span, asked.query, await data.rows(conn, asked.cache, span, asked.query, ["path"])
+    ), span
 
 
 async def _sources(conn: psycopg.AsyncConnection, asked: Asked) -> tuple[build.Report, data.Period]:
     by = build.group_by(asked.raw)
     span = await _span(conn, asked)
-    table = await data.rows(conn, span, asked.query, [build.SOURCE_DIMS[by]])
+    table = await data.rows(conn, asked.cache, span, asked.query, [build.SOURCE_DIMS[by]])
     return build.sources(span, asked.query, table, by), span
 
 
 async def _devices(conn: psycopg.AsyncConnection, asked: Asked) -> tuple[build.Report, data.Period]:
     span = await _span(conn, asked)
     dims = [dim for _, dim, _ in build.DEVICE_LISTS]
-    return build.devices(span, await data.rows(conn, span, asked.query, dims)), span
+    return build.devices(span, await data.rows(conn, asked.cache, span, asked.query, dims)), span
 
 
 async def _flow(conn: psycopg.AsyncConnection, asked: Asked) -> tuple[build.Report, data.Period]:
     span = await _span(conn, asked)
-    return build.flow(span, asked.query, await data.rows(conn, span, asked.query, ["path"])), span
+    return build.flow(
+        span, asked.query, await data.rows(conn, asked.cache, span, asked.query, ["path"])
+    ), span
 
 
 def _steps(request_params: Any) -> list[str]:
@@ -121,7 +130,7 @@ def _steps(request_params: Any) -> list[str]:
 async def _custom_events(conn: psycopg.AsyncConnection, asked: Asked) -> tuple[build.Report, data.Period]:
     span = await _span(conn, asked)
     name = asked.raw.get("event_name") or None
-    table = await data.rows(conn, span, asked.query, ["event"], key=name)
+    table = await data.rows(conn, asked.cache, span, asked.query, ["event"], key=name)
     return build.custom_events(span, asked.query, table), span
 
 
@@ -130,22 +139,22 @@ async def _timeseries(conn: psycopg.AsyncConnection, asked: Asked) -> tuple[buil
     path = asked.raw.get("path") or None
     span = await _span(conn, asked)
     dim = "path" if path else "total"
-    table = await data.rows(conn, span, asked.query, [dim], by_day=True, key=path or "")
+    table = await data.rows(conn, asked.cache, span, asked.query, [dim], by_day=True, key=path or "")
     return build.timeseries(span, metric, path, table), span
 
 
 async def funnel(request: Request) -> Response:
     asked = await _asked(request)
     steps = build.funnel_steps(_steps(request.query_params))
-    async with database(request).connection() as conn:
+    async with database(request).connection() as conn, data.reading(conn):
         span = await _span(conn, asked)
-        counts = await data.funnel(conn, span, asked.query, steps)
+        counts = await data.funnel(conn, asked.cache, span, asked.query, steps)
     return _answer("funnel", asked, build.funnel(span, steps, counts), span)
 
 
 async def realtime(request: Request) -> Response:
     asked = await _asked(request)
-    async with database(request).connection() as conn:
+    async with database(request).connection() as conn, data.reading(conn):
         found = await data.realtime(conn, asked.site.source_id, asked.now)
     return _answer("realtime", asked, build.realtime(found), None)
 

@@ -31,7 +31,6 @@ from trackgate.gateway import openpanel as gateway_openpanel
 from trackgate.gateway.app import create_app
 from trackgate.gateway.tinytrail import new_source as tinytrail_source
 from trackgate.sources import add_source
-from trackgate.workers import aggregate
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "tinytrail_api"
 
@@ -249,10 +248,9 @@ def _send(api: TestClient, clock: MovingClock, site: Site, hits: list[Hit], firs
 
 
 @pytest.fixture
-def stored_story(api, clock, sites, drain, monkeypatch) -> dict[str, Site]:
-    # this process has queued its daily aggregation already (tests/workers/test_aggregate.py tests it):
-    # here the test runs the aggregation itself, when it wants
-    monkeypatch.setattr(aggregate, "_checked_day", aggregate.utc_today())
+def stored_story(api, clock, sites, drain) -> dict[str, Site]:
+    # an installation's first worker queues no aggregation (tests/workers/test_aggregate.py): the test
+    # runs it itself, when it wants
     for site in sites.values():
         _send(api, clock, site, STORY)
     drain()

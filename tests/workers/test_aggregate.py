@@ -121,14 +121,21 @@ def test_the_store_path_marks_late_days(settings, db):
 
 def test_the_closed_day_is_queued_once_and_the_job_rebuilds_it(settings, db, rdb, drain, monkeypatch):
     source, _ = add_source(settings.database_url, "segment", "web", "wk-job")
+    queue = Queue(PERSIST_QUEUE, connection=rdb, serializer=MsgspecJSONSerializer)
     monkeypatch.setattr(aggregate, "_checked_day", None)
+    # the first worker of an installation records the day closed, with nothing to catch up
+    assert aggregate.schedule_daily(rdb, date(2026, 3, 18)) == []
+    assert rdb.get(aggregate.LAST_SCHEDULED_KEY) == b"2026-03-17" and queue.count == 0
+    # the next day: the first job queues the day that closed, once
     today = date(2026, 3, 19)
-    assert aggregate.schedule_daily(rdb, today) is True
-    assert aggregate.schedule_daily(rdb, today) is False  # this process checked today already
+    assert aggregate.schedule_daily(rdb, today) == ["2026-03-18"]
+    assert aggregate.schedule_daily(rdb, today) == []  # this process checked today already
     monkeypatch.setattr(aggregate, "_checked_day", None)
-    assert aggregate.schedule_daily(rdb, today) is False  # another process: the key says it is queued
-    jobs = Queue(PERSIST_QUEUE, connection=rdb, serializer=MsgspecJSONSerializer).jobs
-    assert [(j.func_name, list(j.args)) for j in jobs] == [(aggregate.AGGREGATE_FUNC, ["2026-03-18"])]
+    assert aggregate.schedule_daily(rdb, today) == []  # another process: the day is queued
+    assert [(j.func_name, list(j.args)) for j in queue.jobs] == [(aggregate.AGGREGATE_FUNC, ["2026-03-18"])]
     drain()
     marked = db.execute("SELECT day, dirty FROM report_days WHERE source_id = %s", (source.id,)).fetchall()
     assert marked == [(DAY, False)]
+    # workers down for three days: each skipped day is queued
+    monkeypatch.setattr(aggregate, "_checked_day", None)
+    assert aggregate.schedule_daily(rdb, date(2026, 3, 22)) == ["2026-03-19", "2026-03-20", "2026-03-21"]

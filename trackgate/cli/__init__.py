@@ -20,6 +20,7 @@ from trackgate.cli import (
     profiles,
     quarantine,
     replay,
+    reports,
     secret_key,
     serve,
     sources,
@@ -59,6 +60,7 @@ COMMANDS: tuple[click.Command, ...] = (
     convert.convert,
     admin.admin,
     secret_key.secret_key,
+    reports.reports,
 )
 for _command in COMMANDS:
     main.add_command(_command)
