@@ -29,6 +29,7 @@ in the gateway's own sessions: :func:`explain_slow`) is printed after the figure
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -42,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -310,42 +312,67 @@ class ReportLoop:
         self._thread.join(150)
 
 
-def cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU seconds so far of the gateway process, of every PostgreSQL server process, of the machine."""
+def _proc_seconds(pid: int | str, tick: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+
+def cpu_seconds(pid: int, database_url: str) -> dict[str, Any]:
+    """CPU seconds so far of the gateway process, of the PostgreSQL backends serving the bench's
+    database (by pid: ``pg_stat_activity``) and of every PostgreSQL process on the machine (other
+    people's databases too), of this process (the report loop's client), of the machine."""
     tick = os.sysconf("SC_CLK_TCK")
-
-    def process(p: Path) -> float:
-        fields = (p / "stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-
+    with psycopg.connect(database_url) as conn:
+        mine = [
+            r[0]
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+    backends: dict[int, float] = {}
+    for backend in mine:
+        with contextlib.suppress(OSError):
+            backends[backend] = _proc_seconds(backend, tick)
     postgres = 0.0
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
                 if (p / "comm").read_text().strip() == "postgres":
-                    postgres += process(p)
+                    postgres += _proc_seconds(p.name, tick)
             except OSError:
                 continue  # gone meanwhile, or not ours to read
     total = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     busy = (sum(int(x) for x in total) - int(total[3]) - int(total[4])) / tick  # minus idle, iowait
+    me = os.times()
     return {
-        "gateway": process(Path(f"/proc/{pid}")),
+        "gateway": _proc_seconds(pid, tick),
+        "backends": backends,
         "postgres": postgres,
+        "client": me.user + me.system,  # this process: the report loop's HTTP client
         "machine": busy,
         "t": time.monotonic(),
     }
 
 
-def cpu_share(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Percent of one core used between two :func:`cpu_seconds` (PostgreSQL's processes that ended
-    meanwhile are missed: an undercount)."""
+def cpu_share(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """Percent of one core used between two :func:`cpu_seconds`: ``pg_bench`` is the bench database's
+    backends (one that started meanwhile counts whole; one that ended meanwhile is missed), ``postgres``
+    every PostgreSQL process (those that ended meanwhile missed)."""
     wall = after["t"] - before["t"]
-    return {k: round(100 * max(0.0, after[k] - before[k]) / wall, 1) for k in before if k != "t"}
+    out = {
+        k: round(100 * max(0.0, after[k] - before[k]) / wall, 1)
+        for k in ("gateway", "postgres", "client", "machine")
+    }
+    used = sum(t - before["backends"].get(b, 0.0) for b, t in after["backends"].items())
+    out["pg_bench"] = round(100 * max(0.0, used) / wall, 1)
+    return out
 
 
 def accept_path(
     base: str,
     gateway_pid: int,
+    database_url: str,
     key: str,
     website_id: str,
     write_key: str,
@@ -373,7 +400,7 @@ def accept_path(
             with_reports = i % 2 == 1
             label = "with the report loop" if with_reports else "alone"
             progress(f"    /v1/track {label}: {duration:g} s of wrk {' '.join(wrk.args())} ...")
-            before = cpu_seconds(gateway_pid)
+            before = cpu_seconds(gateway_pid, database_url)
             if with_reports:
                 with ReportLoop(base, key, website_id) as loop:
                     result = loadgen.run_wrk(url, body, authorization, duration, wrk, tag=f"r{i}")
@@ -383,12 +410,14 @@ def accept_path(
             else:
                 result = loadgen.run_wrk(url, body, authorization, duration, wrk, tag=f"a{i}")
                 alone.append(result.rps)
-            share = cpu_share(before, cpu_seconds(gateway_pid))
+            share = cpu_share(before, cpu_seconds(gateway_pid, database_url))
             (cpu_beside if with_reports else cpu_alone).append(share)
             bad += result.non_2xx + result.socket_errors
             progress(
                 f"      {result.rps:,.0f} req/s; CPU % of a core: gateway {share['gateway']:.0f}, "
-                f"PostgreSQL {share['postgres']:.0f}, machine {share['machine']:.0f}"
+                f"PostgreSQL {share['pg_bench']:.0f} (all databases {share['postgres']:.0f}), "
+                f"bench client {share['client']:.0f}, "
+                f"machine {share['machine']:.0f}"
             )
     ratio = statistics.median(beside) / statistics.median(alone) if alone else 0.0
     return {
@@ -601,7 +630,9 @@ def render(result: Result) -> str:
             out.append(
                 f"  CPU % of a core, {what + ':':<14} "
                 + ", ".join(
-                    f"gateway {c['gateway']:.0f} / PostgreSQL {c['postgres']:.0f} / all {c['machine']:.0f}"
+                    f"gateway {c['gateway']:.0f} / PG {c['pg_bench']:.0f} (all {c['postgres']:.0f})"
+                    f" / bench {c['client']:.0f}"
+                    f" / all {c['machine']:.0f}"
                     for c in shares
                 )
             )
@@ -715,6 +746,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = print) -> Re
                 result.accept = accept_path(
                     base,
                     proc.pid,
+                    data.url,
                     key,
                     data.website_id,
                     write_key,
