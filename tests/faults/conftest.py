@@ -94,7 +94,8 @@ class Faults:
         with psycopg.connect(servers.database_url, autocommit=True) as conn:
             conn.execute(
                 "TRUNCATE events, event_dedupe, sources, source_keys, quarantine, profiles, profile_ids,"
-                " groups, group_members, destinations, deliveries, dead_letters, replay_checkpoints"
+                " groups, group_members, destinations, deliveries, dead_letters, replay_checkpoints,"
+                " report_rows, report_sequences, report_days, report_months"
             )
         self.write_key = "wk_" + secrets.token_hex(8)
         add_source(servers.database_url, "segment", "web", self.write_key)
