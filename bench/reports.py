@@ -29,6 +29,7 @@ in the gateway's own sessions: :func:`explain_slow`) is printed after the figure
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -42,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -99,6 +101,9 @@ class Latency:
     p95_ms: float | None = None
     max_ms: float | None = None
     goal_ms: float = 0.0
+    first_ms: float | None = None
+    """The first (warm-up) call: what a report costs when the gateway's short-lived cache of
+    today's raw numbers has nothing for it yet (the reports before it may have filled it)."""
     error: str | None = None
     times_ms: list[float] = field(default_factory=list)
 
@@ -112,6 +117,9 @@ class Result:
     data: dict
     aggregation: dict = field(default_factory=dict)
     check: dict = field(default_factory=dict)
+    load: dict[str, list[float]] = field(default_factory=dict)
+    """The machine's load average (1, 5, 15 min) before and after the timed phases: on a shared
+    2-core machine anything much above 2 means the figures carry other people's work."""
     latencies: list[Latency] = field(default_factory=list)
     accept: dict = field(default_factory=dict)
     sizes: list[dict] = field(default_factory=list)
@@ -209,6 +217,8 @@ def time_report(client: httpx.Client, call: ReportCall, period: str, calls: int,
         if response.status_code != 200:
             latency.error = f"HTTP {response.status_code}: {response.text[:200]}"
             return latency
+        if i == 0:
+            latency.first_ms = round(elapsed, 1)
         if i >= warmups:
             times.append(elapsed)
     times.sort()
@@ -302,8 +312,67 @@ class ReportLoop:
         self._thread.join(150)
 
 
+def _proc_seconds(pid: int | str, tick: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+
+def cpu_seconds(pid: int, database_url: str) -> dict[str, Any]:
+    """CPU seconds so far of the gateway process, of the PostgreSQL backends serving the bench's
+    database (by pid: ``pg_stat_activity``) and of every PostgreSQL process on the machine (other
+    people's databases too), of this process (the report loop's client), of the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with psycopg.connect(database_url) as conn:
+        mine = [
+            r[0]
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+    backends: dict[int, float] = {}
+    for backend in mine:
+        with contextlib.suppress(OSError):
+            backends[backend] = _proc_seconds(backend, tick)
+    postgres = 0.0
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if (p / "comm").read_text().strip() == "postgres":
+                    postgres += _proc_seconds(p.name, tick)
+            except OSError:
+                continue  # gone meanwhile, or not ours to read
+    total = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = (sum(int(x) for x in total) - int(total[3]) - int(total[4])) / tick  # minus idle, iowait
+    me = os.times()
+    return {
+        "gateway": _proc_seconds(pid, tick),
+        "backends": backends,
+        "postgres": postgres,
+        "client": me.user + me.system,  # this process: the report loop's HTTP client
+        "machine": busy,
+        "t": time.monotonic(),
+    }
+
+
+def cpu_share(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """Percent of one core used between two :func:`cpu_seconds`: ``pg_bench`` is the bench database's
+    backends (one that started meanwhile counts whole; one that ended meanwhile is missed), ``postgres``
+    every PostgreSQL process (those that ended meanwhile missed)."""
+    wall = after["t"] - before["t"]
+    out = {
+        k: round(100 * max(0.0, after[k] - before[k]) / wall, 1)
+        for k in ("gateway", "postgres", "client", "machine")
+    }
+    used = sum(t - before["backends"].get(b, 0.0) for b, t in after["backends"].items())
+    out["pg_bench"] = round(100 * max(0.0, used) / wall, 1)
+    return out
+
+
 def accept_path(
     base: str,
+    gateway_pid: int,
+    database_url: str,
     key: str,
     website_id: str,
     write_key: str,
@@ -319,6 +388,8 @@ def accept_path(
     wrk = loadgen.WrkSettings()
     alone: list[float] = []
     beside: list[float] = []
+    cpu_alone: list[dict[str, float]] = []
+    cpu_beside: list[dict[str, float]] = []
     loop_calls = loop_errors = bad = 0
     with tempfile.TemporaryDirectory(prefix="trackgate-bench-reports-") as tmp:
         body = Path(tmp) / "track.json"
@@ -329,6 +400,7 @@ def accept_path(
             with_reports = i % 2 == 1
             label = "with the report loop" if with_reports else "alone"
             progress(f"    /v1/track {label}: {duration:g} s of wrk {' '.join(wrk.args())} ...")
+            before = cpu_seconds(gateway_pid, database_url)
             if with_reports:
                 with ReportLoop(base, key, website_id) as loop:
                     result = loadgen.run_wrk(url, body, authorization, duration, wrk, tag=f"r{i}")
@@ -338,8 +410,15 @@ def accept_path(
             else:
                 result = loadgen.run_wrk(url, body, authorization, duration, wrk, tag=f"a{i}")
                 alone.append(result.rps)
+            share = cpu_share(before, cpu_seconds(gateway_pid, database_url))
+            (cpu_beside if with_reports else cpu_alone).append(share)
             bad += result.non_2xx + result.socket_errors
-            progress(f"      {result.rps:,.0f} req/s")
+            progress(
+                f"      {result.rps:,.0f} req/s; CPU % of a core: gateway {share['gateway']:.0f}, "
+                f"PostgreSQL {share['pg_bench']:.0f} (all databases {share['postgres']:.0f}), "
+                f"bench client {share['client']:.0f}, "
+                f"machine {share['machine']:.0f}"
+            )
     ratio = statistics.median(beside) / statistics.median(alone) if alone else 0.0
     return {
         "alone_rps": [round(x) for x in alone],
@@ -351,6 +430,8 @@ def accept_path(
         "report_errors_during": loop_errors,
         "track_errors": bad,
         "duration_s": duration,
+        "cpu_alone": cpu_alone,
+        "cpu_with_reports": cpu_beside,
     }
 
 
@@ -431,6 +512,19 @@ def plans_in(text: str, database: str) -> list[str]:
     return ["\n".join(e) for e in entries]
 
 
+def short_plan(entry: str, query_chars: int = 300) -> str:
+    """An ``auto_explain`` entry with its query text cut to its first ``query_chars`` characters: the
+    report SQL runs to hundreds of lines; the plan (from its first node) is kept whole."""
+    lines = entry.split("\n")
+    first_node = next(
+        (i for i, line in enumerate(lines) if "(cost=" in line or "(actual" in line), len(lines)
+    )
+    query = " ".join(line.strip() for line in lines[1:first_node])
+    if len(query) > query_chars:
+        query = query[:query_chars] + " ..."
+    return "\n".join([lines[0], "\t" + query, *lines[first_node:]])
+
+
 def _duration(entry: str) -> float:
     try:
         return float(entry.split("duration: ", 1)[1].split(" ms", 1)[0])
@@ -467,7 +561,7 @@ def explain_slow(
                     text = f.read().decode("utf-8", "replace")
                 entries = sorted(plans_in(text, data.name), key=_duration, reverse=True)
                 label = f"{call.name} ({dict(call.params).get('period', '')})"
-                out[label] = entries[0] if entries else "(no statement over 50 ms was logged)"
+                out[label] = short_plan(entries[0]) if entries else "(no statement over 50 ms was logged)"
     finally:
         with psycopg.connect(data.url, autocommit=True) as conn:
             for name in EXPLAIN_SETTINGS:
@@ -498,16 +592,29 @@ def render(result: Result) -> str:
             f"check: summary 12m page views {c['reported']:,} = {c['counted']:,} page views counted in the "
             f"raw rows ({c['period']['start']} .. {c['period']['end']}, bots and excluded traffic left out)"
         )
+    if result.load:
+        out.append(
+            "load average (1/5/15 min) before the timed phases "
+            + "/".join(f"{x:g}" for x in result.load.get("before", []))
+            + ", after "
+            + "/".join(f"{x:g}" for x in result.load.get("after", []))
+            + f" ({os.cpu_count()} CPUs)"
+        )
     if result.latencies:
-        out += ["", "Reports (ms per call, wall time from the client; p95 must be under the goal)"]
-        head = f"{'report':<22}{'period':>7}{'p50':>9}{'p95':>9}{'max':>9}{'goal':>8}  result"
+        out += [
+            "",
+            "Reports (ms per call, wall time from the client; p95 of the timed calls must be under the goal;"
+            " 1st: the first warm-up call)",
+        ]
+        head = f"{'report':<22}{'period':>7}{'1st':>9}{'p50':>9}{'p95':>9}{'max':>9}{'goal':>8}  result"
         out += [head, "-" * len(head)]
         for lat in result.latencies:
             if lat.error:
                 out.append(f"{lat.report:<22}{lat.period:>7}  ERROR {lat.error}")
                 continue
             out.append(
-                f"{lat.report:<22}{lat.period:>7}{lat.p50_ms:>9.1f}{lat.p95_ms:>9.1f}{lat.max_ms:>9.1f}"
+                f"{lat.report:<22}{lat.period:>7}{lat.first_ms or 0:>9.1f}"
+                f"{lat.p50_ms:>9.1f}{lat.p95_ms:>9.1f}{lat.max_ms:>9.1f}"
                 f"{lat.goal_ms:>8.0f}  {'PASS' if lat.passed else 'MISS'}"
             )
     a = result.accept
@@ -519,6 +626,16 @@ def render(result: Result) -> str:
             + ", ".join(f"{x:,}" for x in a["with_reports_rps"])
             + f"   ({a['report_calls_during']} report calls, {a['report_errors_during']} errors)"
         )
+        for what, shares in (("alone", a["cpu_alone"]), ("with reports", a["cpu_with_reports"])):
+            out.append(
+                f"  CPU % of a core, {what + ':':<14} "
+                + ", ".join(
+                    f"gateway {c['gateway']:.0f} / PG {c['pg_bench']:.0f} (all {c['postgres']:.0f})"
+                    f" / bench {c['client']:.0f}"
+                    f" / all {c['machine']:.0f}"
+                    for c in shares
+                )
+            )
         out.append(
             f"  median with / median alone:   {a['ratio']:.2f}x (goal >= {a['goal']}x) "
             f"{'PASS' if a['pass'] else 'MISS'}"
@@ -560,6 +677,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmups", type=int, default=2, help="untimed calls before them (2)")
     p.add_argument("--duration", type=float, default=10, help="seconds of wrk per accept-path run (10)")
     p.add_argument("--accept-rounds", type=int, default=2, help="wrk runs beside the reports (2)")
+    p.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the gateway under test, e.g. TRACKGATE_REPORTS_RAW_CACHE_SECONDS=0 (repeatable)",
+    )
     p.add_argument("--regenerate", action="store_true", help="generate the events again")
     p.add_argument("--reaggregate", action="store_true", help="rebuild every closed day's aggregates")
     p.add_argument("--skip", default="", help="phases to leave out: any of 'reports,accept,sizes'")
@@ -572,6 +696,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.calls <= 1000 or not 0 <= args.warmups <= 100:
         p.error("--calls must be in [1, 1000] and --warmups in [0, 100]")
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    pairs = [item.partition("=") for item in args.gateway_env]
+    if any(not name.startswith("TRACKGATE_") or not eq for name, eq, _ in pairs):
+        p.error("--gateway-env takes TRACKGATE_NAME=VALUE")
+    args.gateway_env = {name: value for name, _, value in pairs}
     return args
 
 
@@ -595,13 +723,14 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = print) -> Re
     key = create_key(settings, data.url, label="bench reports").key
     write_key = "wk_bench_" + secrets.token_hex(12)
     accept_source, _ = add_source(data.url, "segment", f"bench-accept-{secrets.token_hex(4)}", write_key)
-    env = gateway_env(data, args.redis, {"TRACKGATE_SECRET_KEY": secret_key})
+    env = gateway_env(data, args.redis, {"TRACKGATE_SECRET_KEY": secret_key, **args.gateway_env})
     timed: list[tuple[ReportCall, Latency]] = []
     try:
         with redis.Redis.from_url(args.redis) as r:
             r.flushdb()
         progress("  starting the gateway ...")
-        with servers.serve(GATEWAY_APP, factory=True, env=env, port=args.port) as (base, _proc):
+        with servers.serve(GATEWAY_APP, factory=True, env=env, port=args.port) as (base, proc):
+            result.load["before"] = [round(x, 2) for x in os.getloadavg()]
             if "reports" not in args.skip:
                 result.check = check_pageviews(base, key, data)
                 progress(f"  check: {result.check}")
@@ -615,8 +744,17 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = print) -> Re
             if "accept" not in args.skip:
                 progress("  accept path beside the reports:")
                 result.accept = accept_path(
-                    base, key, data.website_id, write_key, args.duration, args.accept_rounds, progress
+                    base,
+                    proc.pid,
+                    data.url,
+                    key,
+                    data.website_id,
+                    write_key,
+                    args.duration,
+                    args.accept_rounds,
+                    progress,
                 )
+        result.load["after"] = [round(x, 2) for x in os.getloadavg()]
         misses = [call for call, lat in timed if not lat.passed and lat.error is None]
         if misses and args.explain:
             progress(f"  EXPLAIN ANALYZE of {len(misses)} missed reports (auto_explain) ...")

@@ -21,7 +21,7 @@ The traffic (a documentation/blog/product site, :class:`Site`):
   ``properties.name``), ``close_tab`` at the end of half the sessions: page views are ~42% of events;
 - first hits from search engines, social sites, referrals (a long tail of domains), e-mail and paid
   campaigns (UTM-tagged, gclid), direct traffic; later hits have the previous page as referrer;
-- ~45 real user agents (desktop, mobile, tablet), screen widths that fit the device (2% none);
+- 52 real user agents (desktop, mobile, tablet), screen widths that fit the device (2% none);
 - ~4% of events from crawlers and headless browsers; ~0.5% from the site's office network (excluded).
 
 Deterministic per seed and day (the ids excepted, which are uuid7 as the gateway makes them), so the
