@@ -1,4 +1,4 @@
-"""trackgate's benchmark: one command, one run, one machine, four measurements and three ratios.
+"""trackgate's benchmark: one command, one run, one machine, eight measurements against their baselines.
 
     python -m bench                 # from the repository root (or: python bench/run.py)
     python -m bench --duration 5 --connections 64 --json bench.json
@@ -6,9 +6,14 @@
 (a) a bare Starlette hello-world (``bench/hello.py``), requests/s;
 (b) single-event ``POST /v1/track`` on the gateway, acknowledged only once the event is in Redis;
 (c) ``POST /v1/batch`` with 100 events a request, events/s;
-(d) events persisted per second by one RQ worker, against a raw COPY of the same rows.
+(d) events persisted per second by one RQ worker, against a raw COPY of the same rows;
+(e) the enrichment chain's cost (``bench/enrich.py``);
+(f) p99 of ``/v1/track`` at half its maximum rate over hello-world's p99 at that rate (``bench/latency``);
+(g) accept -> row visible, p99, at a constant rate with one worker process (``bench/endtoend.py``);
+(h) 2 worker processes / 1 on the same backlog, with the CPU split.
 
-Goals: (b) >= 0.7 x (a) in requests/s; (c) >= 4 x (a) in events/s; (d) >= 0.5 x raw COPY.
+Goals (issue 14): (b) >= 0.8 x (a) in requests/s; (c) >= 4 x (a) in events/s; (d) >= 0.5 x raw COPY
+(>= 0.3 x for /v1/track-shaped jobs); (e) <= 1.3; (f) <= 2; (g) <= 1 s; (h) reported.
 
 (a), (b) and (c) each run in their own uvicorn subprocess with identical settings (one process,
 uvloop, httptools, no access log), loaded by wrk with identical settings (``-t1 -c64`` by default),

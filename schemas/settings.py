@@ -47,7 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_group_jobs: int = 32
     """Most queued persist jobs a worker stores in one transaction (1: one job per transaction)."""
     worker_group_events: int = 2000
-    """A worker stops adding jobs to a transaction once it holds this many events."""
+    """Most events a worker stores in one transaction of several jobs (a bigger job is stored alone)."""
     dedupe_days: int = 30
     """How long a (source, message id) pair is remembered for dedupe. At least 7."""
     quarantine_max_per_source: int = 10_000

@@ -193,7 +193,7 @@ class Grouping:
     """A job's weight (its events); a job whose size cannot be read weighs 0 (it fails in ``run``)."""
     max_jobs: int = 32
     max_size: int = 2000
-    """The worker stops taking jobs into the group once their sizes add up to this (a soft cap)."""
+    """Most a group's sizes add up to (a first job bigger than this runs alone)."""
     alone: Callable[[Exception], bool] = lambda exc: True
     """Whether the jobs of a group that raised ``exc`` run again one by one (the failure may be one
     job's); if not (it is no job's fault, e.g. the database is unreachable), each job fails with it
@@ -234,9 +234,9 @@ class ReliableWorker(SimpleWorker):
         self, first: Job, queue: Queue, grouping: Grouping
     ) -> tuple[list[Job], list[tuple[Job, Queue]]]:
         """``first`` and the jobs behind it in ``queue``, each moved into the processing list: up to
-        ``max_jobs - 1`` ids moved in one round trip and fetched in another; those beyond the size
-        cap go back to the head of the queue in their order (a job of another function is run alone
-        after the group)."""
+        ``max_jobs - 1`` ids moved in one round trip and fetched in another; from the first that would
+        take the group over ``max_size``, they go back to the head of the queue in their order (a job
+        of another function is run alone after the group)."""
         size = _size(grouping, first)
         if size >= grouping.max_size or grouping.max_jobs <= 1:
             return [first], []
@@ -248,13 +248,15 @@ class ReliableWorker(SimpleWorker):
         for job_id, job in zip(ids, self._fetch_taken(ids), strict=True):
             if job is None:
                 continue  # gone or unreadable: already out of the processing list
-            if back or size >= grouping.max_size:
+            if back:
                 back.append(job_id)
             elif job.func_name != grouping.func_name:
                 others.append((job, queue))
+            elif size + (job_size := _size(grouping, job)) > grouping.max_size:
+                back.append(job_id)  # it and the jobs behind it wait for the next dequeue
             else:
                 group.append(job)
-                size += _size(grouping, job)
+                size += job_size
         if back:
             with self.connection.pipeline(transaction=True) as pipe:
                 for job_id in reversed(back):

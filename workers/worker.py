@@ -37,8 +37,8 @@ def build_worker(settings: ServerSettings, queue_names: tuple[str, ...] = (PERSI
 
 
 def persist_grouping(settings: ServerSettings) -> Grouping:
-    """Queued persist jobs taken together: up to ``TRACKGATE_WORKER_GROUP_JOBS`` jobs, stopping once
-    they hold ``TRACKGATE_WORKER_GROUP_EVENTS`` events, stored in one transaction."""
+    """Queued persist jobs taken together: up to ``TRACKGATE_WORKER_GROUP_JOBS`` jobs holding at most
+    ``TRACKGATE_WORKER_GROUP_EVENTS`` events, stored in one transaction."""
     return Grouping(
         PERSIST_FUNC,
         run=lambda group: jobs.persist_batches([job.args[0] for job in group]),

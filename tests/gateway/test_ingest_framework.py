@@ -181,3 +181,21 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
     drain()
     (event,) = stored(db)
     assert event["context"]["ip"] == expected
+
+
+def test_a_key_digest_is_remembered_only_for_a_key_that_matched_and_never_outlives_its_source():
+    from trackgate.gateway.errors import Unauthorized
+    from trackgate.schemas.request import Source
+
+    web = Source(id="src_web", dialect="segment", name="web")
+    cache = SourceCache("postgresql://unused", refresh_seconds=60)
+    cache.replace({("segment", "wk-good"): web})
+    for _ in range(2):
+        assert cache.authenticate("segment", "wk-good") is web
+    for wrong in ("wk-bad-1", "wk-bad-2"):
+        with pytest.raises(Unauthorized):
+            cache.authenticate("segment", wrong)
+    assert list(cache._digests) == ["wk-good"]  # a guessed key costs an HMAC and is not kept
+    cache.replace({("segment", "wk-other"): web})  # the key was rotated away
+    with pytest.raises(Unauthorized):
+        cache.authenticate("segment", "wk-good")

@@ -319,3 +319,49 @@ def test_one_request_over_the_cap_still_goes_through_when_nothing_is_held(redis_
 
     assert with_publisher(redis_url, scenario, max_pending_events=20) == 0
     assert queued_jobs(rdb) == 1
+
+
+def test_a_job_written_from_the_template_has_the_hash_rq_itself_writes(redis_url, rdb):
+    """The publisher writes jobs from a template recorded once from RQ's own enqueue (issue 14): the
+    job hash has RQ's fields with RQ's values, only the id, data, description and times differ."""
+
+    async def scenario(publisher: Publisher):
+        await publisher.publish([event("m-direct")])
+        # the same group enqueued by RQ's own API, for comparison
+        from trackgate.gateway.publisher import _Group
+
+        commands = publisher.record_with_rq([_Group([event("m-rq")], [])])
+        pipe = rdb.pipeline(transaction=True)
+        for args, _options in commands:
+            pipe.execute_command(*args)
+        pipe.execute()
+
+    with_publisher(redis_url, scenario)
+    direct, by_rq = jobs(rdb)
+    direct_hash = rdb.hgetall(direct.key)
+    rq_hash = rdb.hgetall(by_rq.key)
+    assert direct_hash.keys() == rq_hash.keys()
+    differ = {k for k in direct_hash if direct_hash[k] != rq_hash[k]}
+    assert differ == {b"created_at", b"enqueued_at", b"data", b"description"}
+    assert direct.description == f"persist_batch {direct.id} n_events=1 n_refused=0"
+    assert direct.get_status() == "queued" and direct.origin == PERSIST_QUEUE
+    assert [e.message_id for e in job_events(direct)] == ["m-direct"]
+    assert rdb.smembers("rq:queues") == {f"rq:queue:{PERSIST_QUEUE}".encode()}
+
+
+def test_rqs_own_simple_worker_runs_a_job_written_from_the_template(redis_url, rdb, settings, db):
+    """Not trackgate's worker: RQ's stock SimpleWorker, as ``rq worker`` would run it."""
+    from rq import Queue, SimpleWorker
+
+    from trackgate.workers import runtime
+
+    async def scenario(publisher: Publisher):
+        await publisher.publish([event("m-stock")])
+
+    with_publisher(redis_url, scenario)
+    runtime.configure(settings)
+    queue = Queue(PERSIST_QUEUE, connection=rdb, serializer=MsgspecJSONSerializer)
+    worker = SimpleWorker([queue], connection=rdb, serializer=MsgspecJSONSerializer)
+    assert worker.work(burst=True, logging_level="WARNING")
+    assert [row["message_id"] for row in stored(db)] == ["m-stock"]
+    assert queue.count == 0 and queue.failed_job_registry.count == 0

@@ -143,3 +143,16 @@ def test_an_event_in_two_jobs_of_one_group_is_stored_once(settings, db, rdb, que
 )
 def test_only_an_unreachable_server_fails_a_groups_jobs_without_running_each_alone(exc, expected):
     assert unreachable(exc) is expected
+
+
+def test_a_job_that_would_take_a_group_over_the_event_cap_waits_for_the_next_one(settings, db, rdb, queue):
+    for i, n in enumerate((15, 10, 10, 5)):
+        enqueue(queue, f"b{i}", n)
+    capped = msgspec.structs.replace(settings, worker_group_jobs=4, worker_group_events=20)
+    work(capped, rdb)
+    per_transaction: dict[str, int] = {}
+    for (xmin,) in db.execute("SELECT xmin::text FROM events").fetchall():
+        per_transaction[xmin] = per_transaction.get(xmin, 0) + 1
+    # 15 alone (15 + 10 > 20), then 10 + 10, then 5: never more than the cap in one transaction
+    assert sorted(per_transaction.values()) == [5, 15, 20]
+    assert len(stored_ids(db)) == 40
