@@ -37,6 +37,8 @@ def persist_batches(payloads: list[object]) -> None:
     rt = runtime.current()
     with rt.pool.connection() as conn:
         done = pipeline.persist_group(conn, batches, rt.settings)
+        if rt.settings.redis_url:  # as persist_batch: the first job after midnight UTC queues the closed day
+            aggregate.schedule_daily(resources.redis_connection(rt.settings))
         if rt.prune_due():
             pruned = store.prune_dedupe(conn, rt.settings.dedupe_days)
             log.info("dedupe_pruned n_rows=%d", pruned)

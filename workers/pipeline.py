@@ -92,7 +92,7 @@ def persist_group(
     results = store.store_group(
         conn,
         [(batch.batch_id, batch.events) for batch in batches],
-        apply=profiles.apply,
+        apply=apply_stored,
         outbox=intents if dests else None,
     )
     return [_after_store(conn, b, r, settings) for b, r in zip(batches, results, strict=True)]
