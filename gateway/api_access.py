@@ -123,9 +123,21 @@ def ok(data: Any, status: int = 200) -> Response:
     return JSONResponse({"status": "success", "data": data}, status_code=status)
 
 
+MAX_BODY_BYTES = 64 * 1024
+"""The largest management request body (a website with its content groups and IP list is a few KB)."""
+
+
 async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object; 400 ``INVALID_PAYLOAD`` for anything else."""
-    raw = await request.body()
+    """The request's JSON object; 400 ``INVALID_PAYLOAD`` for anything else, or for a body over
+    ``MAX_BODY_BYTES`` (read no further: the document has no 413)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise InvalidPayload(f"the body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = msgspec.json.decode(raw) if raw.strip() else None
     except msgspec.DecodeError:

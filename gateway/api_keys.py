@@ -10,6 +10,7 @@ query on the checker's own connection. Keys are never logged.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 
 import msgspec
@@ -24,6 +25,18 @@ USER = "user"
 HEADER = "x-api-key"
 CACHE_SECONDS = 5.0
 CACHE_ENTRIES = 1024
+
+
+def new_api_key() -> str:
+    """``tt_`` + 43 URL-safe characters (256 random bits)."""
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+INSERT_KEY = (
+    "INSERT INTO api_keys (id, role, account_id, email, key_hash, key_encrypted, label)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING created_at"
+)
+"""One key row: by ``trackgate admin create-key`` and by ``POST /api/v1/users``."""
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -79,6 +92,11 @@ class ApiKeys:
                 self._cache.clear()
             self._cache[digest] = (now + CACHE_SECONDS, principal)
             return principal
+
+    def forget(self) -> None:
+        """Drop every cached answer (this process's keys were deleted: they fail at once here, within
+        ``CACHE_SECONDS`` in other processes)."""
+        self._cache.clear()
 
     async def require(self, key: str | None, role: str = ADMIN) -> Principal:
         """The owner of ``key`` if it has ``role``; else ``Unauthorized`` (no key, unknown key) or

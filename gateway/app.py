@@ -23,7 +23,14 @@ from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.metrics import metrics_endpoint
 from trackgate.gateway.publisher import Publisher
 from trackgate.gateway.reports.data import RawCache
-from trackgate.gateway.routes import DIALECTS, VERSION, build_routes, ingest_routes, prefix_conflict
+from trackgate.gateway.routes import (
+    API_ROUTES,
+    DIALECTS,
+    VERSION,
+    build_routes,
+    ingest_routes,
+    prefix_conflict,
+)
 from trackgate.gateway.runtime import Runtime, utc_now
 from trackgate.gateway.source_changes import listen
 from trackgate.schemas import metrics
@@ -110,7 +117,7 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
     app = Starlette(routes=[*routes, *operator], lifespan=lifespan)
     app.state.runtime = runtime
     app.state.accept_counts = counts
-    spec = openapi.build(DIALECTS, [routes[0], *operator], VERSION)  # routes[0]: /health
+    spec = openapi.build(DIALECTS, [routes[0], *API_ROUTES, *operator], VERSION)  # routes[0]: /health
     app.state.openapi_json = msgspec.json.encode(spec)
     app.state.docs_html = docs.render(spec)
     errors = {dialect.name: dialect.render_error for dialect in DIALECTS}

@@ -142,7 +142,10 @@ def build(dialects: Sequence[Dialect], operator: Sequence[BaseRoute], version: s
         )
     for path, methods, endpoint in _flatten(operator):
         for method in methods:
-            operation = {"summary": _summary(endpoint), "operationId": f"operator_{method.lower()}_{path}"}
+            operation = {
+                "summary": _summary(endpoint) or f"{method} {path}",
+                "operationId": f"operator_{method.lower()}_{path}",
+            }
             operation["responses"] = {"200": {"description": "OK"}}
             spec.add(path, method.lower(), operation, "operator")
     return {

@@ -32,7 +32,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from trackgate.gateway import bucket, commandersact, debugger, openpanel, segment, spectacle, tinytrail
+from trackgate.gateway import (
+    accounts,
+    bucket,
+    commandersact,
+    debugger,
+    openpanel,
+    segment,
+    spectacle,
+    tinytrail,
+    users,
+    websites,
+)
 from trackgate.gateway.dialect import Claim, Dialect
 from trackgate.gateway.ingest import AnyRoute, IngestRoute, SharedRoute
 from trackgate.gateway.reports import routes as reports
@@ -177,8 +188,12 @@ def prefix_conflict(prefix: str | None) -> str | None:
     return None
 
 
+API_ROUTES: list[BaseRoute] = [*accounts.ROUTES, *users.ROUTES, *websites.ROUTES, *reports.ROUTES]
+"""TinyTrail's management and report API (issue 12; access and envelope: ``gateway/api_access.py``)."""
+
+
 def build_routes() -> list[BaseRoute]:
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *debugger.ROUTES, *reports.ROUTES]
+    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *debugger.ROUTES, *API_ROUTES]
     for dialect in DIALECTS:
         routes.extend(dialect.routes)
     return routes

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import time
 
 import psycopg
 import redis.asyncio as aioredis
@@ -27,6 +29,7 @@ from trackgate.gateway.auth import SourceCache
 log = logging.getLogger(__name__)
 
 ACK_TTL_SECONDS = 30
+ANNOUNCE_TIMEOUT_SECONDS = 3.0
 RECONNECT_SECONDS = 1.0
 
 
@@ -72,6 +75,40 @@ async def listen(redis_url: str, sources: SourceCache) -> None:
                 await pubsub.aclose()
     finally:
         await client.aclose()
+
+
+async def announce(client: aioredis.Redis, timeout: float = ANNOUNCE_TIMEOUT_SECONDS) -> tuple[int, int]:
+    """What ``trackgate.sources.announce_change`` does, from a gateway (the TinyTrail API's website
+    changes) on its asyncio client: publish a nonce and wait (``timeout`` at most) until every gateway
+    that heard it has reloaded. Returns (heard, confirmed); (0, 0) when Redis does not answer (the
+    periodic refresh catches up)."""
+    nonce = secrets.token_hex(12)
+    db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
+    try:
+        listening = int(await client.publish(channel(db), nonce))
+        confirmed = 0
+        deadline = time.monotonic() + timeout
+        while confirmed < listening:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            # short waits: the client's socket timeout is the gateway's Redis timeout
+            if await client.blpop([ack_key(nonce)], timeout=min(1.0, remaining)) is not None:
+                confirmed += 1
+        await client.delete(ack_key(nonce))
+        return listening, confirmed
+    except (RedisError, OSError) as exc:
+        log.warning("sources_announce_failed error=%r (the periodic refresh catches up)", exc)
+        return 0, 0
+
+
+async def changed(sources: SourceCache, client: aioredis.Redis | None) -> None:
+    """This process's table reloaded now, and every other gateway told (the TinyTrail API's website
+    changes: a new website collects, a deleted one is dropped, on the next request anywhere). A failed
+    reload here is left to the listener and the periodic refresh."""
+    await _reload(sources)
+    if client is not None:
+        await announce(client)
 
 
 def _reraise_if_cancelled() -> None:

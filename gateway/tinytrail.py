@@ -190,14 +190,15 @@ def routes() -> list[BaseRoute]:
 
 # --- sources --------------------------------------------------------------------------------------
 
-_DOMAIN = re.compile(r"^[A-Za-z0-9.-]{1,255}$")
+DOMAIN = re.compile(r"[A-Za-z0-9.-]{1,255}")
+"""A website's domain (TinyTrail's rule: letters, digits, hyphens and dots, at most 255), whole."""
 
 
 def new_source(key: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """A TinyTrail website: its ``website_id`` (a UUID) is the key; ``options`` give ``domain``
     (required), ``excluded_ips`` (IPs or CIDR ranges) and ``content_groups`` (``{name, pattern}``)."""
     domain = options.get("domain")
-    if not domain or not _DOMAIN.match(domain):
+    if not domain or not DOMAIN.fullmatch(domain):
         raise ValueError("TinyTrail needs --domain: letters, digits, hyphens and dots, at most 255")
     if key is not None:
         canonical = website_id(key)

@@ -86,3 +86,19 @@ class MsgspecJSONSerializer:
 
 
 _decode_persist_job = msgspec.json.Decoder(tuple[str, None, tuple[PersistBatch], dict]).decode
+
+
+DELETE_FUNC = "trackgate.workers.deletes.delete_data"
+"""Dotted path of the job that deletes a deleted website's or account's stored data (the TinyTrail API's
+deletes): queued on ``PERSIST_QUEUE``, behind the batches already queued for those sources."""
+
+
+class DeleteData(msgspec.Struct, kw_only=True):
+    """What a TinyTrail API delete left for the workers: the data of sources that no longer exist
+    (events, dedupe and quarantine rows, aggregates) and, for an account, its workspace's profiles."""
+
+    source_ids: list[str]
+    workspace: str | None = None
+    """Set when an account was deleted: its profiles and groups go too."""
+    reason: str = ""
+    """``website <id>`` or ``account <id>``, for the logs."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
@@ -229,3 +230,66 @@ def console_errors(driver: Any) -> list[str]:
     """A Chromium page's console messages at SEVERE level (errors, failed requests) since the last call
     (the ``chromium`` fixture in tests/e2e/conftest.py keeps them)."""
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+# --- the TinyTrail API (issue 12) ---------------------------------------------------------------------------
+
+GOLDEN_API = Path(__file__).parent / "golden" / "tinytrail_api"
+
+
+def shape(value: Any) -> Any:
+    """The shape of a JSON value: objects by their keys, arrays by their first item, scalars by type
+    (an integer and a float are both a number; null is its own type)."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def golden_api(route: str) -> dict:
+    """The document's example answer of ``route`` (tests/golden/tinytrail_api/<route>.json)."""
+    return json.loads((GOLDEN_API / f"{route}.json").read_text())
+
+
+def misfits(value: Any, example: Any, where: str = "$") -> list[str]:
+    """Where ``value`` differs in shape from the document's ``example``: an object's set of keys, a
+    scalar's type; every item of an array against the example's first item (an empty example array
+    takes any array)."""
+    if isinstance(example, dict):
+        if not isinstance(value, dict):
+            return [f"{where}: {shape(value)} instead of an object"]
+        if set(value) != set(example):
+            return [f"{where}: keys {sorted(value)} instead of {sorted(example)}"]
+        return [m for key in example for m in misfits(value[key], example[key], f"{where}.{key}")]
+    if isinstance(example, list):
+        if not isinstance(value, list):
+            return [f"{where}: {shape(value)} instead of an array"]
+        if not example:
+            return []
+        return [m for i, item in enumerate(value) for m in misfits(item, example[0], f"{where}[{i}]")]
+    if shape(value) != shape(example):
+        return [f"{where}: {shape(value)} instead of {shape(example)}"]
+    return []
+
+
+def assert_document_shape(route: str, body: dict) -> None:
+    """``body`` has the keys and value types of the document's example of ``route``."""
+    assert misfits(body, golden_api(route)) == [], body
+
+
+def new_account(db: psycopg.Connection, name: str) -> str:
+    """An account as the API makes one (its id is its workspace)."""
+    import uuid
+
+    account_id = str(uuid.uuid4())
+    db.execute(
+        "INSERT INTO accounts (id, name, workspace) VALUES (%s, %s, %s)", (account_id, name, account_id)
+    )
+    return account_id

@@ -9,14 +9,13 @@ Keys are never logged. The gateway's side (checking a key) is ``gateway/api_keys
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import datetime
 
 import msgspec
 import psycopg
 
-from trackgate.gateway.api_keys import ADMIN, PREFIX, USER
+from trackgate.gateway.api_keys import ADMIN, INSERT_KEY, USER, new_api_key
 from trackgate.gateway.auth import key_digest, read_secret
 from trackgate.schemas.destinations import fernet, rotate_credentials  # the installation's Fernet keys
 from trackgate.schemas.settings import Settings
@@ -28,10 +27,6 @@ class CreatedKey(msgspec.Struct, frozen=True):
     key: str
     """The only time the key is seen in clear."""
     created_at: datetime
-
-
-def new_api_key() -> str:
-    return PREFIX + secrets.token_urlsafe(32)
 
 
 def create_key(
@@ -49,15 +44,14 @@ def create_key(
     if role not in (ADMIN, USER):
         raise ValueError(f"a key's role is {ADMIN} or {USER}, not {role!r}")
     if role == USER and not account_id:
-        raise ValueError("a user key belongs to an account: name it")
+        raise ValueError("a user key belongs to an account: name it (--account)")
     key = new_api_key()
     encrypted = fernet(settings.secret_key).encrypt(key.encode()).decode()
     key_id = str(uuid.uuid4())
     with psycopg.connect(database_url) as conn:
         digest = key_digest(key, read_secret(conn, settings.key_pepper))
         row = conn.execute(
-            "INSERT INTO api_keys (id, role, account_id, email, key_hash, key_encrypted, label)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING created_at",
+            INSERT_KEY,
             (key_id, role, account_id, email, digest, encrypted, label),
         ).fetchone()
     assert row is not None
@@ -102,3 +96,47 @@ def reencrypt(database_url: str, secret_key: str | None) -> int:
                 (rotate_credentials(secret_key, token), key_id),
             )
     return len(rows)
+
+
+class KeyRow(msgspec.Struct, frozen=True):
+    """A key as ``trackgate admin list-keys`` shows it (never the key itself)."""
+
+    id: str
+    role: str
+    account_id: str | None
+    account: str | None
+    email: str | None
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_keys(database_url: str) -> list[KeyRow]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT k.id, k.role, k.account_id, a.name, k.email, k.label, k.created_at, k.revoked_at"
+            " FROM api_keys k LEFT JOIN accounts a ON a.id = k.account_id ORDER BY k.created_at, k.id"
+        ).fetchall()
+    return [KeyRow(*row) for row in rows]
+
+
+def revoke(database_url: str, key_id: str) -> bool:
+    """Revoke ``key_id`` (it stops working within the gateways' 5 s cache); False: no such working key."""
+    with psycopg.connect(database_url) as conn:
+        cur = conn.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (key_id,)
+        )
+        return cur.rowcount == 1
+
+
+def resolve_account(database_url: str, ref: str) -> str:
+    """The id of the account whose id or name is ``ref``; ``ValueError`` naming the choices when none
+    or several are."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT id FROM accounts WHERE id = %s OR name = %s ORDER BY id", (ref, ref)
+        ).fetchall()
+    if len(rows) != 1:
+        what = "no account" if not rows else f"{len(rows)} accounts"
+        raise ValueError(f"{what} named {ref!r}: give an account id (GET /api/v1/accounts lists them)")
+    return rows[0][0]

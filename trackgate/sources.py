@@ -102,13 +102,13 @@ def remove_source(database_url: str, ref: str) -> str:
 
 
 def show_source(database_url: str, ref: str) -> dict[str, Any]:
-    """A source's row (never its keys: only digests are stored), the kinds of its further keys and
-    how many events it has stored."""
+    """A source's row (never its keys: only digests are stored; ``website_id`` is what the TinyTrail
+    API and its reports call it), the kinds of its further keys and how many events it has stored."""
     with psycopg.connect(database_url) as conn:
         source_id, _, _ = resolve_source(conn, ref)
         row = conn.execute(
-            "SELECT id, dialect, name, enabled, workspace, settings, created_at, updated_at FROM sources"
-            " WHERE id = %s",
+            "SELECT id, dialect, name, enabled, workspace, settings, created_at, updated_at, website_id::text"
+            " FROM sources WHERE id = %s",
             (source_id,),
         ).fetchone()
         assert row is not None
@@ -121,7 +121,17 @@ def show_source(database_url: str, ref: str) -> dict[str, Any]:
         n_events, last = conn.execute(
             "SELECT count(*), max(received_at) FROM events WHERE source_id = %s", (source_id,)
         ).fetchone() or (0, None)
-    names = ("id", "dialect", "name", "enabled", "workspace", "settings", "created_at", "updated_at")
+    names = (
+        "id",
+        "dialect",
+        "name",
+        "enabled",
+        "workspace",
+        "settings",
+        "created_at",
+        "updated_at",
+        "website_id",
+    )
     shown: dict[str, Any] = dict(zip(names, row, strict=True))
     shown["created_at"] = row[6].isoformat()
     shown["updated_at"] = row[7].isoformat() if row[7] else None

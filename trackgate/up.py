@@ -270,6 +270,13 @@ def banner(
             if admin
             else "from `trackgate admin create-key` (set TRACKGATE_SECRET_KEY first: keys are kept encrypted)"
         ),
+    ]
+    if admin:
+        lines += [
+            "Accounts, users and websites (TinyTrail's API; every source, of any dialect, is a website):",
+            f"  curl -sS {base}/api/v1/websites -H 'X-API-KEY: {admin['key']}'",
+        ]
+    lines += [
         "",
         f"Point an SDK at {base}: the README lists each dialect's base-URL option.",
         "Ctrl-C stops everything.",

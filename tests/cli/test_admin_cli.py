@@ -61,3 +61,39 @@ def test_up_creates_one_admin_key_and_keeps_it_for_every_start(settings, db, tmp
     again = admin_key(server)
     assert again is not None and again["key"] != first["key"]
     assert db.execute("SELECT id FROM api_keys").fetchone()[0] == again["id"]
+
+
+def test_user_keys_list_and_revoke(run, db, monkeypatch):
+    from tests.helpers import new_account
+
+    monkeypatch.setenv("TRACKGATE_SECRET_KEY", SECRET)
+    shop = new_account(db, "Shop")
+    made = run(
+        "admin", "create-key", "--role", "user", "--account", "Shop", "--email", "a@shop.example", "--json"
+    )
+    assert made.exit_code == 0, made.output
+    user = json.loads(made.output)
+    assert db.execute("SELECT role, account_id, email FROM api_keys").fetchall() == [
+        ("user", shop, "a@shop.example")
+    ]
+    no_account = run("admin", "create-key", "--role", "user")
+    assert no_account.exit_code == 1
+    assert no_account.output.strip() == "Error: a user key belongs to an account: name it (--account)"
+    unknown = run("admin", "create-key", "--role", "user", "--account", "Nope")
+    assert unknown.exit_code == 1 and len(unknown.output.strip().splitlines()) == 1
+    assert "no account named 'Nope'" in unknown.output
+    admin_key = json.loads(run("admin", "create-key", "--json", "--label", "ops", ok=True).output)
+
+    listed = run("admin", "list-keys", ok=True).output.splitlines()
+    assert listed == [
+        f"{user['id']}  user   account Shop  active  a@shop.example",
+        f"{admin_key['id']}  admin  no account  active  ops",
+    ]
+    assert user["key"] not in run("admin", "list-keys", "--json", ok=True).output
+
+    assert run("admin", "revoke-key", user["id"], ok=True).output.strip() == f"revoked {user['id']}"
+    assert "revoked" in run("admin", "list-keys", ok=True).output.splitlines()[0]
+    again = run("admin", "revoke-key", user["id"])
+    assert again.exit_code == 1
+    (line,) = again.output.strip().splitlines()
+    assert line == f"Error: no active API key {user['id']} (see trackgate admin list-keys)"

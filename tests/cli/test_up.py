@@ -55,6 +55,11 @@ def test_up_serves_stores_and_stops_on_sigterm(database_url, redis_url, db, rdb,
         assert f"{base}/debugger  with the admin API key {admin['key']}" in printed
         debugger = httpx.post(f"{base}/debugger/token", headers={"X-API-KEY": admin["key"]}, timeout=5)
         assert debugger.status_code == 200, debugger.text
+        assert f"curl -sS {base}/api/v1/websites -H 'X-API-KEY: {admin['key']}'" in printed
+        websites = httpx.get(f"{base}/api/v1/websites", headers={"X-API-KEY": admin["key"]}, timeout=5)
+        assert websites.status_code == 200, websites.text
+        ids = [website["id"] for website in websites.json()["data"]]
+        assert len(ids) == len(demo) and demo["tinytrail"]["key"] in ids  # every demo source is a website
         body = {"userId": "u1", "event": "Signed Up", "messageId": "up-1"}
         sent = httpx.post(f"{base}/v1/track", json=body, auth=(write_key, ""), timeout=5)
         assert sent.json() == {"success": True}

@@ -6,7 +6,13 @@ import socket
 import threading
 from collections.abc import Iterator
 
+import msgspec
 import pytest
+from starlette.testclient import TestClient
+
+from tests.helpers import SECRET_KEY
+from trackgate import api_keys
+from trackgate.gateway.app import create_app
 
 
 @pytest.fixture
@@ -36,3 +42,25 @@ def silent_redis() -> Iterator[str]:
     for conn in held:
         conn.close()
     server.close()
+
+
+# --- the TinyTrail API (issue 12): a gateway with a secret key and no rate limit, an admin key ----------
+
+
+@pytest.fixture
+def api_settings(settings):
+    """The test settings with a secret key (users' keys are stored encrypted) and the API's rate limit
+    off (tests about the limit set their own)."""
+    return msgspec.structs.replace(settings, secret_key=SECRET_KEY, api_rate_limit=0)
+
+
+@pytest.fixture
+def api(api_settings) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def admin_headers(api_settings) -> dict[str, str]:
+    """``X-API-KEY`` of an admin key made as ``trackgate admin create-key`` makes it (no account)."""
+    return {"X-API-KEY": api_keys.create_key(api_settings, api_settings.database_url).key}

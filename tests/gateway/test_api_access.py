@@ -13,7 +13,7 @@ import pytest
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from tests.helpers import SECRET_KEY
+from tests.helpers import SECRET_KEY, new_account
 from trackgate import api_keys
 from trackgate.gateway import api_access
 from trackgate.gateway.app import create_app
@@ -38,14 +38,6 @@ def call(client: TestClient, fn: Callable[[Request], Awaitable[Any]], key: str |
     headers = [(b"x-api-key", key.encode())] if key else []
     scope = {"type": "http", "method": "GET", "path": "/", "headers": headers, "app": client.app.app}  # type: ignore[attr-defined]
     return client.portal.call(fn, Request(scope))  # type: ignore[union-attr]
-
-
-def new_account(db, name: str) -> str:
-    account_id = str(uuid.uuid4())
-    db.execute(
-        "INSERT INTO accounts (id, name, workspace) VALUES (%s, %s, %s)", (account_id, name, account_id)
-    )
-    return account_id
 
 
 def test_no_key_an_unknown_key_and_a_user_on_an_admin_route(app_client, keyed, db):
@@ -123,3 +115,18 @@ def test_a_website_is_found_by_its_uuid_in_its_own_account_only(app_client, keye
     other_id = db.execute("SELECT website_id::text FROM sources WHERE id = %s", (segment.id,)).fetchone()[0]
     other = lookup(mine, other_id)  # a source of another dialect is a website too, domain = its name
     assert (other.source_id, other.dialect, other.domain) == (segment.id, "segment", "web")
+
+
+def test_over_the_limit_the_api_answers_429_with_retry_after(api_settings, db):
+    limited = msgspec.structs.replace(api_settings, api_rate_limit=2)
+    key = {"X-API-KEY": api_keys.create_key(limited, limited.database_url).key}
+    with TestClient(create_app(limited)) as client:
+        assert [client.get("/api/v1/websites", headers=key).status_code for _ in range(2)] == [200, 200]
+        refused = client.get("/api/v1/accounts", headers=key)  # every protected route shares the count
+        assert refused.status_code == 429
+        assert refused.json() == {
+            "status": "error",
+            "error": {"code": "RATE_LIMITED", "message": "rate limit exceeded: 2 requests per 60 seconds"},
+        }
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert client.get("/api/v1/websites").status_code == 401  # no key: not counted, not limited

@@ -105,3 +105,16 @@ def test_docs_is_a_static_page_of_every_path(api, spec):
     assert "<script" not in page and "<link" not in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing from elsewhere
     assert 'id="schema-Collect"' in page and 'href="#schema-Collect"' in page
+
+
+def test_the_tinytrail_api_is_documented(client):
+    from trackgate.gateway.routes import API_ROUTES
+
+    spec = client.get("/openapi.json").json()
+    documented = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
+    for route in API_ROUTES:
+        for method in route.methods - {"HEAD"}:  # type: ignore[attr-defined]
+            assert (method, route.path) in documented  # type: ignore[attr-defined]
+    accounts = spec["paths"]["/api/v1/accounts"]
+    assert accounts["post"]["tags"] == ["operator"] and "admin" in accounts["post"]["summary"]
+    assert spec["paths"]["/api/v1/reports/summary"]["get"]["summary"]
