@@ -378,7 +378,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "one worker sustains on a shared 2-core machine)",
     )
     p.add_argument("--visible-duration", type=float, default=30, help="(g) seconds at that rate (30)")
-    p.add_argument("--scaling-events", type=int, default=20_000, help="(h) backlog of 1-event jobs (20000)")
+    p.add_argument(
+        "--scaling-events", type=int, default=20_000, help="(h) backlog: events as 1-event requests (20000)"
+    )
     p.add_argument(
         "--postgres",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -504,7 +506,7 @@ def run(args: argparse.Namespace) -> Report:
                     duration_s=args.visible_duration,
                 )
         if "h" in args.phases:
-            print(f"  (h) scaling: {args.scaling_events} events as 1-event jobs, 1 then 2 workers ...")
+            print(f"  (h) scaling: {args.scaling_events} events as 1-event requests, 1 then 2 workers ...")
             events = payloads.canonical_events(args.scaling_events, db.source.id)
             persist.ensure_partitions(db.url, events)
             report.scaling = endtoend.scaling_phase(worker_settings(args, db), env, events)
@@ -812,7 +814,8 @@ def render(report: Report) -> str:
     if report.scaling:
         out += [
             "",
-            "Scaling: the same backlog of 1-event jobs, one worker process then two (first row to last)",
+            "Scaling: the same backlog (1-event requests, 64 publishers: /v1/track-shaped jobs), one worker"
+            " process then two (first row to last)",
         ]
         for run in report.scaling["runs"]:
             c = run["cpu"]

@@ -51,15 +51,19 @@ def stored_ids(db) -> list[str]:
 
 
 def test_queued_jobs_are_stored_in_one_transaction_and_each_job_finishes(settings, db, rdb, queue):
-    jobs = [enqueue(queue, f"b{i}", 3) for i in range(5)]
+    jobs = [enqueue(queue, f"grouped-{i}", 3) for i in range(5)]
     work(settings, rdb)
     by_batch = transactions(db)
-    assert sorted(by_batch) == [f"b{i}" for i in range(5)]  # each row keeps its own batch id
+    assert sorted(by_batch) == [f"grouped-{i}" for i in range(5)]  # each row keeps its own batch id
     assert len(set().union(*by_batch.values())) == 1  # one transaction for all five jobs
     assert len(stored_ids(db)) == 15
     for job in jobs:  # finished: RQ deletes a job kept for 0 s only when it succeeded
         assert not rdb.exists(job.key)
     assert rdb.llen(queue.key) == 0 and FailedJobRegistry(queue=queue).count == 0
+    # nothing of the jobs is left in Redis: hashes, executions, registries (as RQ's own delete leaves it)
+    assert list(rdb.scan_iter("*grouped-*")) == []
+    assert queue.started_job_registry.count == 0
+    assert [k for k in rdb.scan_iter("rq:execution*")] == []
 
 
 def test_a_group_holds_at_most_the_configured_jobs_and_events(settings, db, rdb, queue):
