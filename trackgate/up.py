@@ -60,11 +60,13 @@ def dialect_gateways() -> dict[str, Dialect]:
 
 def run_gateway(settings: ServerSettings, processes: int = 1) -> None:
     """Serve the gateway in the foreground until stopped (uvicorn; each process builds the app from
-    the environment, so the URLs are put there)."""
+    the environment, so the URLs and the secret key ``up`` settled on are put there)."""
     from trackgate.gateway.server import serve, uvicorn_config
 
     os.environ["TRACKGATE_DATABASE_URL"] = settings.database_url
     os.environ["TRACKGATE_REDIS_URL"] = settings.redis_url
+    if settings.secret_key:  # the API stores and shows users' keys with it (gateway/users.py)
+        os.environ["TRACKGATE_SECRET_KEY"] = settings.secret_key
     serve(uvicorn_config(settings, workers=processes))
 
 
@@ -96,7 +98,7 @@ def up(settings: Settings, echo: Callable[[str], None]) -> None:
         if not settings.secret_key:
             key, generated = ensure_secret_key(settings.data_dir)
             if generated:
-                echo(f"generated a secret key for destination credentials: {SECRET_KEY_FILE} (mode 0600)")
+                echo(f"generated a secret key for destination credentials and API keys: {SECRET_KEY_FILE} (mode 0600)")
             settings = msgspec.structs.replace(settings, secret_key=key)
         server = settings.require()
         migrate(server.database_url)
@@ -174,7 +176,10 @@ def check_first_party_prefix(settings: Settings) -> None:
 
 
 def check_port_free(host: str, port: int) -> None:
+    """Refuse a port something listens on. SO_REUSEADDR as uvicorn binds: the TIME-WAIT sockets a
+    stopped ``up`` leaves for a minute do not keep the next one from starting."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

@@ -126,6 +126,25 @@ def test_every_command_finds_a_running_up(tmp_path):
             assert time.monotonic() < deadline, "the event never appeared in `events list`"
             time.sleep(0.3)
 
+        # the management API under `up`: a user made with up's admin key gets a key, shown again later
+        # (the gateway encrypts it with the secret key `up` generated)
+        admin = {"X-API-KEY": json.loads((data_dir / "admin-key.json").read_text())["key"]}
+        account = httpx.post(f"{base}/api/v1/accounts", json={"name": "Acme"}, headers=admin, timeout=5)
+        assert account.status_code == 201, account.text
+        user = httpx.post(
+            f"{base}/api/v1/users",
+            json={"account_id": account.json()["data"]["id"], "role": "user"},
+            headers=admin,
+            timeout=5,
+        )
+        assert user.status_code == 201, user.text
+        created = user.json()["data"]
+        shown = httpx.get(f"{base}/api/v1/users/{created['id']}/api-key", headers=admin, timeout=5)
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["data"]["apiKey"] == created["apiKey"]
+        websites = httpx.get(f"{base}/api/v1/websites", headers={"X-API-KEY": created["apiKey"]}, timeout=5)
+        assert (websites.status_code, websites.json()["data"]) == (200, [])
+
         # events tail: it sees an event sent after it started
         tail = subprocess.Popen(
             [
@@ -225,6 +244,10 @@ def test_every_command_finds_a_running_up(tmp_path):
         assert took < STOP_SECONDS * 1.5, f"Ctrl-C took {took:.1f} s"
         assert "Traceback" not in printed
         assert not (data_dir / "up.json").exists()
+        # ... and starts again at once on the same port (the stopped one's TIME-WAIT sockets do not count)
+        proc, log = start_up(tmp_path, port)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 0, log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
