@@ -1,7 +1,8 @@
 """TinyTrail's accounts: ``GET/POST /api/v1/accounts``, ``DELETE /api/v1/accounts/{id}`` (admin keys).
 
 An account is a workspace (``schemas/websites.py``): one created here has its id as its workspace.
-Deleting one deletes, in one transaction, the account, its users' keys and its websites' sources (collect
+The Default account (the workspace every source made on the command line or by ``trackgate up`` is in)
+cannot be deleted: 400, delete its websites instead. Deleting another deletes, in one transaction, the account, its users' keys and its websites' sources (collect
 stops at once), and queues the deletion of their events, aggregates, profiles and groups
 (``workers/deletes.py``); the answer is the deleted account, at once.
 """
@@ -21,6 +22,7 @@ from trackgate.gateway.api_access import database, endpoint, json_body, ok, prin
 from trackgate.gateway.errors import InvalidPayload, NotFound
 from trackgate.gateway.websites import queue_delete, sources_changed
 from trackgate.schemas.api_time import api_time
+from trackgate.schemas.websites import DEFAULT_ACCOUNT_ID
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,12 @@ async def delete_account(request: Request) -> Response:
     """DELETE /api/v1/accounts/{id} (admin): the account, its keys, websites and data."""
     await principal(request, admin=True)
     account_id = uuid_param(request.path_params["id"], "id")
+    if account_id == DEFAULT_ACCOUNT_ID:
+        raise InvalidPayload(
+            "the Default account holds the sources made on the command line and by `trackgate up`:"
+            " it cannot be deleted (delete its websites instead)",
+            path="id",
+        )
     async with database(request).connection() as conn, conn.transaction():
         cur = await conn.execute(
             "DELETE FROM accounts WHERE id = %s RETURNING name, workspace, created_at", (account_id,)

@@ -76,6 +76,9 @@ def test_user_keys_list_and_revoke(run, db, monkeypatch):
     assert db.execute("SELECT role, account_id, email FROM api_keys").fetchall() == [
         ("user", shop, "a@shop.example")
     ]
+    implied = json.loads(run("admin", "create-key", "--account", "Shop", "--json", ok=True).output)
+    assert implied["role"] == "user"  # naming an account without --role never makes an admin key
+    db.execute("DELETE FROM api_keys WHERE id = %s", (implied["id"],))
     no_account = run("admin", "create-key", "--role", "user")
     assert no_account.exit_code == 1
     assert no_account.output.strip() == "Error: a user key belongs to an account: name it (--account)"

@@ -107,6 +107,9 @@ def test_delete_refuses_a_bad_id_and_an_unknown_one(api, admin_headers, db):
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_PAYLOAD"
     unknown = api.delete(f"/api/v1/accounts/{uuid.uuid4()}", headers=admin_headers)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "NOT_FOUND"
+    default = api.delete(f"/api/v1/accounts/{DEFAULT_ACCOUNT_ID}", headers=admin_headers)
+    assert default.status_code == 400 and default.json()["error"]["code"] == "INVALID_PAYLOAD"
+    assert "Default account" in default.json()["error"]["message"]
     assert db.execute("SELECT count(*) FROM accounts").fetchone()[0] == 1
 
 

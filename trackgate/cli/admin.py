@@ -21,7 +21,10 @@ def admin() -> None:
 @admin.command("create-key")
 @click.option("--label", default=None, help="A note to tell keys apart (who or what it is for).")
 @click.option(
-    "--role", type=click.Choice(["admin", "user"]), default="admin", show_default=True, help="What it may do."
+    "--role",
+    type=click.Choice(["admin", "user"]),
+    default=None,
+    help="What it may do. [default: user with --account, else admin]",
 )
 @click.option(
     "--account", default=None, help="The account (id or name) of a user key; an admin key may have one."
@@ -30,10 +33,11 @@ def admin() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 @pass_cli_config
 def create_key(
-    cfg: CliConfig, label: str | None, role: str, account: str | None, email: str | None, as_json: bool
+    cfg: CliConfig, label: str | None, role: str | None, account: str | None, email: str | None, as_json: bool
 ) -> None:
     """Create an API key and print it (the only time it is shown; an admin sees it again with GET
     /api/v1/users/ID/api-key). Send it as X-API-KEY; the /debugger page asks for an admin one."""
+    role = role or ("user" if account else "admin")  # a key named for an account sees that account only
     try:
         account_id = api_keys.resolve_account(cfg.database_url, account) if account else None
         created = api_keys.create_key(
