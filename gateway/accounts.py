@@ -2,7 +2,8 @@
 
 An account is a workspace (``schemas/websites.py``): one created here has its id as its workspace.
 The Default account (the workspace every source made on the command line or by ``trackgate up`` is in)
-cannot be deleted: 400, delete its websites instead. Deleting another deletes, in one transaction, the account, its users' keys and its websites' sources (collect
+cannot be deleted: 400, delete its websites instead. Deleting another deletes, in one transaction, the
+account, its users' keys and its websites' sources (collect
 stops at once), and queues the deletion of their events, aggregates, profiles and groups
 (``workers/deletes.py``); the answer is the deleted account, at once.
 """

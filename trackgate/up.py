@@ -98,7 +98,10 @@ def up(settings: Settings, echo: Callable[[str], None]) -> None:
         if not settings.secret_key:
             key, generated = ensure_secret_key(settings.data_dir)
             if generated:
-                echo(f"generated a secret key for destination credentials and API keys: {SECRET_KEY_FILE} (mode 0600)")
+                echo(
+                    f"generated a secret key for destination credentials and API keys: {SECRET_KEY_FILE}"
+                    " (mode 0600)"
+                )
             settings = msgspec.structs.replace(settings, secret_key=key)
         server = settings.require()
         migrate(server.database_url)

@@ -186,15 +186,30 @@ def test_a_database_never_migrated_says_run_migrate(env, empty_database):
         (("quarantine", "list", "--limit", "-5"), "-5 is not in the range 1<=x<=1000000"),
         (("serve", "--port", "70000"), "70000 is not in the range 0<=x<=65535"),
         (("replay", "dead-letters", "--since", "yesterday"), "an ISO time or an age like 30m"),
+        (("events", "list", "--limit", "abc"), "'abc' is not a valid integer"),
+        (("reports", "aggregate", "--date", "nonsense"), "'nonsense' is not a date"),
+        (("admin", "create-key", "--role", "god"), "'god' is not one of 'admin', 'user'"),
+        (("sources", "nosuch"), "No such command 'nosuch'"),
     ],
-    ids=["events-limit", "events-limit-too-large", "quarantine-limit", "serve-port", "replay-since"],
+    ids=[
+        "events-limit",
+        "events-limit-too-large",
+        "quarantine-limit",
+        "serve-port",
+        "replay-since",
+        "events-limit-text",
+        "reports-date",
+        "admin-role",
+        "no-such-command",
+    ],
 )
 def test_a_bad_option_is_a_usage_error_naming_it(env, args, message):
     env.setenv("TRACKGATE_DATABASE_URL", UNREACHABLE_DB)
     env.setenv("TRACKGATE_REDIS_URL", UNREACHABLE_REDIS)
     result = invoke(*args)
     assert result.exit_code == 2, result.output
-    assert message in result.output and "Traceback" not in result.output
+    line = one_error_line(result)  # not click's usage block: one line, and where to read more
+    assert message in line and line.endswith("--help`)"), line
 
 
 def test_up_on_a_port_in_use_is_one_line_before_anything_starts(env, tmp_path):

@@ -8,6 +8,7 @@ root may import every part.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -30,6 +31,28 @@ from trackgate.cli.config import CliConfig, one_line_errors
 
 
 class _Root(click.Group):
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """click's own ``main``, but a usage error (a bad option or value) is one line naming what to
+        do, not click's four (usage, hint, blank, error)."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a group called alone: its help, as click does
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)  # click.Exit (--help, ctx.exit(n)) returns its code
+
     def invoke(self, ctx: click.Context) -> Any:
         # every subcommand runs inside this call: an unreachable server is one line, wherever it shows
         with one_line_errors():
