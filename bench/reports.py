@@ -180,8 +180,11 @@ def run_aggregation(
     progress(f"  aggregating {len(days)} closed days ({processes} processes) ...")
     jobs = [(d.isoformat(), data.source_id, data.url) for d in days]
     started = time.monotonic()
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        per_day = pool.map(_aggregate_one, jobs, chunksize=4)
+    if processes <= 1:
+        per_day = [_aggregate_one(job) for job in jobs]
+    else:  # spawn, not fork: a fork of a process with threads (a test's pools) can hang on their locks
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            per_day = pool.map(_aggregate_one, jobs, chunksize=4)
     seconds = time.monotonic() - started
     analyze_aggregates(data.url)
     out = {

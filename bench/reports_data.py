@@ -645,7 +645,7 @@ def fill(
         for job in jobs:
             done += _fill(job)
     else:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:  # fork can hang (threads)
             for i, stored in enumerate(pool.imap_unordered(_fill, jobs), 1):
                 done += stored
                 rate = done / (time.monotonic() - started)
