@@ -54,3 +54,6 @@ SELECT s.source_id, s.scope, s.day, s.bots,
              JOIN report_steps d ON d.id = t.id ORDER BY t.n) AS steps,
        s.sessions
 FROM report_step_sequences s;
+
+-- The converted rows' statistics now, not at autovacuum's next pass: the first funnels plan with them.
+ANALYZE report_steps, report_step_sequences;
