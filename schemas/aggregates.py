@@ -189,10 +189,34 @@ sessions AS (
 SELECT %(source)s::text AS source_id, s.scope, s.day, s.bots, s.steps, count(*)::int AS sessions
 FROM sessions s GROUP BY s.scope, s.day, s.bots, s.steps
 """
-"""Every ``report_sequences`` row of one source's events in [start, end): each session's steps (page
+"""Every sequence row of one source's events in [start, end): each session's steps (page
 paths and custom event names in order, a step repeated in a row kept once), identical ones counted."""
 
 SEQUENCE_COLUMNS = ("source_id", "scope", "day", "bots", "steps", "sessions")
+
+INTERN_SQL = f"""
+WITH {_EVENTS}
+INSERT INTO report_steps (source_id, step)
+SELECT DISTINCT %(source)s::text, t.token
+FROM (SELECT CASE WHEN ev.pv THEN ev.path ELSE ev.name END AS token FROM ev) t
+WHERE NOT EXISTS (SELECT 1 FROM report_steps d WHERE d.source_id = %(source)s AND d.step = t.token)
+ORDER BY 2
+ON CONFLICT (source_id, step) DO NOTHING
+"""
+"""Number every step of the source's events in [start, end) that ``report_steps`` does not hold yet
+(before :data:`STEP_SEQUENCES_SQL`, in its own statement, so that it sees what a concurrent rebuild of
+another day numbered; new steps only, so the identity is not spent on known ones; in order, so two
+rebuilds never wait on each other crosswise)."""
+
+STEP_SEQUENCES_SQL = f"""
+INSERT INTO report_step_sequences ({", ".join(SEQUENCE_COLUMNS)})
+SELECT s.source_id, s.scope, s.day, s.bots,
+       ARRAY(SELECT d.id FROM unnest(s.steps) WITH ORDINALITY AS t(step, n)
+             JOIN report_steps d ON d.source_id = s.source_id AND d.step = t.step ORDER BY t.n),
+       s.sessions
+FROM ({SEQUENCES_SQL}) s
+"""
+""":data:`SEQUENCES_SQL`'s rows stored with their steps as ``report_steps`` ids (after :data:`INTERN_SQL`)."""
 
 MARK_SQL = """
 INSERT INTO report_days (source_id, day, dirty, aggregated_at)
@@ -263,13 +287,13 @@ def rebuild_statements(source_id: str, day: date) -> list[tuple[str, dict[str, A
         "next_month": month_after(day),
     }
     rows = ", ".join(ROW_COLUMNS)
-    sequences = ", ".join(SEQUENCE_COLUMNS)
     return [
         (MARK_SQL, params),
         ("DELETE FROM report_rows WHERE source_id = %(source)s AND day = %(day)s", params),
-        ("DELETE FROM report_sequences WHERE source_id = %(source)s AND day = %(day)s", params),
+        ("DELETE FROM report_step_sequences WHERE source_id = %(source)s AND day = %(day)s", params),
         (f"INSERT INTO report_rows ({rows}) {ROWS_SQL}", params),
-        (f"INSERT INTO report_sequences ({sequences}) {SEQUENCES_SQL}", params),
+        (INTERN_SQL, params),
+        (STEP_SEQUENCES_SQL, params),
         (MONTH_LOCK_SQL, params),
         ("DELETE FROM report_months WHERE source_id = %(source)s AND month = %(month)s", params),
         (MONTH_SQL, params),

@@ -82,7 +82,7 @@ def db(database_url) -> Iterator[psycopg.Connection]:
             "TRUNCATE events, event_dedupe, sources, source_keys, quarantine,"
             " profiles, profile_ids, groups, group_members,"
             " destinations, deliveries, dead_letters, replay_checkpoints, api_keys, accounts,"
-            " report_rows, report_sequences, report_days, report_months"
+            " report_rows, report_step_sequences, report_steps, report_days, report_months"
         )
         # the account migration 0014 creates for the workspace every source starts in
         conn.execute(

@@ -1,6 +1,6 @@
 """Reading the reports' numbers: aggregates for clean closed days, raw events for the rest.
 
-A day of the period is read from ``report_rows``/``report_sequences`` when ``report_days`` marks it
+A day of the period is read from ``report_rows``/``report_step_sequences`` when ``report_days`` marks it
 clean for the website's source (aggregated after it closed, and no late event since); every other day
 (today, a day never aggregated, a dirty one) is computed from ``events`` with the very same SQL the
 aggregation stores (``schemas/aggregates.py``), one query per run of consecutive such days. The two are
@@ -306,14 +306,15 @@ async def rows(
     return table
 
 
-def _funnel_sql(source: str, n_steps: int) -> str:
-    """Per step, the sessions whose steps hold it after the previous step's first match."""
+def _funnel_sql(source: str, n_steps: int, step_type: str) -> str:
+    """Per step, the sessions whose steps hold it after the previous step's first match (the steps
+    are parameters ``s0``.. of ``step_type``)."""
     counts = ", ".join(
         f"coalesce(sum(q.sessions) FILTER (WHERE a{i}.p IS NOT NULL), 0)" for i in range(n_steps)
     )
-    joins = " CROSS JOIN LATERAL (SELECT array_position(q.steps, %(s0)s::text) AS p) a0"
+    joins = f" CROSS JOIN LATERAL (SELECT array_position(q.steps, %(s0)s::{step_type}) AS p) a0"
     for i in range(1, n_steps):
-        after = f"array_position(q.steps, %(s{i})s::text, a{i - 1}.p + 1)"
+        after = f"array_position(q.steps, %(s{i})s::{step_type}, a{i - 1}.p + 1)"
         joins += f" CROSS JOIN LATERAL (SELECT CASE WHEN a{i - 1}.p IS NOT NULL THEN {after} END AS p) a{i}"
     return f"SELECT {counts} FROM ({source}) q{joins}"
 
@@ -335,24 +336,36 @@ def reached(sequences: Sequence[tuple[Sequence[str], int]], steps: Sequence[str]
 async def funnel(
     conn: psycopg.AsyncConnection, cache: RawCache, span: Period, query: Query, steps: Sequence[str]
 ) -> list[int]:
-    """Sessions that reached each step, in order (a step after the one before it, in the same session)."""
-    params: dict[str, Any] = {
-        "source": span.source_id,
-        "scope": query.scope,
-        "bots": query.include_bots,
-        "a": span.start,
-        "b": span.end,
-        "raw": list(span.raw_days),
-        **{f"s{i}": step for i, step in enumerate(steps)},
-    }
-    stored = (
-        "SELECT steps, sessions FROM report_sequences WHERE source_id = %(source)s AND scope = %(scope)s"
-        " AND day >= %(a)s AND day <= %(b)s AND NOT (day = ANY(%(raw)s::date[])) AND (NOT bots OR %(bots)s)"
-        " AND steps @> ARRAY[%(s0)s::text]"
+    """Sessions that reached each step, in order (a step after the one before it, in the same session).
+
+    The stored days read ``report_step_sequences``, whose steps are ``report_steps`` ids: the steps
+    asked are looked up first (a step the source never had is id 0, which no sequence holds), then
+    only the sequences holding the first one are read (its GIN index)."""
+    cur = await conn.execute(
+        "SELECT step, id FROM report_steps WHERE source_id = %s AND step = ANY(%s)",
+        (span.source_id, list(steps)),
     )
-    cur = await conn.execute(_funnel_sql(stored, len(steps)), params)
-    row = await cur.fetchone()
-    totals = [int(v) for v in row] if row else [0] * len(steps)
+    ids = {step: int(id_) for step, id_ in await cur.fetchall()}
+    totals = [0] * len(steps)
+    if steps[0] in ids:
+        params: dict[str, Any] = {
+            "source": span.source_id,
+            "scope": query.scope,
+            "bots": query.include_bots,
+            "a": span.start,
+            "b": span.end,
+            "raw": list(span.raw_days),
+            **{f"s{i}": ids.get(step, 0) for i, step in enumerate(steps)},
+        }
+        stored = (
+            "SELECT steps, sessions FROM report_step_sequences WHERE source_id = %(source)s"
+            " AND scope = %(scope)s AND day >= %(a)s AND day <= %(b)s AND NOT (day = ANY(%(raw)s::date[]))"
+            " AND (NOT bots OR %(bots)s) AND steps @> ARRAY[%(s0)s::int]"
+        )
+        cur = await conn.execute(_funnel_sql(stored, len(steps), "int"), params)
+        row = await cur.fetchone()
+        if row:
+            totals = [int(v) for v in row]
     for run in span.raw:
         sequences = await _raw(conn, cache, "sequences", span, query, run)
         totals = [t + n for t, n in zip(totals, reached(sequences, steps), strict=True)]

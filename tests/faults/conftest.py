@@ -95,7 +95,8 @@ class Faults:
             conn.execute(
                 "TRUNCATE events, event_dedupe, sources, source_keys, quarantine, profiles, profile_ids,"
                 " groups, group_members, destinations, deliveries, dead_letters, replay_checkpoints,"
-                " report_rows, report_sequences, report_days, report_months"  # they reference sources
+                # the report tables reference sources
+                " report_rows, report_step_sequences, report_steps, report_days, report_months"
             )
         self.write_key = "wk_" + secrets.token_hex(8)
         add_source(servers.database_url, "segment", "web", self.write_key)
