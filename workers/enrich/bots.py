@@ -58,11 +58,19 @@ def is_bot(ua: str | None, library: str | None = None) -> bool:
     return is_bot_ua(ua)
 
 
+@lru_cache(maxsize=16384)
+def verdict(ua: str, names_library: bool) -> bool:
+    """:func:`is_bot`'s whole answer for one user agent, and whether the event names its SDK, cached
+    (a worker's events repeat a few thousand agents); callers keep agents over OVERLONG_UA_CHARS out,
+    so a key is at most that long."""
+    return is_bot(ua, "library" if names_library else None)
+
+
 def process(event: Event, env) -> None:
     ua = event.context.user_agent
     out = event.enrichment
-    if out.get("is_bot") is True or not ua:
+    if not ua or out.get("is_bot") is True:
         return
-    library = event.context.library.name if event.context.library else None
-    if is_bot(ua, library):
+    library = event.context.library
+    if len(ua) > OVERLONG_UA_CHARS or verdict(ua, library is not None and bool(library.name)):
         out["is_bot"] = True
