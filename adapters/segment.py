@@ -332,7 +332,8 @@ def _decode_one(
         )
 
     received_at = meta.received_at
-    sent_at = _time(message.sentAt, "sentAt") or batch_sent_at
+    sent_at = message.sentAt
+    sent_at = (_time(sent_at, "sentAt") if sent_at is not None else None) or batch_sent_at
     if message.originalTimestamp is not None and message.timestamp is not None:
         # Both set: the message was normalized before (an export, a replay); its timestamp stands.
         original = _time(message.originalTimestamp, "originalTimestamp")
