@@ -61,8 +61,9 @@ def is_bot(ua: str | None, library: str | None = None) -> bool:
 @lru_cache(maxsize=16384)
 def verdict(ua: str, names_library: bool) -> bool:
     """:func:`is_bot`'s whole answer for one user agent, and whether the event names its SDK, cached
-    (a worker's events repeat a few thousand agents); callers keep agents over OVERLONG_UA_CHARS out,
-    so a key is at most that long."""
+    (a worker's events repeat a few thousand agents). Callers decide agents over OVERLONG_UA_CHARS
+    themselves and pass the bounded prefix of others (all that :func:`is_bot` reads of them), so a
+    key is at most CLASSIFIED_UA_CHARS long."""
     return is_bot(ua, "library" if names_library else None)
 
 
@@ -72,5 +73,7 @@ def process(event: Event, env) -> None:
     if not ua or out.get("is_bot") is True:
         return
     library = event.context.library
-    if len(ua) > OVERLONG_UA_CHARS or verdict(ua, library is not None and bool(library.name)):
+    if len(ua) > OVERLONG_UA_CHARS or verdict(
+        bounded_user_agent(ua), library is not None and bool(library.name)
+    ):
         out["is_bot"] = True

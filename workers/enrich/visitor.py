@@ -58,14 +58,7 @@ def salt_day(received_at: datetime, salts: dict[date, bytes]) -> date:
     return days[0] if day < days[0] else days[-1]
 
 
-_GRACE_S = GRACE.total_seconds()
 _GRACE_MINUTES = GRACE.seconds // 60  # GRACE is whole minutes: in_grace/in_late compare clock fields
-
-
-def _seconds_of_day(at: datetime) -> float:
-    if at.tzinfo is not _UTC and at.tzinfo is not None:
-        at = at.astimezone(_UTC)
-    return at.hour * 3600 + at.minute * 60 + at.second + at.microsecond / 1e6
 
 
 def in_grace(received_at: datetime) -> bool:
