@@ -109,7 +109,8 @@ class Envelope(msgspec.Struct):
     """A parsed request: its messages (raw bytes and decoded) and the batch-level fields."""
 
     call: str
-    items: list[tuple[bytes, Message]]
+    items: list[tuple[str, Message]]
+    """Each message's text as it arrived (the lossless ``raw``) and the message decoded from it."""
     write_key: str | None = None
     context: dict | None = None
     integrations: dict | None = None
@@ -134,7 +135,7 @@ def parse(call: str, body: bytes) -> Envelope:
     kind = CALLS.get(call)
     if kind is None:
         raise InvalidPayload("unknown_call", f"unknown call {call!r}")
-    utf8(body)
+    text = utf8(body)
     if kind != "batch":
         if len(body) > MAX_EVENT_BYTES:
             raise PayloadTooLarge(
@@ -142,7 +143,7 @@ def parse(call: str, body: bytes) -> Envelope:
             )
         message = decode_json(_decode_message, body)
         return Envelope(
-            call=kind, items=[(body, message)], write_key=_str(message.writeKey), has_nul=NUL in body
+            call=kind, items=[(text, message)], write_key=_str(message.writeKey), has_nul=NUL in body
         )
 
     if len(body) > MAX_BATCH_BYTES:
@@ -161,20 +162,28 @@ def parse(call: str, body: bytes) -> Envelope:
             f"batch has {len(envelope.batch)} events, over the limit of {MAX_BATCH_EVENTS}",
             "batch",
         )
-    items: list[tuple[bytes, Message]] = []
+    items: list[tuple[str, Message]] = []
+    decode_message = _decode_message
     for i, raw in enumerate(envelope.batch):
-        data = bytes(raw)
-        if len(data) > MAX_EVENT_BYTES:
+        # each item is read from its span of the body (no copy); its text is the lossless original
+        if len(raw) > MAX_EVENT_BYTES:
             raise PayloadTooLarge(
                 "event_too_large",
-                f"batch[{i}] is {len(data)} bytes, over the {MAX_EVENT_BYTES}-byte limit",
+                f"batch[{i}] is {len(raw)} bytes, over the {MAX_EVENT_BYTES}-byte limit",
                 f"batch[{i}]",
             )
-        path = f"batch[{i}]"
-        message = decode_json(
-            _decode_message, data, code="invalid_message", invalid=f"{path} must be a JSON object", path=path
-        )
-        items.append((data, message))
+        try:
+            message = decode_message(raw)
+        except (msgspec.DecodeError, RecursionError):  # decode_json says why, as for any body
+            path = f"batch[{i}]"
+            message = decode_json(
+                _decode_message,
+                bytes(raw),
+                code="invalid_message",
+                invalid=f"{path} must be a JSON object",
+                path=path,
+            )
+        items.append((str(raw, "utf-8"), message))
     return Envelope(
         call="batch",
         items=items,
@@ -283,7 +292,7 @@ def _decode_one(
     meta: RequestMeta,
     envelope: Envelope,
     index: int,
-    raw: bytes,
+    raw: str,
     message: Message,
     batch_sent_at: datetime | None,
 ) -> Event:
@@ -323,7 +332,8 @@ def _decode_one(
         )
 
     received_at = meta.received_at
-    sent_at = _time(message.sentAt, "sentAt") or batch_sent_at
+    sent_at = message.sentAt
+    sent_at = (_time(sent_at, "sentAt") if sent_at is not None else None) or batch_sent_at
     if message.originalTimestamp is not None and message.timestamp is not None:
         # Both set: the message was normalized before (an export, a replay); its timestamp stands.
         original = _time(message.originalTimestamp, "originalTimestamp")
@@ -391,7 +401,7 @@ def _decode_one(
         sent_at=sent_at,
         received_at=received_at,
         integrations=integrations or {},
-        raw=raw.decode(),
+        raw=raw,
     )
 
 
@@ -422,16 +432,59 @@ _CONTEXT_KEYS = frozenset(
     {"ip", "userAgent", "locale", "timezone", "page", "screen", "campaign", "library", "active"}
 )
 _NESTED = (("page", Page), ("screen", Screen), ("campaign", Campaign), ("library", Library))
+_NESTED_FIELDS = tuple((key, frozenset(struct.__struct_fields__)) for key, struct in _NESTED)
+
+
+class _Known(msgspec.Struct):
+    """The canonical fields of a Segment context, typed: what one ``msgspec.convert`` makes of a
+    well-typed context (unknown keys are skipped; they go to ``extra``)."""
+
+    ip: str | None = None
+    userAgent: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    active: bool | None = None
+    page: Page | None = None
+    screen: Screen | None = None
+    campaign: Campaign | None = None
+    library: Library | None = None
 
 
 def normalize_context(ctx: dict | None, request_ip: str | None) -> Context:
     """Segment's camelCase context to the canonical one; unknown keys are kept in ``extra``.
 
     Values of the wrong type for a canonical field are not dropped: they stay in ``extra`` under the
-    client's key.
+    client's key. A context whose canonical fields are all well typed (real SDKs' contexts) is read
+    by one ``msgspec.convert``; one that is not is read field by field (:func:`_context_by_field`).
     """
     if not ctx:
         return Context(ip=request_ip)
+    try:
+        known = msgspec.convert(ctx, _Known)
+    except msgspec.ValidationError:
+        return _context_by_field(ctx, request_ip)
+    extra = {k: v for k, v in ctx.items() if k not in _CONTEXT_KEYS}
+    out = Context(
+        ip=known.ip or request_ip,
+        user_agent=known.userAgent,
+        locale=known.locale,
+        timezone=known.timezone,
+        page=known.page,
+        screen=known.screen,
+        campaign=known.campaign,
+        library=known.library,
+        active=known.active,
+        extra=extra,
+    )
+    for key, fields in _NESTED_FIELDS:
+        if getattr(known, key) is not None:
+            value = ctx[key]
+            if not value.keys() <= fields:  # e.g. analytics.js's campaign.id: kept beside the others
+                extra[key] = {k: value[k] for k in value.keys() - fields}
+    return out
+
+
+def _context_by_field(ctx: dict, request_ip: str | None) -> Context:
     extra = {k: v for k, v in ctx.items() if k not in _CONTEXT_KEYS}
     get = ctx.get
     out = Context(extra=extra)

@@ -1135,3 +1135,24 @@ def test_context_sub_keys_outside_the_canonical_set_survive_encode():
     (out,) = segment.encode([one("track", {"userId": "u1", "event": "E", "context": context})])
     assert out["context"]["campaign"] == context["campaign"]
     assert out["context"]["page"] == context["page"]
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"ip": "203.0.113.9", "userAgent": "UA", "locale": "en", "timezone": "Europe/Paris", "active": True},
+        {"ip": "", "userAgent": "", "page": {"url": "https://x.example/?a=1", "path": "/", "referrer": None}},
+        {"campaign": {"source": "s", "medium": "m", "id": "c-1"}, "library": {"name": "a", "version": "1"}},
+        {"screen": {"width": 390, "height": 844, "density": 3}, "device": {"type": "mobile"}, "os": {}},
+        {"page": {"url": "/a", "tab": 2}, "screen": {"width": 390, "inner": 1}, "app": {"name": "Shop"}},
+        {"page": {}, "screen": None, "campaign": None, "extra": {"client": "sent this"}},
+        {"active": False, "traits": {"email": "a@example.com"}, "library": {"name": None}},
+    ],
+)
+def test_context_fast_path_is_the_field_by_field_reading(context):
+    # a well-typed context is read by one msgspec.convert: the same canonical context as field by field
+    msgspec.convert(context, segment._Known)  # the fast path's reading does not fall back
+    fast = segment.normalize_context(context, "198.51.100.1")
+    slow = segment._context_by_field(context, "198.51.100.1")
+    assert msgspec.to_builtins(fast) == msgspec.to_builtins(slow)
+    assert fast.extra == slow.extra

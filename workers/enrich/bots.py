@@ -58,11 +58,22 @@ def is_bot(ua: str | None, library: str | None = None) -> bool:
     return is_bot_ua(ua)
 
 
+@lru_cache(maxsize=16384)
+def verdict(ua: str, names_library: bool) -> bool:
+    """:func:`is_bot`'s whole answer for one user agent, and whether the event names its SDK, cached
+    (a worker's events repeat a few thousand agents). Callers decide agents over OVERLONG_UA_CHARS
+    themselves and pass the bounded prefix of others (all that :func:`is_bot` reads of them), so a
+    key is at most CLASSIFIED_UA_CHARS long."""
+    return is_bot(ua, "library" if names_library else None)
+
+
 def process(event: Event, env) -> None:
     ua = event.context.user_agent
     out = event.enrichment
-    if out.get("is_bot") is True or not ua:
+    if not ua or out.get("is_bot") is True:
         return
-    library = event.context.library.name if event.context.library else None
-    if is_bot(ua, library):
+    library = event.context.library
+    if len(ua) > OVERLONG_UA_CHARS or verdict(
+        bounded_user_agent(ua), library is not None and bool(library.name)
+    ):
         out["is_bot"] = True

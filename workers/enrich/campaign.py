@@ -54,30 +54,55 @@ def url_fields(url: str) -> tuple[tuple[str, str], ...]:
     return query_fields(query) if "=" in query else ()
 
 
-def campaign_fields(event: Event) -> dict[str, str]:
+CampaignValues = tuple[object, object, object, object, object]
+"""``context.campaign``'s source, medium, name, term and content."""
+
+
+def _fields(
+    campaign: CampaignValues | None, url: str | None, search: str | None
+) -> tuple[tuple[str, str], ...]:
     out: dict[str, str] = {}
-    campaign = event.context.campaign
     if campaign is not None:
-        for key, attr in _FROM_CONTEXT.items():
-            value = getattr(campaign, attr)
+        for key, value in zip(_FROM_CONTEXT, campaign, strict=True):
             if isinstance(value, str) and value.strip():
                 out[key] = value.strip()[:MAX_VALUE]
+    if url and "?" in url:
+        fields = url_fields(url)
+    elif search and "=" in search:
+        fields = query_fields(search)
+    else:
+        fields = ()
+    for key, value in fields:
+        out.setdefault(key, value)
+    return tuple(out.items())
+
+
+_cached_fields = lru_cache(maxsize=16384)(_fields)
+"""The whole result for one combination of campaign fields and page URL (a site's URLs repeat);
+tuples of strings, so nothing an event holds is shared mutably."""
+
+
+def fields_of(event: Event) -> tuple[tuple[str, str], ...]:
+    campaign = event.context.campaign
     page = event.context.page
-    if page is not None:
-        if page.url and "?" in page.url:
-            fields = url_fields(page.url)
-        elif page.search and "=" in page.search:
-            fields = query_fields(page.search)
-        else:
-            fields = ()
-        for key, value in fields:
-            out.setdefault(key, value)
-    return out
+    values: CampaignValues | None = None
+    if campaign is not None:
+        values = (campaign.source, campaign.medium, campaign.name, campaign.term, campaign.content)
+    url = page.url if page is not None else None
+    search = page.search if page is not None else None
+    try:
+        return _cached_fields(values, url, search)
+    except TypeError:  # an unhashable value (a struct built by hand, not decoded): not cached
+        return _fields(values, url, search)
+
+
+def campaign_fields(event: Event) -> dict[str, str]:
+    return dict(fields_of(event))
 
 
 def process(event: Event, env) -> None:
-    fields = campaign_fields(event)
+    fields = fields_of(event)
     if fields:
         enrichment = event.enrichment
-        for key, value in fields.items():
+        for key, value in fields:
             enrichment.setdefault(key, value)

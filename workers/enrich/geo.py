@@ -55,7 +55,16 @@ class GeoDatabase:
         return out
 
     def close(self) -> None:
+        database_fields.cache_clear()  # its entries name this database
         self.reader.close()
+
+
+@lru_cache(maxsize=65536)
+def database_fields(database: Any, ip: str) -> tuple[tuple[str, str], ...]:
+    """What ``database`` (a :class:`GeoDatabase`) says of a public IP string, as (key, value) pairs,
+    cached by string: real traffic repeats addresses, and a lookup decodes the record each time."""
+    address = public_ip(ip)
+    return tuple(database.lookup(address).items()) if address is not None else ()
 
 
 def process(event: Event, env) -> None:
@@ -67,7 +76,5 @@ def process(event: Event, env) -> None:
     if country:
         out.setdefault("country", country)
     if env.geo is not None:
-        address = public_ip(ip)
-        if address is not None:
-            for key, value in env.geo.lookup(address).items():
-                out.setdefault(key, value)
+        for key, value in database_fields(env.geo, ip):
+            out.setdefault(key, value)

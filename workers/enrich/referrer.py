@@ -219,15 +219,20 @@ def process(event: Event, env) -> None:
     out = event.enrichment
     if page is None and not any(key in out for key in _CAMPAIGN_KEYS):
         return  # not a web hit (a server-side call): no traffic source to speak of
-    get = out.get
-    fields = referrer_fields(
-        page.referrer if page is not None else None,
-        page.url if page is not None else None,
-        get("utm_source"),
-        get("utm_medium"),
-        get("utm_campaign"),
-        bool(get("gclid")),
-        bool(get("msclkid")),
-    )
+    referrer = page.referrer if page is not None else None
+    url = page.url if page is not None else None
+    if out.keys().isdisjoint(_CAMPAIGN_KEYS):  # the usual hit: untagged
+        fields = referrer_fields(referrer, url, None, None, None, False, False)
+    else:
+        get = out.get
+        fields = referrer_fields(
+            referrer,
+            url,
+            get("utm_source"),
+            get("utm_medium"),
+            get("utm_campaign"),
+            bool(get("gclid")),
+            bool(get("msclkid")),
+        )
     for key, value in fields:
         out.setdefault(key, value)

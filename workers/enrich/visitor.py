@@ -58,23 +58,22 @@ def salt_day(received_at: datetime, salts: dict[date, bytes]) -> date:
     return days[0] if day < days[0] else days[-1]
 
 
-_GRACE_S = GRACE.total_seconds()
-
-
-def _seconds_of_day(at: datetime) -> float:
-    if at.tzinfo is not _UTC and at.tzinfo is not None:
-        at = at.astimezone(_UTC)
-    return at.hour * 3600 + at.minute * 60 + at.second + at.microsecond / 1e6
+_GRACE_MINUTES = GRACE.seconds // 60  # GRACE is whole minutes: in_grace/in_late compare clock fields
 
 
 def in_grace(received_at: datetime) -> bool:
-    """Received in the first GRACE of its UTC day."""
-    return _seconds_of_day(received_at) < _GRACE_S
+    """Received in the first GRACE of its UTC day (00:00 to before 00:30; checked per event of every
+    batch, so by the clock fields, not by seconds: the same answer at a third of the cost)."""
+    if received_at.tzinfo is not _UTC and received_at.tzinfo is not None:
+        received_at = received_at.astimezone(_UTC)
+    return received_at.hour == 0 and received_at.minute < _GRACE_MINUTES
 
 
 def in_late(received_at: datetime) -> bool:
-    """Received in the last GRACE of its UTC day."""
-    return 86400 - _seconds_of_day(received_at) <= _GRACE_S
+    """Received in the last GRACE of its UTC day (23:30 on)."""
+    if received_at.tzinfo is not _UTC and received_at.tzinfo is not None:
+        received_at = received_at.astimezone(_UTC)
+    return received_at.hour == 23 and received_at.minute >= 60 - _GRACE_MINUTES
 
 
 def identity(event: Event) -> str | None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import trackgate.workers.enrich as chain
 from tests.workers.enrich.helpers import CHROME, event
 from trackgate.workers.enrich import Env, enrich_event
+from trackgate.workers.enrich.geo import GeoDatabase
 
 SALTS = {date(2026, 11, 23): b"s" * 32}
 
@@ -48,3 +50,30 @@ def test_non_dict_enrichment_is_replaced():
     e.enrichment = None  # type: ignore[assignment]  # a malformed job on purpose: the chain still runs
     enrich_event(e, Env())
     assert e.enrichment == {"screen_bucket": "unknown"}  # no page, no campaign: no channel either
+
+
+def test_cached_results_are_never_shared_between_events():
+    # the same inputs twice: every processor answers the second from its cache (user agent, campaign,
+    # referrer, geo database); each event still gets its own enrichment, and changing one's changes
+    # neither another event's nor what the caches give the next event
+    database = GeoDatabase(str(Path(__file__).parent / "data" / "GeoIP2-City-Test.mmdb"))
+    env = Env(salts=SALTS, geo=database)
+    url = "https://shop.example/?utm_source=news&utm_medium=email"
+
+    def enriched():
+        e = event(ip="81.2.69.142", ua=CHROME, url=url, referrer="https://www.google.com/", width=800)
+        enrich_event(e, env)
+        return e
+
+    first, second = enriched(), enriched()
+    assert first.enrichment == second.enrichment
+    assert first.enrichment is not second.enrichment
+    expected = dict(second.enrichment)
+    assert {"browser", "utm_source", "channel", "country", "city", "visitor_id"} <= expected.keys()
+    for key in list(first.enrichment):
+        first.enrichment[key] = "changed"
+    first.enrichment["enrich_errors"] = ["x"]
+    assert second.enrichment == expected
+    assert enriched().enrichment == expected
+    assert all(not isinstance(value, dict | list) for value in expected.values())
+    database.close()
