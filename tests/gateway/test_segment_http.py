@@ -922,7 +922,7 @@ from trackgate.workers.worker import build_worker
 
 database_url, redis_url, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
 # one job a dequeue: with the multi-job drain (issue 14) the first worker could take both jobs as one
-# group and leave the other nothing to race on; the grouped path has its own test (tests/workers/test_group.py)
+# group and leave the other nothing to race on; the grouped path has its own test (test_group.py)
 settings = Settings(database_url=database_url, redis_url=redis_url, worker_group_jobs=1)
 worker = build_worker(settings)
 performed = []
