@@ -186,8 +186,18 @@ def test_a_database_never_migrated_says_run_migrate(env, empty_database):
         (("quarantine", "list", "--limit", "-5"), "-5 is not in the range 1<=x<=1000000"),
         (("serve", "--port", "70000"), "70000 is not in the range 0<=x<=65535"),
         (("replay", "dead-letters", "--since", "yesterday"), "an ISO time or an age like 30m"),
+        (("events", "list", "--since", "99999999999999999999d"), "too far back"),
+        (("replay", "dead-letters", "--since", "3000000d"), "too far back"),
     ],
-    ids=["events-limit", "events-limit-too-large", "quarantine-limit", "serve-port", "replay-since"],
+    ids=[
+        "events-limit",
+        "events-limit-too-large",
+        "quarantine-limit",
+        "serve-port",
+        "replay-since",
+        "events-since-overflow",
+        "replay-since-before-year-1",
+    ],
 )
 def test_a_bad_option_is_a_usage_error_naming_it(env, args, message):
     env.setenv("TRACKGATE_DATABASE_URL", UNREACHABLE_DB)
