@@ -16,7 +16,7 @@ from collections.abc import Collection
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Match, Route, get_route_path
 from starlette.types import Receive, Scope, Send
 
 from trackgate.gateway.api_access import Handler, endpoint
@@ -36,11 +36,12 @@ def routes(posted: Collection[str]) -> list[BaseRoute]:
                 match, _ = route.matches(request.scope)
                 if match == Match.PARTIAL:
                     allowed |= route.methods
-        if request.url.path in posted:
+        path = get_route_path(request.scope)
+        if path in posted:
             allowed.add("POST")
         if allowed:
-            raise MethodNotAllowed(f"{request.method} is not allowed here", sorted(allowed))
-        raise NotFound(f"no such route: {request.url.path}")
+            raise MethodNotAllowed(f"{request.method} is not allowed on {path}", sorted(allowed))
+        raise NotFound(f"no such route: {request.method} {path}")
 
     app = _EveryMethod(endpoint(unrouted))
     return [Route(path, app) for prefix in PREFIXES for path in (prefix, prefix + "/{rest:path}")]
