@@ -75,6 +75,16 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class MethodNotAllowed(GatewayError):
+    """The path is served, not with this method; ``Allow`` lists the methods that are."""
+
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allow: list[str], **kwargs):
+        super().__init__(message, headers={"Allow": ", ".join(allow)}, **kwargs)
+
+
 class Unavailable(GatewayError):
     """The event store (Redis) did not take the events: nothing was acknowledged, retry."""
 

@@ -49,6 +49,7 @@ API_CODES = {
     401: "UNAUTHORIZED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
     429: "RATE_LIMITED",
     503: "SERVICE_UNAVAILABLE",
 }
@@ -56,7 +57,9 @@ API_CODES = {
 
 def api_error(status: int, code: str, message: str, path: str | None) -> Response:
     """TinyTrail's API envelope ``{"status":"error","error":{"code","message"}}`` with its upper-case codes:
-    its collect endpoint's errors and the operator API's (``/debugger`` now, issue 12's reports later)."""
+    its collect endpoint's errors and the operator API's (``/debugger``, issue 12's management API and
+    reports). ``METHOD_NOT_ALLOWED`` (405, with ``Allow``) is ours: the document lists no code for a
+    method its paths do not take (``gateway/api_fallback.py``)."""
     api_code = API_CODES.get(status, "INTERNAL_ERROR")
     if api_code == "INTERNAL_ERROR":
         status = 500

@@ -174,15 +174,23 @@ async def _fetch(conn: psycopg.AsyncConnection, source_id: str) -> Website:
 
 @endpoint
 async def list_websites(request: Request) -> Response:
-    """GET /api/v1/websites: the caller's account's websites (an admin's: all)."""
+    """GET /api/v1/websites: the caller's account's websites (an admin's: all). ``?include=dialect``
+    (ours, for the dashboard's picker) adds each one's ``dialect``: the sources ``trackgate up`` makes
+    share names across dialects."""
     who = await principal(request)
+    include = request.query_params.get("include") or None
+    if include not in (None, "dialect"):
+        raise InvalidPayload("include must be dialect (or left out)", path="include")
     async with database(request).connection() as conn:
         if is_admin(who):
             cur = await conn.execute(_LIST + _ORDER)
         else:
             cur = await conn.execute(f"{_LIST} WHERE a.id = %s{_ORDER}", (who.account_id,))
         rows = await cur.fetchall()
-    return ok([website_from_row(row).to_api() for row in rows])
+    found = [website_from_row(row) for row in rows]
+    if include == "dialect":
+        return ok([{**site.to_api(), "dialect": site.dialect} for site in found])
+    return ok([site.to_api() for site in found])
 
 
 def _account_for_new(who: Principal, body: dict[str, Any]) -> str:

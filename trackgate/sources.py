@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+import uuid
 from typing import Any
 
 import psycopg
@@ -71,9 +72,16 @@ def announce_change(redis_url: str | None) -> tuple[int, int]:
 
 
 def resolve_source(conn: psycopg.Connection, ref: str) -> tuple[str, str, str]:
-    """(id, dialect, name) of the source whose id or name is ``ref``."""
+    """(id, dialect, name) of the source whose id, name or website id (the TinyTrail API's UUID, in
+    any case) is ``ref``."""
+    try:
+        website_id: str | None = str(uuid.UUID(ref))
+    except ValueError:
+        website_id = None
     rows = conn.execute(
-        "SELECT id, dialect, name FROM sources WHERE id = %s OR name = %s ORDER BY id", (ref, ref)
+        "SELECT id, dialect, name FROM sources WHERE id = %s OR name = %s OR website_id = %s::uuid"
+        " ORDER BY id",
+        (ref, ref, website_id),
     ).fetchall()
     if not rows:
         raise SourceNotFound(f"no source {ref!r} (see `trackgate sources list`)")

@@ -15,7 +15,9 @@ all        the day of the website's first event .. today
 ========== ===============================================================
 
 ``start_date``/``end_date`` (``YYYY-MM-DD``) override the period; given alone, ``start_date`` runs to
-today and ``end_date`` ends a 7-day period. ``compare=previous_period`` is the same number of days just
+today and ``end_date`` ends a 7-day period. Each must lie from 2000-01-01 to the day after today
+(``schemas/report_range.py``), and the start must not be after the end (today when no ``end_date``);
+``all`` begins on 2000-01-01 at the earliest. ``compare=previous_period`` is the same number of days just
 before; ``compare=yoy`` the same dates a year earlier (29 February: the 28th).
 """
 
@@ -27,6 +29,7 @@ from datetime import date, timedelta
 import msgspec
 
 from trackgate.gateway.errors import InvalidPayload
+from trackgate.schemas.report_range import FIRST_DAY, out_of_range
 
 PERIODS = ("yesterday", "today", "7d", "30d", "90d", "12m", "ytd", "all")
 DAYS = {"7d": 7, "30d": 30, "90d": 90, "12m": 365}
@@ -59,16 +62,20 @@ class Query(msgspec.Struct, frozen=True, kw_only=True):
         return (self.page - 1) * self.per_page
 
 
-def _date(params: Mapping[str, str], name: str) -> date | None:
+def _date(params: Mapping[str, str], name: str, today: date) -> date | None:
     value = params.get(name)
     if value is None or value == "":
         return None
     try:
         if len(value) != 10:
             raise ValueError
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise InvalidPayload(f"{name} must be a date, YYYY-MM-DD", path=name) from None
+    wrong = out_of_range(day, today)
+    if wrong:
+        raise InvalidPayload(f"{name} {wrong}", path=name)
+    return day
 
 
 def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int | None) -> int:
@@ -96,17 +103,23 @@ def _choice(
     return value
 
 
-def parse(params: Mapping[str, str]) -> Query:
-    """The common parameters of every report (TinyTrail's table), checked."""
+def parse(params: Mapping[str, str], today: date) -> Query:
+    """The common parameters of every report (TinyTrail's table), checked; ``today``: the gateway
+    clock's UTC date."""
     bots = params.get("include_bots", "false").lower()
     if bots not in ("true", "false", ""):
         raise InvalidPayload("include_bots must be true or false", path="include_bots")
     fmt = params.get("format", "json") or "json"
     if fmt not in ("json", "csv"):
         raise InvalidPayload("format must be json or csv", path="format")
-    start, end = _date(params, "start_date"), _date(params, "end_date")
+    start, end = _date(params, "start_date", today), _date(params, "end_date", today)
     if start and end and start > end:
         raise InvalidPayload("start_date must not be after end_date", path="start_date")
+    if start and not end and start > today:
+        raise InvalidPayload(
+            f"start_date must not be after today ({today.isoformat()}) without an end_date",
+            path="start_date",
+        )
     return Query(
         period=_choice(params, "period", PERIODS, "7d") or "7d",
         start=start,
@@ -133,7 +146,7 @@ def span(query: Query, today: date, first_day: date | None) -> tuple[date, date]
     if period == "ytd":
         return date(today.year, 1, 1), today
     if period == "all":
-        return min(first_day or today, today), today
+        return max(min(first_day or today, today), FIRST_DAY), today
     return today - timedelta(days=DAYS[period] - 1), today
 
 

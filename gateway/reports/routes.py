@@ -22,7 +22,7 @@ from trackgate.gateway.api_access import database, endpoint, json_body, ok, prin
 from trackgate.gateway.errors import InvalidPayload
 from trackgate.gateway.reports import build, data, params
 from trackgate.gateway.reports.csv import csv_response
-from trackgate.schemas import aggregates
+from trackgate.schemas import aggregates, report_range
 from trackgate.schemas.websites import Website
 
 PREFIX = "/api/v1/reports"
@@ -49,10 +49,11 @@ class Asked:
 async def _asked(request: Request) -> Asked:
     who = await principal(request)
     site = await website(request, who, request.query_params.get("website_id"))
-    query = params.parse(request.query_params)
+    now = _now(request)
+    query = params.parse(request.query_params, now.date())
     runtime = request.app.state.runtime
     cache = runtime.reports_cache or data.RawCache(0)
-    return Asked(site, query, _now(request), dict(request.query_params), cache)
+    return Asked(site, query, now, dict(request.query_params), cache)
 
 
 async def _span(conn: psycopg.AsyncConnection, asked: Asked) -> data.Period:
@@ -163,13 +164,15 @@ async def realtime(request: Request) -> Response:
 
 
 async def aggregate(request: Request) -> Response:
-    """POST /api/v1/admin/aggregate ``{"date": "YYYY-MM-DD"}`` (default yesterday, UTC): rebuild that
-    day's aggregates for every website, now, each in its own transaction."""
+    """POST /api/v1/admin/aggregate ``{"date": "YYYY-MM-DD"}`` (default yesterday, UTC; from 2000-01-01
+    to the day after today): rebuild that day's aggregates for every website, now, each in its own
+    transaction."""
     await principal(request, admin=True)
     body = await json_body(request) if (await request.body()).strip() else {}
     value = body.get("date")
+    today = _now(request).date()
     if value is None:
-        day = _now(request).date() - timedelta(days=1)
+        day = today - timedelta(days=1)
     else:
         if not isinstance(value, str) or len(value) != 10:
             raise InvalidPayload("date must be a date, YYYY-MM-DD", path="date")
@@ -177,6 +180,9 @@ async def aggregate(request: Request) -> Response:
             day = date.fromisoformat(value)
         except ValueError:
             raise InvalidPayload("date must be a date, YYYY-MM-DD", path="date") from None
+        wrong = report_range.out_of_range(day, today)
+        if wrong:
+            raise InvalidPayload(f"date {wrong}", path="date")
     async with database(request).connection() as conn:
         cur = await conn.execute(aggregates.SOURCES_SQL)
         for (source_id,) in await cur.fetchall():

@@ -219,23 +219,36 @@
     }
   }
 
+  // TinyTrail's websites first (the reports' own dialect), then the others as the API lists them
+  const orderWebsites = (list) =>
+    [...list.filter((w) => w.dialect === "tinytrail"), ...list.filter((w) => w.dialect !== "tinytrail")];
+  // "name (dialect)": `trackgate up` makes a "demo" source of every dialect; a label still shared by two
+  // websites gets the start of their ids
+  function websiteLabels(list) {
+    const labels = list.map((w) => (w.dialect ? `${w.domain || w.id} (${w.dialect})` : w.domain || w.id));
+    const count = new Map();
+    for (const label of labels) count.set(label, (count.get(label) || 0) + 1);
+    return labels.map((label, i) => (count.get(label) > 1 ? `${label} ${list[i].id.slice(0, 8)}` : label));
+  }
+
   async function signIn() {
     $("key-form").hidden = true;
     $("sign-out").hidden = false;
     const wanted = readHash();
     let websites;
     try {
-      websites = await data("websites");
+      websites = await data("websites", { include: "dialect" });
     } catch (err) {
       showError(err);
       return;
     }
     clearError();
-    state.websites = Array.isArray(websites) ? websites : [];
+    state.websites = orderWebsites(Array.isArray(websites) ? websites : []);
     const picker = $("website");
+    const labels = websiteLabels(state.websites);
     picker.replaceChildren(
-      ...state.websites.map((w) => {
-        const option = el("option", null, w.domain || w.id);
+      ...state.websites.map((w, i) => {
+        const option = el("option", null, labels[i]);
         option.value = w.id;
         return option;
       }),

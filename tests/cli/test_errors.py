@@ -190,6 +190,8 @@ def test_a_database_never_migrated_says_run_migrate(env, empty_database):
         (("reports", "aggregate", "--date", "nonsense"), "'nonsense' is not a date"),
         (("admin", "create-key", "--role", "god"), "'god' is not one of 'admin', 'user'"),
         (("sources", "nosuch"), "No such command 'nosuch'"),
+        (("events", "list", "--since", "99999999999999999999d"), "too far back"),
+        (("replay", "dead-letters", "--since", "3000000d"), "too far back"),
     ],
     ids=[
         "events-limit",
@@ -201,6 +203,8 @@ def test_a_database_never_migrated_says_run_migrate(env, empty_database):
         "reports-date",
         "admin-role",
         "no-such-command",
+        "events-since-overflow",
+        "replay-since-before-year-1",
     ],
 )
 def test_a_bad_option_is_a_usage_error_naming_it(env, args, message):

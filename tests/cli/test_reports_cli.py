@@ -3,6 +3,7 @@ unknown source are one-line errors."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime
 
 from tests.helpers import make_event
@@ -48,7 +49,12 @@ def test_bad_input_is_one_line(cli, settings, db):
         (("--date", "17-03-2026"), "is not a date"),
         (("--from", "2026-03-18", "--to", "2026-03-17"), "--from is after --to"),
         (("--date", "2026-03-17", "--from", "2026-03-16"), "not both"),
-        (("--source", "src_nope"), "no source src_nope"),
+        (("--source", "src_nope"), "no source 'src_nope'"),
+        # far dates: one line, never an OverflowError's traceback
+        (("--date", "9999-12-31"), "--date"),
+        (("--date", "0001-01-01"), "2000-01-01"),
+        (("--from", "0001-01-01", "--to", "0001-01-02"), "--from"),
+        (("--from", "2026-03-01", "--to", "9999-12-31"), "--to"),
     ]:
         result = cli("reports", "aggregate", *args)
         assert result.exit_code != 0 and says in result.output, (args, result.output)
@@ -62,3 +68,14 @@ def test_bad_input_is_one_line(cli, settings, db):
             )
             == 1
         )
+
+
+def test_the_source_is_its_id_its_name_or_its_website_id(cli, settings, db):
+    source, _ = add_source(settings.database_url, "segment", "shop-web", "wk-cli-ref")
+    website_id = db.execute("SELECT website_id::text FROM sources WHERE id = %s", (source.id,)).fetchone()[0]
+    for ref in (source.id, "shop-web", website_id, website_id.upper()):
+        result = cli("reports", "aggregate", "--date", "2026-03-17", "--source", ref, ok=True)
+        assert result.output == "aggregated 2026-03-17: 1 source\n", ref
+    add_source(settings.database_url, "tinytrail", "shop-web", str(uuid.uuid4()), {"domain": "x.example"})
+    result = cli("reports", "aggregate", "--date", "2026-03-17", "--source", "shop-web")
+    assert result.exit_code != 0 and "2 sources are named 'shop-web'" in result.output

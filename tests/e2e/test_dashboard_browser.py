@@ -252,6 +252,8 @@ def dashboard_site(settings, drain) -> Iterator[dict[str, Any]]:
         account = api(http, "POST", "/api/v1/accounts", admin, json={"name": "Shop"})["id"]
         user = api(http, "POST", "/api/v1/users", admin, json={"account_id": account, "role": "user"})
         key = user["apiKey"]
+        # the Segment source first: the picker still lists the TinyTrail website first
+        _, write_key = add_source(settings.database_url, "segment", "app.example", workspace=account)
         shop = api(
             http,
             "POST",
@@ -259,7 +261,6 @@ def dashboard_site(settings, drain) -> Iterator[dict[str, Any]]:
             key,
             json={"domain": "shop.example", "content_groups": [{"name": "Shoes", "pattern": "/shoes*"}]},
         )
-        _, write_key = add_source(settings.database_url, "segment", "app.example", workspace=account)
         assert announce_change(settings.redis_url)[1] >= 1  # the gateway knows the new source at once
         messages = segment_fixture(now)
         send_segment(http, write_key, messages)
@@ -384,6 +385,12 @@ def test_the_dashboard_shows_the_apis_numbers(settings, db, rdb, drain, chromium
         http, key, app, shop = site["http"], site["key"], site["app"], site["shop"]
         sign_in(browser, site["gateway"], key)
         assert browser.execute_script(f"return localStorage.getItem('{KEY_STORE}')") == key
+        # each website with its dialect, TinyTrail's first (the API lists the Segment source first)
+        options = browser.find_elements("css selector", "#website option")
+        assert [(o.text, o.get_attribute("value")) for o in options] == [
+            ("shop.example (tinytrail)", shop["id"]),
+            ("app.example (segment)", app["id"]),
+        ]
 
         # the Segment website over the last 7 days: aggregated days and today's raw events together
         pick(browser, "website", app["id"])

@@ -130,3 +130,47 @@ def test_over_the_limit_the_api_answers_429_with_retry_after(api_settings, db):
         }
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
         assert client.get("/api/v1/websites").status_code == 401  # no key: not counted, not limited
+
+
+# --- paths and methods the API does not serve: its envelope too (gateway/api_fallback.py) -----------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "code", "allow"),
+    [
+        ("GET", "/api/v1/nothing", "NOT_FOUND", None),
+        ("GET", "/api/v1/reports/planets", "NOT_FOUND", None),
+        ("GET", "/api/v1/users//api-key", "NOT_FOUND", None),
+        ("GET", "/api/v1/users/", "NOT_FOUND", None),  # not a redirect to /api/v1/users
+        ("DELETE", "/api/v1/websites/", "NOT_FOUND", None),
+        ("GET", "/api/v1", "NOT_FOUND", None),
+        ("GET", "/api/v1/", "NOT_FOUND", None),
+        ("GET", "/tinytrail/api/v1/reports/summary", "NOT_FOUND", None),
+        ("PUT", "/api/v1/websites", "METHOD_NOT_ALLOWED", "GET, HEAD, POST"),
+        ("POST", "/api/v1/reports/summary", "METHOD_NOT_ALLOWED", "GET, HEAD"),
+        ("GET", "/api/v1/users/{id}", "METHOD_NOT_ALLOWED", "DELETE"),
+        ("GET", "/api/v1/collect", "METHOD_NOT_ALLOWED", "OPTIONS, POST"),
+        ("DELETE", "/tinytrail/api/v1/collect", "METHOD_NOT_ALLOWED", "OPTIONS, POST"),
+    ],
+)
+def test_an_unknown_path_or_method_under_api_v1_is_answered_in_the_envelope(
+    api, admin_headers, method, path, code, allow
+):
+    path = path.replace("{id}", str(uuid.uuid4()))
+    r = api.request(method, path, headers=admin_headers, follow_redirects=False)
+    status = 404 if code == "NOT_FOUND" else 405
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["status"] == "error" and body["error"]["code"] == code, body
+    assert set(body) == {"status", "error"} and set(body["error"]) == {"code", "message"}
+    assert r.headers.get("allow") == allow
+
+
+def test_other_paths_and_collect_keep_their_answers(api):
+    r = api.get("/no/such/path")
+    assert (r.status_code, r.text) == (404, "Not Found")  # Starlette's own, as before, outside /api/v1
+    assert api.get("/debugger/", follow_redirects=False).status_code == 307  # outside /api/v1: as before
+    r = api.post("/api/v1/collect", json={"website_id": "not-a-uuid"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_PAYLOAD"
+    assert api.options("/api/v1/collect").status_code == 204

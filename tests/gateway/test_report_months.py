@@ -34,7 +34,7 @@ def _read(database_url: str, source_id: str, given: dict[str, str]) -> tuple[dat
     async def run() -> tuple[data.Period, dict[str, int]]:
         conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
         async with conn:
-            query = params.parse(given)
+            query = params.parse(given, TODAY)
             start, end = params.span(query, TODAY, None)
             async with data.reading(conn):
                 span = await data.period(conn, source_id, start, end, TODAY)

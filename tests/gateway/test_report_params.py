@@ -28,16 +28,19 @@ TODAY = date(2026, 3, 19)
     ],
 )
 def test_each_period_covers_its_days(period, start, end):
-    assert params.span(params.parse({"period": period}), TODAY, date(2025, 7, 4)) == (start, end)
+    assert params.span(params.parse({"period": period}, TODAY), TODAY, date(2025, 7, 4)) == (start, end)
 
 
 def test_dates_override_the_period_and_all_without_events_is_today():
-    assert params.span(params.parse({"start_date": "2026-03-01"}), TODAY, None) == (date(2026, 3, 1), TODAY)
-    assert params.span(params.parse({"end_date": "2026-03-10"}), TODAY, None) == (
+    assert params.span(params.parse({"start_date": "2026-03-01"}, TODAY), TODAY, None) == (
+        date(2026, 3, 1),
+        TODAY,
+    )
+    assert params.span(params.parse({"end_date": "2026-03-10"}, TODAY), TODAY, None) == (
         date(2026, 3, 4),
         date(2026, 3, 10),
     )
-    assert params.span(params.parse({"period": "all"}), TODAY, None) == (TODAY, TODAY)
+    assert params.span(params.parse({"period": "all"}, TODAY), TODAY, None) == (TODAY, TODAY)
 
 
 def test_comparisons():
@@ -52,9 +55,9 @@ def test_comparisons():
 
 
 def test_defaults_and_pages():
-    q = params.parse({})
+    q = params.parse({}, TODAY)
     assert (q.period, q.page, q.per_page, q.csv, q.include_bots, q.scope) == ("7d", 1, 50, False, False, "")
-    q = params.parse({"page": "3", "per_page": "500", "include_bots": "true", "content_group": "Blog"})
+    q = params.parse({"page": "3", "per_page": "500", "include_bots": "true", "content_group": "Blog"}, TODAY)
     assert (q.offset, q.per_page, q.include_bots, q.scope) == (1000, 500, True, "Blog")
 
 
@@ -69,12 +72,40 @@ def test_defaults_and_pages():
         ({"compare": "mom"}, "compare"),
         ({"format": "xlsx"}, "format"),
         ({"include_bots": "1"}, "include_bots"),
+        ({"start_date": "1999-12-31"}, "start_date"),
+        ({"end_date": "2026-03-21"}, "end_date"),
+        ({"start_date": "2026-03-20"}, "start_date"),
     ],
 )
 def test_a_bad_value_names_its_parameter(given, named):
     with pytest.raises(InvalidPayload) as caught:
-        params.parse(given)
+        params.parse(given, TODAY)
     assert caught.value.path == named and named in caught.value.message
+
+
+def test_every_period_and_comparison_of_the_first_and_last_days_stays_in_range():
+    """The far ends a request can name, each period and comparison computed: no ValueError or
+    OverflowError (the first day's year before is 1999; a website whose first event claims year 1 has
+    "all" begin on 2000-01-01)."""
+    first, last = date(2000, 1, 1), date(2026, 3, 20)
+    assert params.parse({"start_date": "2000-01-01", "end_date": "2026-03-20"}, TODAY).end == last
+    asked = [
+        {"start_date": "2000-01-01", "end_date": "2000-01-01"},
+        {"start_date": "2026-03-20", "end_date": "2026-03-20"},
+        {"start_date": "2000-01-01", "end_date": "2026-03-20"},
+        {"end_date": "2000-01-01"},
+        {"start_date": "2000-01-01"},
+        *({"period": period} for period in params.PERIODS),
+    ]
+    for given in asked:
+        query = params.parse(given, TODAY)
+        for first_day in (date(1, 1, 1), first, None):
+            start, end = params.span(query, TODAY, first_day)
+            assert start <= end, given
+            for compare in params.COMPARES:
+                before = params.previous(start, end, compare)
+                assert before[0] <= before[1] < start or compare == "yoy", (given, compare)
+    assert params.span(params.parse({"period": "all"}, TODAY), TODAY, date(1, 1, 1))[0] == first
 
 
 def test_the_funnel_matcher_wants_the_steps_in_order():

@@ -556,6 +556,15 @@ def test_a_resent_event_changes_nothing(api, admin, stored_story, clock, db, dra
         ("sources", {"group_by": "country"}, "group_by"),
         ("funnel", {"steps[]": ["/only-one"]}, "steps"),
         ("timeseries", {"metric": "revenue"}, "metric"),
+        # far dates: 400, never a 500 (the reports' days run from 2000-01-01 to the day after today)
+        ("summary", {"start_date": "0001-01-01", "end_date": "9999-12-31"}, "start_date"),
+        ("summary", {"start_date": "2026-03-01", "end_date": "9999-12-31"}, "end_date"),
+        ("summary", {"start_date": "9999-12-01", "end_date": "9999-12-31", "compare": "yoy"}, "start_date"),
+        ("summary", {"start_date": "1999-12-31", "compare": "previous_period"}, "start_date"),
+        ("timeseries", {"end_date": "0001-01-01"}, "end_date"),
+        # a start after today (2026-03-19) with no end: the same as two dates in the wrong order
+        ("summary", {"start_date": "2026-03-20"}, "start_date"),
+        ("pages", {"start_date": "2026-12-01"}, "start_date"),
     ],
 )
 def test_a_bad_parameter_is_a_400_naming_it(api, admin, sites, report, params, named):
@@ -572,9 +581,16 @@ def test_a_bad_parameter_is_a_400_naming_it(api, admin, sites, report, params, n
 def test_missing_website_and_bad_dates_for_the_aggregation(api, admin, sites):
     r = api.get("/api/v1/reports/summary", headers=admin)
     assert r.status_code == 400 and "website_id" in r.json()["error"]["message"]
-    for body in ({"date": "18-03-2026"}, {"date": "2026-02-30"}, {"date": 20260318}):
+    for body in (
+        {"date": "18-03-2026"},
+        {"date": "2026-02-30"},
+        {"date": 20260318},
+        {"date": "9999-12-31"},
+        {"date": "0001-01-01"},
+    ):
         r = api.post("/api/v1/admin/aggregate", json=body, headers=admin)
         assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_PAYLOAD", body
+        assert "date" in r.json()["error"]["message"], body
     r = api.post("/api/v1/admin/aggregate", headers=admin)  # no body: yesterday (the gateway's clock)
     assert r.json()["data"] == {"message": "Aggregation completed for 2026-03-18"}
 

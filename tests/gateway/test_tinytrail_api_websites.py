@@ -238,3 +238,20 @@ def test_delete_takes_the_websites_aggregates_at_once(api_settings, api, admin_h
     assert api.delete(f"/api/v1/websites/{website['id']}", headers=admin_headers).status_code == 200
     for table in ("report_days", "report_rows"):  # before any job ran
         assert db.execute(f"SELECT DISTINCT source_id FROM {table}").fetchall() == [(source_of[kept["id"]],)]
+
+
+def test_include_dialect_tells_websites_of_the_same_name_apart(api_settings, api, admin_headers, db):
+    """``?include=dialect`` (the dashboard's picker): each website with its source's dialect; the
+    document's shape without it; any other ``include`` is a 400 naming it."""
+    add_source(api_settings.database_url, "segment", "demo")
+    add_source(api_settings.database_url, "openpanel", "demo", settings={})
+    plain = api.get("/api/v1/websites", headers=admin_headers).json()
+    assert_document_shape("websites_list", plain)
+    listed = api.get("/api/v1/websites", params={"include": "dialect"}, headers=admin_headers)
+    assert listed.status_code == 200
+    data = listed.json()["data"]
+    assert [(w["domain"], w["dialect"]) for w in data] == [("demo", "segment"), ("demo", "openpanel")]
+    assert [{k: v for k, v in w.items() if k != "dialect"} for w in data] == plain["data"]
+    bad = api.get("/api/v1/websites", params={"include": "planets"}, headers=admin_headers)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_PAYLOAD"
+    assert "include" in bad.json()["error"]["message"]

@@ -13,7 +13,10 @@ def when(value: str) -> datetime:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip())
     if match:
         seconds = float(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-        return datetime.now(UTC) - timedelta(seconds=seconds)
+        try:
+            return datetime.now(UTC) - timedelta(seconds=seconds)
+        except OverflowError:  # before year 1 (or past what a timedelta holds)
+            raise click.BadParameter(f"{value!r} is too far back") from None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
