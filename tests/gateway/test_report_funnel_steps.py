@@ -36,7 +36,7 @@ def _funnel(database_url: str, source_id: str, steps: list[str]) -> tuple[data.P
     async def run() -> tuple[data.Period, list[int]]:
         conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
         async with conn:
-            query = params.parse({"start_date": "2026-03-04", "end_date": "2026-03-06"})
+            query = params.parse({"start_date": "2026-03-04", "end_date": "2026-03-06"}, TODAY)
             start, end = params.span(query, TODAY, None)
             async with data.reading(conn):
                 span = await data.period(conn, source_id, start, end, TODAY)
