@@ -44,11 +44,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import redis
+from redis.connection import parse_url
 
 from bench import loadgen, payloads, reports_data, servers
 from trackgate.api_keys import create_key
@@ -707,8 +707,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _redis_db(url: str) -> int:
-    path = urlsplit(url).path.strip("/")
-    return int(path) if path.isdigit() else 0
+    """The database a Redis URL names (``/N``, or ``?db=N`` of a unix socket's), as redis-py reads it."""
+    return int(parse_url(url).get("db") or 0)
 
 
 def run(args: argparse.Namespace, progress: Callable[[str], None] = print) -> Result:

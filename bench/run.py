@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import TypedDict
 from urllib.parse import urlsplit
 
+from redis.connection import parse_url
+
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "bench"
@@ -157,8 +159,8 @@ def _check_loopback(url: str, what: str) -> None:
 
 
 def _redis_db(url: str) -> int:
-    path = urlsplit(url).path.strip("/")
-    return int(path) if path.isdigit() else 0
+    """The database a Redis URL names (``/N``, or ``?db=N`` of a unix socket's), as redis-py reads it."""
+    return int(parse_url(url).get("db") or 0)
 
 
 class Database:

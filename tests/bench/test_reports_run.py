@@ -8,8 +8,19 @@ import psycopg
 from bench import reports, reports_data
 
 
+def _nonzero_db(url: str) -> str:
+    """The bench refuses Redis database 0 (it flushes its database): the embedded server's URL (a unix
+    socket, database 0: a server of this test session's own) names database 1 instead."""
+    if reports._redis_db(url):
+        return url
+    if url.startswith("unix://"):
+        return url + ("&" if "?" in url else "?") + "db=1"
+    return url.rstrip("/").rsplit("/", 1)[0] + "/1" if url.rstrip("/").count("/") > 2 else url + "/1"
+
+
 def test_a_small_run_goes_end_to_end(servers, redis_url):
     admin_url = servers[0]
+    redis_url = _nonzero_db(redis_url)
     args = reports.parse_args(
         ["--events", "3000", "--postgres", admin_url, "--redis", redis_url, "--calls", "2", "--warmups", "1"]
         + ["--processes", "1", "--skip", "accept", "--no-explain"]
