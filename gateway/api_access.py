@@ -127,9 +127,10 @@ MAX_BODY_BYTES = 64 * 1024
 """The largest management request body (a website with its content groups and IP list is a few KB)."""
 
 
-async def json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request, empty: dict[str, Any] | None = None) -> dict[str, Any]:
     """The request's JSON object; 400 ``INVALID_PAYLOAD`` for anything else, or for a body over
-    ``MAX_BODY_BYTES`` (read no further: the document has no 413)."""
+    ``MAX_BODY_BYTES`` (read no further: the document has no 413). ``empty``: what an empty body
+    means, for a route whose body is optional (else an empty body is a 400 too)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -138,6 +139,8 @@ async def json_body(request: Request) -> dict[str, Any]:
             raise InvalidPayload(f"the body is larger than {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
+    if empty is not None and not raw.strip():
+        return empty
     try:
         body = msgspec.json.decode(raw) if raw.strip() else None
     except msgspec.DecodeError:

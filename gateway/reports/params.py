@@ -29,7 +29,7 @@ from datetime import date, timedelta
 import msgspec
 
 from trackgate.gateway.errors import InvalidPayload
-from trackgate.schemas.report_range import FIRST_DAY, out_of_range
+from trackgate.schemas.report_range import FIRST_DAY, BadDay, parse_day
 
 PERIODS = ("yesterday", "today", "7d", "30d", "90d", "12m", "ytd", "all")
 DAYS = {"7d": 7, "30d": 30, "90d": 90, "12m": 365}
@@ -67,15 +67,9 @@ def _date(params: Mapping[str, str], name: str, today: date) -> date | None:
     if value is None or value == "":
         return None
     try:
-        if len(value) != 10:
-            raise ValueError
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise InvalidPayload(f"{name} must be a date, YYYY-MM-DD", path=name) from None
-    wrong = out_of_range(day, today)
-    if wrong:
-        raise InvalidPayload(f"{name} {wrong}", path=name)
-    return day
+        return parse_day(value, today)
+    except BadDay as bad:
+        raise InvalidPayload(f"{name} {bad.why or 'must be a date, YYYY-MM-DD'}", path=name) from None
 
 
 def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int | None) -> int:

@@ -10,7 +10,7 @@ pooled connection (``api_access.database``) for its reads. "Today" and "now" are
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -168,21 +168,16 @@ async def aggregate(request: Request) -> Response:
     to the day after today): rebuild that day's aggregates for every website, now, each in its own
     transaction."""
     await principal(request, admin=True)
-    body = await json_body(request) if (await request.body()).strip() else {}
+    body = await json_body(request, empty={})
     value = body.get("date")
     today = _now(request).date()
     if value is None:
         day = today - timedelta(days=1)
     else:
-        if not isinstance(value, str) or len(value) != 10:
-            raise InvalidPayload("date must be a date, YYYY-MM-DD", path="date")
         try:
-            day = date.fromisoformat(value)
-        except ValueError:
-            raise InvalidPayload("date must be a date, YYYY-MM-DD", path="date") from None
-        wrong = report_range.out_of_range(day, today)
-        if wrong:
-            raise InvalidPayload(f"date {wrong}", path="date")
+            day = report_range.parse_day(value, today)
+        except report_range.BadDay as bad:
+            raise InvalidPayload(f"date {bad.why or 'must be a date, YYYY-MM-DD'}", path="date") from None
     async with database(request).connection() as conn:
         cur = await conn.execute(aggregates.SOURCES_SQL)
         for (source_id,) in await cur.fetchall():

@@ -591,6 +591,9 @@ def test_missing_website_and_bad_dates_for_the_aggregation(api, admin, sites):
         r = api.post("/api/v1/admin/aggregate", json=body, headers=admin)
         assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_PAYLOAD", body
         assert "date" in r.json()["error"]["message"], body
+    big = b'{"date": "2026-03-18", "pad": "' + b"x" * 70_000 + b'"}'  # over the API's 64 KB: not read on
+    r = api.post("/api/v1/admin/aggregate", content=big, headers=admin)
+    assert r.status_code == 400 and "larger than" in r.json()["error"]["message"]
     r = api.post("/api/v1/admin/aggregate", headers=admin)  # no body: yesterday (the gateway's clock)
     assert r.json()["data"] == {"message": "Aggregation completed for 2026-03-18"}
 

@@ -22,15 +22,11 @@ def _day(value: str | None, name: str, today: date) -> date | None:
     if value is None:
         return None
     try:
-        if len(value) != 10:
-            raise ValueError
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date, YYYY-MM-DD", param_hint=name) from None
-    wrong = report_range.out_of_range(day, today)
-    if wrong:
-        raise click.BadParameter(f"{value} is out of range: the day {wrong}", param_hint=name)
-    return day
+        return report_range.parse_day(value, today)
+    except report_range.BadDay as bad:
+        if bad.why is None:
+            raise click.BadParameter(f"{value!r} is not a date, YYYY-MM-DD", param_hint=name) from None
+        raise click.BadParameter(f"{value} is out of range: the day {bad.why}", param_hint=name) from None
 
 
 @click.group()
