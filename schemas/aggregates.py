@@ -153,14 +153,7 @@ from it. In an ``event`` row: ``events`` and ``visitors``. In the others: the vi
 views, bounces, duration, visitors) by their first page view's value; the ``total`` row's
 ``unique_pageviews`` is the sum over visits of the distinct pages each viewed."""
 
-ROW_COLUMNS = (
-    "source_id",
-    "dim",
-    "scope",
-    "day",
-    "bots",
-    "key",
-    "label",
+COUNTS = (
     "pageviews",
     "unique_pageviews",
     "visits",
@@ -171,6 +164,8 @@ ROW_COLUMNS = (
     "exits",
     "events",
 )
+"""The numbers of a ``report_rows`` row, in its column order (the reports read them in this order)."""
+ROW_COLUMNS = ("source_id", "dim", "scope", "day", "bots", "key", "label", *COUNTS)
 
 SEQUENCES_SQL = f"""
 WITH {_EVENTS},

@@ -20,14 +20,12 @@ import psycopg
 import pytest
 import redis
 from click.testing import CliRunner, Result
-from psycopg.conninfo import make_conninfo
 from starlette.testclient import TestClient
 
-from tests.helpers import SECRET_KEY, T0, Cli, Clock
+from tests.helpers import SECRET_KEY, T0, Cli, Clock, fresh_database
 from trackgate.cli import main
 from trackgate.embedded import EmbeddedServers
 from trackgate.gateway.app import create_app
-from trackgate.migrate import migrate
 from trackgate.schemas.destinations import FORWARD_QUEUE, Filters
 from trackgate.schemas.settings import ServerSettings
 from trackgate.schemas.websites import DEFAULT_ACCOUNT_ID, DEFAULT_WORKSPACE
@@ -58,15 +56,8 @@ def servers() -> Iterator[tuple[str, str]]:
 @pytest.fixture(scope="session")
 def database_url(servers) -> Iterator[str]:
     """A fresh, migrated database for this test session."""
-    admin_url = servers[0]
-    name = f"trackgate_test_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(admin_url, dbname=name)
-    migrate(url)
-    yield url
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(servers[0], "trackgate_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

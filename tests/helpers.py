@@ -8,6 +8,7 @@ build, and what the forwarding tests inject (the secret key, the clock, RQ's sch
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import threading
 import time
@@ -20,10 +21,12 @@ from typing import Any, Protocol
 import psycopg
 import redis
 from click.testing import Result
+from psycopg.conninfo import make_conninfo
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
 from trackgate.gateway.app import create_app
+from trackgate.migrate import migrate
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.event import Context, Event
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer, RefusedItem
@@ -55,6 +58,22 @@ class Cli(Protocol):
 
 
 # --- the real gateway -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def fresh_database(admin_url: str, prefix: str, before: str | None = None) -> Iterator[str]:
+    """A database of its own on the test server, migrated (up to the migration ``before``, when given),
+    dropped afterwards; yields its URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(admin_url, dbname=name)
+    try:
+        migrate(url, before=before)
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

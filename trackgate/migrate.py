@@ -23,8 +23,10 @@ def migration_files() -> list[tuple[str, str]]:
     return [(name.removesuffix(".sql"), (folder / name).read_text()) for name in names]
 
 
-def migrate(database_url: str) -> list[str]:
-    """Apply the migrations the database has not seen; return their versions."""
+def migrate(database_url: str, before: str | None = None) -> list[str]:
+    """Apply the migrations the database has not seen (those whose version sorts before ``before``
+    only, when given: a test of a migration starts from the database the one before left); return
+    their versions."""
     applied: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
@@ -35,6 +37,8 @@ def migrate(database_url: str) -> list[str]:
             )
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
             for version, sql in migration_files():
+                if before is not None and version >= before:
+                    break
                 if version in done:
                     continue
                 with conn.transaction():

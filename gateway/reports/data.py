@@ -28,17 +28,7 @@ from trackgate.schemas import aggregates
 REALTIME_MINUTES = 30
 TOP_PAGES = 10
 
-METRICS = (
-    "pageviews",
-    "unique_pageviews",
-    "visits",
-    "visitors",
-    "bounces",
-    "duration",
-    "entries",
-    "exits",
-    "events",
-)
+METRICS = aggregates.COUNTS
 
 
 @dataclass(slots=True)

@@ -11,33 +11,17 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
-from trackgate.migrate import migrate, migration_files
+from tests.helpers import fresh_database
+from trackgate.migrate import migrate
 from trackgate.schemas.websites import DEFAULT_ACCOUNT_ID
 
 
 @pytest.fixture
 def before_0014(servers) -> Iterator[str]:
     """A fresh database migrated up to 0013."""
-    admin_url = servers[0]
-    name = f"trackgate_m14_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(admin_url, dbname=name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz DEFAULT now())"
-        )
-        for version, sql in migration_files():
-            if version >= "0014":
-                break
-            with conn.transaction():
-                conn.execute(sql)
-                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
-    yield url
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(servers[0], "trackgate_m14", before="0014") as url:
+        yield url
 
 
 def test_existing_workspaces_and_sources_become_accounts_and_websites(before_0014):

@@ -10,9 +10,9 @@ from datetime import date
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
-from trackgate.migrate import migrate, migration_files
+from tests.helpers import fresh_database
+from trackgate.migrate import migrate
 
 ROWS = [
     ("src_a", "", date(2026, 3, 1), False, ["/", "/pricing", "Signed Up", "/pricing"], 3),
@@ -26,24 +26,8 @@ ROWS = [
 @pytest.fixture
 def before_0016(servers) -> Iterator[str]:
     """A fresh database migrated up to the 0015s."""
-    admin_url = servers[0]
-    name = f"trackgate_m16_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(admin_url, dbname=name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz DEFAULT now())"
-        )
-        for version, sql in migration_files():
-            if version >= "0016":
-                break
-            with conn.transaction():
-                conn.execute(sql)
-                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
-    yield url
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(servers[0], "trackgate_m16", before="0016") as url:
+        yield url
 
 
 def test_stored_sequences_become_step_ids_and_read_back_the_same(before_0016):
