@@ -24,7 +24,7 @@ import httpx
 import msgspec
 
 from tests.e2e.conftest import SCREENSHOTS
-from tests.helpers import live_gateway
+from tests.helpers import live_gateway, until
 from trackgate import api_keys
 from trackgate.gateway.tinytrail import BROWSER_UA
 from trackgate.sources import add_source, announce_change
@@ -125,16 +125,6 @@ def settled(read: Callable[[], Any], expected: Any, what: str, timeout: float = 
     while time.monotonic() < deadline and read() != expected:
         time.sleep(0.1)
     assert read() == expected, what
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 # --- the API, as the test calls it -------------------------------------------------------------------------

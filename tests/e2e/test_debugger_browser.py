@@ -13,22 +13,12 @@ import time
 import httpx
 import msgspec
 
-from tests.helpers import live_gateway
+from tests.helpers import live_gateway, until
 from trackgate import api_keys
 from trackgate.gateway.openpanel import new_source as openpanel_source
 from trackgate.schemas import debug_feed
 from trackgate.sources import add_source
 from trackgate.workers.debug_feed import WATCH
-
-
-def until(check, what: str, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def items(browser) -> list[dict]:
