@@ -8,14 +8,14 @@ an installation (CLI, gateways) must use the same one, whichever command writes 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-import time
 import uuid
 from typing import Any
 
 import psycopg
-import redis
+import redis.asyncio as aioredis
 from psycopg.types.json import Jsonb
 
 from trackgate.gateway import source_changes, tinytrail
@@ -45,30 +45,21 @@ def check_key_length(key: str) -> None:
 
 def announce_change(redis_url: str | None) -> tuple[int, int]:
     """Tell every running gateway that the sources changed, and wait (``ANNOUNCE_TIMEOUT_SECONDS`` at
-    most) until each has reloaded them (``gateway/source_changes.py``). Returns (gateways that heard,
-    gateways that confirmed); (0, 0) without Redis: the gateways' periodic refresh catches up."""
+    most) until each has reloaded them: the gateway's own :func:`source_changes.announce`, run here
+    on a client of its own. Returns (gateways that heard, gateways that confirmed); (0, 0) without
+    Redis: the gateways' periodic refresh catches up."""
     if not redis_url:
         return 0, 0
-    client = redis.Redis.from_url(
-        redis_url, socket_timeout=ANNOUNCE_TIMEOUT_SECONDS, socket_connect_timeout=ANNOUNCE_TIMEOUT_SECONDS
-    )
-    nonce = secrets.token_hex(12)
-    try:
-        db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
-        listening = int(client.publish(source_changes.channel(db), nonce))
-        confirmed = 0
-        deadline = time.monotonic() + ANNOUNCE_TIMEOUT_SECONDS
-        while confirmed < listening:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or client.blpop([source_changes.ack_key(nonce)], timeout=remaining) is None:
-                break
-            confirmed += 1
-        client.delete(source_changes.ack_key(nonce))
-        return listening, confirmed
-    except redis.RedisError:
-        return 0, 0
-    finally:
-        client.close()
+
+    async def run() -> tuple[int, int]:
+        timeout = ANNOUNCE_TIMEOUT_SECONDS
+        client = aioredis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            return await source_changes.announce(client, ANNOUNCE_TIMEOUT_SECONDS)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
 
 
 def resolve_source(conn: psycopg.Connection, ref: str) -> tuple[str, str, str]:
