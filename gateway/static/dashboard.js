@@ -86,6 +86,7 @@
     sources: "channel",
     pages: "pages",
     contentGroup: "",
+    bots: false, // include_bots=true on every report but the realtime count
     devices: "device_types",
     devicesData: null,
     pagesPage: 1,
@@ -108,6 +109,7 @@
     if (h.get("devices") in DEVICES) state.devices = h.get("devices");
     if (h.get("pages") in PAGES) state.pages = h.get("pages");
     state.contentGroup = h.get("group") || "";
+    state.bots = h.get("bots") === "1";
     return h.get("website");
   }
   function writeHash() {
@@ -116,6 +118,7 @@
       sources: state.sources, devices: state.devices, pages: state.pages,
     });
     if (state.contentGroup) h.set("group", state.contentGroup);
+    if (state.bots) h.set("bots", "1");
     if (state.period === "custom") {
       h.set("from", state.start);
       h.set("to", state.end);
@@ -157,6 +160,7 @@
     website_id: state.website,
     ...(state.period === "custom" ? { start_date: state.start, end_date: state.end } : { period: state.period }),
     ...(state.contentGroup ? { content_group: state.contentGroup } : {}),
+    ...(state.bots ? { include_bots: "true" } : {}),
     ...extra,
   });
 
@@ -263,6 +267,7 @@
     $("period").value = state.period;
     showCustomRange();
     $("metric").value = state.metric;
+    $("include-bots").checked = state.bots;
     for (const id of ["website-picker", "period-picker", "board", "realtime"]) $(id).hidden = false;
     selectTab("sources-tabs", state.sources);
     selectTab("devices-tabs", state.devices);
@@ -713,6 +718,11 @@
   });
   $("content-group").addEventListener("change", (event) => {
     state.contentGroup = event.target.value;
+    state.pagesPage = state.sourcesPage = state.eventsPage = 1;
+    load();
+  });
+  $("include-bots").addEventListener("change", (event) => {
+    state.bots = event.target.checked;
     state.pagesPage = state.sourcesPage = state.eventsPage = 1;
     load();
   });

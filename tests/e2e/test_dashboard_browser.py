@@ -41,6 +41,7 @@ ANDROID = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko)"
     " Chrome/124.0.0.0 Mobile Safari/537.36"
 )
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 MAC_FIREFOX = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.4; rv:125.0) Gecko/20100101 Firefox/125.0"
 IPAD = (
     "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"
@@ -210,6 +211,8 @@ def segment_fixture(now: datetime) -> list[dict]:
     page(now - timedelta(minutes=10), "e", "203.0.113.5", IPAD, 820, "/pricing", google)
     track(now - timedelta(minutes=9), "e", "203.0.113.5", IPAD, "Added to Cart")
     track(now - timedelta(minutes=8), "a", "203.0.113.1", DESKTOP, "Added to Cart")
+    # and a crawler, counted only with include_bots=true (the "Include bots" toggle)
+    page(now - timedelta(minutes=7), "bot", "66.249.66.1", GOOGLEBOT, 1024, "/pricing")
     return messages
 
 
@@ -415,6 +418,15 @@ def test_the_dashboard_shows_the_apis_numbers(settings, db, rdb, drain, chromium
         assert browser.find_element("id", "metric").get_attribute("value") == "visits"
         assert "metric=visits" in browser.execute_script("return location.hash")
 
+        # "Include bots" adds include_bots=true to every report (kept in the URL): the crawler's page view
+        browser.find_element("id", "include-bots").click()
+        with_bots = check_board(browser, http, key, app["id"], "7d", include_bots="true")
+        assert with_bots["summary"]["metrics"]["pageviews"]["value"] == pageviews["value"] + 1
+        assert "bots=1" in browser.execute_script("return location.hash")
+        browser.find_element("id", "include-bots").click()
+        check_board(browser, http, key, app["id"], "7d")
+        assert "bots=1" not in browser.execute_script("return location.hash")
+
         # a CSV button downloads the API's CSV (fetched with the key, handed over as a Blob)
         downloads = tmp_path / "downloads"
         downloads.mkdir()
@@ -455,7 +467,13 @@ def test_the_dashboard_shows_the_apis_numbers(settings, db, rdb, drain, chromium
         browser.find_element("id", "apply-range").click()
         custom = check_board(browser, http, key, app["id"], "", start_date=start, end_date=end)
         assert custom["summary"]["period"] == {"start": start, "end": end}
-        sent = [m for m in site["messages"] if m["type"] == "page" and start <= m["timestamp"][:10] <= end]
+        sent = [
+            m
+            for m in site["messages"]
+            if m["type"] == "page"
+            and start <= m["timestamp"][:10] <= end
+            and m["context"]["userAgent"] != GOOGLEBOT
+        ]
         # 3 the day before yesterday, 1,103 yesterday (and the last half hour's, run just past midnight)
         assert len(sent) >= 1106
         assert custom["summary"]["metrics"]["pageviews"]["value"] == len(sent)
