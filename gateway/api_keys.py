@@ -3,15 +3,19 @@ reports and admin API later).
 
 A key is looked up by its keyed digest in ``api_keys`` (migration 0013; created by
 ``trackgate admin create-key``, see ``trackgate/api_keys.py``). Not the hot path: an answer is kept
-for ``CACHE_SECONDS`` per digest (a revoked key stops working within that time), and a lookup is one
-query on the checker's own connection. Keys are never logged.
+for ``CACHE_SECONDS`` per digest, and a lookup is one query on the checker's own connection. A key
+revoked or deleted through the API or the CLI fails at once on every gateway: the change is announced
+(``source_changes``) and each gateway's listener calls :meth:`ApiKeys.forget`; a row changed by hand
+stops working within ``CACHE_SECONDS``. Keys are never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+from collections.abc import AsyncIterator
 
 import msgspec
 import psycopg
@@ -61,28 +65,15 @@ class ApiKeys:
         PostgreSQL does not answer."""
         if not key.startswith(PREFIX):
             return None
-        try:
-            return await self._lookup(key)
-        except (psycopg.Error, OSError, TimeoutError) as exc:
-            if self._conn is not None:
-                await self._conn.close()
-            self._conn = None
-            raise Unavailable("PostgreSQL did not answer; retry") from exc
-
-    async def _lookup(self, key: str) -> Principal | None:
-        async with self._lock, asyncio.timeout(LOAD_TIMEOUT_SECONDS):
-            if self._conn is None or self._conn.closed:
-                self._conn = await psycopg.AsyncConnection.connect(
-                    self._database_url, autocommit=True, connect_timeout=LOAD_TIMEOUT_SECONDS
-                )
+        async with self._session() as conn:
             if self._secret is None:
-                self._secret = await read_secret_async(self._conn, self._pepper)
+                self._secret = await read_secret_async(conn, self._pepper)
             digest = key_digest(key, self._secret)
             now = time.monotonic()
             cached = self._cache.get(digest)
             if cached is not None and cached[0] > now:
                 return cached[1]
-            cur = await self._conn.execute(
+            cur = await conn.execute(
                 "SELECT id, role, account_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
                 (digest,),
             )
@@ -93,10 +84,33 @@ class ApiKeys:
             self._cache[digest] = (now + CACHE_SECONDS, principal)
             return principal
 
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """The checker's connection, one caller at a time, within ``LOAD_TIMEOUT_SECONDS``; a failure
+        drops it (the next call connects again) and is ``Unavailable``."""
+        try:
+            async with self._lock, asyncio.timeout(LOAD_TIMEOUT_SECONDS):
+                if self._conn is None or self._conn.closed:
+                    self._conn = await psycopg.AsyncConnection.connect(
+                        self._database_url, autocommit=True, connect_timeout=LOAD_TIMEOUT_SECONDS
+                    )
+                yield self._conn
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            if self._conn is not None:
+                await self._conn.close()
+            self._conn = None
+            raise Unavailable("PostgreSQL did not answer; retry") from exc
+
     def forget(self) -> None:
-        """Drop every cached answer (this process's keys were deleted: they fail at once here, within
-        ``CACHE_SECONDS`` in other processes)."""
+        """Drop every cached answer (keys were revoked or deleted: here, or announced by another process)."""
         self._cache.clear()
+
+    async def active(self, key_id: str) -> bool:
+        """Whether the key ``key_id`` still works (not revoked, not deleted): an open debugger stream
+        asks every few seconds. ``Unavailable`` when PostgreSQL does not answer."""
+        async with self._session() as conn:
+            cur = await conn.execute("SELECT 1 FROM api_keys WHERE id = %s AND revoked_at IS NULL", (key_id,))
+            return await cur.fetchone() is not None
 
     async def require(self, key: str | None, role: str = ADMIN) -> Principal:
         """The owner of ``key`` if it has ``role``; else ``Unauthorized`` (no key, unknown key) or

@@ -90,7 +90,10 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
         stop_watch = asyncio.Event()
         watch = asyncio.create_task(debugger.watch_flag(runtime, stop_watch), name="trackgate-debug-watch")
         flush = asyncio.create_task(counts.run(), name="trackgate-metrics")
-        changes = asyncio.create_task(listen(redis_url, runtime.sources), name="trackgate-source-changes")
+        forget = runtime.api_keys.forget if runtime.api_keys is not None else None
+        changes = asyncio.create_task(
+            listen(redis_url, runtime.sources, forget), name="trackgate-source-changes"
+        )
         # compressing the served scripts (analytics.js at brotli's best) would stall the first request
         warm = asyncio.create_task(asyncio.to_thread(scripts.warm), name="trackgate-scripts")
         try:

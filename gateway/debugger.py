@@ -7,8 +7,9 @@ trades it for a token: ``POST /debugger/token`` with ``X-API-KEY`` answers a ran
 the stream for ``TOKEN_SECONDS`` (kept in Redis by its SHA-256, so every gateway process knows it).
 ``EventSource`` cannot send headers, so the stream takes the token as a query parameter; a token (not
 the key, nor its digest, which would be a key-equivalent for ever) is what lands in URLs and access
-logs, and it is worthless minutes later. An open stream lives on; when it drops after the token
-expired, the page asks for a new one with the key it kept.
+logs, and it is worthless minutes later. An open stream lives on until its key is revoked or deleted
+(asked every ``KEY_CHECK_SECONDS``); when it drops after the token expired, the page asks for a new
+one with the key it kept.
 
 **Cost when nobody watches.** A background task asks Redis once a second whether the ``WATCHERS`` key
 exists (``Runtime.watched``). While it does not, a refused request costs one attribute read; while it
@@ -26,7 +27,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 import redis.asyncio as aioredis
@@ -53,6 +54,8 @@ _STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
 BACKLOG = 200
 """Lines of the feed a new stream starts with (what was written while others watched)."""
 READ_BLOCK_MS = 1000
+KEY_CHECK_SECONDS = 5.0
+"""How often an open stream asks whether its key still works (a revoked key's stream ends then)."""
 """How long one ``XREAD`` waits for new lines (between two refreshes of the watchers key at most)."""
 MAX_IN_FLIGHT = 64
 _PAGE = "static/debugger.html"
@@ -194,10 +197,13 @@ async def stream(request: Request) -> Response:
             raise Unavailable("the gateway is starting; retry")
         issued = request.query_params.get("token", "")
         try:
-            valid = bool(issued) and bool(await client.exists(_token_key(issued)))
+            owner = await client.get(_token_key(issued)) if issued else None
         except (RedisError, OSError) as exc:
             raise Unavailable("Redis did not answer; retry") from exc
-        if not valid:
+        key_id = owner.decode() if isinstance(owner, bytes) else owner or ""
+        if key_id and runtime.api_keys is not None and not await runtime.api_keys.active(key_id):
+            key_id = ""  # the key was revoked or deleted since
+        if not key_id:
             raise Unauthorized(
                 "the debugger token is missing or expired: POST /debugger/token for another",
                 code="invalid_token",
@@ -209,8 +215,16 @@ async def stream(request: Request) -> Response:
             )
     except GatewayError as exc:
         return error_response(api_error, exc)
+    api_keys = runtime.api_keys
+
+    async def allowed() -> bool:
+        try:
+            return api_keys is None or await api_keys.active(key_id)
+        except Unavailable:
+            return True  # asked again at the next check
+
     return EventSourceResponse(
-        _feed(client, filters_of(request), after), ping=15, headers={"Cache-Control": "no-store"}
+        _feed(client, filters_of(request), after, allowed), ping=15, headers={"Cache-Control": "no-store"}
     )
 
 
@@ -220,10 +234,12 @@ async def _watch(client: aioredis.Redis) -> None:
 
 
 async def _feed(
-    client: aioredis.Redis, filters: Filters, after: str | None
+    client: aioredis.Redis, filters: Filters, after: str | None, allowed: Callable[[], Awaitable[bool]]
 ) -> AsyncIterator[ServerSentEvent]:
+    """The stream's events; it ends when ``allowed()`` says no (its key was revoked or deleted), asked
+    every ``KEY_CHECK_SECONDS``."""
     await _watch(client)
-    refreshed = time.monotonic()
+    refreshed = checked = time.monotonic()
     if after is None:
         try:
             backlog = debug_feed.entries(await client.xrevrange(debug_feed.STREAM, count=BACKLOG))
@@ -240,6 +256,11 @@ async def _feed(
         if time.monotonic() - refreshed >= debug_feed.WATCH_REFRESH_SECONDS:
             await _watch(client)
             refreshed = time.monotonic()
+        if time.monotonic() - checked >= KEY_CHECK_SECONDS:
+            if not await allowed():
+                log.info("debugger_stream_closed reason=key_revoked")
+                return
+            checked = time.monotonic()
         try:
             found = await client.xread({debug_feed.STREAM: last}, count=100, block=READ_BLOCK_MS)
         except (RedisError, OSError):

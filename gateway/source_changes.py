@@ -1,5 +1,6 @@
-"""Sources take effect at once: a change to the sources tables is announced on Redis pub/sub, and every
-gateway process reloads its source table (``SourceCache.load``) when it hears one, then says so.
+"""Sources and API keys take effect at once: a change to the sources tables (or a revoked or deleted API
+key) is announced on Redis pub/sub, and every gateway process reloads its source table
+(``SourceCache.load``) and forgets its cached API-key answers when it hears one, then says so.
 
 The announcer (``trackgate.sources.announce_change``, after its transaction commits) publishes a nonce
 on :func:`channel`; ``PUBLISH`` returns how many gateway processes listen, and each pushes the nonce's
@@ -19,6 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 import psycopg
 import redis.asyncio as aioredis
@@ -41,9 +43,10 @@ def ack_key(nonce: str) -> str:
     return f"trackgate:sources:ack:{nonce}"
 
 
-async def listen(redis_url: str, sources: SourceCache) -> None:
-    """Reload ``sources`` on every announcement, forever (a lifespan task); reconnects when Redis goes
-    away, and reloads then too, since an announcement may have been missed meanwhile."""
+async def listen(redis_url: str, sources: SourceCache, forget: Callable[[], None] | None = None) -> None:
+    """Reload ``sources`` (and call ``forget``: the API keys' cache) on every announcement, forever (a
+    lifespan task); reconnects when Redis goes away, and reloads then too, since an announcement may
+    have been missed meanwhile."""
     # its own client: no read timeout while idle, unlike the publisher's
     client = aioredis.from_url(redis_url, socket_connect_timeout=5, health_check_interval=30)
     db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
@@ -56,9 +59,13 @@ async def listen(redis_url: str, sources: SourceCache) -> None:
                 await pubsub.subscribe(name)
                 if missed:
                     log.info("sources_listener_reconnected")
+                    if forget is not None:
+                        forget()
                     missed = not await _reload(sources)
                 async for message in pubsub.listen():
                     nonce = message["data"].decode()
+                    if forget is not None:
+                        forget()
                     if not await _reload(sources):
                         continue  # unconfirmed: the announcer says this gateway may lag
                     async with client.pipeline(transaction=False) as pipe:

@@ -121,7 +121,8 @@ def list_keys(database_url: str) -> list[KeyRow]:
 
 
 def revoke(database_url: str, key_id: str) -> bool:
-    """Revoke ``key_id`` (it stops working within the gateways' 5 s cache); False: no such working key."""
+    """Revoke ``key_id``; False: no such working key. The caller announces it (``sources.announce_change``):
+    the gateways forget their cached answers; unannounced, it stops working within their 5 s cache."""
     with psycopg.connect(database_url) as conn:
         cur = conn.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (key_id,)

@@ -20,9 +20,9 @@ import pytest
 
 from tests.helpers import live_gateway
 from trackgate import api_keys
-from trackgate.gateway.debugger import TOKEN_PREFIX, watch_flag
+from trackgate.gateway.debugger import KEY_CHECK_SECONDS, TOKEN_PREFIX, watch_flag
 from trackgate.schemas import debug_feed
-from trackgate.sources import stored_digest
+from trackgate.sources import announce_change, stored_digest
 from trackgate.workers.debug_feed import WATCH
 
 SECRET = "a-test-secret-key-that-is-long-enough"
@@ -194,6 +194,28 @@ def test_a_new_stream_starts_with_the_backlog_and_filters(gateway, admin_key, rd
     resumed.start()
     assert [line["name"] for line in resumed.wait_for(2)] == ["Logged In", "Signed Out"]
     resumed.close()
+
+
+def test_a_revoked_key_fails_at_once_and_its_open_stream_ends(gateway, admin_key, settings, db):
+    """``trackgate admin revoke-key`` (revoke, then announce) reaches the running gateway: its cached
+    answer for the key is forgotten, so a token is refused on the next request, and a stream opened
+    with the key's token ends within ``KEY_CHECK_SECONDS``."""
+    reader = Reader(f"{gateway}/debugger/stream?token={token(gateway, admin_key)}")
+    reader.start()
+    deadline = time.monotonic() + 5
+    while reader.status is None:
+        assert time.monotonic() < deadline, "the stream did not open"
+        time.sleep(0.05)
+    assert reader.status == 200
+    (key_id,) = db.execute("SELECT id FROM api_keys").fetchone() or ()
+    # the gateway has just answered for this key: without the announcement it would be cached for 5 s
+    assert api_keys.revoke(settings.database_url, key_id)
+    heard, confirmed = announce_change(settings.redis_url)
+    assert heard >= 1 and confirmed == heard
+    refused = httpx.post(f"{gateway}/debugger/token", headers={"X-API-KEY": admin_key})
+    assert refused.status_code == 401
+    reader.join(timeout=KEY_CHECK_SECONDS + 5)
+    assert not reader.is_alive(), "the stream of a revoked key is still open"
 
 
 def test_refused_requests_write_nothing_while_nobody_watches(gateway, write_key, rdb):
