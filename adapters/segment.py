@@ -188,6 +188,12 @@ def parse(call: str, body: bytes) -> Envelope:
             message = read_message(raw)
         except (msgspec.DecodeError, RecursionError):
             message = None
+        else:
+            context = None if message is None else message.context
+            if context is not None and context.__class__ is not _Strict:
+                # a context the typed reading could not take: a batch comes from one SDK, and its
+                # other items' contexts have the same keys, so they are read as JSON at once
+                read_message = _decode_message
         if message is None:  # decode_json says why, as for any body
             path = f"batch[{i}]"
             message = decode_json(
@@ -211,10 +217,11 @@ def parse(call: str, body: bytes) -> Envelope:
 
 
 def _read_message(data: bytes | msgspec.Raw) -> Message | None:
-    """One message read once: its context typed straight from its span when it holds only canonical
-    keys of the right types (what most SDKs send), else as JSON, which :func:`normalize_context` reads
-    as before. The same message, field for field, as ``_decode_message``; None where that would
-    raise (not JSON, nested too deep, not an object), so the caller makes the same error."""
+    """One message read once: its context typed straight from its span when it holds canonical keys
+    of the right types (and analytics.js's two others: what most SDKs send), else as JSON, which
+    :func:`normalize_context` reads as before. The same message, field for field, as
+    ``_decode_message``; None where that would raise (not JSON, nested too deep, not an object), so
+    the caller makes the same error."""
     try:
         message: Message = _decode_lean(data)
     except (msgspec.DecodeError, RecursionError):
@@ -498,7 +505,9 @@ class _StrictScreen(Screen, forbid_unknown_fields=True):
 
 
 class _StrictCampaign(Campaign, forbid_unknown_fields=True):
-    pass
+    id: Any = msgspec.UNSET
+    """analytics.js's ``utm_id``: not canonical, kept in ``extra["campaign"]`` as ``normalize_context``
+    keeps it."""
 
 
 class _StrictLibrary(Library, forbid_unknown_fields=True):
@@ -506,9 +515,10 @@ class _StrictLibrary(Library, forbid_unknown_fields=True):
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True):
-    """A context of canonical keys only, each of the right type: decoded straight from the message's
-    bytes (no dicts made), it is what :func:`normalize_context` would read with nothing in ``extra``.
-    Any other context fails to decode and is read as JSON."""
+    """A context of canonical keys, each of the right type, and of analytics.js's other two (the
+    top-level ``userAgentData``, ``campaign.id``): decoded straight from the message's bytes (no dicts
+    made for the canonical keys), it is what :func:`normalize_context` reads. Any other context fails
+    to decode and is read as JSON."""
 
     ip: str | None = None
     userAgent: str | None = None
@@ -519,6 +529,8 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True):
     screen: _StrictScreen | None = None
     campaign: _StrictCampaign | None = None
     library: _StrictLibrary | None = None
+    userAgentData: Any = msgspec.UNSET
+    """analytics.js's client hints: not canonical, kept in ``extra``."""
 
 
 _decode_known = msgspec.json.Decoder(_Strict | None).decode
@@ -528,6 +540,14 @@ _astuple = msgspec.structs.astuple
 def _context_of(known: _Strict, request_ip: str | None) -> Context:
     """The canonical context of a :class:`_Strict` one (the canonical structs, not the strict ones)."""
     page, screen, campaign, library = known.page, known.screen, known.campaign, known.library
+    extra = {}
+    if known.userAgentData is not msgspec.UNSET:
+        extra["userAgentData"] = known.userAgentData
+    found: Campaign | None = None
+    if campaign is not None:
+        if campaign.id is not msgspec.UNSET:  # a nested leftover: after the top-level keys, as there
+            extra["campaign"] = {"id": campaign.id}
+        found = Campaign(campaign.source, campaign.medium, campaign.name, campaign.term, campaign.content)
     return Context(
         ip=known.ip or request_ip,
         user_agent=known.userAgent,
@@ -535,9 +555,10 @@ def _context_of(known: _Strict, request_ip: str | None) -> Context:
         timezone=known.timezone,
         page=None if page is None else Page(*_astuple(page)),
         screen=None if screen is None else Screen(*_astuple(screen)),
-        campaign=None if campaign is None else Campaign(*_astuple(campaign)),
+        campaign=found,
         library=None if library is None else Library(*_astuple(library)),
         active=known.active,
+        extra=extra,
     )
 
 

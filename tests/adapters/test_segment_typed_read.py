@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -107,6 +108,7 @@ _canonical = st.fixed_dictionaries(
             st.sampled_from(["source", "medium", "name", "term", "content", "id"]), _texts
         ),
         "library": st.dictionaries(st.sampled_from(["name", "version", "id"]), _texts),
+        "userAgentData": st.one_of(st.none(), st.just({"brands": [], "mobile": False}), _texts),
     },
 )
 """Contexts of canonical keys, well typed (what the typed reading takes), but for a key outside the
@@ -221,6 +223,10 @@ def test_a_single_call_reads_the_same_typed_or_plain(message):
         '{"locale":"fr","timezone":"UTC","active":false,"ip":"203.0.113.9","userAgent":"u"}',
         '{"screen":{"width":390,"inner":1},"library":{"name":"n","version":"1","extra":2}}',
         '{"campaign":{"source":"s","medium":"m","name":"n","term":"t","content":"c"}}',
+        '{"userAgentData":null,"campaign":{"id":null}}',
+        '{"campaign":{"id":"c-1","hash":2},"userAgentData":{"mobile":true}}',
+        '{"campaign":{"name":"n","id":"c-1"},"userAgentData":{"mobile":true},"device":{}}',
+        '{"userAgentData":{"brands":[{"brand":"Chromium","version":"124"}],"mobile":false},"userAgent":"u"}',
         "null",
         "{}",
         '{"page":{}}',
@@ -240,6 +246,16 @@ def test_deep_contexts_are_refused_or_read_alike(depth):
     message = '{"type":"page","userId":"u","messageId":"m","context":' + context + "}"
     assert_same("batch", ('{"batch":[' + message + "]}").encode())
     assert_same("page", message.encode())
+
+
+def test_analytics_js_bodies_read_the_same_typed_or_plain():
+    golden = json.loads((Path(__file__).parents[1] / "golden/segment/analyticsjs_track.json").read_text())
+    message = json.loads(golden["body_text"])
+    assert_same("t", golden["body_text"].encode())
+    body = {"batch": [{**message, "type": "track", "messageId": f"m-{i}"} for i in range(3)]}
+    assert_same("batch", _text(body).encode())
+    parsed = segment._read_message(golden["body_text"].encode())
+    assert parsed is not None and type(parsed.context) is segment._Strict  # its context is read typed
 
 
 def test_a_canonical_context_is_read_typed():
