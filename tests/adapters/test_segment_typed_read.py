@@ -240,9 +240,10 @@ def test_contexts_read_the_same_typed_or_plain(context):
 
 
 @pytest.mark.parametrize("depth", [60, 990, 995, 996, 997, 998, 999, 1000, 1200])
-def test_deep_contexts_are_refused_or_read_alike(depth):
+@pytest.mark.parametrize("key", ["page", "userAgentData", "device"])
+def test_deep_contexts_are_refused_or_read_alike(depth, key):
     # the typed reading decodes the context apart from its message: as deep as the plain one allows
-    context = '{"page":' + "[" * depth + "]" * depth + "}"
+    context = '{"' + key + '":' + "[" * depth + "]" * depth + "}"
     message = '{"type":"page","userId":"u","messageId":"m","context":' + context + "}"
     assert_same("batch", ('{"batch":[' + message + "]}").encode())
     assert_same("page", message.encode())

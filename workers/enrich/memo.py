@@ -86,12 +86,12 @@ def head(event: Event, database: geo.GeoDatabase | None) -> tuple[Pairs, Pairs, 
     """What ``bots``, ``user_agent``, ``campaign``, ``referrer`` and ``geo`` add to ``event`` when its
     enrichment is empty, or None when it is not memoized (an overlong user agent, a value that is not
     hashable, a processor that raised: the chain then runs them one by one, as it always did)."""
-    context = event.context
-    ua = context.user_agent
-    page = context.page
-    found = context.campaign
-    ip = context.ip
     try:
+        context = event.context
+        ua = context.user_agent
+        page = context.page
+        found = context.campaign
+        ip = context.ip
         if not ua:
             agent_pairs = _NONE
         elif len(ua) > OVERLONG_UA_CHARS:

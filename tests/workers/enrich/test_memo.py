@@ -159,3 +159,15 @@ _text = st.one_of(
 def test_any_event_gets_the_same_enrichment(ua, url, referrer, search, campaign, ip):
     e = event(ip=ip, ua=ua, url=url, referrer=referrer, search=search, campaign=campaign)
     assert_same([e], Env(salts=SALTS))
+
+
+def test_an_event_without_a_context_takes_the_chain_one_by_one():
+    # not from a job (the job's decode gives every event a context): built by hand, as tests do
+    e = event(ua=CHROME)
+    e.context = None  # type: ignore[assignment]
+    plain = event(ua=CHROME)
+    plain.context = None  # type: ignore[assignment]
+    enrich_event(e, Env(salts=SALTS))
+    one_by_one(plain, Env(salts=SALTS))
+    assert e.enrichment == plain.enrichment
+    assert "bots" in e.enrichment["enrich_errors"]
