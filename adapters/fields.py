@@ -167,7 +167,8 @@ def iso_time(value: Any, path: str) -> datetime | None:
             parsed = None
         if parsed is not None:
             parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-            if in_utc_range(parsed):
+            # an offset is under 24 hours: only a time in year 1 or 9999 can leave the range in UTC
+            if 1 < parsed.year < 9999 or in_utc_range(parsed):
                 return parsed
     raise InvalidPayload(
         "invalid_timestamp", f"{path} must be an ISO 8601 date-time, got {value!r}"[:300], path

@@ -90,6 +90,13 @@ class Message(msgspec.Struct):
     writeKey: Any = None
 
 
+class _LeanMessage(Message):
+    """A message with its ``context`` left as its span of the body: :func:`_read_message` reads it
+    apart, typed (:class:`_Known`) when it holds only canonical keys, else as JSON like any field."""
+
+    context: msgspec.Raw = msgspec.Raw()  # type: ignore[assignment]  # read apart, see _read_message
+
+
 class BatchEnvelope(msgspec.Struct):
     # Items stay raw: their exact bytes are the lossless original, and their size is what the
     # 32 KB limit is about. Each is decoded into a Message on its own.
@@ -120,6 +127,8 @@ class Envelope(msgspec.Struct):
 
 
 _decode_message = msgspec.json.Decoder(Message).decode
+_decode_lean = msgspec.json.Decoder(_LeanMessage).decode
+_decode_any = msgspec.json.Decoder().decode
 _decode_batch = msgspec.json.Decoder(BatchEnvelope).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -141,7 +150,9 @@ def parse(call: str, body: bytes) -> Envelope:
             raise PayloadTooLarge(
                 "event_too_large", f"event is {len(body)} bytes, over the {MAX_EVENT_BYTES}-byte limit"
             )
-        message = decode_json(_decode_message, body)
+        message = _read_message(body)
+        if message is None:  # not a JSON object of messages: decode_json says why, as for any body
+            message = decode_json(_decode_message, body)
         return Envelope(
             call=kind, items=[(text, message)], write_key=_str(message.writeKey), has_nul=NUL in body
         )
@@ -163,7 +174,8 @@ def parse(call: str, body: bytes) -> Envelope:
             "batch",
         )
     items: list[tuple[str, Message]] = []
-    decode_message = _decode_message
+    # a batch-level context is merged into each item's as a dict: then the items' are read as JSON
+    read_message = _decode_message if envelope.context else _read_message
     for i, raw in enumerate(envelope.batch):
         # each item is read from its span of the body (no copy); its text is the lossless original
         if len(raw) > MAX_EVENT_BYTES:
@@ -173,8 +185,16 @@ def parse(call: str, body: bytes) -> Envelope:
                 f"batch[{i}]",
             )
         try:
-            message = decode_message(raw)
-        except (msgspec.DecodeError, RecursionError):  # decode_json says why, as for any body
+            message = read_message(raw)
+        except (msgspec.DecodeError, RecursionError):
+            message = None
+        else:
+            context = None if message is None else message.context
+            if context is not None and context.__class__ is not _Strict:
+                # a context the typed reading could not take: a batch comes from one SDK, and its
+                # other items' contexts have the same keys, so they are read as JSON at once
+                read_message = _decode_message
+        if message is None:  # decode_json says why, as for any body
             path = f"batch[{i}]"
             message = decode_json(
                 _decode_message,
@@ -194,6 +214,27 @@ def parse(call: str, body: bytes) -> Envelope:
         is_batch=True,
         has_nul=NUL in body,
     )
+
+
+def _read_message(data: bytes | msgspec.Raw) -> Message | None:
+    """One message read once: its context typed straight from its span when it holds canonical keys
+    of the right types (and analytics.js's two others: what most SDKs send), else as JSON, which
+    :func:`normalize_context` reads as before. The same message, field for field, as
+    ``_decode_message``; None where that would raise (not JSON, nested too deep, not an object), so
+    the caller makes the same error."""
+    try:
+        message: Message = _decode_lean(data)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    span = message.context
+    if not span:
+        message.context = None  # absent
+        return message
+    try:
+        message.context = _decode_known(span)
+    except msgspec.ValidationError:  # a key outside the canonical set, or a value of another type
+        message.context = _decode_any(span)  # JSON: the message's decode checked it
+    return message
 
 
 def credentials(headers: Mapping[str, str], envelope: Envelope | None) -> str | None:
@@ -356,6 +397,11 @@ def _decode_one(
                 ) from exc
 
     context = message.context
+    if context.__class__ is _Strict:  # read typed by _read_message: canonical keys only
+        known_context = _context_of(context, meta.ip)
+        context = None
+    else:
+        known_context = None
     if context is not None and context.__class__ is not dict:
         context = obj(context, "context")
     if envelope.context:
@@ -395,7 +441,7 @@ def _decode_one(
         previous_id=previous_id,
         properties=properties,
         traits=traits,
-        context=normalize_context(context, meta.ip),
+        context=normalize_context(context, meta.ip) if known_context is None else known_context,
         timestamp=timestamp,
         original_timestamp=original,
         sent_at=sent_at,
@@ -448,6 +494,72 @@ class _Known(msgspec.Struct):
     screen: Screen | None = None
     campaign: Campaign | None = None
     library: Library | None = None
+
+
+class _StrictPage(Page, forbid_unknown_fields=True):
+    pass
+
+
+class _StrictScreen(Screen, forbid_unknown_fields=True):
+    pass
+
+
+class _StrictCampaign(Campaign, forbid_unknown_fields=True):
+    id: Any = msgspec.UNSET
+    """analytics.js's ``utm_id``: not canonical, kept in ``extra["campaign"]`` as ``normalize_context``
+    keeps it."""
+
+
+class _StrictLibrary(Library, forbid_unknown_fields=True):
+    pass
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True):
+    """A context of canonical keys, each of the right type, and of analytics.js's other two (the
+    top-level ``userAgentData``, ``campaign.id``): decoded straight from the message's bytes (no dicts
+    made for the canonical keys), it is what :func:`normalize_context` reads. Any other context fails
+    to decode and is read as JSON."""
+
+    ip: str | None = None
+    userAgent: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    active: bool | None = None
+    page: _StrictPage | None = None
+    screen: _StrictScreen | None = None
+    campaign: _StrictCampaign | None = None
+    library: _StrictLibrary | None = None
+    userAgentData: Any = msgspec.UNSET
+    """analytics.js's client hints: not canonical, kept in ``extra``."""
+
+
+_decode_known = msgspec.json.Decoder(_Strict | None).decode
+_astuple = msgspec.structs.astuple
+
+
+def _context_of(known: _Strict, request_ip: str | None) -> Context:
+    """The canonical context of a :class:`_Strict` one (the canonical structs, not the strict ones)."""
+    page, screen, campaign, library = known.page, known.screen, known.campaign, known.library
+    extra = {}
+    if known.userAgentData is not msgspec.UNSET:
+        extra["userAgentData"] = known.userAgentData
+    found: Campaign | None = None
+    if campaign is not None:
+        if campaign.id is not msgspec.UNSET:  # a nested leftover: after the top-level keys, as there
+            extra["campaign"] = {"id": campaign.id}
+        found = Campaign(campaign.source, campaign.medium, campaign.name, campaign.term, campaign.content)
+    return Context(
+        ip=known.ip or request_ip,
+        user_agent=known.userAgent,
+        locale=known.locale,
+        timezone=known.timezone,
+        page=None if page is None else Page(*_astuple(page)),
+        screen=None if screen is None else Screen(*_astuple(screen)),
+        campaign=found,
+        library=None if library is None else Library(*_astuple(library)),
+        active=known.active,
+        extra=extra,
+    )
 
 
 def normalize_context(ctx: dict | None, request_ip: str | None) -> Context:

@@ -30,6 +30,7 @@ from trackgate.workers.enrich import (
     excluded,
     geo,
     ip_policy,
+    memo,
     referrer,
     screen,
     user_agent,
@@ -75,12 +76,44 @@ CHAIN: tuple[tuple[str, Callable[[Event, Env], None]], ...] = (
 )
 
 
+_STANDARD = CHAIN
+_HEAD = 5
+"""``CHAIN[:_HEAD]`` (bots, user_agent, campaign, referrer, geo) answer from the event alone: memoized
+whole (:mod:`memo`) while ``CHAIN`` is the standard chain."""
+_TAIL = CHAIN[_HEAD:]
+_TAIL_NO_SETTINGS = tuple(step for step in _TAIL if step[0] in ("visitor", "screen"))
+"""What of the tail adds anything for a source without settings: ``excluded``, ``content_group`` and
+``ip_policy`` read only the source's settings (``excluded_ips``, ``content_groups``, ``ip_policy``)."""
+
+
 def enrich_event(event: Event, env: Env) -> None:
     """Run the chain on one event. A processor that fails (a bug, an odd value) is logged and noted in
-    ``enrichment.enrich_errors``; the event goes on through the rest of the chain and is stored."""
+    ``enrichment.enrich_errors``; the event goes on through the rest of the chain and is stored.
+
+    An event with nothing in ``enrichment`` yet (the usual case) takes the first five processors'
+    answers from :mod:`memo` (the same keys and values), then runs the rest."""
     if not isinstance(event.enrichment, dict):
         event.enrichment = {}
-    for name, process in CHAIN:
+    steps = CHAIN
+    if steps is _STANDARD and not event.enrichment:
+        found = memo.head(event, env.geo)
+        if found is not None:
+            out = event.enrichment
+            for pairs in found:
+                out.update(pairs)
+            steps = _TAIL if _has_settings(env, event.source_id) else _TAIL_NO_SETTINGS
+    _run(event, env, steps)
+
+
+def _has_settings(env: Env, source_id: str) -> bool:
+    try:
+        return bool(env.source(source_id))
+    except Exception:  # noqa: BLE001 - the processors that read them note it
+        return True
+
+
+def _run(event: Event, env: Env, steps: tuple[tuple[str, Callable[[Event, Env], None]], ...]) -> None:
+    for name, process in steps:
         try:
             process(event, env)
         except Exception:  # noqa: BLE001 - never lose an event to enrichment

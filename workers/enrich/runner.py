@@ -10,7 +10,7 @@ import psycopg
 
 from trackgate.schemas.event import Event
 from trackgate.schemas.settings import Settings
-from trackgate.workers.enrich import Env, enrich_events, visitor
+from trackgate.workers.enrich import Env, enrich_events, memo, visitor
 from trackgate.workers.enrich.geo import GeoDatabase
 from trackgate.workers.enrich.salts import SaltCache
 from trackgate.workers.enrich.sources import SourceSettings
@@ -86,6 +86,7 @@ class Enricher:
 
     def close(self) -> None:
         if self.geo is not None:
+            memo.place.cache_clear()  # its entries name the database
             self.geo.close()
 
 

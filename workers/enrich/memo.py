@@ -1,0 +1,122 @@
+"""The chain's pure processors memoized for their whole answer, by what each reads of the event.
+
+Five processors answer from the event alone (and the geo database), so an answer given once is given
+again for the same inputs: per user agent (``bots`` + ``user_agent``), per page and campaign fields
+(``campaign`` + ``referrer``: the referrer, the page URL, its search and the campaign fields), per IP
+string (``geo``). On an event whose ``enrichment`` starts empty (the usual case: an adapter flagged
+nothing), :func:`head` gives what those five would add, as three tuples of (key, value) pairs, with one
+cache lookup each instead of five processor calls. An answer is made by running the processors
+themselves on a scratch event that carries only those inputs, so it is theirs by construction
+(``tests/workers/enrich/test_memo.py`` checks it against the chain, key for key).
+
+The caches are bounded LRUs (``functools.lru_cache``); the values are tuples of strings and booleans,
+copied into each event's dict, so nothing cached is shared mutably. Keys: the user agent's classified
+prefix (an agent over ``OVERLONG_UA_CHARS`` is not memoized), the IP string in full (iptocc's and
+MaxMind's ranges are not cut at /24: a prefix would change answers).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from trackgate.adapters.traffic import OVERLONG_UA_CHARS, bounded_user_agent
+from trackgate.schemas.event import Campaign, Context, Event, Library, Page
+from trackgate.workers.enrich import bots, campaign, geo, referrer, user_agent
+
+Pairs = tuple[tuple[str, Any], ...]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SDK = Library(name="sdk")
+_NONE: Pairs = ()
+
+
+def _scratch(context: Context) -> Event:
+    return Event(
+        id="", message_id="", source_id="", dialect="", type="track", context=context, timestamp=_EPOCH,
+        received_at=_EPOCH, raw="",
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=16384)
+def agent(ua: str, names_library: bool) -> Pairs:
+    """What ``bots`` then ``user_agent`` add for a user agent (at most CLASSIFIED_UA_CHARS long: all
+    they read of one up to OVERLONG_UA_CHARS) and whether the event names its SDK."""
+    event = _scratch(Context(user_agent=ua, library=_SDK if names_library else None))
+    bots.process(event, None)
+    user_agent.process(event, None)
+    return tuple(event.enrichment.items())
+
+
+@lru_cache(maxsize=16384)
+def traffic(
+    fields: tuple[Any, Any, Any, Any, Any] | None,
+    has_page: bool,
+    url: str | None,
+    search: str | None,
+    referrer_url: str | None,
+) -> Pairs:
+    """What ``campaign`` then ``referrer`` add for the campaign fields (source, medium, name, term,
+    content; None: no ``context.campaign``) and the page (its URL, search and referrer)."""
+    page = Page(url=url, search=search, referrer=referrer_url) if has_page else None
+    found = None if fields is None else Campaign(*fields)
+    event = _scratch(Context(page=page, campaign=found))
+    campaign.process(event, None)
+    referrer.process(event, None)
+    return tuple(event.enrichment.items())
+
+
+class _GeoEnv:
+    __slots__ = ("geo",)
+
+    def __init__(self, database: geo.GeoDatabase | None):
+        self.geo = database
+
+
+@lru_cache(maxsize=65536)
+def place(ip: str, database: geo.GeoDatabase | None) -> Pairs:
+    """What ``geo`` adds for an IP string (with the worker's geo database, if any)."""
+    event = _scratch(Context(ip=ip))
+    geo.process(event, _GeoEnv(database))
+    return tuple(event.enrichment.items())
+
+
+def head(event: Event, database: geo.GeoDatabase | None) -> tuple[Pairs, Pairs, Pairs] | None:
+    """What ``bots``, ``user_agent``, ``campaign``, ``referrer`` and ``geo`` add to ``event`` when its
+    enrichment is empty, or None when it is not memoized (an overlong user agent, a value that is not
+    hashable, a processor that raised: the chain then runs them one by one, as it always did)."""
+    try:
+        context = event.context
+        ua = context.user_agent
+        page = context.page
+        found = context.campaign
+        ip = context.ip
+        if not ua:
+            agent_pairs = _NONE
+        elif len(ua) > OVERLONG_UA_CHARS:
+            return None
+        else:
+            library = context.library
+            agent_pairs = agent(bounded_user_agent(ua), library is not None and bool(library.name))
+        if page is None and found is None:
+            traffic_pairs = _NONE  # no page, no campaign fields: neither processor adds anything
+        else:
+            traffic_pairs = traffic(
+                None
+                if found is None
+                else (found.source, found.medium, found.name, found.term, found.content),
+                page is not None,
+                page.url if page is not None else None,
+                page.search if page is not None else None,
+                page.referrer if page is not None else None,
+            )
+        place_pairs = place(ip, database) if ip else _NONE
+    except Exception:  # noqa: BLE001 - the chain runs the processors itself and notes what failed
+        return None
+    return agent_pairs, traffic_pairs, place_pairs
+
+
+def clear() -> None:
+    for cache in (agent, traffic, place):
+        cache.cache_clear()
