@@ -32,8 +32,9 @@ from starlette.routing import get_route_path
 
 from trackgate.adapters.base import Adapter, AdapterError, PartialDecoder, Refused
 from trackgate.gateway import client_ip, debugger
-from trackgate.gateway.body import MAX_DEPTH, nested_deeper, read_body
+from trackgate.gateway.body import MAX_DEPTH, RequestTimeout, nested_deeper, read_body
 from trackgate.gateway.counting import AcceptCounts, Tally
+from trackgate.gateway.deadlines import Deadlines
 from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable
 from trackgate.gateway.first_party import under_prefix
 from trackgate.gateway.responses import ErrorRenderer, default_error, error_response
@@ -183,9 +184,11 @@ async def accept(
     incoming: Incoming,
     chunks: AsyncIterator[bytes],
     trace: debugger.Trace | None = None,
+    deadlines: Deadlines | None = None,
 ) -> Accepted:
     """Publish the request's events, or raise the error that refuses it. ``trace`` (only while someone
-    watches the debug feed) keeps the body and the source, for the feed's line if it is refused."""
+    watches the debug feed) keeps the body and the source, for the feed's line if it is refused.
+    ``deadlines`` keeps the body's deadline (``asyncio.timeout`` without it: a timer per request)."""
     adapter = route.adapter
     dialect = adapter.dialect
     headers = incoming.headers
@@ -198,9 +201,15 @@ async def accept(
             source = runtime.sources.authenticate(dialect, key)
     else:
         auth = authenticate(AuthContext(runtime, incoming))
-    body = await read_body(
-        chunks, route.cap, headers.get("content-length"), runtime.settings.http_body_timeout_seconds
-    )
+    timeout = runtime.settings.http_body_timeout_seconds
+    if deadlines is None:
+        body = await read_body(chunks, route.cap, headers.get("content-length"), timeout)
+    else:
+        try:
+            with deadlines.within(timeout):
+                body = await read_body(chunks, route.cap, headers.get("content-length"))
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {timeout:g} s") from None
     if trace is not None:
         trace.body = body
         trace.source_id = source.id if source is not None else None
@@ -324,6 +333,8 @@ class IngestFront:
         self.counts = counts if counts is not None else AcceptCounts(metrics.gateway())
         """What this process counted and has not handed to prometheus-client yet (``gateway/counting.py``)."""
         self._prefix = runtime.settings.first_party_prefix
+        self.deadlines = Deadlines(min(1.0, runtime.settings.http_body_timeout_seconds / 4))
+        """The bodies' deadlines: one timer a ``resolution`` for all requests, not one each."""
 
     @property
     def state(self) -> State:
@@ -381,7 +392,9 @@ class IngestFront:
         tally = self.counts.of(dialect)
         received = [0]
         try:
-            accepted = await accept(self.runtime, route, incoming, _receive_chunks(receive, received), trace)
+            accepted = await accept(
+                self.runtime, route, incoming, _receive_chunks(receive, received), trace, self.deadlines
+            )
         except ClientDisconnected:
             self._refused(tally, dialect, 499, "client_disconnected", received[0], started)
             return
