@@ -16,37 +16,50 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import Protocol
+
+
+class Watched(Protocol):
+    """What a :class:`Deadlines` watches: when it is due (the loop's clock), and what then."""
+
+    due: float
+
+    def fire(self) -> None: ...
 
 
 class Deadlines:
-    """``with deadlines.within(seconds): ...`` inside a task; one per application (its loop's)."""
+    """``with deadlines.within(seconds): ...`` inside a task; or any :class:`Watched` (``add``, ``discard``:
+    uvicorn's protocol watches a request's head so). One per application or server (its loop's)."""
 
     def __init__(self, resolution: float) -> None:
         if resolution <= 0:
             raise ValueError("resolution must be positive")
         self.resolution = resolution
-        self._watched: set[Deadline] = set()
+        self._watched: set[Watched] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def within(self, seconds: float) -> Deadline:
         return Deadline(self, seconds)
 
-    def _add(self, deadline: Deadline) -> None:
-        loop = deadline.loop
+    def add(self, watched: Watched, loop: asyncio.AbstractEventLoop) -> None:
+        """Call ``watched.fire()`` once it is due (unless discarded before); adding it again moves it."""
         if loop is not self._loop:  # another loop (tests run an app in one after another): start afresh
             self._loop, self._watched, self._timer = loop, set(), None
-        self._watched.add(deadline)
+        self._watched.add(watched)
         if self._timer is None:
             self._timer = loop.call_later(self.resolution, self._sweep, loop)
+
+    def discard(self, watched: Watched) -> None:
+        self._watched.discard(watched)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         if loop is not self._loop:
             return
         now = loop.time()
-        for deadline in [d for d in self._watched if d.due <= now]:
-            self._watched.discard(deadline)
-            deadline.fire()
+        for watched in [w for w in self._watched if w.due <= now]:
+            self._watched.discard(watched)
+            watched.fire()
         self._timer = loop.call_later(self.resolution, self._sweep, loop) if self._watched else None
 
 
@@ -68,7 +81,7 @@ class Deadline:
         self.loop = task.get_loop()
         self.cancelling = task.cancelling()
         self.due = self.loop.time() + self._seconds
-        self._owner._add(self)
+        self._owner.add(self, self.loop)
         return self
 
     def fire(self) -> None:
@@ -78,6 +91,6 @@ class Deadline:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._owner._watched.discard(self)
+        self._owner.discard(self)
         if self.fired and self._task.uncancel() <= self.cancelling and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc
