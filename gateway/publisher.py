@@ -234,17 +234,19 @@ class Publisher:
 
     async def start(self) -> None:
         try:
-            info = await self._client.info("server")
+            async with asyncio.timeout(self._timeout):  # the client may have no socket timeout
+                info = await self._client.info("server")
             version = tuple(int(p) for p in str(info["redis_version"]).split(".")[:3])
-        except (redis.RedisError, OSError, KeyError, ValueError):
+        except (redis.RedisError, OSError, KeyError, ValueError, TimeoutError):
             version = (6, 2, 0)  # RQ records it on the job; it does not change how the job is written
         self._queue.redis_server_version = version  # type: ignore[assignment]
         self._template = JobTemplate(self._queue, self._retry, self._compress_level)
         try:
             sent = _now_ms()
-            seconds, micros = await self._client.time()
+            async with asyncio.timeout(self._timeout):
+                seconds, micros = await self._client.time()
             self._learn_offset(sent, seconds * 1000 + micros // 1000)
-        except (redis.RedisError, OSError):
+        except (redis.RedisError, OSError, TimeoutError):
             pass  # learned from the first flush's reply; until then our clock is taken for Redis's
         self._task = asyncio.create_task(self._run(), name="trackgate-publisher")
 
