@@ -69,27 +69,55 @@ async def measure(args: argparse.Namespace, db: Database) -> list[float]:
         if message["type"] == "http.response.start":
             statuses[message["status"]] = statuses.get(message["status"], 0) + 1
 
+    def request(tid: int) -> Awaitable[None]:
+        counter[0] += 1
+        body = template.replace(payloads.SEQ, f"p{tid}x{counter[0]}").encode()
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": "/v1/track", "raw_path": b"/v1/track", "root_path": "",
+            "query_string": b"", "client": ("127.0.0.1", 40000 + tid % 20000), "server": ("127.0.0.1", 8000),
+            "headers": [
+                (b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
+                (b"authorization", authorization.encode()), (b"content-length", str(len(body)).encode()),
+            ],
+        }  # fmt: skip
+        return app(scope, _receiver({"type": "http.request", "body": body, "more_body": False}), send)
+
     async def connection(tid: int, n: int) -> None:
         for _ in range(n):
-            counter[0] += 1
-            body = template.replace(payloads.SEQ, f"p{tid}x{counter[0]}").encode()
-            scope = {
-                "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                "scheme": "http", "path": "/v1/track", "raw_path": b"/v1/track", "root_path": "",
-                "query_string": b"", "client": ("127.0.0.1", 40000 + tid), "server": ("127.0.0.1", 8000),
-                "headers": [
-                    (b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                    (b"authorization", authorization.encode()), (b"content-length", str(len(body)).encode()),
-                ],
-            }  # fmt: skip
-            await app(scope, _receiver({"type": "http.request", "body": body, "more_body": False}), send)
+            await request(tid)
+
+    async def timed(tid: int, due: float, latencies: list[float]) -> None:
+        await request(tid)
+        latencies.append(time.perf_counter() - due)
+
+    async def constant_rate(n: int) -> list[float]:
+        """``n`` requests at ``args.rate`` a second; each one's latency from when it was due."""
+        latencies: list[float] = []
+        tasks = []
+        started = time.perf_counter()
+        for i in range(n):
+            due = started + i / args.rate
+            now = time.perf_counter()
+            if due > now:
+                await asyncio.sleep(due - now)
+            tasks.append(asyncio.create_task(timed(i, due, latencies)))
+        await asyncio.gather(*tasks)
+        return sorted(latencies)
 
     per_round = args.requests // args.concurrency
     results = []
     with redis.Redis.from_url(args.redis) as r:
-        for _ in range(args.rounds + 1):  # the first round warms up
+        for i in range(args.rounds + 1):  # the first round warms up
             r.delete(f"rq:queue:{PERSIST_QUEUE}")
             gc.collect()
+            if args.rate:
+                latencies = await constant_rate(args.requests)
+                p50, p99 = (latencies[int(len(latencies) * q)] * 1e3 for q in (0.5, 0.99))
+                if i:
+                    print(f"  at {args.rate:g}/s: p50 {p50:.2f} ms  p99 {p99:.2f} ms", flush=True)
+                results.append(p99)
+                continue
             started = time.process_time()
             await asyncio.gather(*(connection(t, per_round) for t in range(args.concurrency)))
             results.append((time.process_time() - started) / (per_round * args.concurrency) * 1e6)
@@ -107,6 +135,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000, help="per round")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="requests/s: latency at a constant rate instead (p50/p99 ms)"
+    )
     args = parser.parse_args()
     if redis.Redis.from_url(args.redis).connection_pool.connection_kwargs.get("db", 0) == 0:
         raise SystemExit("refusing Redis database 0 (the bench flushes its queue)")
@@ -115,7 +146,8 @@ def main() -> None:
         rounds = uvloop.run(measure(args, db))
     finally:
         db.drop()
-    print("CPU µs/request per round: " + " ".join(f"{r:.1f}" for r in rounds) + f"  best {min(rounds):.1f}")
+    what = "p99 ms" if args.rate else "CPU µs/request"
+    print(f"{what} per round: " + " ".join(f"{r:.1f}" for r in rounds) + f"  best {min(rounds):.1f}")
 
 
 if __name__ == "__main__":
