@@ -32,6 +32,7 @@ from trackgate.gateway.routes import (
     prefix_conflict,
 )
 from trackgate.gateway.runtime import Runtime, utc_now
+from trackgate.gateway.script_connection import ScriptConnection
 from trackgate.gateway.source_changes import listen
 from trackgate.schemas import metrics
 from trackgate.schemas.settings import ServerSettings
@@ -66,10 +67,9 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
             socket_connect_timeout=settings.redis_timeout_seconds,
         )
         runtime.redis = client
-        # the publisher's own client has no socket timeout: it bounds each whole write itself
-        # (asyncio.timeout, Publisher.timeout), and redis-py's per-command timeout costs a wait_for and
-        # a timer on every flush (a quarter of a command's CPU, callgrind)
-        writer = aioredis.from_url(redis_url, socket_connect_timeout=settings.redis_timeout_seconds)
+        # the publisher's own connection (gateway/script_connection.py): one script per flush without
+        # redis-py's per-command machinery, and no socket timeout (the publisher bounds each write)
+        writer = ScriptConnection(redis_url, connect_timeout=settings.redis_timeout_seconds)
         runtime.publisher = publisher = Publisher(
             writer,
             max_batch_events=settings.max_batch_events,

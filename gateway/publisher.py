@@ -45,6 +45,7 @@ from rq.utils import utcformat
 
 from trackgate.adapters.base import Refused
 from trackgate.gateway.errors import Unavailable
+from trackgate.gateway.script_connection import ScriptConnection
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import (
     PERSIST_FUNC,
@@ -201,7 +202,7 @@ class JobTemplate:
 class Publisher:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | ScriptConnection,
         *,
         queue_name: str = PERSIST_QUEUE,
         max_batch_events: int = 5000,
