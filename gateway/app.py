@@ -32,6 +32,7 @@ from trackgate.gateway.routes import (
     prefix_conflict,
 )
 from trackgate.gateway.runtime import Runtime, utc_now
+from trackgate.gateway.script_connection import ScriptConnection
 from trackgate.gateway.source_changes import listen
 from trackgate.schemas import metrics
 from trackgate.schemas.settings import ServerSettings
@@ -66,8 +67,11 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
             socket_connect_timeout=settings.redis_timeout_seconds,
         )
         runtime.redis = client
+        # the publisher's own connection (gateway/script_connection.py): one script per flush without
+        # redis-py's per-command machinery, and no socket timeout (the publisher bounds each write)
+        writer = ScriptConnection(redis_url, connect_timeout=settings.redis_timeout_seconds)
         runtime.publisher = publisher = Publisher(
-            client,
+            writer,
             max_batch_events=settings.max_batch_events,
             retries=settings.job_retries,
             compress_level=settings.job_compress_level,
@@ -114,6 +118,7 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
             if runtime.api_keys is not None:
                 await runtime.api_keys.close()
             await client.aclose()
+            await writer.aclose()
             metrics.mark_process_dead()
 
     routes, operator = build_routes(), operator_routes(settings)

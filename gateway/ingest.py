@@ -32,8 +32,9 @@ from starlette.routing import get_route_path
 
 from trackgate.adapters.base import Adapter, AdapterError, PartialDecoder, Refused
 from trackgate.gateway import client_ip, debugger
-from trackgate.gateway.body import MAX_DEPTH, nested_deeper, read_body
+from trackgate.gateway.body import GZIP_MAGIC, MAX_DEPTH, RequestTimeout, nested_deeper, read_body
 from trackgate.gateway.counting import AcceptCounts, Tally
+from trackgate.gateway.deadlines import Deadlines
 from trackgate.gateway.errors import GatewayError, InvalidBody, Unauthorized, Unavailable
 from trackgate.gateway.first_party import under_prefix
 from trackgate.gateway.responses import ErrorRenderer, default_error, error_response
@@ -181,11 +182,13 @@ async def accept(
     runtime: Runtime,
     route: IngestRoute[Any],
     incoming: Incoming,
-    chunks: AsyncIterator[bytes],
+    reader: BodyReader,
     trace: debugger.Trace | None = None,
+    deadlines: Deadlines | None = None,
 ) -> Accepted:
     """Publish the request's events, or raise the error that refuses it. ``trace`` (only while someone
-    watches the debug feed) keeps the body and the source, for the feed's line if it is refused."""
+    watches the debug feed) keeps the body and the source, for the feed's line if it is refused.
+    ``deadlines`` keeps the body's deadline (``asyncio.timeout`` without it: a timer per request)."""
     adapter = route.adapter
     dialect = adapter.dialect
     headers = incoming.headers
@@ -198,9 +201,15 @@ async def accept(
             source = runtime.sources.authenticate(dialect, key)
     else:
         auth = authenticate(AuthContext(runtime, incoming))
-    body = await read_body(
-        chunks, route.cap, headers.get("content-length"), runtime.settings.http_body_timeout_seconds
-    )
+    timeout = runtime.settings.http_body_timeout_seconds
+    if deadlines is None:
+        body = await reader.read(route.cap, headers.get("content-length"), timeout)
+    else:
+        try:
+            with deadlines.within(timeout):
+                body = await reader.read(route.cap, headers.get("content-length"))
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {timeout:g} s") from None
     if trace is not None:
         trace.body = body
         trace.source_id = source.id if source is not None else None
@@ -259,17 +268,46 @@ class ClientDisconnected(Exception):
     pass
 
 
-async def _receive_chunks(receive: Receive, received: list[int]) -> AsyncIterator[bytes]:
-    """The body's chunks as they arrive; ``received[0]`` counts their bytes (as sent: before gunzip)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk = message.get("body", b"")
-        received[0] += len(chunk)
-        yield chunk
-        if not message.get("more_body", False):
-            return
+class BodyReader:
+    """A request's body from ASGI ``receive``; ``received`` counts its bytes as sent (before gunzip)."""
+
+    __slots__ = ("receive", "received")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.received = 0
+
+    async def read(self, cap: int, content_length: str | None, timeout: float | None = None) -> bytes:
+        """``read_body``'s answer (the cap, gzip, the deadline). A body that came whole in the first
+        message (almost every one: it arrives with the head), under the cap and not gzip, is that
+        message's bytes, taken without ``read_body``'s async iteration (~1.6 µs)."""
+        if timeout is None:
+            message = await self.receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body: bytes = message.get("body", b"")
+                if (
+                    len(body) <= cap
+                    and body[:2] != GZIP_MAGIC
+                    and (content_length is None or not content_length.isdigit() or int(content_length) <= cap)
+                ):
+                    self.received += len(body)
+                    return body
+            return await read_body(self._chunks(message), cap, content_length)
+        return await read_body(self._chunks(None), cap, content_length, timeout)
+
+    async def _chunks(self, first: Message | None) -> AsyncIterator[bytes]:
+        message = first
+        while True:
+            if message is None:
+                message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            self.received += len(chunk)
+            yield chunk
+            if not message.get("more_body", False):
+                return
+            message = None
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
@@ -324,6 +362,8 @@ class IngestFront:
         self.counts = counts if counts is not None else AcceptCounts(metrics.gateway())
         """What this process counted and has not handed to prometheus-client yet (``gateway/counting.py``)."""
         self._prefix = runtime.settings.first_party_prefix
+        self.deadlines = Deadlines(min(1.0, runtime.settings.http_body_timeout_seconds / 4))
+        """The bodies' deadlines: one timer a ``resolution`` for all requests, not one each."""
 
     @property
     def state(self) -> State:
@@ -331,12 +371,14 @@ class IngestFront:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            scope = under_prefix(scope, self._prefix)
-        if scope["type"] == "http" and scope["method"] == "POST":
-            found = self.table.match(get_route_path(scope))
-            if found is not None:
-                await self._ingest(*found, scope, receive, send)
-                return
+            if self._prefix is not None:
+                scope = under_prefix(scope, self._prefix)
+            if scope["method"] == "POST":
+                path = get_route_path(scope)
+                found = self.table.match(path)
+                if found is not None:
+                    await self._ingest(found[0], found[1], path, scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
     def _static_ok(self, route: IngestRoute[Any], cors: bool) -> tuple[Message, Message]:
@@ -349,6 +391,7 @@ class IngestFront:
         self,
         route: AnyRoute,
         params: dict[str, str],
+        path: str,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -370,7 +413,7 @@ class IngestFront:
             # handling is off, so nobody else's X-Forwarded-For is believed)
             peer = client_ip.forwarded_client(headers, self._proxies) or peer
         incoming = Incoming(
-            path=get_route_path(scope),
+            path=path,
             headers=headers,
             query=query,
             params=params,
@@ -379,11 +422,11 @@ class IngestFront:
         dialect = route.adapter.dialect
         trace = debugger.Trace() if self.runtime.watched else None
         tally = self.counts.of(dialect)
-        received = [0]
+        reader = BodyReader(receive)
         try:
-            accepted = await accept(self.runtime, route, incoming, _receive_chunks(receive, received), trace)
+            accepted = await accept(self.runtime, route, incoming, reader, trace, self.deadlines)
         except ClientDisconnected:
-            self._refused(tally, dialect, 499, "client_disconnected", received[0], started)
+            self._refused(tally, dialect, 499, "client_disconnected", reader.received, started)
             return
         except (AdapterError, GatewayError) as exc:
             if exc.status >= 500:
@@ -391,11 +434,11 @@ class IngestFront:
             else:
                 log.info("ingest_refused dialect=%s code=%s path=%s", dialect, exc.code, exc.path)
             await self._error(dialect, exc, cors, scope, receive, send, trace)
-            self._refused(tally, dialect, exc.status, exc.code, received[0], started)
+            self._refused(tally, dialect, exc.status, exc.code, reader.received, started)
             return
         except Exception as exc:  # a bug: answered in the dialect's shape (500), logged with its trace
             await self._error(dialect, exc, cors, scope, receive, send, trace)
-            self._refused(tally, dialect, 500, "internal_error", received[0], started)
+            self._refused(tally, dialect, 500, "internal_error", reader.received, started)
             return
         if route.respond is None and cors.__class__ is bool:
             start, body = self._static_ok(route, cors)  # type: ignore[arg-type]  # narrowed by the class test
@@ -407,7 +450,7 @@ class IngestFront:
         await send(body)
         tally.accepted += 1
         tally.events += len(accepted.events)
-        tally.bytes_in += received[0]
+        tally.bytes_in += reader.received
         tally.observe(time.perf_counter() - started)
 
     def _refused(

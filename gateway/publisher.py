@@ -45,6 +45,7 @@ from rq.utils import utcformat
 
 from trackgate.adapters.base import Refused
 from trackgate.gateway.errors import Unavailable
+from trackgate.gateway.script_connection import ScriptConnection
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import (
     PERSIST_FUNC,
@@ -201,7 +202,7 @@ class JobTemplate:
 class Publisher:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | ScriptConnection,
         *,
         queue_name: str = PERSIST_QUEUE,
         max_batch_events: int = 5000,
@@ -234,17 +235,19 @@ class Publisher:
 
     async def start(self) -> None:
         try:
-            info = await self._client.info("server")
+            async with asyncio.timeout(self._timeout):  # the client may have no socket timeout
+                info = await self._client.info("server")
             version = tuple(int(p) for p in str(info["redis_version"]).split(".")[:3])
-        except (redis.RedisError, OSError, KeyError, ValueError):
+        except (redis.RedisError, OSError, KeyError, ValueError, TimeoutError):
             version = (6, 2, 0)  # RQ records it on the job; it does not change how the job is written
         self._queue.redis_server_version = version  # type: ignore[assignment]
         self._template = JobTemplate(self._queue, self._retry, self._compress_level)
         try:
             sent = _now_ms()
-            seconds, micros = await self._client.time()
+            async with asyncio.timeout(self._timeout):
+                seconds, micros = await self._client.time()
             self._learn_offset(sent, seconds * 1000 + micros // 1000)
-        except (redis.RedisError, OSError):
+        except (redis.RedisError, OSError, TimeoutError):
             pass  # learned from the first flush's reply; until then our clock is taken for Redis's
         self._task = asyncio.create_task(self._run(), name="trackgate-publisher")
 

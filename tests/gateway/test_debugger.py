@@ -207,7 +207,9 @@ def test_a_revoked_key_fails_at_once_and_its_open_stream_ends(gateway, admin_key
         assert time.monotonic() < deadline, "the stream did not open"
         time.sleep(0.05)
     assert reader.status == 200
-    (key_id,) = db.execute("SELECT id FROM api_keys").fetchone() or ()
+    row = db.execute("SELECT id FROM api_keys").fetchone()
+    assert row is not None
+    key_id = row[0]
     # the gateway has just answered for this key: without the announcement it would be cached for 5 s
     assert api_keys.revoke(settings.database_url, key_id)
     heard, confirmed = announce_change(settings.redis_url)

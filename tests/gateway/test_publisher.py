@@ -171,6 +171,28 @@ def test_hung_redis_fails_every_waiting_publish_within_the_timeout(silent_redis)
     assert time.perf_counter() - started < 5
 
 
+def test_without_a_socket_timeout_a_hung_redis_still_fails_within_the_publishers_timeout(silent_redis):
+    """The app's publisher client has no socket timeout (the publisher bounds each write itself):
+    starting against a hung Redis and publishing to it both end within the publisher's timeout."""
+
+    async def main() -> list[BaseException | None]:
+        client = aioredis.from_url(silent_redis, socket_connect_timeout=2)
+        publisher = Publisher(client, timeout=0.5)
+        await publisher.start()
+        try:
+            return await asyncio.gather(
+                *(publisher.publish([event(f"m-{i}")]) for i in range(20)), return_exceptions=True
+            )
+        finally:
+            await publisher.stop()
+            await client.aclose()
+
+    started = time.perf_counter()
+    results = asyncio.run(main())
+    assert all(isinstance(r, Unavailable) for r in results), results
+    assert time.perf_counter() - started < 5
+
+
 def test_redis_error_reply_fails_every_waiting_publish_then_recovers(redis_url, rdb):
     """Redis is up but refuses the write (here: the queue key has the wrong type)."""
     queue_key = f"rq:queue:{PERSIST_QUEUE}"

@@ -1,0 +1,89 @@
+"""The publisher on its own connection (``gateway/script_connection.py``), as the app runs it, against the
+real Redis: jobs written and read back, a flushed script cache, a killed connection, an error reply,
+a hung Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import redis
+
+from tests.gateway.test_publisher import event, job_events, jobs
+from trackgate.gateway.errors import Unavailable
+from trackgate.gateway.publisher import Publisher
+from trackgate.gateway.script_connection import ScriptConnection
+from trackgate.schemas.jobs import PERSIST_QUEUE
+
+
+def run(url: str, scenario: Callable[[Publisher], Awaitable], **options):
+    async def main():
+        connection = ScriptConnection(url, connect_timeout=2)
+        publisher = Publisher(connection, **options)
+        await publisher.start()
+        try:
+            return await scenario(publisher)
+        finally:
+            await publisher.stop()
+            await connection.aclose()
+
+    return asyncio.run(main())
+
+
+def _ids(rdb: redis.Redis) -> list[str]:
+    return sorted(e.message_id for job in jobs(rdb) for e in job_events(job))
+
+
+def test_grouped_jobs_are_written_and_read_back(redis_url, rdb):
+    async def scenario(publisher: Publisher):
+        await asyncio.gather(*(publisher.publish([event(f"m-{i}")]) for i in range(100)))
+        await publisher.publish([event("alone")])
+
+    run(redis_url, scenario)
+    assert 2 <= len(jobs(rdb)) < 20
+    assert _ids(rdb) == sorted([*(f"m-{i}" for i in range(100)), "alone"])
+
+
+def test_a_flushed_script_cache_and_a_killed_connection_cost_no_request(redis_url, rdb):
+    async def scenario(publisher: Publisher):
+        await publisher.publish([event("first")])
+        await asyncio.to_thread(rdb.script_flush)  # NOSCRIPT: EVAL loads it again
+        await publisher.publish([event("second")])
+        connection = publisher._client
+        assert isinstance(connection, ScriptConnection)
+        own_id = await connection._call("CLIENT", "ID")
+        await asyncio.to_thread(rdb.client_kill_filter, _id=own_id)  # only its connection: as a restart
+        await publisher.publish([event("third")])
+
+    run(redis_url, scenario)
+    assert _ids(rdb) == ["first", "second", "third"]
+
+
+def test_an_error_reply_fails_the_flush_and_the_connection_serves_the_next(redis_url, rdb):
+    queue_key = f"rq:queue:{PERSIST_QUEUE}"
+    rdb.set(queue_key, "not a list")
+
+    async def scenario(publisher: Publisher):
+        failed = await asyncio.gather(
+            *(publisher.publish([event(f"m-{i}")]) for i in range(10)), return_exceptions=True
+        )
+        await asyncio.to_thread(rdb.delete, queue_key)
+        await publisher.publish([event("after")])
+        return failed
+
+    failed = run(redis_url, scenario)
+    assert all(isinstance(r, Unavailable) for r in failed), failed
+    assert _ids(rdb) == ["after"]
+
+
+def test_a_hung_redis_fails_start_up_reads_and_writes_within_the_timeout(silent_redis):
+    async def scenario(publisher: Publisher):
+        return await asyncio.gather(
+            *(publisher.publish([event(f"m-{i}")]) for i in range(10)), return_exceptions=True
+        )
+
+    started = time.perf_counter()
+    results = run(silent_redis, scenario, timeout=0.5)
+    assert all(isinstance(r, Unavailable) for r in results), results
+    assert time.perf_counter() - started < 5
