@@ -7,6 +7,7 @@ both sides must use.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +49,18 @@ class PersistBatch(msgspec.Struct, kw_only=True):
 
 
 _decode_persist = msgspec.json.Decoder(PersistBatch).decode
+
+_DESCRIBED_SIZE = re.compile(r"^persist_batch \S+ n_events=(\d+)(?: n_refused=(\d+))?")
+
+
+def described_size(description: str | None) -> int | None:
+    """A persist job's events and refused items as its description states them (the publisher writes
+    ``persist_batch <id> n_events=N n_refused=M``, the file replay ``... n_events=N (replay file)``),
+    or None when it states no size. The worker weighs jobs by it without inflating and decoding them."""
+    found = _DESCRIBED_SIZE.match(description or "")
+    if found is None:
+        return None
+    return int(found[1]) + int(found[2] or 0)
 
 
 def persist_batch_from_arg(arg: Any) -> PersistBatch:
