@@ -96,20 +96,8 @@ def drain(settings: ServerSettings, profile: Profile | None = None) -> float:
 
     Under the GC settings of a ``trackgate worker`` process (``workers.worker.run`` calls
     ``tune_gc``), restored after: with the interpreter's defaults the collector's passes over the
-    decoded jobs cost a quarter of the worker's CPU, which the real worker does not pay.
-
-    The window ends when the worker found the queue empty (RQ's ``teardown`` begins), not when it has
-    stopped: stopping waits up to ``reliable.PUBSUB_WAKE`` (0.5 s) for RQ's command-channel thread, a
-    cost of each burst worker's exit that stores nothing (7% of 50,000 events at 7,000/s)."""
+    decoded jobs cost a quarter of the worker's CPU, which the real worker does not pay."""
     worker = build_worker(settings)
-    drained: list[float] = []
-    teardown = worker.teardown
-
-    def timed_teardown() -> None:
-        drained.append(time.perf_counter())
-        teardown()
-
-    worker.teardown = timed_teardown  # type: ignore[method-assign]
     runtime.current().pool.wait(timeout=30)
     thresholds = gc.get_threshold()
     tune_gc()
@@ -117,7 +105,7 @@ def drain(settings: ServerSettings, profile: Profile | None = None) -> float:
         stop_profile = profile() if profile else None
         started = time.perf_counter()
         worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
-        elapsed = (drained[0] if drained else time.perf_counter()) - started
+        elapsed = time.perf_counter() - started
         if stop_profile is not None:
             stop_profile()
     finally:
