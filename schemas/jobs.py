@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from trackgate.schemas.destinations import FORWARD_FUNC, ForwardJob
 from trackgate.schemas.event import Event
 
 PERSIST_QUEUE = "trackgate-persist"
@@ -87,18 +88,35 @@ class MsgspecJSONSerializer:
 
     @staticmethod
     def loads(data: bytes | str) -> Any:
-        # A persist job decodes straight into typed structs (half the work of generic + convert);
-        # anything else RQ stores with this serializer (meta, results) decodes generically.
-        try:
-            return _decode_persist_job(data)
-        except msgspec.ValidationError:
-            pass
+        # A persist or forward job decodes straight into typed structs (half the work of generic +
+        # convert), chosen by the function name it starts with: a forward job tried as a persist job
+        # was decoded twice before it failed (its events), then generically a third time. Anything
+        # else RQ stores with this serializer (meta, results, other jobs) decodes generically.
+        head = data[:_HEAD]
+        head = head.encode() if isinstance(head, str) else head
+        for prefix, decode in _TYPED_JOBS:
+            if head.startswith(prefix):
+                try:
+                    return decode(data)
+                except msgspec.ValidationError:
+                    break  # not the shape this function's jobs have: read it as any JSON
         value = msgspec.json.decode(data)
         # RQ unpacks (func_name, instance, args, kwargs) as a tuple
         return tuple(value) if isinstance(value, list) else value
 
 
-_decode_persist_job = msgspec.json.Decoder(tuple[str, None, tuple[PersistBatch], dict]).decode
+_TYPED_JOBS = (
+    (
+        msgspec.json.encode([PERSIST_FUNC])[:-1] + b",",
+        msgspec.json.Decoder(tuple[str, None, tuple[PersistBatch], dict]).decode,
+    ),
+    (
+        msgspec.json.encode([FORWARD_FUNC])[:-1] + b",",
+        msgspec.json.Decoder(tuple[str, None, tuple[ForwardJob], dict]).decode,
+    ),
+)
+"""The start of a job's data as ``dumps`` writes it (``["<func>",``), and the typed decoder of that job."""
+_HEAD = max(len(prefix) for prefix, _ in _TYPED_JOBS)
 
 
 DELETE_FUNC = "trackgate.workers.deletes.delete_data"
