@@ -7,11 +7,13 @@ both sides must use.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
+from trackgate.schemas.destinations import FORWARD_FUNC, ForwardJob
 from trackgate.schemas.event import Event
 
 PERSIST_QUEUE = "trackgate-persist"
@@ -49,6 +51,18 @@ class PersistBatch(msgspec.Struct, kw_only=True):
 
 _decode_persist = msgspec.json.Decoder(PersistBatch).decode
 
+_DESCRIBED_SIZE = re.compile(r"^persist_batch \S+ n_events=(\d+)(?: n_refused=(\d+))?")
+
+
+def described_size(description: str | None) -> int | None:
+    """A persist job's events and refused items as its description states them (the publisher writes
+    ``persist_batch <id> n_events=N n_refused=M``, the file replay ``... n_events=N (replay file)``),
+    or None when it states no size. The worker weighs jobs by it without inflating and decoding them."""
+    found = _DESCRIBED_SIZE.match(description or "")
+    if found is None:
+        return None
+    return int(found[1]) + int(found[2] or 0)
+
 
 def persist_batch_from_arg(arg: Any) -> PersistBatch:
     """Turn the job's argument (as the serializer loaded it) into a typed batch."""
@@ -74,18 +88,35 @@ class MsgspecJSONSerializer:
 
     @staticmethod
     def loads(data: bytes | str) -> Any:
-        # A persist job decodes straight into typed structs (half the work of generic + convert);
-        # anything else RQ stores with this serializer (meta, results) decodes generically.
-        try:
-            return _decode_persist_job(data)
-        except msgspec.ValidationError:
-            pass
+        # A persist or forward job decodes straight into typed structs (half the work of generic +
+        # convert), chosen by the function name it starts with: a forward job tried as a persist job
+        # was decoded twice before it failed (its events), then generically a third time. Anything
+        # else RQ stores with this serializer (meta, results, other jobs) decodes generically.
+        head = data[:_HEAD]
+        head = head.encode() if isinstance(head, str) else head
+        for prefix, decode in _TYPED_JOBS:
+            if head.startswith(prefix):
+                try:
+                    return decode(data)
+                except msgspec.ValidationError:
+                    break  # not the shape this function's jobs have: read it as any JSON
         value = msgspec.json.decode(data)
         # RQ unpacks (func_name, instance, args, kwargs) as a tuple
         return tuple(value) if isinstance(value, list) else value
 
 
-_decode_persist_job = msgspec.json.Decoder(tuple[str, None, tuple[PersistBatch], dict]).decode
+_TYPED_JOBS = (
+    (
+        msgspec.json.encode([PERSIST_FUNC])[:-1] + b",",
+        msgspec.json.Decoder(tuple[str, None, tuple[PersistBatch], dict]).decode,
+    ),
+    (
+        msgspec.json.encode([FORWARD_FUNC])[:-1] + b",",
+        msgspec.json.Decoder(tuple[str, None, tuple[ForwardJob], dict]).decode,
+    ),
+)
+"""The start of a job's data as ``dumps`` writes it (``["<func>",``), and the typed decoder of that job."""
+_HEAD = max(len(prefix) for prefix, _ in _TYPED_JOBS)
 
 
 DELETE_FUNC = "trackgate.workers.deletes.delete_data"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from trackgate.schemas.jobs import persist_batch_from_arg
+from rq.job import Job
+
+from trackgate.schemas.jobs import described_size, persist_batch_from_arg
 from trackgate.workers import aggregate, pipeline, runtime, store
 from trackgate.workers.forward import delivery, resources
 
@@ -56,6 +58,13 @@ def batch_size(payload: object) -> int:
     """A persist job's weight in a group: its events and refused items."""
     batch = persist_batch_from_arg(payload)
     return len(batch.events) + len(batch.refused)
+
+
+def job_size(job: Job) -> int:
+    """A persist job's weight in a group, from its description when it states it (no inflating or
+    decoding of a job that may go back to its queue), else from its batch (:func:`batch_size`)."""
+    size = described_size(job.description)
+    return batch_size(job.args[0]) if size is None else size
 
 
 def forward_batch(payload: object) -> None:

@@ -66,6 +66,8 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import as_text, now
 from rq.worker.base import WorkerStatus
 
+from trackgate.workers.packed_job import PackedJob
+
 log = logging.getLogger(__name__)
 
 PREFIX = "trackgate"
@@ -223,6 +225,7 @@ class ReliableWorker(SimpleWorker):
     def __init__(self, queues: Sequence[Queue], *, grouping: Grouping | None = None, **kwargs: Any):
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
         kwargs.setdefault("worker_ttl", WORKER_TTL)
+        kwargs.setdefault("job_class", PackedJob)
         super().__init__(queues, **kwargs)
         self.queue_class = queue_class_for(self.name)
         self.processing_key = processing_key(self.name)
@@ -265,10 +268,12 @@ class ReliableWorker(SimpleWorker):
                 continue  # gone or unreadable: already out of the processing list
             if back:
                 back.append(job_id)
+            elif size + (job_size := _size(grouping, job)) > grouping.max_size:
+                # it and the jobs behind it wait for the next dequeue (weighed before its function is
+                # read: a job going back is neither inflated nor decoded when its description says its size)
+                back.append(job_id)
             elif job.func_name != grouping.func_name:
                 others.append((job, queue))
-            elif size + (job_size := _size(grouping, job)) > grouping.max_size:
-                back.append(job_id)  # it and the jobs behind it wait for the next dequeue
             else:
                 group.append(job)
                 size += job_size

@@ -42,7 +42,7 @@ def persist_grouping(settings: ServerSettings) -> Grouping:
     return Grouping(
         PERSIST_FUNC,
         run=lambda group: jobs.persist_batches([job.args[0] for job in group]),
-        size=lambda job: jobs.batch_size(job.args[0]),
+        size=jobs.job_size,
         max_jobs=settings.worker_group_jobs,
         max_size=settings.worker_group_events,
         alone=lambda exc: not unreachable(exc),

@@ -160,3 +160,15 @@ def test_a_job_that_would_take_a_group_over_the_event_cap_waits_for_the_next_one
     # 15 alone (15 + 10 > 20), then 10 + 10, then 5: never more than the cap in one transaction
     assert sorted(per_transaction.values()) == [5, 15, 20]
     assert len(stored_ids(db)) == 40
+
+
+def test_a_groups_jobs_count_in_the_workers_stats(settings, db, rdb, queue):
+    """RQ's worker stats (``rq info``, the dashboard): each grouped job counts as a successful job, and
+    the time each ran adds to the worker's working time."""
+    for i in range(5):
+        enqueue(queue, f"stats-{i}", 2)
+    name = work(settings, rdb)
+    stats = rdb.hgetall(f"rq:worker:{name}")
+    assert int(stats[b"successful_job_count"]) == 5
+    assert float(stats[b"total_working_time"]) > 0
+    assert len(set().union(*transactions(db).values())) == 1  # they did run as one group
