@@ -39,6 +39,7 @@ import msgspec
 import redis
 import redis.asyncio as aioredis
 import uuid_utils
+from isal import isal_zlib
 from rq import Queue, Retry
 from rq.job import Job
 from rq.utils import utcformat
@@ -117,8 +118,20 @@ def _refused_item(refused: Refused, source_id: str) -> RefusedItem:
     )
 
 
+def compress(data: bytes, level: int) -> bytes:
+    """A job's data as a zlib stream at ``level`` (0: plain). Levels 1–3 by ISA-L (python-isal, the
+    library the workers inflate with): the same format, about the same size as zlib at 1, and ~7× less
+    CPU on a 1-event job (zlib's set-up costs ~40 µs a call there, more than the rest of a request)
+    and ~4× less on big ones; levels 4–9 by zlib, which ISA-L does not have."""
+    if level <= 0:
+        return data
+    if level <= isal_zlib.ISAL_BEST_COMPRESSION:
+        return isal_zlib.compress(data, level)
+    return zlib.compress(data, level)
+
+
 class BatchJob(Job):
-    """RQ's Job, its data compressed at ``compress_level`` (zlib) rather than RQ's fixed 6.
+    """RQ's Job, its data compressed at ``compress_level`` (:func:`compress`) rather than zlib at RQ's 6.
 
     Level 6 cost ~18 µs an event on the accept path (bench/); level 1 costs a third of that and still
     shrinks a batch several times, which matters when Redis holds a backlog; 0 stores it plain. Any
@@ -134,7 +147,7 @@ class BatchJob(Job):
             obj = super().to_dict(include_meta=include_meta, include_result=include_result)
         finally:
             self._data = data
-        obj["data"] = zlib.compress(data, self.compress_level) if self.compress_level else data
+        obj["data"] = compress(data, self.compress_level)
         return obj
 
 
@@ -188,8 +201,7 @@ class JobTemplate:
 
     def job_commands(self, job_id: str, batch: PersistBatch, description: str, at: datetime) -> list[list]:
         data = MsgspecJSONSerializer.dumps((PERSIST_FUNC, None, [batch], {}))
-        if self.compress_level:
-            data = zlib.compress(data, self.compress_level)
+        data = compress(data, self.compress_level)
         fields = list(self.fields)
         stamp = utcformat(at)
         fields[self.holes[b"created_at"]] = stamp

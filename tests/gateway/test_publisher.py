@@ -294,9 +294,10 @@ def test_publish_after_stop_fails_fast(redis_url):
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("level", [0, 1, 9])
+@pytest.mark.parametrize("level", [0, 1, 3, 9])
 def test_every_compression_level_is_read_by_a_stock_worker(redis_url, rdb, drain, db, level):
-    """Job data plain (0) or zlib at any level: RQ's own Job.restore reads it and the worker stores it."""
+    """Job data plain (0), ISA-L's zlib stream (1-3) or zlib's (4-9): RQ's own Job.restore reads it and
+    the worker stores it."""
 
     async def scenario(publisher: Publisher):
         await publisher.publish([event(f"m-{level}")])
