@@ -188,11 +188,14 @@ def _drain_with(settings: ServerSettings, env: dict[str, str], n_workers: int, n
     last, and take the CPU each part used meanwhile."""
     backend_start: dict[int, float] = {}
     backend_end: dict[int, float] = {}
+    worker_seen: dict[int, float] = {}
 
     def cpu(r: redis.Redis, procs: list[subprocess.Popen]) -> dict[str, float]:
         info = r.info("cpu")
+        for p in procs:  # a burst worker that finished first reads 0 (or nothing) from then on
+            worker_seen[p.pid] = max(worker_seen.get(p.pid, 0.0), _cpu_seconds(p.pid))
         return {
-            "workers": sum(_cpu_seconds(p.pid) for p in procs),
+            "workers": sum(worker_seen.values()),
             "redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
             "machine": _machine_busy(),
         }
@@ -217,6 +220,8 @@ def _drain_with(settings: ServerSettings, env: dict[str, str], n_workers: int, n
                     (dbname,),
                 ).fetchall()
                 now = time.monotonic()
+                for p in procs:
+                    worker_seen[p.pid] = max(worker_seen.get(p.pid, 0.0), _cpu_seconds(p.pid))
                 for (pid,) in pids:
                     backend_end[pid] = _cpu_seconds(pid)
                     if first is not None:
