@@ -30,7 +30,7 @@ from trackgate.schemas.event import Event, Page, Screen
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.schemas.settings import ServerSettings, tune_gc
 from trackgate.workers import enrich, store
-from trackgate.workers.enrich import bots, campaign, client_ip, geo, memo, referrer, user_agent
+from trackgate.workers.enrich import bots, campaign, client_ip, geo, referrer, user_agent
 from trackgate.workers.enrich import runner as enrich_runner
 
 GOAL = 1.3
@@ -94,7 +94,9 @@ def make_realistic(events: list[Event], distinct_agents: int = 500, seed: int = 
 
 
 def clear_caches() -> None:
-    memo.clear()
+    memo = getattr(enrich, "memo", None)  # the chain's memo; absent in commits before it
+    if memo is not None:
+        memo.clear()
     for fn in (
         user_agent.parse_user_agent,
         user_agent.ua_fields,
