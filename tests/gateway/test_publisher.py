@@ -18,6 +18,7 @@ from rq.job import Job
 from tests.helpers import queued_jobs, stored
 from trackgate.gateway.errors import Unavailable
 from trackgate.gateway.publisher import Publisher
+from trackgate.gateway.script_connection import ScriptConnection
 from trackgate.schemas.event import Context, Event
 from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, persist_batch_from_arg
 
@@ -48,11 +49,16 @@ def requests_of(n: int) -> list[list[Event]]:
     return [[event(f"r{i}-e{j}") for j in range(i % 3 + 1)] for i in range(n)]
 
 
-def with_publisher(url: str, scenario: Callable[[Publisher], Awaitable], **options):
-    """Run ``scenario(publisher)`` on a started publisher, on a fresh event loop; stop it after."""
+def with_publisher(url: str, scenario: Callable[[Publisher], Awaitable], *, script: bool = False, **options):
+    """Run ``scenario(publisher)`` on a started publisher, on a fresh event loop; stop it after. ``script``:
+    on the gateway's own connection (``ScriptConnection``) instead of a redis-py client."""
 
     async def main():
-        client = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        client: aioredis.Redis | ScriptConnection = (
+            ScriptConnection(url, connect_timeout=2)
+            if script
+            else aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        )
         publisher = Publisher(client, **options)
         await publisher.start()
         try:
@@ -193,8 +199,10 @@ def test_without_a_socket_timeout_a_hung_redis_still_fails_within_the_publishers
     assert time.perf_counter() - started < 5
 
 
-def test_redis_error_reply_fails_every_waiting_publish_then_recovers(redis_url, rdb):
-    """Redis is up but refuses the write (here: the queue key has the wrong type)."""
+@pytest.mark.parametrize("script", [False, True], ids=["redis-py", "script-connection"])
+def test_redis_error_reply_fails_every_waiting_publish_then_recovers(redis_url, rdb, script):
+    """Redis is up but refuses the write (here: the queue key has the wrong type); on the gateway's own
+    connection, the error reply leaves the connection serving the next flush."""
     queue_key = f"rq:queue:{PERSIST_QUEUE}"
     rdb.set(queue_key, "not a list")
 
@@ -206,7 +214,7 @@ def test_redis_error_reply_fails_every_waiting_publish_then_recovers(redis_url, 
         await publisher.publish([event("after")])
         return failed
 
-    failed = with_publisher(redis_url, scenario)
+    failed = with_publisher(redis_url, scenario, script=script)
     assert all(isinstance(r, Unavailable) for r in failed), failed
     (job,) = jobs(rdb)
     assert [e.message_id for e in job_events(job)] == ["after"]

@@ -14,7 +14,6 @@ from tests.gateway.test_publisher import event, job_events, jobs
 from trackgate.gateway.errors import Unavailable
 from trackgate.gateway.publisher import Publisher
 from trackgate.gateway.script_connection import ScriptConnection
-from trackgate.schemas.jobs import PERSIST_QUEUE
 
 
 def run(url: str, scenario: Callable[[Publisher], Awaitable], **options):
@@ -58,23 +57,6 @@ def test_a_flushed_script_cache_and_a_killed_connection_cost_no_request(redis_ur
 
     run(redis_url, scenario)
     assert _ids(rdb) == ["first", "second", "third"]
-
-
-def test_an_error_reply_fails_the_flush_and_the_connection_serves_the_next(redis_url, rdb):
-    queue_key = f"rq:queue:{PERSIST_QUEUE}"
-    rdb.set(queue_key, "not a list")
-
-    async def scenario(publisher: Publisher):
-        failed = await asyncio.gather(
-            *(publisher.publish([event(f"m-{i}")]) for i in range(10)), return_exceptions=True
-        )
-        await asyncio.to_thread(rdb.delete, queue_key)
-        await publisher.publish([event("after")])
-        return failed
-
-    failed = run(redis_url, scenario)
-    assert all(isinstance(r, Unavailable) for r in failed), failed
-    assert _ids(rdb) == ["after"]
 
 
 def test_a_hung_redis_fails_start_up_reads_and_writes_within_the_timeout(silent_redis):
