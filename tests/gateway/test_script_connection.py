@@ -1,33 +1,18 @@
 """The publisher on its own connection (``gateway/script_connection.py``), as the app runs it, against the
-real Redis: jobs written and read back, a flushed script cache, a killed connection, an error reply,
-a hung Redis."""
+real Redis: jobs written and read back, a flushed script cache, a killed connection, a hung Redis (an
+error reply: ``test_publisher.py``, on both clients)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 import redis
 
-from tests.gateway.test_publisher import event, job_events, jobs
+from tests.gateway.test_publisher import event, job_events, jobs, with_publisher
 from trackgate.gateway.errors import Unavailable
 from trackgate.gateway.publisher import Publisher
 from trackgate.gateway.script_connection import ScriptConnection
-
-
-def run(url: str, scenario: Callable[[Publisher], Awaitable], **options):
-    async def main():
-        connection = ScriptConnection(url, connect_timeout=2)
-        publisher = Publisher(connection, **options)
-        await publisher.start()
-        try:
-            return await scenario(publisher)
-        finally:
-            await publisher.stop()
-            await connection.aclose()
-
-    return asyncio.run(main())
 
 
 def _ids(rdb: redis.Redis) -> list[str]:
@@ -39,7 +24,7 @@ def test_grouped_jobs_are_written_and_read_back(redis_url, rdb):
         await asyncio.gather(*(publisher.publish([event(f"m-{i}")]) for i in range(100)))
         await publisher.publish([event("alone")])
 
-    run(redis_url, scenario)
+    with_publisher(redis_url, scenario, script=True)
     assert 2 <= len(jobs(rdb)) < 20
     assert _ids(rdb) == sorted([*(f"m-{i}" for i in range(100)), "alone"])
 
@@ -55,7 +40,7 @@ def test_a_flushed_script_cache_and_a_killed_connection_cost_no_request(redis_ur
         await asyncio.to_thread(rdb.client_kill_filter, _id=own_id)  # only its connection: as a restart
         await publisher.publish([event("third")])
 
-    run(redis_url, scenario)
+    with_publisher(redis_url, scenario, script=True)
     assert _ids(rdb) == ["first", "second", "third"]
 
 
@@ -66,6 +51,6 @@ def test_a_hung_redis_fails_start_up_reads_and_writes_within_the_timeout(silent_
         )
 
     started = time.perf_counter()
-    results = run(silent_redis, scenario, timeout=0.5)
+    results = with_publisher(silent_redis, scenario, script=True, timeout=0.5)
     assert all(isinstance(r, Unavailable) for r in results), results
     assert time.perf_counter() - started < 5
