@@ -1004,6 +1004,10 @@ def test_fuzz_every_route(harness: Harness, drain, db):
     least = tuple(t for t in TARGETS if stats.by_target[t.method, t.template] < 5)
     if least:
         fuzz(10 * len(least), least)
+    # and one it still never drove (hypothesis's draws from a few routes can leave one out: seen once
+    # in CI, '/spectacle/tracking/{call}') gets ten requests of its own
+    for target in [t for t in TARGETS if stats.by_target[t.method, t.template] == 0]:
+        fuzz(10, (target,))
     total = sum(stats.by_target.values())
     slowest = sorted(stats.slowest, reverse=True)[:5]
     print(
