@@ -20,6 +20,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from trackgate.gateway.deadlines import Deadlines
+from trackgate.schemas import metrics
 from trackgate.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         log.info("http_refused reason=%s client=%s", reason, self.client)
+        _count_refused(int(response[9:12]), reason)  # "HTTP/1.1 408 ...": its status
         self.transport.write(response)
         self.transport.close()
 
@@ -143,7 +145,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._stop_head_timer()
+        limit = self.limit_concurrency  # uvicorn's own test, just before it answers 503 itself
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            _count_refused(503, "concurrency_limit")
         super().on_headers_complete()
+
+
+def _count_refused(status: int, reason: str) -> None:
+    """A request the server refused before the app saw it (408, 431, uvicorn's 503), counted in
+    ``trackgate_requests_refused`` as the app's refusals are, with the dialect ``http`` (not known yet)."""
+    metrics.gateway().refused.labels("http", str(status), reason).inc()
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

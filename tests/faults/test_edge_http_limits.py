@@ -8,6 +8,7 @@ request for as long as the client liked, and connections had no cap.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import time
@@ -141,6 +142,30 @@ def test_kept_alive_connections_still_work_and_get_the_header_deadline_again(gat
     assert data.startswith(b"HTTP/1.1 408 ") and took < 2.5
 
 
+def refused_count(base: str, status: int, reason: str) -> float:
+    """``trackgate_requests_refused_total`` for a refusal of the server's own (dialect ``http``)."""
+    wanted = f'trackgate_requests_refused_total{{dialect="http",reason="{reason}",status="{status}"}}'
+    for line in httpx.get(base + "/metrics").text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_the_servers_own_refusals_are_counted_in_metrics(gateway):
+    timeouts = refused_count(gateway, 408, "header_timeout")
+    with open_socket(gateway) as sock:
+        data, _ = read_until_closed(sock, limit=5)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    too_large = refused_count(gateway, 431, "headers_too_large")
+    with open_socket(gateway) as sock:
+        with contextlib.suppress(OSError):  # the server may close before it has read it all
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000)
+        data, _ = read_until_closed(sock, limit=3)
+    assert data == b"" or data.startswith(b"HTTP/1.1 431 "), data[:100]
+    assert refused_count(gateway, 408, "header_timeout") >= timeouts + 1
+    assert refused_count(gateway, 431, "headers_too_large") >= too_large + 1
+
+
 def test_over_the_connection_cap_uvicorn_answers_503(database_url, redis_url):
     from trackgate.schemas.settings import Settings
 
@@ -160,3 +185,4 @@ def test_over_the_connection_cap_uvicorn_answers_503(database_url, redis_url):
                 sock.close()
         time.sleep(0.3)
         assert httpx.get(base + "/health").status_code == 200
+        assert refused_count(base, 503, "concurrency_limit") >= 1
