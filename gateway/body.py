@@ -1,10 +1,9 @@
-"""Reading a request body: a hard size cap, a deadline, and gzip detected by its magic bytes and
+"""Reading a request body: a hard size cap, gzip detected by its magic bytes and
 inflated in bounded steps, so neither a huge body, a gzip bomb nor a client that sends its body a
 byte at a time holds the gateway's memory or a connection for long."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import operator
 import re
@@ -38,25 +37,26 @@ class RequestTimeout(GatewayError):
         super().__init__(message, headers={"Connection": "close"})
 
 
-async def read_body(
-    stream: AsyncIterator[bytes], cap: int, content_length: str | None = None, timeout: float | None = None
-) -> bytes:
-    """The body, inflated if it is gzip, refused as soon as it passes ``cap`` bytes (either form), or
-    with ``RequestTimeout`` (408) when it has not all arrived within ``timeout`` seconds.
+async def read_body(stream: AsyncIterator[bytes], cap: int, content_length: str | None = None) -> bytes:
+    """The body, inflated if it is gzip, refused as soon as it passes ``cap`` bytes (either form).
 
     Works for chunked bodies with no Content-Length; a Content-Length over the cap is refused before
-    anything is read.
+    anything is read. The caller keeps the deadline (``gateway/deadlines.py``: ``RequestTimeout``).
     """
+    refuse_declared(content_length, cap)
+    return finished(await _receive(stream, cap), cap)
+
+
+def refuse_declared(content_length: str | None, cap: int) -> None:
+    """``BodyTooLarge`` for a Content-Length over ``cap``, before anything is read."""
     if content_length is not None and content_length.isdigit() and int(content_length) > cap:
         raise BodyTooLarge(f"request body is {content_length} bytes, over the {cap}-byte limit")
-    if timeout is None:
-        body = await _receive(stream, cap)
-    else:
-        try:
-            async with asyncio.timeout(timeout):
-                body = await _receive(stream, cap)
-        except TimeoutError:
-            raise RequestTimeout(f"the request body did not arrive within {timeout:g} s") from None
+
+
+def finished(body: bytes, cap: int) -> bytes:
+    """A received body, checked against ``cap`` and inflated if it is gzip."""
+    if len(body) > cap:
+        raise BodyTooLarge(f"request body is over the {cap}-byte limit")
     if body[:2] == GZIP_MAGIC:
         return inflate(body, cap)
     return body

@@ -60,11 +60,10 @@ def _outcome(coro) -> object:
         ([b"\x1f\x8bnot gzip"], None),
     ],
 )
-@pytest.mark.parametrize("timeout", [None, 5.0])
-def test_the_reader_answers_as_read_body_does(chunks, content_length, timeout):
+def test_the_reader_answers_as_read_body_does(chunks, content_length):
     reader = BodyReader(_receiver(_messages(chunks)))
-    got = _outcome(reader.read(CAP, content_length, timeout))
-    expected = _outcome(read_body(_chunks(chunks), CAP, content_length, timeout))
+    got = _outcome(reader.read(CAP, content_length))
+    expected = _outcome(read_body(_chunks(chunks), CAP, content_length))
     assert got == expected
     if not isinstance(expected, tuple) or content_length != "1000":
         assert reader.received == sum(map(len, chunks)) or isinstance(expected, tuple)
