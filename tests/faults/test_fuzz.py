@@ -1000,13 +1000,9 @@ def test_fuzz_every_route(harness: Harness, drain, db):
     started = time.monotonic()
     stats = harness.stats
     fuzz(EXAMPLES)
-    # hypothesis does not draw uniformly: the routes it drove least get a few more requests each
-    least = tuple(t for t in TARGETS if stats.by_target[t.method, t.template] < 5)
-    if least:
-        fuzz(10 * len(least), least)
-    # and one it still never drove (hypothesis's draws from a few routes can leave one out: seen once
-    # in CI, '/spectacle/tracking/{call}') gets ten requests of its own
-    for target in [t for t in TARGETS if stats.by_target[t.method, t.template] == 0]:
+    # hypothesis does not draw uniformly: each route it drove least gets ten requests of its own (drawn
+    # among several such routes at once, one could still be left out: seen once in CI)
+    for target in [t for t in TARGETS if stats.by_target[t.method, t.template] < 5]:
         fuzz(10, (target,))
     total = sum(stats.by_target.values())
     slowest = sorted(stats.slowest, reverse=True)[:5]
