@@ -63,6 +63,7 @@ CLAIM_SQL = (  # the ids as two JSON arrays: parsed by PostgreSQL in C, ~2x chea
 )
 
 _encode = msgspec.json.encode
+_texts = msgspec.json.Decoder(list[str | None]).decode
 _created_partitions: set[tuple[int, int]] = set()
 
 
@@ -77,6 +78,11 @@ def event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
 
 
 def _event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
+    # the four times as RFC 3339 text, formatted by msgspec in one call: psycopg's datetime dumper
+    # costs ~8-10k instructions a value (a bench event's row + COPY: 90.8k -> 41.7k instructions)
+    timestamp, original, sent, received = _texts(
+        _encode((event.timestamp, event.original_timestamp, event.sent_at, event.received_at))
+    )
     return (
         event.id,
         event.source_id,
@@ -94,10 +100,10 @@ def _event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
         _encode(event.traits).decode(),
         _encode(event.context).decode(),
         _encode(event.integrations).decode(),
-        event.timestamp,
-        event.original_timestamp,
-        event.sent_at,
-        event.received_at,
+        timestamp,
+        original,
+        sent,
+        received,
         _encode(event.enrichment).decode(),
         event.raw,
         batch_id,

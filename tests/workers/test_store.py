@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -28,6 +28,28 @@ def test_stores_every_field(db, database_url):
     assert row["timestamp"] == T0
     assert row["raw"] == {"event": "Signed Up"}
     assert row["batch_id"] == "b1"
+
+
+def test_times_are_stored_to_the_microsecond_in_their_offset(db, database_url):
+    """The four times reach their timestamptz columns exactly: microseconds, another offset, an
+    absent one, a whole second (no fraction), a time before 1970."""
+    paris = timezone(timedelta(hours=2))
+    event = make_event(
+        "m-times",
+        original_timestamp=datetime(1969, 7, 20, 20, 17, 40, tzinfo=UTC),
+        sent_at=datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=paris),
+    )
+    event.timestamp = datetime(2026, 6, 1, 9, 59, 59, 1, tzinfo=UTC)
+    bare = make_event("m-bare")  # no original_timestamp, no sent_at
+    with psycopg.connect(database_url) as conn:
+        assert store.store_batch(conn, PersistBatch(batch_id="bt", events=[event, bare])).n_stored == 2
+    rows = {row["message_id"]: row for row in stored(db)}
+    row = rows["m-times"]
+    assert row["timestamp"] == datetime(2026, 6, 1, 9, 59, 59, 1, tzinfo=UTC)
+    assert row["original_timestamp"] == datetime(1969, 7, 20, 20, 17, 40, tzinfo=UTC)
+    assert row["sent_at"] == datetime(2026, 6, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    assert row["received_at"] == T0
+    assert rows["m-bare"]["original_timestamp"] is None and rows["m-bare"]["sent_at"] is None
 
 
 def test_same_message_twice_is_stored_once(db, database_url):
