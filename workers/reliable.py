@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import msgspec
 import redis
 from rq import Queue, SimpleWorker
 from rq.exceptions import DequeueTimeout, NoSuchJobError
@@ -166,6 +167,96 @@ class ReliableQueue(Queue):
             return result
 
 
+_TAKE = """
+local out = {}
+for _ = 1, tonumber(ARGV[1]) do
+  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  if not id then break end
+  local hash = redis.call('HGETALL', ARGV[2] .. id)
+  local kept = {}
+  for i = 1, #hash, 2 do
+    if hash[i + 1] ~= '' or hash[i] == 'data' then
+      kept[#kept + 1] = hash[i]
+      kept[#kept + 1] = hash[i + 1]
+    end
+  end
+  out[#out + 1] = id
+  out[#out + 1] = kept
+end
+return out
+"""
+"""KEYS: a queue, a processing list. ARGV: how many ids to move, the job key prefix. Moves up to that
+many ids from the queue into the list, and returns each with its job's hash (id, {field, value, ...};
+empty if the hash is gone). Fields with an empty value are left out: RQ's ``Job.restore`` reads them
+as unset either way, and half of a queued job's 18 fields are empty (each costs redis-py's parser)."""
+
+_REPLAY = """
+local words = #ARGV == 1 and cjson.decode(ARGV[1]) or ARGV
+local i, segment, skipped = 1, 0, {}
+while i <= #words do
+  segment = segment + 1
+  local run = words[i] == '' or redis.call('EXISTS', words[i]) == 0
+  local n = tonumber(words[i + 1])
+  i = i + 2
+  for _ = 1, n do
+    local length = tonumber(words[i])
+    if run then
+      redis.call(unpack(words, i + 1, i + length))
+    end
+    i = i + length + 1
+  end
+  if not run then
+    skipped[#skipped + 1] = segment
+  end
+end
+return skipped
+"""
+"""Words: segments, each a guard key ('' for none), its number of commands, then each command as its
+length and its words; as one JSON array of strings (``ARGV[1]``), or as ARGV itself when a word is
+not text. Runs every command of each segment whose guard key does not exist, atomically (as RQ's
+MULTI/EXEC would); returns the numbers (from 1) of the segments skipped.
+
+Through redis-py's pipeline a command costs the worker ~25-30 µs of CPU (packing each word, parsing
+its reply and MULTI's QUEUED, callbacks); as words of one script call, ~1.5 µs a word (redis-py's
+packing); as one JSON array (msgspec), a fraction of that."""
+
+
+class _NotText(Exception):
+    """A recorded word that JSON cannot carry as is (bytes that are not UTF-8, another type)."""
+
+
+def _as_text(words: list) -> list:
+    """The words as redis-py's ``Encoder`` writes them, as text: a str as is, bytes decoded (UTF-8),
+    an int or a float by its ``repr``; :class:`_NotText` for anything else."""
+    out = []
+    for word in words:
+        kind = type(word)
+        if kind is str:
+            out.append(word)
+        elif kind is int or kind is float:
+            out.append(repr(word))
+        elif kind is bytes:
+            try:
+                out.append(word.decode())
+            except UnicodeDecodeError:
+                raise _NotText from None
+        elif isinstance(word, str):  # RQ's str enums (a status, a state): their value, as redis-py sends it
+            out.append(word.encode().decode())
+        else:
+            raise _NotText
+    return out
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def _recorded(recorder: Any) -> list:
+    """The commands RQ wrote into a pipeline that is never executed, and the pipeline emptied."""
+    commands = list(recorder.command_stack)
+    recorder.reset()
+    return commands
+
+
 def _delete_finished(job: Job, pipe: Any) -> None:
     """RQ's ``Job.delete`` of a finished job kept for 0 s, for a job whose only execution this worker
     just cleaned up (``cleanup_execution``, in ``pipe``): the same keys deleted, without the reads RQ
@@ -231,6 +322,8 @@ class ReliableWorker(SimpleWorker):
         self.processing_key = processing_key(self.name)
         self.keeper: Keeper | None = None
         self.grouping = grouping
+        self._take_script = self.connection.register_script(_TAKE)
+        self._replay_script = self.connection.register_script(_REPLAY)
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         """RQ's ``execute_job`` prepared ``job``'s execution and calls this: a job of the grouping's
@@ -252,18 +345,19 @@ class ReliableWorker(SimpleWorker):
         self, first: Job, queue: Queue, grouping: Grouping
     ) -> tuple[list[Job], list[tuple[Job, Queue]]]:
         """``first`` and the jobs behind it in ``queue``, each moved into the processing list: up to
-        ``max_jobs - 1`` ids moved in one round trip and fetched in another; from the first that would
-        take the group over ``max_size``, they go back to the head of the queue in their order (a job
-        of another function is run alone after the group)."""
+        ``max_jobs - 1`` ids moved and their hashes read by one script (:data:`_TAKE`); from the first
+        that would take the group over ``max_size``, they go back to the head of the queue in their
+        order (a job of another function is run alone after the group)."""
         size = _size(grouping, first)
         if size >= grouping.max_size or grouping.max_jobs <= 1:
             return [first], []
-        with self.connection.pipeline(transaction=False) as pipe:
-            for _ in range(grouping.max_jobs - 1):
-                pipe.lmove(queue.key, self.processing_key, "LEFT", "RIGHT")
-            ids = [as_text(raw) for raw in pipe.execute() if raw is not None]
+        taken = self._take_script(
+            keys=[queue.key, self.processing_key],
+            args=[grouping.max_jobs - 1, self.job_class.redis_job_namespace_prefix],
+        )
+        ids = [as_text(raw) for raw in taken[0::2]]
         group, others, back = [first], [], []  # type: list[Job], list[tuple[Job, Queue]], list[str]
-        for job_id, job in zip(ids, self._fetch_taken(ids), strict=True):
+        for job_id, job in zip(ids, self._restore_taken(ids, taken[1::2]), strict=True):
             if job is None:
                 continue  # gone or unreadable: already out of the processing list
             if back:
@@ -285,53 +379,51 @@ class ReliableWorker(SimpleWorker):
                 pipe.execute()
         return group, others
 
-    def _fetch_taken(self, ids: list[str]) -> list[Job | None]:
-        """The jobs of ids just moved into the processing list, in one round trip; a job whose hash is
-        gone leaves the list, one that cannot be read is set aside (as ``dequeue_any`` does): None."""
-        if not ids:
-            return []
-        fetch = self.job_class.fetch
-        try:
-            many = self.job_class.fetch_many(ids, connection=self.connection, serializer=self.serializer)
-        except Exception:  # one of them is unreadable: find which, one by one
-            many = []
-            for job_id in ids:
+    def _restore_taken(self, ids: list[str], hashes: list[list[bytes]]) -> list[Job | None]:
+        """The jobs of ids just moved into the processing list, from their hashes as :data:`_TAKE`
+        read them (as RQ's ``Job.fetch_many`` makes them); a job whose hash is gone leaves the list,
+        one that cannot be read is set aside (as ``dequeue_any`` does): None."""
+        jobs: list[Job | None] = []
+        for job_id, flat in zip(ids, hashes, strict=True):
+            job = None
+            if flat:
+                job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
                 try:
-                    many.append(fetch(job_id, connection=self.connection, serializer=self.serializer))
+                    job.restore(dict(zip(flat[0::2], flat[1::2], strict=True)))
                 except NoSuchJobError:
-                    many.append(None)
+                    job = None
                 except Exception:
                     log.exception("job_unreadable job_id=%s", job_id)
                     with self.connection.pipeline(transaction=True) as pipe:
                         pipe.lrem(self.processing_key, 1, job_id)
                         pipe.rpush(UNREADABLE_KEY, job_id)
                         pipe.execute()
-                    many.append(None)
+                    jobs.append(None)
                     continue
-        gone = [job_id for job_id, job in zip(ids, many, strict=True) if job is None]
-        for job_id in gone:  # (an unreadable one is already out: LREM finds nothing)
-            self.connection.lrem(self.processing_key, 1, job_id)
-        return many
+            if job is None:
+                self.connection.lrem(self.processing_key, 1, job_id)
+            jobs.append(job)
+        return jobs
 
     def _prepare_group(self, jobs: list[Job]) -> list[Execution]:
         """RQ's ``prepare_execution`` of every job but the first (RQ prepared it), and
-        ``prepare_job_execution`` of every job, in one transaction; returns the new executions."""
+        ``prepare_job_execution`` of every job: their commands recorded from RQ's own API and run by
+        one script (atomic, as RQ's transaction); returns the new executions. (The job's own
+        heartbeat, which ``prepare_for_execution`` writes again at once, is left out.)"""
         executions = []
-        started = now()
-        with self.connection.pipeline() as pipe:
-            for job in jobs[1:]:
-                execution = Execution.create(
-                    job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name
-                )
-                self.executions[execution.id] = execution
-                executions.append(execution)
-            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
-            self.heartbeat(max(self.get_heartbeat_ttl(job) for job in jobs), pipeline=pipe)
-            for job in jobs:
-                job.heartbeat(started, self.get_heartbeat_ttl(job), pipeline=pipe)
-                job.prepare_for_execution(self.name, pipeline=pipe)
-                pipe.persist(job.key)
-            pipe.execute()
+        recorder = self.connection.pipeline(transaction=True)  # never executed: RQ writes into it
+        for job in jobs[1:]:
+            executions.append(
+                Execution.create(job, self.get_heartbeat_ttl(job), pipeline=recorder, worker_name=self.name)
+            )
+        self.set_state(WorkerStatus.BUSY, pipeline=recorder)
+        self.heartbeat(max(self.get_heartbeat_ttl(job) for job in jobs), pipeline=recorder)
+        for job in jobs:
+            job.prepare_for_execution(self.name, pipeline=recorder)
+            recorder.persist(job.key)
+        self._replay([("", _recorded(recorder))])
+        for execution in executions:
+            self.executions[execution.id] = execution
         return executions
 
     def _execute_group(
@@ -368,47 +460,60 @@ class ReliableWorker(SimpleWorker):
 
     def _finish_group(self, jobs: list[Job], executions: list[Execution], queue: Queue) -> None:
         """Each job's success as RQ's ``handle_job_success`` records it: the first job's by RQ itself
-        (``_finalize_success``), then the others' in one transaction when they have nothing else to
-        do on success (no callback, repeat, webhook, rate limit or dependents: the persist jobs); any
-        other job goes through RQ's own ``_finalize_success`` too."""
+        (``_finalize_success``), then, for the others with nothing else to do on success (no callback,
+        repeat, webhook or rate limit: the persist jobs), RQ's commands recorded from its own API and
+        run by one script, which leaves to RQ's own ``_finalize_success`` (after it) any job that has
+        dependents by then (they must be enqueued); any other job goes through RQ's own path too."""
         self._finalize_success(jobs[0], queue, executions[0], None)
-        jobs, executions = jobs[1:], executions[1:]
-        with self.connection.pipeline(transaction=False) as pipe:
-            for job in jobs:
-                pipe.exists(job.dependents_key)
-            has_dependents = pipe.execute()
         plain: list[tuple[Job, Execution]] = []
         special: list[tuple[Job, Execution]] = []
-        for job, execution, dependents in zip(jobs, executions, has_dependents, strict=True):
-            simple = not (dependents or job.success_callback or job.repeats_left or job.webhooks)
-            (plain if simple and not job.has_rate_limit else special).append((job, execution))
-        if plain:
-            ended = now()
-            with self.connection.pipeline() as pipe:
-                for job, execution in plain:
-                    job.ended_at = ended
-                    job._status = JobStatus.FINISHED
-                    job._result = None
-                    self.increment_successful_job_count(pipeline=pipe)
-                    self.increment_total_working_time(ended - (job.started_at or ended), pipe)
-                    result_ttl = job.get_result_ttl(self.default_result_ttl)
-                    if result_ttl != 0:
-                        job._handle_success(
-                            result_ttl,
-                            pipeline=pipe,
-                            worker_name=self.name,
-                            execution_id=execution.id,
-                            execution_started_at=execution.created_at,
-                            execution_ended_at=ended,
-                        )
-                    self.cleanup_execution(job, pipeline=pipe, execution=execution)
-                    if result_ttl == 0 and not job.group_id:
-                        _delete_finished(job, pipe)
-                    else:
-                        job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-                pipe.execute()
+        for job, execution in zip(jobs[1:], executions[1:], strict=True):
+            simple = not (job.success_callback or job.repeats_left or job.webhooks or job.has_rate_limit)
+            (plain if simple else special).append((job, execution))
+        ended = now()
+        recorder = self.connection.pipeline(transaction=True)  # never executed: RQ writes into it
+        segments: list[tuple[str, list]] = []
+        for job, execution in plain:
+            job.ended_at = ended
+            job._status = JobStatus.FINISHED
+            job._result = None
+            self.increment_successful_job_count(pipeline=recorder)
+            self.increment_total_working_time(ended - (job.started_at or ended), recorder)
+            result_ttl = job.get_result_ttl(self.default_result_ttl)
+            if result_ttl != 0:
+                job._handle_success(
+                    result_ttl,
+                    pipeline=recorder,
+                    worker_name=self.name,
+                    execution_id=execution.id,
+                    execution_started_at=execution.created_at,
+                    execution_ended_at=ended,
+                )
+            self.cleanup_execution(job, pipeline=recorder, execution=execution)
+            if result_ttl == 0 and not job.group_id:
+                _delete_finished(job, recorder)
+            else:
+                job.cleanup(result_ttl, pipeline=recorder, remove_from_queue=False)
+            segments.append((job.dependents_key, _recorded(recorder)))
+        if segments:
+            special += [plain[i] for i in self._replay(segments)]  # dependents: RQ enqueues them
         for job, execution in special:
             self._finalize_success(job, queue, execution, None)
+
+    def _replay(self, segments: list[tuple[str, list]]) -> list[int]:
+        """Run recorded commands with one script (:data:`_REPLAY`, atomic); a segment whose guard key
+        exists is skipped. Returns the indexes of the skipped segments."""
+        argv: list = []
+        for guard, commands in segments:
+            argv += (guard, len(commands))
+            for args, _options in commands:
+                argv.append(len(args))
+                argv += args
+        try:
+            words = [_encode_json(_as_text(argv))]
+        except _NotText:  # e.g. a job's zlib data (a result kept): the words as they are
+            words = argv
+        return [int(n) - 1 for n in self._replay_script(args=words)]
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         if kwargs.get("with_scheduler"):

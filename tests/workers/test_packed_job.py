@@ -145,3 +145,26 @@ def test_a_job_put_back_by_the_group_take_is_not_inflated(settings, db, rdb, mon
     work(msgspec.structs.replace(settings, worker_group_jobs=4, worker_group_events=20))
     assert len(stored_ids(db)) == 30
     assert len(inflated) == 3  # each job once: "big" and "last" went back unread after "first"
+
+
+def test_a_jobs_timestamps_are_read_as_rqs_str_to_date_reads_them():
+    """``parse_stamp`` (``fromisoformat``) for RQ's own format, RQ's ``str_to_date`` for anything
+    else: the same value, the same errors."""
+    from datetime import UTC, datetime, timedelta
+
+    from rq.utils import str_to_date, utcformat
+
+    from trackgate.workers.packed_job import parse_stamp
+
+    start = datetime(2026, 12, 6, 23, 59, 59, 999_999, tzinfo=UTC)
+    stamps = [utcformat(start + timedelta(microseconds=7919 * i)) for i in range(500)]
+    stamps += ["0001-01-01T00:00:00.000000Z", "9999-12-31T23:59:59.999999Z", "2026-02-03T04:05:06Z"]
+    for stamp in stamps:
+        for value in (stamp, stamp.encode()):
+            parsed = parse_stamp(value)
+            assert parsed == str_to_date(value) and parsed.tzinfo == UTC
+    for bad in ("2026-02-30T00:00:00.000000Z", "2026-02-03T04:05:06.0000+1Z", "2026-02-03 04:05:06.000000Z"):
+        with pytest.raises(ValueError):
+            str_to_date(bad)
+        with pytest.raises(ValueError):
+            parse_stamp(bad)

@@ -37,3 +37,31 @@ def test_a_batch_run_twice_is_stored_once_then_counted_duplicate(db, database_ur
     assert [a - b for a, b in zip(first, before, strict=True)] == [2, 1, 1, 2]
     # second run: all three good ones are duplicates; the bad one is refused again, its row exists already
     assert [a - b for a, b in zip(second, first, strict=True)] == [0, 3, 0, 0]
+
+
+def test_lags_are_counted_in_the_buckets_and_sum_observe_gives_them():
+    """The store lags go into the histogram one ``inc`` per bucket (``pipeline._observe_all``): the
+    same buckets, count and sum as ``observe`` of each, bounds and zeros included."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from trackgate.schemas.metrics import LAG_BUCKETS
+
+    registry = CollectorRegistry()
+    one_by_one = Histogram("one", "", buckets=LAG_BUCKETS, registry=registry)
+    folded = Histogram("folded", "", buckets=LAG_BUCKETS, registry=registry)
+    values = [0.0, 0.0004, *LAG_BUCKETS[:-1], 0.75, 3.0, 42.0, 1e7] * 3
+    for value in values:
+        one_by_one.observe(value)
+    pipeline._observe_all(folded, values)  # noqa: SLF001
+    pipeline._observe_all(folded, [])  # noqa: SLF001
+
+    def samples(name: str) -> list[tuple[str, dict, float]]:
+        return [
+            (s.name.removeprefix(name), s.labels, round(s.value, 6))
+            for m in registry.collect()
+            if m.name == name
+            for s in m.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert samples("folded") == samples("one") and samples("one")
