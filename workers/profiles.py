@@ -55,6 +55,8 @@ DEFAULT_CURRENCY = "USD"
 
 _dumps = msgspec.json.Encoder(decimal_format="number").encode
 _loads = msgspec.json.Decoder(float_hook=Decimal).decode
+_plain_dumps = msgspec.json.encode
+_plain_loads = msgspec.json.Decoder(list[str | None]).decode
 _blake2b = hashlib.blake2b
 _sha256 = hashlib.sha256
 
@@ -341,10 +343,21 @@ class _Batch:
         was not found under that lock, every new profile has a fresh id). COPY cannot run in pipeline
         mode, so this is sent before :meth:`write`; no other write depends on these rows."""
         fresh = [p for p in self.profiles.values() if p.merged_into is None and not p.stored]
-        if fresh:
+        # most new profiles have only ids and times (a first track or page): their row takes the
+        # columns' defaults for the rest (no empty jsonb to format and parse four times a row)
+        plain = [p for p in fresh if not (p.traits or p.counters or p.revenue or p.mrr_at or p.arr_at)]
+        if plain:
+            times = iter(_texts([t for p in plain for t in (p.first_seen, p.last_seen)]))
+            with cur.copy(COPY_PLAIN_PROFILES_SQL) as copy:
+                write = copy.write_row
+                for p in plain:
+                    write((p.id, p.workspace, p.user_id, next(times), next(times)))
+        rich = [p for p in fresh if p.traits or p.counters or p.revenue or p.mrr_at or p.arr_at]
+        if rich:
+            times = iter(_texts([t for p in rich for t in (p.mrr_at, p.arr_at, p.first_seen, p.last_seen)]))
             with cur.copy(COPY_PROFILES_SQL) as copy:
                 write = copy.write_row
-                for p in fresh:
+                for p in rich:
                     write(
                         (
                             p.id,
@@ -355,11 +368,11 @@ class _Batch:
                             _jsonb(p.counters),
                             _jsonb(p.revenue),
                             p.mrr,
-                            p.mrr_at,
+                            next(times),
                             p.arr,
-                            p.arr_at,
-                            p.first_seen,
-                            p.last_seen,
+                            next(times),
+                            next(times),
+                            next(times),
                         )
                     )
         if self.new_links:
@@ -425,6 +438,12 @@ class _Batch:
         return Written(n_profiles=len(alive), n_groups=len(written) + len(created))
 
 
+def _texts(moments: list[datetime | None]) -> list[str | None]:
+    """Times as RFC 3339 text for a COPY row, all at once through msgspec: psycopg formats each
+    datetime through Python (~4-8 µs one on the bench machine, against ~0.1 µs here)."""
+    return _plain_loads(_plain_dumps(moments))
+
+
 def _jsonb(value: dict) -> str:
     return _dumps(value).decode() if value else "{}"
 
@@ -448,6 +467,7 @@ _PROFILE_VALUES = ", ".join(
     for c in (c.strip() for c in _PROFILE_COLUMNS.split(","))
 )
 COPY_PROFILES_SQL = f"COPY profiles (id, workspace, {_PROFILE_COLUMNS}) FROM STDIN"
+COPY_PLAIN_PROFILES_SQL = "COPY profiles (id, workspace, user_id, first_seen, last_seen) FROM STDIN"
 UPDATE_PROFILES_SQL = (
     f"UPDATE profiles p SET ({_PROFILE_COLUMNS}, updated_at) = ({_PROFILE_VALUES}, now())"
     f" FROM json_to_recordset(%s) AS v ({_PROFILE_RECORD}) WHERE p.id = v.id"
