@@ -55,6 +55,8 @@ DEFAULT_CURRENCY = "USD"
 
 _dumps = msgspec.json.Encoder(decimal_format="number").encode
 _loads = msgspec.json.Decoder(float_hook=Decimal).decode
+_plain_dumps = msgspec.json.encode
+_plain_loads = msgspec.json.Decoder(list[str | None]).decode
 _blake2b = hashlib.blake2b
 _sha256 = hashlib.sha256
 
@@ -207,8 +209,14 @@ Step = tuple[str, Event, "tuple[str, dict] | None", list[str]]
 class _Batch:
     """Applies a batch's events, in event-time order, to the state read under lock; then writes it."""
 
-    def __init__(self, links: dict[tuple[str, str], Profile], groups: dict[tuple[str, str], Group]):
+    def __init__(
+        self,
+        links: dict[tuple[str, str], Profile],
+        groups: dict[tuple[str, str], Group],
+        keys: dict[tuple[str, str], bytes],
+    ):
         self.links = links
+        self.keys = keys  # every id the batch may link -> its key
         self.new_links: dict[tuple[str, str], str] = {}  # -> kind
         self.profiles: dict[str, Profile] = {p.id: p for p in links.values()}
         self.groups = groups
@@ -335,10 +343,21 @@ class _Batch:
         was not found under that lock, every new profile has a fresh id). COPY cannot run in pipeline
         mode, so this is sent before :meth:`write`; no other write depends on these rows."""
         fresh = [p for p in self.profiles.values() if p.merged_into is None and not p.stored]
-        if fresh:
+        # most new profiles have only ids and times (a first track or page): their row takes the
+        # columns' defaults for the rest (no empty jsonb to format and parse four times a row)
+        plain = [p for p in fresh if not (p.traits or p.counters or p.revenue or p.mrr_at or p.arr_at)]
+        if plain:
+            times = iter(_texts([t for p in plain for t in (p.first_seen, p.last_seen)]))
+            with cur.copy(COPY_PLAIN_PROFILES_SQL) as copy:
+                write = copy.write_row
+                for p in plain:
+                    write((p.id, p.workspace, p.user_id, next(times), next(times)))
+        rich = [p for p in fresh if p.traits or p.counters or p.revenue or p.mrr_at or p.arr_at]
+        if rich:
+            times = iter(_texts([t for p in rich for t in (p.mrr_at, p.arr_at, p.first_seen, p.last_seen)]))
             with cur.copy(COPY_PROFILES_SQL) as copy:
                 write = copy.write_row
-                for p in fresh:
+                for p in rich:
                     write(
                         (
                             p.id,
@@ -349,19 +368,22 @@ class _Batch:
                             _jsonb(p.counters),
                             _jsonb(p.revenue),
                             p.mrr,
-                            p.mrr_at,
+                            next(times),
                             p.arr,
-                            p.arr_at,
-                            p.first_seen,
-                            p.last_seen,
+                            next(times),
+                            next(times),
+                            next(times),
                         )
                     )
         if self.new_links:
-            links = self.links
+            links, keys = self.links, self.keys
+            # in key order: each insertion lands next to the last in the primary key's index
+            # (10-30% less of the server's time for this COPY than in event order)
+            rows = sorted((keys[pair], pair, kind) for pair, kind in self.new_links.items())
             with cur.copy(COPY_IDS_SQL) as copy:
                 write = copy.write_row
-                for (w, value), kind in self.new_links.items():
-                    write((w, _sha256(value.encode()).digest(), value, kind, links[(w, value)].final().id))
+                for key, (w, value), kind in rows:
+                    write((w, key, value, kind, links[(w, value)].final().id))
 
     def write(self, cur: psycopg.Cursor) -> Written:
         alive = [p for p in self.profiles.values() if p.merged_into is None]
@@ -416,6 +438,12 @@ class _Batch:
         return Written(n_profiles=len(alive), n_groups=len(written) + len(created))
 
 
+def _texts(moments: list[datetime | None]) -> list[str | None]:
+    """Times as RFC 3339 text for a COPY row, all at once through msgspec: psycopg formats each
+    datetime through Python (~4-8 µs one on the bench machine, against ~0.1 µs here)."""
+    return _plain_loads(_plain_dumps(moments))
+
+
 def _jsonb(value: dict) -> str:
     return _dumps(value).decode() if value else "{}"
 
@@ -439,6 +467,7 @@ _PROFILE_VALUES = ", ".join(
     for c in (c.strip() for c in _PROFILE_COLUMNS.split(","))
 )
 COPY_PROFILES_SQL = f"COPY profiles (id, workspace, {_PROFILE_COLUMNS}) FROM STDIN"
+COPY_PLAIN_PROFILES_SQL = "COPY profiles (id, workspace, user_id, first_seen, last_seen) FROM STDIN"
 UPDATE_PROFILES_SQL = (
     f"UPDATE profiles p SET ({_PROFILE_COLUMNS}, updated_at) = ({_PROFILE_VALUES}, now())"
     f" FROM json_to_recordset(%s) AS v ({_PROFILE_RECORD}) WHERE p.id = v.id"
@@ -447,9 +476,9 @@ SELECT_PROFILES_SQL = (
     f"SELECT id::text, workspace, {_PROFILE_COLUMNS} FROM profiles"
     " WHERE id = ANY(ARRAY(SELECT json_array_elements_text(%s)::uuid)) ORDER BY id FOR UPDATE"
 )
-RESOLVE_SQL = (
-    "SELECT w.workspace, w.id, i.profile_id::text FROM json_to_recordset(%s) AS w (workspace text, id text)"
-    f" JOIN profile_ids i ON i.workspace = w.workspace AND i.key = {_KEY.format('w.id')}"
+RESOLVE_SQL = (  # one workspace's ids by their keys (base64 in a JSON array): one sorted index scan
+    "SELECT key, profile_id::text FROM profile_ids WHERE workspace = %s"
+    " AND key = ANY(ARRAY(SELECT decode(json_array_elements_text(%s), 'base64')))"
 )
 SELECT_GROUPS_SQL = (
     "SELECT w.workspace, w.id, g.traits, g.trait_times, g.first_seen"
@@ -556,7 +585,8 @@ def apply(conn: psycopg.Connection, events: list[Event]) -> Written | None:
         for (workspace, group_id), first in group_first.items():
             if (workspace, group_id) not in groups:
                 groups[(workspace, group_id)] = Group(workspace, group_id, first)
-        batch = _Batch(_lock_profiles(cur, ids), groups)
+        keys = {pair: _sha256(pair[1].encode()).digest() for pair in ids}
+        batch = _Batch(_lock_profiles(cur, ids, keys), groups, keys)
         for step in steps:
             batch.apply(step)
         batch.insert(cur)
@@ -578,7 +608,9 @@ def _read_groups(cur: psycopg.Cursor, keys: set[tuple[str, str]]) -> dict[tuple[
     }
 
 
-def _lock_profiles(cur: psycopg.Cursor, ids: set[tuple[str, str]]) -> dict[tuple[str, str], Profile]:
+def _lock_profiles(
+    cur: psycopg.Cursor, ids: set[tuple[str, str]], keys: dict[tuple[str, str], bytes]
+) -> dict[tuple[str, str], Profile]:
     """Lock the profiles ``ids`` resolve to and return the links.
 
     Ids move to another profile only when their profile is merged away (and deleted), by a transaction
@@ -586,11 +618,18 @@ def _lock_profiles(cur: psycopg.Cursor, ids: set[tuple[str, str]]) -> dict[tuple
     links are current; if one was gone (merged while we waited for its lock), they are read again."""
     if not ids:
         return {}
-    pairs = _pairs(ids)
+    # per workspace: the ids by key (sha256 of the UTF-8 id, computed here once: the new ones are
+    # COPYed with it), as one JSON array of base64 keys
+    by_workspace: dict[str, dict[bytes, str]] = {}
+    for w, value in ids:
+        by_workspace.setdefault(w, {})[keys[(w, value)]] = value
+    queries = [(w, Json(list(found), _dumps), found) for w, found in by_workspace.items()]
     locked: dict[str, Profile] = {}
     while True:
-        cur.execute(RESOLVE_SQL, (pairs,))
-        links = {(w, value): pid for w, value, pid in cur.fetchall()}
+        links: dict[tuple[str, str], str] = {}
+        for w, param, found in queries:
+            cur.execute(RESOLVE_SQL, (w, param))
+            links.update(((w, found[key]), pid) for key, pid in cur.fetchall())
         missing = set(links.values()) - set(locked)
         if not missing:
             return {key: locked[pid] for key, pid in links.items()}

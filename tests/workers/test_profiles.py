@@ -353,6 +353,60 @@ def test_sources_of_one_workspace_share_profiles_and_workspaces_are_apart(db, da
     assert find_profile(db, "u1", "default") is None
 
 
+def test_one_batch_resolves_known_ids_of_two_workspaces_each_in_its_own(db, database_url):
+    """The same ids known in two workspaces, met again in one batch: each event lands on its own
+    workspace's profile (ids are resolved per workspace, by key)."""
+    shop, _ = add_source(database_url, "segment", "web", "k1", workspace="shop")
+    blog, _ = add_source(database_url, "segment", "blog", "k2", workspace="blog")
+    persist(
+        database_url,
+        ev("identify", user_id="u1", anonymous_id="d1", source_id=shop.id, traits={"plan": "pro"}),
+        ev("identify", user_id="u1", anonymous_id="d1", source_id=blog.id, traits={"plan": "free"}),
+    )
+    persist(
+        database_url,
+        ev("increment", anonymous_id="d1", source_id=shop.id, properties={"property": "n"}),
+        ev("increment", user_id="u1", source_id=blog.id, properties={"property": "n", "value": 5}),
+        ev("track", user_id="u2", anonymous_id="d1", source_id=blog.id, name="x"),
+    )
+    assert show(db, "u1", "shop")["counters"] == {"n": 1}
+    assert show(db, "u1", "blog")["counters"] == {"n": 5}
+    assert show(db, "d1", "shop")["profile_id"] == show(db, "u1", "shop")["profile_id"]
+    # a device of another identified user stays with it: u2 gets a profile of its own in blog only
+    assert show(db, "u2", "blog")["profile_id"] != show(db, "u1", "blog")["profile_id"]
+    assert find_profile(db, "u2", "shop") is None
+    assert count(db, "profiles") == 3 and count(db, "profile_ids") == 5
+
+
+def test_new_profiles_with_and_without_state_in_one_batch(db, database_url):
+    """A new profile with only ids and times (COPYed with the columns' defaults) beside new profiles
+    with traits, counters and money, all in one batch."""
+    persist(
+        database_url,
+        ev("track", user_id="plain", anonymous_id="d-plain", name="Viewed", at=1),
+        ev("page", anonymous_id="d-anon", name="Home", at=2, active=False),
+        ev("identify", user_id="rich", traits={"email": "r@x.io"}, at=3),
+        ev("increment", user_id="counted", properties={"property": "n"}, at=4),
+        ev("track", user_id="paid", name="Paid", properties={"revenue": 9.5, "mrr": 3}, at=5),
+    )
+    plain = show(db, "plain")
+    assert plain["traits"] == {} and plain["counters"] == {} and plain["revenue"] == {}
+    assert plain["mrr"] is None and ids_of(plain) == {"plain": "user", "d-plain": "anonymous"}
+    assert plain["first_seen"] == plain["last_seen"] == T0 + timedelta(minutes=1)
+    anon = show(db, "d-anon")
+    assert anon["user_id"] is None and anon["last_seen"] is None
+    assert anon["first_seen"] == T0 + timedelta(minutes=2)
+    assert show(db, "rich")["traits"] == {"email": "r@x.io"}
+    assert show(db, "counted")["counters"] == {"n": 1}
+    paid = show(db, "paid")
+    assert paid["revenue"] == {"USD": Decimal("9.5")} and paid["mrr"] == Decimal(3)
+    row = db.execute(
+        "SELECT traits, trait_times, counters, revenue FROM profiles p"
+        " JOIN profile_ids i ON i.profile_id = p.id WHERE i.id = 'plain'"
+    ).fetchone()
+    assert row == ({}, {}, {}, {})
+
+
 # --- concurrency: real transactions on separate connections ---------------------------------------
 
 
@@ -420,6 +474,34 @@ def test_workers_racing_on_new_users_make_one_profile_each(db, database_url):
         assert profile["traits"] == {"t0": 1, "t13": 1, "t27": 1}
     traits = dict(db.execute("SELECT group_id, traits FROM groups").fetchall())
     assert traits == {f"g{i}": {"w0": 1, "w13": 1, "w27": 1} for i in range(3)}
+
+
+def test_workers_racing_on_new_ids_with_plain_events_make_one_profile_each(db, database_url):
+    """Three workers meet the same new users and devices with track and page events only (the new
+    profiles COPYed with only ids and times): one profile per user, every id once, on it."""
+    users = [f"u{i}" for i in range(40)]
+
+    def batches(seed: int) -> list[list[Event]]:
+        order = users if seed % 2 else users[::-1]
+        return [  # batches of 8 users, 3 events each
+            [
+                event
+                for u in order[k : k + 8]
+                for event in (
+                    ev("track", user_id=u, anonymous_id=f"d-{u}", name="Viewed", at=seed),
+                    ev("page", anonymous_id=f"d2-{u}", name="Home", at=seed + 1),
+                    ev("page", user_id=u, anonymous_id=f"d2-{u}", name="Home", at=seed + 2),
+                )
+            ]
+            for k in range(0, len(order), 8)
+        ]
+
+    _race(database_url, [batches(0), batches(13), batches(27)])
+    assert count(db, "profiles") == len(users) and count(db, "profile_ids") == 3 * len(users)
+    for u in users:
+        profile = show(db, u)
+        assert ids_of(profile) == {u: "user", f"d-{u}": "anonymous", f"d2-{u}": "anonymous"}
+        assert profile["first_seen"] == T0 and profile["last_seen"] == T0 + timedelta(minutes=29)
 
 
 def test_merges_racing_with_increments_lose_nothing(db, database_url):
