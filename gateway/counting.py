@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left
-from typing import Any
 
-from trackgate.schemas.metrics import GatewayMetrics
+from trackgate.schemas.metrics import GatewayMetrics, fold
 
 FLUSH_SECONDS = 1.0
 
@@ -38,16 +37,6 @@ class Tally:
     def observe(self, seconds: float) -> None:
         self.latency[bisect_left(self.bounds, seconds)] += 1
         self.latency_sum += seconds
-
-
-def _fold(histogram: Any, counts: list[int], total: float) -> None:
-    """Add ``counts`` (per bucket) and their sum to a prometheus-client histogram child: what
-    ``observe`` does for each value, in one ``inc`` per bucket (its ``_buckets`` and ``_sum``, which
-    ``tests/gateway/test_counting.py`` checks against ``observe``)."""
-    histogram._sum.inc(total)
-    for bucket, n in zip(histogram._buckets, counts, strict=True):
-        if n:
-            bucket.inc(n)
 
 
 class AcceptCounts:
@@ -82,7 +71,7 @@ class AcceptCounts:
             if any(tally.latency):
                 counts, total = tally.latency, tally.latency_sum
                 tally.latency, tally.latency_sum = [0] * len(counts), 0.0
-                _fold(metrics.latency.labels(dialect), counts, total)
+                fold(metrics.latency.labels(dialect), counts, total)
         refused, self._refused = self._refused, {}
         for labels, n in refused.items():
             metrics.refused.labels(*labels).inc(n)

@@ -12,11 +12,9 @@ after the commit, and if that fails (Redis, a killed worker) a sweep queues them
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import psycopg
 
@@ -155,27 +153,12 @@ def _count_stored(batch: PersistBatch, result: store.Stored) -> None:
         duplicates = n - stored[dialect] - refused[dialect]
         if duplicates > 0:
             counted.duplicate.labels(dialect).inc(duplicates)
-    _observe_all(counted.store_lag, [max(0.0, (now - e.received_at).total_seconds()) for e in result.stored])
+    metrics.observe_all(
+        counted.store_lag, [max(0.0, (now - e.received_at).total_seconds()) for e in result.stored]
+    )
     for written in result.applied:
         counted.profile_updates.labels("profile").inc(written.n_profiles)
         counted.profile_updates.labels("group").inc(written.n_groups)
-
-
-def _observe_all(histogram: Any, values: list[float]) -> None:
-    """``histogram.observe`` of each value, as prometheus-client does it (the sum, and one count in
-    the first bucket whose bound is not below the value), in one ``inc`` per bucket hit: a histogram's
-    ``observe`` takes two locked ``inc`` (memory-mapped writes in multiprocess mode) and a bucket
-    search, ~3 µs an event stored."""
-    if not values:
-        return
-    bounds = histogram._upper_bounds
-    counts = [0] * len(bounds)
-    for value in values:
-        counts[bisect_left(bounds, value)] += 1
-    histogram._sum.inc(sum(values))
-    for bucket, n in zip(histogram._buckets, counts, strict=True):
-        if n:
-            bucket.inc(n)
 
 
 def apply_stored(conn: psycopg.Connection, new: list[Event]) -> object:

@@ -40,11 +40,11 @@ def test_a_batch_run_twice_is_stored_once_then_counted_duplicate(db, database_ur
 
 
 def test_lags_are_counted_in_the_buckets_and_sum_observe_gives_them():
-    """The store lags go into the histogram one ``inc`` per bucket (``pipeline._observe_all``): the
+    """The store lags go into the histogram one ``inc`` per bucket (``metrics.observe_all``): the
     same buckets, count and sum as ``observe`` of each, bounds and zeros included."""
     from prometheus_client import CollectorRegistry, Histogram
 
-    from trackgate.schemas.metrics import LAG_BUCKETS
+    from trackgate.schemas.metrics import LAG_BUCKETS, observe_all
 
     registry = CollectorRegistry()
     one_by_one = Histogram("one", "", buckets=LAG_BUCKETS, registry=registry)
@@ -52,8 +52,8 @@ def test_lags_are_counted_in_the_buckets_and_sum_observe_gives_them():
     values = [0.0, 0.0004, *LAG_BUCKETS[:-1], 0.75, 3.0, 42.0, 1e7] * 3
     for value in values:
         one_by_one.observe(value)
-    pipeline._observe_all(folded, values)  # noqa: SLF001
-    pipeline._observe_all(folded, [])  # noqa: SLF001
+    observe_all(folded, values)
+    observe_all(folded, [])
 
     def samples(name: str) -> list[tuple[str, dict, float]]:
         return [
