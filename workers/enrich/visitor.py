@@ -17,7 +17,7 @@ Which salt:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC as _UTC
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -76,6 +76,25 @@ def in_late(received_at: datetime) -> bool:
     if received_at.tzinfo is not _UTC and received_at.tzinfo is not None:
         received_at = received_at.astimezone(_UTC)
     return received_at.hour == 23 and received_at.minute >= 60 - _GRACE_MINUTES
+
+
+def at_midnight(events: Iterable[Event]) -> tuple[list[Event], list[Event]]:
+    """The events received in the first GRACE of their UTC day (``in_grace``) and those received in
+    its last GRACE (``in_late``), in one pass (the runner asks both of every event of every batch)."""
+    first: list[Event] = []
+    last: list[Event] = []
+    for event in events:
+        received_at = event.received_at
+        tz = received_at.tzinfo
+        if tz is not _UTC and tz is not None:
+            received_at = received_at.astimezone(_UTC)
+        hour = received_at.hour
+        if hour == 0:
+            if received_at.minute < _GRACE_MINUTES:
+                first.append(event)
+        elif hour == 23 and received_at.minute >= 60 - _GRACE_MINUTES:
+            last.append(event)
+    return first, last
 
 
 def identity(event: Event) -> str | None:

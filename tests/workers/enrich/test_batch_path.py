@@ -214,3 +214,18 @@ def test_any_batch_gets_what_the_processors_give(rows, late):
     ]
     late_set: set[str] = late_ids() if late else set()
     assert_batch_same(events, Env(salts=SALTS, late_ids=late_set, settings=SOURCES))
+
+
+def test_at_midnight_is_in_grace_and_in_late_in_one_pass():
+    times = [
+        datetime(2026, 11, 23, hour, minute, second, tzinfo=tz)
+        for hour in (0, 1, 12, 22, 23)
+        for minute in (0, 29, 30, 59)
+        for second in (0, 59)
+        for tz in (UTC, timezone(timedelta(hours=-5)), timezone(timedelta(minutes=30)), None)
+    ]
+    events = [event(received_at=at) for at in times]
+    first, last = visitor.at_midnight(events)
+    assert first == [e for e in events if visitor.in_grace(e.received_at)]
+    assert last == [e for e in events if visitor.in_late(e.received_at)]
+    assert first and last
