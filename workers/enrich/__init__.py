@@ -82,9 +82,9 @@ _HEAD = 5
 whole (:mod:`memo`) while ``CHAIN`` is the standard chain."""
 _TAIL = CHAIN[_HEAD:]
 _TAIL_NO_SETTINGS = tuple(step for step in _TAIL if step[0] in ("visitor", "screen"))
-assert [name for name, _ in _TAIL_NO_SETTINGS] == ["visitor", "screen"]  # enrich_events inlines them
 """What of the tail adds anything for a source without settings: ``excluded``, ``content_group`` and
 ``ip_policy`` read only the source's settings (``excluded_ips``, ``content_groups``, ``ip_policy``)."""
+assert [name for name, _ in _TAIL_NO_SETTINGS] == ["visitor", "screen"]  # enrich_events inlines them
 
 
 def enrich_event(event: Event, env: Env) -> None:
@@ -127,7 +127,7 @@ def enrich_events(events: Iterable[Event], env: Env) -> None:
     whether each source has settings, each day's visitor-id pads. An event whose enrichment starts
     empty (the usual case) takes the memoized head, then ``visitor`` and ``screen`` inline when its
     source has no settings: the same keys, values and order as the processors one by one
-    (``tests/workers/enrich/test_memo.py`` compares them); anything else, or a step that raises,
+    (``tests/workers/enrich/test_batch_path.py`` compares them); anything else, or a step that raises,
     takes :func:`enrich_event`'s path."""
     if CHAIN is not _STANDARD:
         for event in events:
