@@ -84,6 +84,7 @@ _TAIL = CHAIN[_HEAD:]
 _TAIL_NO_SETTINGS = tuple(step for step in _TAIL if step[0] in ("visitor", "screen"))
 """What of the tail adds anything for a source without settings: ``excluded``, ``content_group`` and
 ``ip_policy`` read only the source's settings (``excluded_ips``, ``content_groups``, ``ip_policy``)."""
+assert [name for name, _ in _TAIL_NO_SETTINGS] == ["visitor", "screen"]  # enrich_events inlines them
 
 
 def enrich_event(event: Event, env: Env) -> None:
@@ -98,9 +99,7 @@ def enrich_event(event: Event, env: Env) -> None:
     if steps is _STANDARD and not event.enrichment:
         found = memo.head(event, env.geo)
         if found is not None:
-            out = event.enrichment
-            for pairs in found:
-                out.update(pairs)
+            event.enrichment = found
             steps = _TAIL if _has_settings(env, event.source_id) else _TAIL_NO_SETTINGS
     _run(event, env, steps)
 
@@ -124,8 +123,51 @@ def _run(event: Event, env: Env, steps: tuple[tuple[str, Callable[[Event, Env], 
 
 
 def enrich_events(events: Iterable[Event], env: Env) -> None:
+    """:func:`enrich_event` on each event, with what is the same for the whole batch worked out once:
+    whether each source has settings, each day's visitor-id pads. An event whose enrichment starts
+    empty (the usual case) takes the memoized head, then ``visitor`` and ``screen`` inline when its
+    source has no settings: the same keys, values and order as the processors one by one
+    (``tests/workers/enrich/test_batch_path.py`` compares them); anything else, or a step that raises,
+    takes :func:`enrich_event`'s path."""
+    if CHAIN is not _STANDARD:
+        for event in events:
+            enrich_event(event, env)
+        return
+    head = memo.head
+    database = env.geo
+    salts = env.salts
+    late_ids = env.late_ids
+    pads_by_day: dict[date, Any] = {}
+    visitor_id = visitor.visitor_id
+    screen_bucket = screen.bucket
+    screen_width = screen.screen_width
+    has_settings: dict[str, bool] = {}
     for event in events:
-        enrich_event(event, env)
+        enrichment = event.enrichment
+        if enrichment or not isinstance(enrichment, dict):
+            enrich_event(event, env)
+            continue
+        found = head(event, database)
+        if found is None:
+            _run(event, env, CHAIN)
+            continue
+        event.enrichment = found
+        source_id = event.source_id
+        settings = has_settings.get(source_id)
+        if settings is None:
+            settings = has_settings[source_id] = _has_settings(env, source_id)
+        if settings:
+            _run(event, env, _TAIL)
+            continue
+        try:  # _TAIL_NO_SETTINGS, inline
+            found_id = visitor_id(event, salts, late_ids, pads_by_day)
+            bucket = screen_bucket(screen_width(event))
+        except Exception:  # noqa: BLE001 - the processors run again, one by one, and note what failed
+            _run(event, env, _TAIL_NO_SETTINGS)
+            continue
+        if found_id is not None:
+            found.setdefault("visitor_id", found_id)
+        found.setdefault("screen_bucket", bucket)
 
 
 from trackgate.workers.enrich.runner import Enricher, enrich_batch  # noqa: E402

@@ -41,20 +41,20 @@ class Enricher:
             return
         self.sources.refresh(conn, {e.source_id for e in events})
         salts = self.salts.get(conn, now.astimezone(UTC).date())
+        in_grace, in_late = visitor.at_midnight(events)
         env = Env(
-            salts=salts, late_ids=self.late_ids(conn, events, salts), settings=self.sources, geo=self.geo
+            salts=salts,
+            late_ids=self.late_ids(conn, in_grace, salts) if in_grace else frozenset(),
+            settings=self.sources,
+            geo=self.geo,
         )
         enrich_events(events, env)
-        self._remember_late(events)
+        self._remember_late(in_late)
 
-    def late_ids(self, conn: psycopg.Connection, events: list[Event], salts) -> set[str]:
-        """Yesterday's late ids, when the batch has events in a day's first 30 minutes: those this
-        process gave, plus (read once a day) those other workers stored."""
-        days = {
-            visitor.salt_day(e.received_at, salts) - timedelta(days=1)
-            for e in events
-            if visitor.in_grace(e.received_at)
-        }
+    def late_ids(self, conn: psycopg.Connection, in_grace: list[Event], salts) -> set[str]:
+        """Yesterday's late ids, for a batch's events in a day's first 30 minutes (``in_grace``): those
+        this process gave, plus (read once a day) those other workers stored."""
+        days = {visitor.salt_day(e.received_at, salts) - timedelta(days=1) for e in in_grace}
         ids: set[str] = set()
         for day in days:
             if day not in self._late_loaded:
@@ -74,10 +74,11 @@ class Enricher:
             ).fetchall()
         return {row[0] for row in rows if row[0]}
 
-    def _remember_late(self, events: list[Event]) -> None:
-        for event in events:
+    def _remember_late(self, in_late: list[Event]) -> None:
+        """Keep the visitor ids given to ``in_late``, a batch's events in a day's last 30 minutes."""
+        for event in in_late:
             vid = event.enrichment.get("visitor_id")
-            if vid and visitor.in_late(event.received_at):
+            if vid:
                 self._late.setdefault(event.received_at.astimezone(UTC).date(), set()).add(vid)
         if len(self._late) > 2:
             for day in sorted(self._late)[:-2]:

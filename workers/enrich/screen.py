@@ -14,14 +14,21 @@ BUCKETS = ((375, "320-375"), (768, "376-768"), (1024, "769-1024"), (1440, "1025-
 
 
 def bucket(width: object) -> str:
-    if type(width) not in (int, float):  # bool is not a width
+    """The bucket of a width (the comparisons BUCKETS lists, written out: this runs on every event)."""
+    kind = type(width)
+    if kind is not int and kind is not float:  # bool is not a width
         return "unknown"
     assert isinstance(width, int | float)
     if width != width or width <= 0:  # NaN, or no width
         return "unknown"
-    for upper, name in BUCKETS:
-        if width <= upper:
-            return name
+    if width <= 375:
+        return "320-375"
+    if width <= 768:
+        return "376-768"
+    if width <= 1024:
+        return "769-1024"
+    if width <= 1440:
+        return "1025-1440"
     return "1441+"
 
 
