@@ -93,13 +93,16 @@ def call_by_shape(calls: Collection[str], payload: Any) -> str:
 def assigned_message_id(meta: RequestMeta, index: int, client_time: Any) -> str:
     """The message id of item ``index`` of a request, when the client gave it none.
 
-    From ``meta.request_key`` (the request itself) when the request names itself: the client sent an
-    ``Idempotency-Key``, or the item carries the client's own time (``client_time`` not None), so two
-    real events cannot share a body; then the same request sent again gets the same ids and is stored
-    once. Otherwise from ``meta.request_id`` (unique per request): two byte-identical bodies without a
-    time (a page viewed twice, TinyTrail's tracker) may be two real events and are both kept."""
-    if meta.request_key and (client_time is not None or "idempotency-key" in meta.headers):
-        return f"{meta.request_key}-{index}"
+    From the request's key (``meta.key()``: the request itself) when the request names itself: the
+    client sent an ``Idempotency-Key``, or the item carries the client's own time (``client_time`` not
+    None), so two real events cannot share a body; then the same request sent again gets the same ids
+    and is stored once. Otherwise from ``meta.request_id`` (unique per request): two byte-identical
+    bodies without a time (a page viewed twice, TinyTrail's tracker) may be two real events and are
+    both kept."""
+    if client_time is not None or "idempotency-key" in meta.headers:
+        key = meta.key()
+        if key:
+            return f"{key}-{index}"
     return f"{meta.request_id}-{index}"
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -256,8 +257,22 @@ def credentials(headers: Mapping[str, str], envelope: Envelope | None) -> str | 
 
 
 def basic_username(header: str | None) -> str | None:
+    """The username of an ``Authorization: Basic`` header (the write key), else None.
+
+    Remembered per header (LRU, :data:`BASIC_HEADERS_KEPT`): an SDK sends the same header with every
+    request, and decoding it (partition, base64, UTF-8) cost ~7k instructions, 3% of a ``/v1/track``
+    request. The gateway already keeps its keys in memory (``Sources``' digest cache)."""
     if not header:
         return None
+    return _basic_username(header)
+
+
+BASIC_HEADERS_KEPT = 4096
+"""Most distinct ``Authorization`` headers whose username a process remembers."""
+
+
+@functools.lru_cache(maxsize=BASIC_HEADERS_KEPT)
+def _basic_username(header: str) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic" or not value:
         return None

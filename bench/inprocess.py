@@ -56,7 +56,12 @@ async def _lifespan(app: Any) -> tuple[asyncio.Task, asyncio.Queue]:
 
 
 async def measure(args: argparse.Namespace, db: Database) -> list[float]:
-    settings = ServerSettings(database_url=db.url, redis_url=args.redis, log_level="WARNING")
+    settings = ServerSettings(
+        database_url=db.url,
+        redis_url=args.redis,
+        log_level="WARNING",
+        redis_timeout_seconds=args.redis_timeout,
+    )
     app = create_app(settings)
     tune_gc()
     task, inbox = await _lifespan(app)
@@ -137,6 +142,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--rate", type=float, default=0, help="requests/s: latency at a constant rate instead (p50/p99 ms)"
+    )
+    parser.add_argument(
+        "--redis-timeout",
+        type=float,
+        default=2.0,
+        help="TRACKGATE_REDIS_TIMEOUT_SECONDS: raise it under valgrind, whose slow flushes would be 503s",
     )
     args = parser.parse_args()
     if redis.Redis.from_url(args.redis).connection_pool.connection_kwargs.get("db", 0) == 0:

@@ -16,7 +16,6 @@ context: its key is looked up inline.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -49,7 +48,7 @@ from trackgate.gateway.runtime import Runtime
 from trackgate.gateway.types import Message, Receive, Scope, Send
 from trackgate.schemas import metrics
 from trackgate.schemas.event import Event
-from trackgate.schemas.request import Incoming, RequestMeta, Source
+from trackgate.schemas.request import Incoming, LazyRequestKey, RequestMeta, Source
 
 log = logging.getLogger(__name__)
 
@@ -174,17 +173,6 @@ def _messages(reply: Reply, cors: bool | CorsHeaders) -> tuple[Message, Message]
     )
 
 
-def request_key(dialect: str, source_id: str, call: str, idempotency_key: str | None, body: bytes) -> str:
-    """What names a request when it is sent again (``RequestMeta.request_key``): a BLAKE2b digest of its
-    dialect, source, call and body, or the client's ``Idempotency-Key`` instead of the body."""
-    digest = hashlib.blake2b(f"{dialect}\0{source_id}\0{call}\0".encode(), digest_size=16)
-    if idempotency_key is not None:
-        digest.update(b"key\0" + idempotency_key.encode("utf-8", "surrogateescape"))
-    else:
-        digest.update(b"body\0" + body)
-    return "r" + digest.hexdigest()
-
-
 async def accept(
     runtime: Runtime,
     route: IngestRoute[Any],
@@ -241,7 +229,7 @@ async def accept(
         call=route.call,
         received_at=runtime.clock(),
         request_id=str(uuid_utils.uuid7()),
-        request_key=request_key(dialect, source.id, route.call, headers.get("idempotency-key"), body),
+        lazy_key=LazyRequestKey(dialect, source.id, route.call, headers.get("idempotency-key"), body),
         ip=incoming.client_ip,
         user_agent=headers.get("user-agent"),
         headers=headers,

@@ -85,3 +85,46 @@ def test_an_idempotency_key_makes_a_body_without_a_time_name_itself(settings, dr
 
 def _basic(key: str) -> str:
     return base64.b64encode(f"{key}:".encode()).decode()
+
+
+def test_the_key_is_worked_out_once_and_only_for_an_item_without_a_message_id(monkeypatch):
+    """The gateway hands adapters a lazy key (``RequestMeta.lazy_key``): a request whose items carry
+    their own message ids (every real SDK's) never digests its body; one that needs the key digests it
+    once, however many of its items ask, and gets the same key as before."""
+    from datetime import UTC, datetime
+
+    from trackgate.adapters import segment
+    from trackgate.schemas import request
+    from trackgate.schemas.request import LazyRequestKey, RequestMeta
+
+    digests: list[bytes] = []
+    digest = request.request_key
+
+    def counted(dialect: str, source_id: str, call: str, idempotency_key: str | None, body: bytes) -> str:
+        digests.append(body)
+        return digest(dialect, source_id, call, idempotency_key, body)
+
+    monkeypatch.setattr(request, "request_key", counted)
+
+    def decode(call: str, body: bytes) -> list[str]:
+        meta = RequestMeta(
+            source_id="src_1",
+            dialect="segment",
+            call=call,
+            received_at=datetime(2026, 5, 4, 10, tzinfo=UTC),
+            request_id="req-1",
+            lazy_key=LazyRequestKey("segment", "src_1", call, None, body),
+        )
+        return [e.message_id for e in segment.decode(meta, segment.parse(call, body))]
+
+    with_ids = msgspec.json.encode(
+        {"userId": "u", "event": "E", "messageId": "m-1", "timestamp": "2026-05-04"}
+    )
+    assert decode("track", with_ids) == ["m-1"]
+    assert digests == []
+
+    item = {"type": "track", "userId": "u", "event": "E", "timestamp": "2026-05-04T09:58:00Z"}
+    batch = msgspec.json.encode({"batch": [item, item, item]})
+    key = digest("segment", "src_1", "batch", None, batch)
+    assert decode("batch", batch) == [f"{key}-0", f"{key}-1", f"{key}-2"]
+    assert digests == [batch]
