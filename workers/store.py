@@ -161,10 +161,20 @@ def store_batch(
     batch is delivered (a re-run job finds its events claimed and applies nothing). ``outbox(conn,
     new_events)`` runs there too, after ``apply``: the forward intents commit with the events.
 
-    If PostgreSQL refuses a value (a data error), the batch is stored event by event instead, and each
-    event it still refuses is returned in ``refused``: one bad event never holds back the others.
+    If PostgreSQL refuses a value (a data error), that transaction's events (the batch's, or their part
+    of it: :data:`MAX_TRANSACTION_EVENTS`) are stored event by event instead, and each event it still
+    refuses is returned in ``refused``: one bad event never holds back the others.
     """
     return store_events(conn, batch.batch_id, batch.events, apply, outbox)
+
+
+MAX_TRANSACTION_EVENTS = 2000
+"""Most events one batch stores in one transaction; a bigger batch (a job may hold 5,000) is stored in
+several, each claiming its own events. Profiles take a transaction-level advisory lock per id they
+touch (two an event for new visitors), and PostgreSQL's shared lock table is sized for
+``max_locks_per_transaction`` (64) x ``max_connections`` (100) locks in all: one 5,000-event
+transaction of new ids takes 10,000 of them, and beside another worker's it failed with ``out of
+shared memory`` on every retry. (Groups of queued jobs are capped at ``worker_group_events``, 2,000.)"""
 
 
 def store_events(
@@ -173,26 +183,38 @@ def store_events(
     events: Sequence[Event],
     apply: Apply | None = None,
     outbox: Outbox | None = None,
+    chunk: int = MAX_TRANSACTION_EVENTS,
 ) -> Stored:
-    """:func:`store_batch` for events outside a ``PersistBatch`` (a quarantine replay)."""
+    """:func:`store_batch` for events outside a ``PersistBatch`` (a quarantine replay).
+
+    At most ``chunk`` events a transaction: each is claimed and stored exactly once however the batch
+    is cut (an event of two parts is claimed by the first), and a batch run again after a failure
+    between two parts stores only what the first run did not."""
     for event in events:
         storable.texts(event)
-    try:
-        new, written, applied = _store(conn, batch_id, events, apply, outbox)
-        return Stored(stored=new, outbox=written, applied=applied)
-    except REFUSED as exc:
-        log.warning("batch_refused batch_id=%s sqlstate=%s; storing event by event", batch_id, exc.sqlstate)
     result = Stored()
-    for event in events:
+    for start in range(0, len(events), chunk):
+        part = events[start : start + chunk]
         try:
-            new, written, applied = _store(conn, batch_id, [event], apply, outbox)
-            result.stored.extend(new)
-            result.outbox.extend(written)
-            result.applied.extend(applied)
+            _add(result, *_store(conn, batch_id, part, apply, outbox))
+            continue
         except REFUSED as exc:
-            reason = f"{exc.sqlstate}: {exc.diag.message_primary}"
-            result.refused.append(RefusedEvent(event, exc.sqlstate or "data_error", reason))
+            log.warning(
+                "batch_refused batch_id=%s sqlstate=%s; storing event by event", batch_id, exc.sqlstate
+            )
+        for event in part:
+            try:
+                _add(result, *_store(conn, batch_id, [event], apply, outbox))
+            except REFUSED as exc:
+                reason = f"{exc.sqlstate}: {exc.diag.message_primary}"
+                result.refused.append(RefusedEvent(event, exc.sqlstate or "data_error", reason))
     return result
+
+
+def _add(result: Stored, new: list[Event], written: list[Any], applied: list[Any]) -> None:
+    result.stored.extend(new)
+    result.outbox.extend(written)
+    result.applied.extend(applied)
 
 
 GroupOutbox = Callable[[psycopg.Connection, int, list[Event]], list[Any]]

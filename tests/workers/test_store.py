@@ -185,6 +185,21 @@ def test_an_event_postgresql_refuses_is_quarantined_and_the_rest_stored(db, data
     assert db.execute("SELECT count(*) FROM event_dedupe WHERE message_id = 'm-bad'").fetchone()[0] == 0
 
 
+def test_a_batch_bigger_than_a_transaction_is_stored_in_parts_exactly_once(db, database_url):
+    """Over ``chunk`` events a batch is stored in several transactions: every event once (one sent
+    twice in two parts too), a refused one isolated within its own part, and the batch sent again
+    stores nothing (as after a failure between two parts)."""
+    bad = make_event("m-bad", properties={"x": "a\x00b"})
+    events = [make_event(f"m{i}") for i in range(5)] + [bad, make_event("m1"), make_event("m6")]
+    with psycopg.connect(database_url) as conn:
+        result = store.store_events(conn, "bp", events, chunk=3)
+        assert sorted(e.message_id for e in result.stored) == ["m0", "m1", "m2", "m3", "m4", "m6"]
+        assert [r.event.message_id for r in result.refused] == ["m-bad"]
+        again = store.store_events(conn, "bp", events[:5] + events[6:], chunk=3)
+        assert again.stored == [] and again.refused == []
+    assert sorted(r["message_id"] for r in stored(db)) == ["m0", "m1", "m2", "m3", "m4", "m6"]
+
+
 def test_prune_works_in_chunks(db, database_url):
     with psycopg.connect(database_url) as conn:
         store.store_batch(conn, PersistBatch(batch_id="b", events=[make_event(f"m{i}") for i in range(25)]))
