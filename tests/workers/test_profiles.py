@@ -561,14 +561,14 @@ def test_the_job_stores_again_when_postgresql_reports_a_deadlock(settings, db, m
 
 def test_a_whole_job_of_new_ids_is_stored_beside_another_transaction_holding_many_locks(db, database_url):
     """A job may hold 5,000 events (``max_batch_events``), each with a new user id and anonymous id:
-    10,000 advisory locks in one transaction. Beside another worker's transaction holding 5,000 (here
+    10,000 advisory locks in one transaction. Beside another worker's transaction holding 3,000 (here
     a connection holding them), that overflowed PostgreSQL's shared lock table (``out of shared
     memory``) on every retry; at most ``store.MAX_TRANSACTION_EVENTS`` events a transaction, it fits.
     Exactly once still: sent again, nothing is stored or counted twice."""
     n = 5000
     events = [ev("identify", at=i % 60, user_id=f"big-u{i}", anonymous_id=f"big-a{i}") for i in range(n)]
     with psycopg.connect(database_url) as other:
-        other.execute("SELECT count(pg_advisory_xact_lock(k)) FROM generate_series(1, 5000) AS k")
+        other.execute("SELECT count(pg_advisory_xact_lock(k)) FROM generate_series(1, 3000) AS k")
         assert persist(database_url, *events) == n  # `other` still holds its locks (open transaction)
     assert count(db, "profiles") == n
     assert count(db, "profile_ids") == 2 * n
