@@ -40,7 +40,12 @@ def _pads(salt: bytes) -> tuple[Any, Any]:
 
 def visitor_hash(salt: bytes, ip: str, user_agent: str, source_id: str) -> str:
     """HMAC-SHA256(salt, "ip\nuser agent\nsource id"), hex (equal to ``hmac.new(...).hexdigest()``)."""
-    inner, outer = _pads(salt)
+    return _keyed(_pads(salt), ip, user_agent, source_id)
+
+
+def _keyed(pads: tuple[Any, Any], ip: str, user_agent: str, source_id: str) -> str:
+    """:func:`visitor_hash` with the salt's pads at hand."""
+    inner, outer = pads
     h = inner.copy()
     h.update(f"{ip}\n{user_agent}\n{source_id}".encode())
     o = outer.copy()
@@ -145,12 +150,7 @@ def visitor_id(
     pads = pads_by_day.get(day)
     if pads is None:
         pads = pads_by_day[day] = _pads(salts[salt_day(received_at, salts)])
-    inner, outer = pads
-    h = inner.copy()  # visitor_hash(), with the pads at hand
-    h.update(f"{ip}\n{context.user_agent or ''}\n{event.source_id}".encode())
-    o = outer.copy()
-    o.update(h.digest())
-    return o.hexdigest()
+    return _keyed(pads, ip, context.user_agent or "", event.source_id)
 
 
 def process(event: Event, env) -> None:
