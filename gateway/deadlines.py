@@ -39,6 +39,11 @@ class Deadlines:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @classmethod
+    def for_timeout(cls, timeout: float) -> Deadlines:
+        """Deadlines of ``timeout`` seconds, fired at most a quarter of it (and at most 1 s) late."""
+        return cls(min(1.0, timeout / 4))
+
     def within(self, seconds: float) -> Deadline:
         return Deadline(self, seconds)
 

@@ -348,7 +348,7 @@ class IngestFront:
         self.counts = counts if counts is not None else AcceptCounts(metrics.gateway())
         """What this process counted and has not handed to prometheus-client yet (``gateway/counting.py``)."""
         self._prefix = runtime.settings.first_party_prefix
-        self.deadlines = Deadlines(min(1.0, runtime.settings.http_body_timeout_seconds / 4))
+        self.deadlines = Deadlines.for_timeout(runtime.settings.http_body_timeout_seconds)
         """The bodies' deadlines: one timer a ``resolution`` for all requests, not one each."""
 
     @property

@@ -62,7 +62,7 @@ def _heads(loop: asyncio.AbstractEventLoop, timeout: float) -> Deadlines:
         of_loop = _HEADS[loop] = {}
     deadlines = of_loop.get(timeout)
     if deadlines is None:
-        deadlines = of_loop[timeout] = Deadlines(min(1.0, timeout / 4))
+        deadlines = of_loop[timeout] = Deadlines.for_timeout(timeout)
     return deadlines
 
 
