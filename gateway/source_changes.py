@@ -109,10 +109,15 @@ async def announce(client: aioredis.Redis, timeout: float = ANNOUNCE_TIMEOUT_SEC
         return 0, 0
 
 
-async def changed(sources: SourceCache, client: aioredis.Redis | None) -> None:
-    """This process's table reloaded now, and every other gateway told (the TinyTrail API's website
-    changes: a new website collects, a deleted one is dropped, on the next request anywhere). A failed
-    reload here is left to the listener and the periodic refresh."""
+async def changed(
+    sources: SourceCache, client: aioredis.Redis | None, forget: Callable[[], None] | None = None
+) -> None:
+    """This process's table reloaded (and ``forget`` called: the API keys' cache) now, and every other
+    gateway told, whose listener does the same (the TinyTrail API's website changes: a new website
+    collects, a deleted one is dropped, on the next request anywhere; a deleted user's or account's
+    keys fail at once). A failed reload here is left to the listener and the periodic refresh."""
+    if forget is not None:
+        forget()
     await _reload(sources)
     if client is not None:
         await announce(client)

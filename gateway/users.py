@@ -19,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from trackgate.gateway import source_changes
 from trackgate.gateway.api_access import database, endpoint, json_body, ok, principal, uuid_param
 from trackgate.gateway.api_keys import ADMIN, INSERT_KEY, USER, new_api_key
 from trackgate.gateway.auth import key_digest, read_secret_async
 from trackgate.gateway.errors import GatewayError, InvalidPayload, NotFound
 from trackgate.gateway.runtime import Runtime
+from trackgate.gateway.websites import sources_changed
 from trackgate.schemas.api_time import api_time
 from trackgate.schemas.destinations import SecretKeyMissing, fernet
 
@@ -140,11 +140,7 @@ async def delete_user(request: Request) -> Response:
         row = await cur.fetchone()
     if row is None:
         raise NotFound("user not found")
-    runtime = _runtime(request)
-    if runtime.api_keys is not None:
-        runtime.api_keys.forget()
-    if runtime.redis is not None:
-        await source_changes.announce(runtime.redis)  # the other gateways forget it too
+    await sources_changed(request)  # its keys fail at once on every gateway
     log.info("user_deleted user_id=%s", user_id)
     return ok(user_json(row))
 

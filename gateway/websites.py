@@ -139,8 +139,10 @@ async def queue_delete(request: Request, source_ids: list[str], workspace: str |
 
 
 async def sources_changed(request: Request) -> None:
+    """Sources or API keys changed: here at once, and announced to every other gateway."""
     runtime = _runtime(request)
-    await source_changes.changed(runtime.sources, runtime.redis)
+    keys = runtime.api_keys
+    await source_changes.changed(runtime.sources, runtime.redis, keys.forget if keys is not None else None)
 
 
 async def _workspace_of(conn: psycopg.AsyncConnection, account_id: str) -> str | None:
