@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import threading
 import time
@@ -525,6 +526,24 @@ class ReliableWorker(SimpleWorker):
         finally:
             self.keeper.stop()
             self.keeper = None
+
+    def teardown(self) -> None:
+        """RQ's teardown, with a stop request during it noted instead of raised.
+
+        The loop has ended (it was asked to stop, or a burst ran dry): RQ's handler, still installed,
+        raises ``StopRequested`` out of an idle worker, and out of ``teardown`` that escaped as a
+        traceback at exit (seen when SIGTERM came as the worker was already stopping), with the
+        worker's registration and its command channel left behind. A later signal, a second apart,
+        forces the stop as RQ's second signal does."""
+        signal.signal(signal.SIGINT, self._stop_while_stopping)
+        signal.signal(signal.SIGTERM, self._stop_while_stopping)
+        super().teardown()
+
+    def _stop_while_stopping(self, signum: int, frame: Any) -> None:
+        self.log.info("Worker %s: stop requested while stopping", self.name)
+        self._shutdown_requested_date = now()
+        signal.signal(signal.SIGINT, self.request_force_stop)
+        signal.signal(signal.SIGTERM, self.request_force_stop)
 
     def subscribe(self) -> None:
         """RQ's command channel, read by a thread that wakes every ``PUBSUB_WAKE`` seconds, not 60.

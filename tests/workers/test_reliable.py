@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -166,3 +168,28 @@ def test_a_stopping_worker_does_not_wait_on_its_command_channel(rdb, queues):
     started = time.monotonic()
     worker.unsubscribe()
     assert time.monotonic() - started < 1 + PUBSUB_WAKE
+
+
+def test_a_stop_signal_while_the_worker_stops_is_noted_not_raised(rdb, queues, monkeypatch):
+    """A SIGTERM that came as the worker was already tearing down escaped as StopRequested (a
+    traceback at exit) and left its registration behind. Now it is noted, and teardown finishes."""
+    worker = ReliableWorker(queues, connection=rdb, serializer=MsgspecJSONSerializer)
+    worker.register_birth()
+    worker.subscribe()
+    unsubscribe = worker.unsubscribe
+
+    def signalled_then_unsubscribe() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled at the next bytecode: inside teardown
+        unsubscribe()
+
+    monkeypatch.setattr(worker, "unsubscribe", signalled_then_unsubscribe)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        worker._install_signal_handlers()  # what work() does first
+        worker.teardown()
+        assert signal.getsignal(signal.SIGTERM) == worker.request_force_stop
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+    assert not rdb.sismember(ReliableWorker.redis_workers_keys, worker.key)
+    assert worker.pubsub_thread is not None and not worker.pubsub_thread.is_alive()
