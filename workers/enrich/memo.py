@@ -85,11 +85,36 @@ def place(ip: str, database: geo.GeoDatabase | None) -> Answer:
     return dict(event.enrichment)
 
 
+AGENTS_MAX = 16384
+TRAFFIC_MAX = 16384
+PLACES_MAX = 65536
+_by_agent: tuple[dict[str, Answer], dict[str, Answer]] = ({}, {})
+""":func:`agent`'s answers by the event's whole user agent, without and with a named SDK."""
+_by_traffic: dict[tuple[Any, ...], Answer] = {}
+""":func:`traffic`'s answers by its arguments, as one tuple."""
+_by_ip: dict[str, Answer] = {}
+""":func:`place`'s answers by IP string, for the database in ``_by_ip_for``."""
+_by_ip_for: list[geo.GeoDatabase | None] = [None]
+
+
+def _remember(found: dict[Any, Answer], key: Any, answer: Answer, most: int) -> Answer:
+    if len(found) >= most:
+        found.clear()  # forgotten at once; each is worked out again (from the LRU) when next seen
+    found[key] = answer
+    return answer
+
+
 def head(event: Event, database: geo.GeoDatabase | None) -> dict[str, Any] | None:
     """What ``bots``, ``user_agent``, ``campaign``, ``referrer`` and ``geo`` add to ``event`` when its
     enrichment is empty, as a new dict (the event's own, to keep), or None when it is not memoized (an
     overlong user agent, a value that is not hashable, a processor that raised: the chain then runs
-    them one by one, as it always did)."""
+    them one by one, as it always did).
+
+    Each answer is first looked up in a plain dict by what it is made from (the whole user agent,
+    the traffic fields as one tuple, the IP string): a hit there costs a hash and a probe, where
+    ``lru_cache``'s costs building its key and moving its entry to the front too (~0.6 µs an event
+    for the three, bench (e)'s events). A miss asks the LRU functions above, which work the answer
+    out once; the dicts are bounded as they are, and emptied whole when full."""
     try:
         context = event.context
         ua = context.user_agent
@@ -102,20 +127,37 @@ def head(event: Event, database: geo.GeoDatabase | None) -> dict[str, Any] | Non
             return None
         else:
             library = context.library
-            agent_answer = agent(bounded_user_agent(ua), library is not None and bool(library.name))
+            names_library = library is not None and bool(library.name)
+            by_agent = _by_agent[names_library]
+            agent_answer = by_agent.get(ua)  # type: ignore[assignment]
+            if agent_answer is None:
+                answer = agent(bounded_user_agent(ua), names_library)
+                agent_answer = _remember(by_agent, ua, answer, AGENTS_MAX)
         if page is None and found is None:
             traffic_answer = _NONE  # no page, no campaign fields: neither processor adds anything
         else:
-            traffic_answer = traffic(
-                None
-                if found is None
-                else (found.source, found.medium, found.name, found.term, found.content),
+            fields = (
+                None if found is None else (found.source, found.medium, found.name, found.term, found.content)
+            )
+            key = (
+                fields,
                 page is not None,
                 page.url if page is not None else None,
                 page.search if page is not None else None,
                 page.referrer if page is not None else None,
             )
-        place_answer = place(ip, database) if ip else _NONE
+            traffic_answer = _by_traffic.get(key)  # type: ignore[assignment]
+            if traffic_answer is None:
+                traffic_answer = _remember(_by_traffic, key, traffic(*key), TRAFFIC_MAX)
+        if not ip:
+            place_answer = _NONE
+        else:
+            if database is not _by_ip_for[0]:
+                _by_ip.clear()
+                _by_ip_for[0] = database
+            place_answer = _by_ip.get(ip)  # type: ignore[assignment]
+            if place_answer is None:
+                place_answer = _remember(_by_ip, ip, place(ip, database), PLACES_MAX)
     except Exception:  # noqa: BLE001 - the chain runs the processors itself and notes what failed
         return None
     return {**agent_answer, **traffic_answer, **place_answer}
@@ -124,3 +166,11 @@ def head(event: Event, database: geo.GeoDatabase | None) -> dict[str, Any] | Non
 def clear() -> None:
     for cache in (agent, traffic, place):
         cache.cache_clear()
+    forget()
+
+
+def forget() -> None:
+    """Empty the front dicts of :func:`head` (the LRUs keep their answers)."""
+    for found in (*_by_agent, _by_traffic, _by_ip):
+        found.clear()
+    _by_ip_for[0] = None

@@ -88,6 +88,7 @@ class Enricher:
     def close(self) -> None:
         if self.geo is not None:
             memo.place.cache_clear()  # its entries name the database
+            memo.forget()
             self.geo.close()
 
 

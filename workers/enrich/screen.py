@@ -18,16 +18,17 @@ def bucket(width: object) -> str:
     kind = type(width)
     if kind is not int and kind is not float:  # bool is not a width
         return "unknown"
-    assert isinstance(width, int | float)
-    if width != width or width <= 0:  # NaN, or no width
+    # an int or a float, checked just above (not by an assert: ``int | float`` is a new object a call)
+    number: float = width  # type: ignore[assignment]
+    if number != number or number <= 0:  # NaN, or no width
         return "unknown"
-    if width <= 375:
+    if number <= 375:
         return "320-375"
-    if width <= 768:
+    if number <= 768:
         return "376-768"
-    if width <= 1024:
+    if number <= 1024:
         return "769-1024"
-    if width <= 1440:
+    if number <= 1440:
         return "1025-1440"
     return "1441+"
 

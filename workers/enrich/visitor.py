@@ -122,6 +122,17 @@ def previous_id(event: Event, salts: Mapping[date, bytes]) -> str | None:
     return visitor_hash(salt, ip, event.context.user_agent or "", event.source_id)
 
 
+IDENTITIES_MAX = 65536
+_identities: dict[str, str] = {}
+"""What :func:`identity` gives an IP string (``""``: nothing), for :func:`visitor_id`: bounded as
+``client_ip.normalized``'s cache is, emptied whole when full."""
+
+
+def forget() -> None:
+    """Empty what :func:`visitor_id` remembers of IP strings (a cold start, for the bench)."""
+    _identities.clear()
+
+
 def visitor_id(
     event: Event,
     salts: Mapping[date, bytes],
@@ -137,9 +148,14 @@ def visitor_id(
     ip = context.ip
     if not ip:
         return None
-    ip = normalized(ip) or ip.strip() or None  # identity()
-    if ip is None:
+    identity = _identities.get(ip)  # identity(), by IP string: a dict probe instead of the LRU's
+    if identity is None:
+        if len(_identities) >= IDENTITIES_MAX:
+            _identities.clear()
+        identity = _identities[ip] = normalized(ip) or ip.strip()
+    if not identity:
         return None
+    ip = identity
     if late_ids:
         carried = previous_id(event, salts)
         if carried is not None and carried in late_ids:

@@ -171,3 +171,35 @@ def test_an_event_without_a_context_takes_the_chain_one_by_one():
     one_by_one(plain, Env(salts=SALTS))
     assert e.enrichment == plain.enrichment
     assert "bots" in e.enrichment["enrich_errors"]
+
+
+def test_the_front_dicts_emptied_when_full_give_the_same_answers(monkeypatch):
+    """``head`` looks answers up in bounded dicts first: emptied whole when full, each answer is
+    worked out again (from the LRU) and stays the processors' own."""
+    for bound in ("AGENTS_MAX", "TRAFFIC_MAX", "PLACES_MAX"):
+        monkeypatch.setattr(memo, bound, 2)
+    memo.clear()
+    events = [
+        event(ip=ip, ua=ua, url=page.get("url"), referrer=page.get("referrer"), search=page.get("search"))
+        for ua, page, ip in itertools.product(AGENTS[:6], PAGES[:5], IPS[2:])
+    ]
+    assert_same(events, Env(salts=SALTS))
+    assert all(len(found) <= 2 for found in (*memo._by_agent, memo._by_traffic, memo._by_ip))
+
+
+def test_a_place_is_looked_up_again_for_another_database():
+    database = GeoDatabase(str(DATABASE))
+    memo.clear()
+    try:
+        without = event(ip="81.2.69.142", ua=CHROME)
+        enrich_event(without, Env(salts=SALTS))
+        assert "city" not in without.enrichment
+        events = [event(ip="81.2.69.142", ua=CHROME)]
+        assert_same(events, Env(salts=SALTS, geo=database))  # the database's region and city
+        enrich_event(with_db := event(ip="81.2.69.142", ua=CHROME), Env(salts=SALTS, geo=database))
+        assert "city" in with_db.enrichment
+        enrich_event(again := event(ip="81.2.69.142", ua=CHROME), Env(salts=SALTS))
+        assert again.enrichment == without.enrichment
+    finally:
+        memo.clear()
+        database.close()
