@@ -218,11 +218,15 @@ def parse(call: str, body: bytes) -> Envelope:
 
 
 def _read_message(data: bytes | msgspec.Raw) -> Message | None:
-    """One message read once: its context typed straight from its span when it holds canonical keys
-    of the right types (and analytics.js's two others: what most SDKs send), else as JSON, which
-    :func:`normalize_context` reads as before. The same message, field for field, as
-    ``_decode_message``; None where that would raise (not JSON, nested too deep, not an object), so
-    the caller makes the same error."""
+    """One message read once: its context typed straight from its bytes when it holds canonical keys
+    of the right types (and analytics.js's two others: what most SDKs send), in the same decode as
+    the message (:class:`_TypedMessage`); else as JSON, which :func:`normalize_context` reads as
+    before. The same message, field for field, as ``_decode_message``; None where that would raise
+    (not JSON, nested too deep, not an object), so the caller makes the same error."""
+    try:
+        return _decode_typed(data)
+    except (msgspec.DecodeError, RecursionError):
+        pass  # a context the typed reading cannot take, or no message at all: read as below
     try:
         message: Message = _decode_lean(data)
     except (msgspec.DecodeError, RecursionError):
@@ -550,6 +554,16 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True):
 
 _decode_known = msgspec.json.Decoder(_Strict | None).decode
 _astuple = msgspec.structs.astuple
+
+
+class _TypedMessage(Message):
+    """A message whose ``context`` holds only what :class:`_Strict` takes: read in one decode, without
+    the context's span being skipped first and decoded after (:func:`_read_message`)."""
+
+    context: _Strict | None = None
+
+
+_decode_typed = msgspec.json.Decoder(_TypedMessage).decode
 
 
 def _context_of(known: _Strict, request_ip: str | None) -> Context:

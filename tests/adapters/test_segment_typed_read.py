@@ -268,3 +268,15 @@ def test_a_canonical_context_is_read_typed():
     other = segment._read_message(b'{"type":"page","userId":"u","context":{"ip":"1.2.3.4","os":{}}}')
     assert other is not None
     assert other.context == {"ip": "1.2.3.4", "os": {}}
+
+
+def test_a_typed_read_that_fails_late_is_read_as_before():
+    """The typed decode of a message stops at a context it cannot take, or at broken JSON after a
+    canonical one: the plain reading then decides, as before."""
+    for body in (
+        b'{"type":"page","userId":"u","context":{"ip":"1.2.3.4"},"x":[1,}',
+        b'{"type":"page","userId":"u","context":{"os":{}},"x":[1,}',
+        b'{"type":"page","userId":"u","context":{"page":{"url":7}},"event":"e"}',
+    ):
+        assert_same("batch", b'{"batch":[' + body + b"]}")
+        assert_same("page", body)
