@@ -21,6 +21,12 @@ NUL = b"\\u0000"
 """A JSON-escaped NUL: a body holding it needs ``scrub_nul`` (PostgreSQL refuses NUL in text)."""
 
 
+def has_nul(body: bytes) -> bool:
+    """Whether ``body`` holds :data:`NUL`. A backslash is looked for first (``memchr``: ~0.6 µs for
+    the bench's 51 KB batch); most bodies have none, and the search for the escape itself costs ~27."""
+    return b"\\" in body and NUL in body
+
+
 def utf8(body: bytes) -> str:
     """The body as text; msgspec does not check UTF-8 inside strings, and ``raw`` must be valid text."""
     try:

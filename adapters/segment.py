@@ -28,10 +28,10 @@ import msgspec
 
 from trackgate.adapters.base import InvalidPayload, PayloadTooLarge, Transport, iso_millis
 from trackgate.adapters.fields import (
-    NUL,
     assigned_message_id,
     call_by_shape,
     decode_json,
+    has_nul,
     iso_time,
     obj,
     scrubbed,
@@ -155,7 +155,7 @@ def parse(call: str, body: bytes) -> Envelope:
         if message is None:  # not a JSON object of messages: decode_json says why, as for any body
             message = decode_json(_decode_message, body)
         return Envelope(
-            call=kind, items=[(text, message)], write_key=_str(message.writeKey), has_nul=NUL in body
+            call=kind, items=[(text, message)], write_key=_str(message.writeKey), has_nul=has_nul(body)
         )
 
     if len(body) > MAX_BATCH_BYTES:
@@ -213,7 +213,7 @@ def parse(call: str, body: bytes) -> Envelope:
         integrations=obj(envelope.integrations, "integrations"),
         sent_at=envelope.sentAt,
         is_batch=True,
-        has_nul=NUL in body,
+        has_nul=has_nul(body),
     )
 
 

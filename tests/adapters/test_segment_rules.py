@@ -1156,3 +1156,20 @@ def test_context_fast_path_is_the_field_by_field_reading(context):
     slow = segment._context_by_field(context, "198.51.100.1")
     assert msgspec.to_builtins(fast) == msgspec.to_builtins(slow)
     assert fast.extra == slow.extra
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"batch":[{"type":"track","userId":"u","event":"a\\u0000b"}]}',
+        b'{"batch":[{"type":"track","userId":"u","event":"a\\"\\\\u0000"}]}',  # an escaped backslash
+        b'{"batch":[{"type":"track","userId":"u","event":"a\\"b"}]}',
+        b'{"batch":[{"type":"track","userId":"u","event":"ab"}]}',
+    ],
+)
+def test_a_nul_escape_is_found_with_or_without_other_backslashes(body):
+    """``has_nul`` looks for a backslash first: the same answer as looking for the escape."""
+    envelope = segment.parse("batch", body)
+    assert envelope.has_nul is (b"\\u0000" in body)
+    (event,) = segment.decode(META, envelope)
+    assert event.name is not None and "\x00" not in event.name
