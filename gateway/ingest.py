@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl
 
@@ -296,6 +296,41 @@ class BodyReader:
             message = None
 
 
+_DECODED: dict[bytes, str] = {}
+"""Header names and values decoded (latin-1) lately: an SDK sends the same names, and mostly the same
+values (Host, Authorization, User-Agent, Content-Type), with every request."""
+DECODED_KEPT = 4096
+"""At most this many in ``_DECODED``; when it is full it starts afresh."""
+DECODED_LONGEST = 512
+"""Longer names or values are decoded every time (``_DECODED`` holds at most ~2 MB)."""
+
+
+def _decode_new(raw: bytes) -> str:
+    text = raw.decode("latin-1")
+    if len(raw) <= DECODED_LONGEST:
+        if len(_DECODED) >= DECODED_KEPT:
+            _DECODED.clear()
+        _DECODED[raw] = text
+    return text
+
+
+def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI's header pairs as a dict of latin-1 text (names are lower-case already; the last of a
+    repeated name wins). Each name or value seen lately is looked up instead of decoded (``_DECODED``):
+    a lookup costs about half a decode (~0.8k instructions each, ~10k for a 4-header request)."""
+    decoded = _DECODED.get
+    headers = {}
+    for name, value in raw:
+        key = decoded(name)
+        if key is None:
+            key = _decode_new(name)
+        text = decoded(value)
+        if text is None:
+            text = _decode_new(value)
+        headers[key] = text
+    return headers
+
+
 def _compile(pattern: str) -> re.Pattern[str]:
     """``/{tracking_key}/event`` -> a regex whose named groups are the path parameters."""
     return re.compile("^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(pattern)) + "$")
@@ -383,8 +418,7 @@ class IngestFront:
         send: Send,
     ) -> None:
         started = time.perf_counter()
-        # ASGI header names are lower-case already
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = decode_headers(scope["headers"])
         raw_query = scope.get("query_string", b"")
         query = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
         if isinstance(route, SharedRoute):

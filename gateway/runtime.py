@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -15,9 +16,9 @@ from trackgate.gateway.publisher import Publisher
 from trackgate.gateway.reports.data import RawCache
 from trackgate.schemas.settings import Settings
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+utc_now: Callable[[], datetime] = functools.partial(datetime.now, UTC)
+"""The time now, in UTC (the default ``Runtime.clock``): a partial, not a function, so that reading
+the clock on the accept path costs no Python frame."""
 
 
 class Runtime(msgspec.Struct, kw_only=True):
