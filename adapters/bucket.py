@@ -36,9 +36,9 @@ import msgspec
 
 from trackgate.adapters.base import InvalidPayload, PayloadTooLarge, Transport
 from trackgate.adapters.fields import (
-    NUL,
     assigned_message_id,
     decode_json,
+    has_nul,
     iso_time,
     json_kind,
     json_value,
@@ -85,7 +85,7 @@ def parse(call: str, body: bytes) -> Envelope:
     if call not in CALLS:
         raise InvalidPayload("unknown_call", f"unknown call {call!r}")
     utf8(body)
-    has_nul = NUL in body
+    found_nul = has_nul(body)
     if call != "bulk":
         if len(body) > MAX_CALL_BYTES:
             raise PayloadTooLarge(
@@ -94,7 +94,7 @@ def parse(call: str, body: bytes) -> Envelope:
         item = json_value(body)
         if item.__class__ is not dict:
             raise InvalidPayload("invalid_body", f"body must be a JSON object, got {json_kind(item)}")
-        return Envelope(call=call, items=[(body, item)], has_nul=has_nul)
+        return Envelope(call=call, items=[(body, item)], has_nul=found_nul)
 
     if len(body) > MAX_BULK_BYTES:
         raise PayloadTooLarge(
@@ -116,7 +116,7 @@ def parse(call: str, body: bytes) -> Envelope:
                 "invalid_item", f"[{i}] must be a JSON object, got {json_kind(item)}", f"[{i}]"
             )
         items.append((data, item))
-    return Envelope(call="bulk", items=items, is_bulk=True, has_nul=has_nul)
+    return Envelope(call="bulk", items=items, is_bulk=True, has_nul=found_nul)
 
 
 def credentials(headers: Mapping[str, str], envelope: Envelope | None) -> str | None:

@@ -38,9 +38,9 @@ import msgspec
 
 from trackgate.adapters.base import Decoded, InvalidPayload, PayloadTooLarge, Refused, Transport
 from trackgate.adapters.fields import (
-    NUL,
     call_by_shape,
     decode_json,
+    has_nul,
     json_value,
     scrubbed,
     string_id,
@@ -273,7 +273,7 @@ def decode_value(meta: RequestMeta, value: Any, raw: bytes, index: int = 0) -> E
             raise InvalidPayload(exc.code, message, path) from exc
     else:
         event = _decode_v2(meta, value, raw, version)
-    return scrubbed([event])[0] if NUL in raw else event
+    return scrubbed([event])[0] if has_nul(raw) else event
 
 
 def _decode_v2(meta: RequestMeta, item: dict, raw: bytes, version: str) -> Event:

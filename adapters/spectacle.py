@@ -42,10 +42,10 @@ import msgspec
 
 from trackgate.adapters.base import InvalidPayload, PayloadTooLarge, Transport
 from trackgate.adapters.fields import (
-    NUL,
     assigned_message_id,
     call_by_shape,
     decode_json,
+    has_nul,
     iso_time,
     obj,
     scrubbed,
@@ -156,7 +156,7 @@ def parse(call: str, body: bytes) -> Envelope:
         found = decode_json(_decode_message, body, not_json=_not_an_object)
     message = found
     version = "pixel" if call in PIXEL_CALLS else "rest"
-    return Envelope(call=call, kind=kind, version=version, raw=text, message=message, has_nul=NUL in body)
+    return Envelope(call=call, kind=kind, version=version, raw=text, message=message, has_nul=has_nul(body))
 
 
 def credentials(headers: Mapping[str, str], envelope: Envelope | None) -> str | None:

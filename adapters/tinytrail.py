@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 import msgspec
 
 from trackgate.adapters.base import InvalidPayload, Transport
-from trackgate.adapters.fields import NUL, assigned_message_id, decode_json, scrubbed, utf8
+from trackgate.adapters.fields import assigned_message_id, decode_json, has_nul, scrubbed, utf8
 from trackgate.schemas.event import Campaign, Context, Event, EventType, Page, Screen
 from trackgate.schemas.request import RequestMeta
 
@@ -165,7 +165,7 @@ def decode(meta: RequestMeta, envelope: Envelope) -> list[Event]:
         raw=envelope.body.decode(),
         enrichment=enrichment,
     )
-    return scrubbed([event]) if NUL in envelope.body else [event]
+    return scrubbed([event]) if has_nul(envelope.body) else [event]
 
 
 def _screen(width: Any, height: Any) -> Screen | None:
