@@ -6,7 +6,8 @@ runs it: a real Redis client, the real publisher, group commit, the durable ack)
 prepared scope, ``receive`` and ``send`` from ``--concurrency`` tasks, each sending the next request once
 its answer is complete (as wrk's connections do), under uvloop. It prints the CPU µs per request of each
 round (the process's CPU time ÷ requests: what other processes on a shared machine do moves it less
-than wall time) and the best, and checks that every request was answered 200.
+than wall time) and the best, and checks that every request was answered 200. ``--batch N`` posts
+``/v1/batch`` bodies of N events instead (``bench.instructions`` counts both under callgrind).
 
 It uses only ``create_app`` and the settings, so the same file measures an older commit: run it with
 that tree first on ``PYTHONPATH`` (``bench/README.md``, "Comparing two commits"), alternating old and new.
@@ -66,7 +67,8 @@ async def measure(args: argparse.Namespace, db: Database) -> list[float]:
     tune_gc()
     task, inbox = await _lifespan(app)
     authorization = "Basic " + base64.b64encode(f"{db.write_key}:".encode()).decode()
-    template = payloads.track_body().decode()
+    path = "/v1/batch" if args.batch else "/v1/track"
+    template = (payloads.batch_body(args.batch) if args.batch else payloads.track_body()).decode()
     statuses: dict[int, int] = {}
     counter = [0]
 
@@ -79,7 +81,7 @@ async def measure(args: argparse.Namespace, db: Database) -> list[float]:
         body = template.replace(payloads.SEQ, f"p{tid}x{counter[0]}").encode()
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-            "scheme": "http", "path": "/v1/track", "raw_path": b"/v1/track", "root_path": "",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
             "query_string": b"", "client": ("127.0.0.1", 40000 + tid % 20000), "server": ("127.0.0.1", 8000),
             "headers": [
                 (b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
@@ -139,6 +141,9 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--requests", type=int, default=20_000, help="per round")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--batch", type=int, default=0, help="POST /v1/batch with this many events a request (0: /v1/track)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--rate", type=float, default=0, help="requests/s: latency at a constant rate instead (p50/p99 ms)"
