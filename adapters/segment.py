@@ -92,8 +92,8 @@ class Message(msgspec.Struct):
 
 
 class _LeanMessage(Message):
-    """A message with its ``context`` left as its span of the body: :func:`_read_message` reads it
-    apart, typed (:class:`_Known`) when it holds only canonical keys, else as JSON like any field."""
+    """A message with its ``context`` left as its span of the body, for a context the typed reading
+    (:class:`_TypedMessage`) could not take: :func:`_read_message` then reads the span as JSON."""
 
     context: msgspec.Raw = msgspec.Raw()  # type: ignore[assignment]  # read apart, see _read_message
 
@@ -231,14 +231,10 @@ def _read_message(data: bytes | msgspec.Raw) -> Message | None:
         message: Message = _decode_lean(data)
     except (msgspec.DecodeError, RecursionError):
         return None
+    # The typed reading failed on the context alone (the rest is typed alike): a key outside the
+    # canonical set, or a value of another type. Read it as JSON (the message's decode checked it).
     span = message.context
-    if not span:
-        message.context = None  # absent
-        return message
-    try:
-        message.context = _decode_known(span)
-    except msgspec.ValidationError:  # a key outside the canonical set, or a value of another type
-        message.context = _decode_any(span)  # JSON: the message's decode checked it
+    message.context = _decode_any(span) if span else None
     return message
 
 
@@ -552,7 +548,6 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True):
     """analytics.js's client hints: not canonical, kept in ``extra``."""
 
 
-_decode_known = msgspec.json.Decoder(_Strict | None).decode
 _astuple = msgspec.structs.astuple
 
 
