@@ -30,7 +30,7 @@ from trackgate.schemas.event import Event, Page, Screen
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.schemas.settings import ServerSettings, tune_gc
 from trackgate.workers import enrich, store
-from trackgate.workers.enrich import bots, campaign, client_ip, geo, referrer, user_agent, visitor
+from trackgate.workers.enrich import bots, campaign, client_ip, geo, referrer, user_agent
 from trackgate.workers.enrich import runner as enrich_runner
 
 GOAL = 1.3
@@ -97,9 +97,6 @@ def clear_caches() -> None:
     memo = getattr(enrich, "memo", None)  # the chain's memo; absent in commits before it
     if memo is not None:
         memo.clear()
-    forget = getattr(visitor, "forget", None)  # its IP strings' identities; absent before
-    if forget is not None:
-        forget()
     for fn in (
         user_agent.parse_user_agent,
         user_agent.ua_fields,

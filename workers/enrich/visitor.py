@@ -122,17 +122,6 @@ def previous_id(event: Event, salts: Mapping[date, bytes]) -> str | None:
     return visitor_hash(salt, ip, event.context.user_agent or "", event.source_id)
 
 
-IDENTITIES_MAX = 65536
-_identities: dict[str, str] = {}
-"""What :func:`identity` gives an IP string (``""``: nothing), for :func:`visitor_id`: bounded as
-``client_ip.normalized``'s cache is, emptied whole when full."""
-
-
-def forget() -> None:
-    """Empty what :func:`visitor_id` remembers of IP strings (a cold start, for the bench)."""
-    _identities.clear()
-
-
 def visitor_id(
     event: Event,
     salts: Mapping[date, bytes],
@@ -144,18 +133,9 @@ def visitor_id(
     day's salt and pads are looked up once per batch instead of once per event."""
     if not salts:
         return None
-    context = event.context
-    ip = context.ip
-    if not ip:
+    ip = identity(event)
+    if ip is None:
         return None
-    identity = _identities.get(ip)  # identity(), by IP string: a dict probe instead of the LRU's
-    if identity is None:
-        if len(_identities) >= IDENTITIES_MAX:
-            _identities.clear()
-        identity = _identities[ip] = normalized(ip) or ip.strip()
-    if not identity:
-        return None
-    ip = identity
     if late_ids:
         carried = previous_id(event, salts)
         if carried is not None and carried in late_ids:
@@ -166,7 +146,7 @@ def visitor_id(
     pads = pads_by_day.get(day)
     if pads is None:
         pads = pads_by_day[day] = _pads(salts[salt_day(received_at, salts)])
-    return _keyed(pads, ip, context.user_agent or "", event.source_id)
+    return _keyed(pads, ip, event.context.user_agent or "", event.source_id)
 
 
 def process(event: Event, env) -> None:

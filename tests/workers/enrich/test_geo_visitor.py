@@ -166,10 +166,8 @@ def test_windows_in_another_zone():
     assert visitor.in_late(datetime(2026, 11, 23, 0, 50, tzinfo=paris))  # 23:50 UTC the day before
 
 
-def test_visitor_ids_are_the_same_when_the_ip_identities_are_forgotten(monkeypatch):
-    """``visitor_id`` remembers each IP string's identity in a bounded dict, emptied whole when full."""
-    monkeypatch.setattr(visitor, "IDENTITIES_MAX", 2)
-    visitor.forget()
+def test_visitor_ids_are_made_from_each_ip_strings_identity():
+    """Spaces around an address, an IPv4-mapped IPv6 one, text that is no address, blank text."""
     salts = {date(2026, 11, 23): b"s" * 32}
     ips = ["81.2.69.142", " 81.2.69.7 ", "::ffff:81.2.69.142", "2a02:c7f:7e26::1", "bad ip", "  "]
     expected = [visitor.visitor_hash(salts[date(2026, 11, 23)], ip.strip(), CHROME, "src") for ip in ips[:2]]
@@ -180,4 +178,3 @@ def test_visitor_ids_are_the_same_when_the_ip_identities_are_forgotten(monkeypat
         assert got[2] == got[0]  # the mapped address is the same visitor
         assert got[3] is not None and got[4] is not None  # unparsable: the text itself, stripped
         assert got[5] is None
-        assert len(visitor._identities) <= 2
