@@ -1,9 +1,11 @@
 """Storing canonical events in PostgreSQL: dedupe, then COPY, in one transaction.
 
-For each batch: first ``INSERT INTO event_dedupe ... ON CONFLICT DO NOTHING RETURNING`` claims the
-(source, message id) pairs never seen before, then only those events are COPYed into ``events``. A
-second worker racing on the same pair waits on the first's index entry and gets nothing back, so an
-event is stored once however often it is delivered, within the dedupe window.
+For each batch: first the (source, message id) pairs never seen before are claimed in ``event_dedupe``,
+then only those events are COPYed into ``events``. The claim is a COPY of every pair (the usual case:
+all are new); if one was claimed before, the unique index fails it and the transaction runs again
+with ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, which claims the others. A second worker racing
+on the same pair waits on the first's index entry and then fails (COPY) or gets nothing back (INSERT),
+so an event is stored once however often it is delivered, within the dedupe window.
 
 A leaf: it stores and says what it stored and what PostgreSQL refused (:class:`Stored`); keeping the
 refused events (quarantine) and forwarding the stored ones is ``workers/pipeline.py``'s job. Every
@@ -55,6 +57,11 @@ COLUMNS = (
 )
 _QUOTED = ", ".join(f'"{column}"' for column in COLUMNS)
 COPY_SQL = f"COPY events ({_QUOTED}) FROM STDIN"
+CLAIM_COPY_SQL = "COPY event_dedupe (source_id, message_id) FROM STDIN"  # claimed_at: now()
+"""The usual claim: every pair of the transaction is new, and a plain COPY inserts them at about half
+the server's cost of ``INSERT ... ON CONFLICT`` (5.8 against 10.6 µs of PostgreSQL's CPU a pair,
+3,125 pairs a transaction). One pair claimed before (a redelivered job, a retried request) fails it
+with a unique violation; the transaction is then run again with :data:`CLAIM_SQL`."""
 CLAIM_SQL = (  # the ids as two JSON arrays: parsed by PostgreSQL in C, ~2x cheaper than text[] parameters
     "INSERT INTO event_dedupe (source_id, message_id, claimed_at)"
     " SELECT source_id, message_id, now()"
@@ -273,18 +280,54 @@ def _store_parts(
     for i, (_, part_events) in enumerate(parts):
         for event in part_events:
             unique.setdefault((event.source_id, event.message_id), (i, event))
-    news: list[list[Event]] = [[] for _ in parts]
-    written: list[list[Any]] = [[] for _ in parts]
-    applied: list[Any] = []
     if not unique:
-        return news, written, applied
+        return [[] for _ in parts], [[] for _ in parts], []
     ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for _, e in unique.values()})
     # Claim in key order: two workers claiming overlapping batches then take the index locks in the
     # same order and one waits for the other instead of deadlocking.
     keys = sorted(unique)
-    with conn.transaction(), conn.cursor() as cur:
+    try:
+        return _claim_and_store(conn, parts, unique, keys, apply, outbox, every_new=True)
+    except _SeenBefore:
+        return _claim_and_store(conn, parts, unique, keys, apply, outbox, every_new=False)
+
+
+class _SeenBefore(Exception):
+    """A pair of the transaction was claimed before: its COPY claim failed, and rolled back."""
+
+
+def _claim(cur: psycopg.Cursor, keys: list[tuple[str, str]], every_new: bool) -> set[tuple[str, str]]:
+    """Claim ``keys`` (sorted); returns the pairs claimed now. ``every_new``: by COPY, all or
+    :class:`_SeenBefore`; else by ``INSERT ... ON CONFLICT DO NOTHING``, the pairs not claimed before
+    (a pair another transaction is claiming waits for it)."""
+    if not every_new:
         cur.execute(CLAIM_SQL, (Json([k[0] for k in keys], _encode), Json([k[1] for k in keys], _encode)))
-        claimed = set(cur.fetchall())
+        return set(cur.fetchall())
+    try:
+        with cur.copy(CLAIM_COPY_SQL) as copy:
+            write = copy.write_row
+            for key in keys:
+                write(key)
+    except psycopg.errors.UniqueViolation as exc:
+        raise _SeenBefore from exc
+    return set(keys)
+
+
+def _claim_and_store(
+    conn: psycopg.Connection,
+    parts: Sequence[tuple[str, Sequence[Event]]],
+    unique: dict[tuple[str, str], tuple[int, Event]],
+    keys: list[tuple[str, str]],
+    apply: Apply | None,
+    outbox: GroupOutbox | None,
+    every_new: bool,
+) -> tuple[list[list[Event]], list[list[Any]], list[Any]]:
+    """:func:`_store_parts`' transaction, its claim made as :func:`_claim` says."""
+    news: list[list[Event]] = [[] for _ in parts]
+    written: list[list[Any]] = [[] for _ in parts]
+    applied: list[Any] = []
+    with conn.transaction(), conn.cursor() as cur:
+        claimed = _claim(cur, keys, every_new)
         for key, (i, event) in unique.items():
             if key in claimed:
                 news[i].append(event)
