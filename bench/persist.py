@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import redis
@@ -37,10 +39,50 @@ class Timed:
     events: int
     seconds: float
     jobs: int = 0
+    python_cpu_s: float | None = None
+    """CPU of this process meanwhile (the in-process worker, or the COPY's client)."""
+    postgres_cpu_s: float | None = None
+    """CPU of the bench database's PostgreSQL backends meanwhile (read from /proc: a local server)."""
 
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:  # not on this machine, or gone
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class CpuMeter:
+    """The CPU this process and a database's PostgreSQL backends use between ``start`` and ``stop``:
+    where the time of a run goes, steadier than its wall-clock on a shared VM. The backends are those
+    connected at ``start`` (the worker's pool is open by then; a remote server reads as 0)."""
+
+    def __init__(self, database_url: str):
+        self.database_url = database_url
+        self.backends: dict[int, float] = {}
+        self.python = 0.0
+
+    def start(self) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            ).fetchall()
+        self.backends = {pid: _cpu_seconds(pid) for (pid,) in rows}
+        self.python = time.process_time()
+
+    def stop(self) -> tuple[float, float]:
+        """(this process's CPU seconds, the backends' CPU seconds) since ``start``."""
+        python = time.process_time() - self.python
+        return python, sum(max(0.0, _cpu_seconds(pid) - cpu) for pid, cpu in self.backends.items())
 
 
 def enqueue(settings: ServerSettings, events: list[Event], *, clients: int, per_request: int) -> int:
@@ -91,40 +133,50 @@ def ensure_partitions(database_url: str, events: list[Event]) -> None:
         store.ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for e in events})
 
 
-def drain(settings: ServerSettings, profile: Profile | None = None) -> float:
-    """Run one burst worker until the queue is empty; returns the seconds it took (setup excluded).
+def drain(settings: ServerSettings, profile: Profile | None = None) -> tuple[float, float, float]:
+    """Run one burst worker until the queue is empty; returns the seconds it took (setup excluded),
+    the worker's CPU seconds and its PostgreSQL backends' (:class:`CpuMeter`).
 
     Under the GC settings of a ``trackgate worker`` process (``workers.worker.run`` calls
     ``tune_gc``), restored after: with the interpreter's defaults the collector's passes over the
     decoded jobs cost a quarter of the worker's CPU, which the real worker does not pay."""
     worker = build_worker(settings)
     runtime.current().pool.wait(timeout=30)
+    meter = CpuMeter(settings.database_url)
     thresholds = gc.get_threshold()
     tune_gc()
     try:
         stop_profile = profile() if profile else None
+        meter.start()
         started = time.perf_counter()
         worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
         elapsed = time.perf_counter() - started
+        python, postgres = meter.stop()
         if stop_profile is not None:
             stop_profile()
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
     runtime.current().close()
-    return elapsed
+    return elapsed, python, postgres
 
 
-def raw_copy(database_url: str, events: list[Event], batch_id: str = "bench-copy") -> float:
-    """``event_row`` + COPY of every event in one transaction; returns seconds."""
+def raw_copy(
+    database_url: str, events: list[Event], batch_id: str = "bench-copy"
+) -> tuple[float, float, float]:
+    """``event_row`` + COPY of every event in one transaction; returns seconds, this process's CPU
+    seconds and the backend's (:class:`CpuMeter`)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
+        meter = CpuMeter(database_url)
+        meter.start()
         started = time.perf_counter()
         with conn.transaction(), conn.cursor() as cur, cur.copy(store.COPY_SQL) as copy:
             write = copy.write_row
             row = store.event_row
             for event in events:
                 write(row(event, batch_id))
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        return elapsed, *meter.stop()
 
 
 def prebuilt_copy(
@@ -160,7 +212,7 @@ def run_worker_phase(
     flush(settings.redis_url)
     reset_tables(settings.database_url)
     jobs = enqueue(settings, events, clients=clients, per_request=per_request)
-    seconds = drain(settings, profile)
+    seconds, python, postgres = drain(settings, profile)
     n = stored_count(settings.database_url)
     with redis.Redis.from_url(settings.redis_url) as r:
         left = r.llen(f"rq:queue:{PERSIST_QUEUE}")
@@ -170,16 +222,16 @@ def run_worker_phase(
             f"worker stored {n} of {len(events)} events "
             f"({left} jobs left, {failed} failed, retrying or in progress)"
         )
-    return Timed(f"worker, {per_request}-event requests", len(events), seconds, jobs)
+    return Timed(f"worker, {per_request}-event requests", len(events), seconds, jobs, python, postgres)
 
 
 def run_copy_phase(database_url: str, events: list[Event]) -> Timed:
     reset_tables(database_url)
-    seconds = raw_copy(database_url, events)
+    seconds, python, postgres = raw_copy(database_url, events)
     n = stored_count(database_url)
     if n != len(events):
         raise RuntimeError(f"raw COPY stored {n} of {len(events)} rows")
-    return Timed("raw COPY (event_row + COPY, 1 txn)", len(events), seconds, 1)
+    return Timed("raw COPY (event_row + COPY, 1 txn)", len(events), seconds, 1, python, postgres)
 
 
 def run_prebuilt_phase(database_url: str, events: list[Event]) -> tuple[Timed, Timed]:

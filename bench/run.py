@@ -713,6 +713,27 @@ def _machine_line(m: dict) -> str:
     )
 
 
+def _postgres_bound(persist: list[dict]) -> list[str]:
+    """What PostgreSQL's own CPU a stored event allows (d) at most: the raw COPY's backend CPU an
+    event over a worker run's (with no Python at all, the worker could not store faster)."""
+
+    def pg_us(r: dict) -> float | None:
+        cpu = r.get("postgres_cpu_s")
+        return 1e6 * cpu / r["events"] if cpu and r["events"] else None
+
+    base = next((pg_us(r) for r in persist if r["role"] == "baseline"), None)
+    runs = [(r, us) for r in persist if r.get("events_per_job") is not None and (us := pg_us(r))]
+    if not base or not runs:
+        return []
+    bounds = ", ".join(
+        f"{us:.1f} µs ({base / us:.2f}x, {r['events_per_job']:g}-event jobs)" for r, us in runs
+    )
+    return [
+        f"PostgreSQL CPU a stored event: raw COPY {base:.1f} µs, worker {bounds}",
+        "  (each x: the most (d) could reach with the worker's Python taking no time at all)",
+    ]
+
+
 def render(report: Report) -> str:
     m = report.machine
     s = report.settings
@@ -764,15 +785,24 @@ def render(report: Report) -> str:
             )
     if report.persist:
         out += ["", f"Persist ({s['events_d']:,} events into PostgreSQL)"]
-        head = f"{'run':<44}{'events/s':>12}{'seconds':>10}{'jobs':>8}{'events/job':>12}"
+        head = (
+            f"{'run':<44}{'events/s':>12}{'seconds':>10}{'jobs':>8}{'events/job':>12}"
+            f"   CPU µs/event python/postgres"
+        )
         out += [head, "-" * len(head)]
         for r in report.persist:
             tag = {"baseline": "[baseline] ", "measured": "(d) ", "info": "    "}[r["role"]]
             per_job = r.get("events_per_job")
+            cpu = ""
+            if r.get("python_cpu_s") is not None and r["events"]:
+                cpu = "   " + "/".join(
+                    f"{1e6 * r[k] / r['events']:.1f}" for k in ("python_cpu_s", "postgres_cpu_s")
+                )
             out.append(
                 f"{tag + r['label']:<44}{r['events_per_s']:>12,.0f}{r['seconds']:>10.2f}"
-                f"{r['jobs'] or '':>8}{per_job if per_job is not None else '':>12}"
+                f"{r['jobs'] or '':>8}{per_job if per_job is not None else '':>12}{cpu}"
             )
+        out += _postgres_bound(report.persist)
     if report.enrich:
         e = report.enrich
         out += [
