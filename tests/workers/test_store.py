@@ -66,6 +66,25 @@ def test_same_message_twice_is_stored_once(db, database_url):
     assert sorted(r["message_id"] for r in stored(db)) == ["m1", "m2", "m3"]
 
 
+def test_claims_by_insert_while_most_transactions_hold_a_message_seen_before(db, database_url, monkeypatch):
+    """A COPY claim fails on a pair claimed before and the transaction runs again with INSERT; while
+    most transactions hold one (an SDK retrying often), they claim with INSERT at once, and go back
+    to COPY once they are rare. Each batch stores exactly its new messages either way."""
+    monkeypatch.setattr(store, "_seen_before_share", 0.0)
+    with psycopg.connect(database_url) as conn:
+        assert store.store_batch(conn, PersistBatch(batch_id="b0", events=[make_event("m0")])).n_stored == 1
+        modes = []
+        for i in range(1, 11):  # each with the message before it again
+            modes.append(store.claims_by_copy())
+            batch = PersistBatch(batch_id=f"b{i}", events=[make_event(f"m{i - 1}"), make_event(f"m{i}")])
+            assert [e.message_id for e in store.store_batch(conn, batch).stored] == [f"m{i}"]
+        assert modes[:4] == [True] * 4 and not store.claims_by_copy()
+        for i in range(11, 30):  # new messages only
+            store.store_batch(conn, PersistBatch(batch_id=f"b{i}", events=[make_event(f"m{i}")]))
+        assert store.claims_by_copy()
+    assert sorted(r["message_id"] for r in stored(db)) == sorted(f"m{i}" for i in range(30))
+
+
 def test_duplicates_inside_one_batch(db, database_url):
     batch = PersistBatch(
         batch_id="b1", events=[make_event("m1"), make_event("m1", id="01890000-0000-7000-8000-0000000000aa")]
