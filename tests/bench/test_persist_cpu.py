@@ -1,0 +1,35 @@
+"""Bench (d)'s CPU figures: what a run's PostgreSQL backends used, read from /proc, and the bound
+PostgreSQL's own CPU sets on (d)."""
+
+from __future__ import annotations
+
+import psycopg
+
+from bench import persist
+from bench.run import _postgres_bound
+
+
+def test_the_meter_reads_the_backends_cpu_and_not_its_own_connection(database_url):
+    with psycopg.connect(database_url, autocommit=True) as busy:
+        meter = persist.CpuMeter(database_url)
+        meter.start()
+        assert busy.info.backend_pid in meter.backends  # connected before start: measured
+        busy.execute("SELECT count(*) FROM generate_series(1, 3000000)").fetchone()
+        python, postgres = meter.stop()
+    assert postgres > 0.05  # a few hundred ms of the server's CPU, not of this process
+    assert 0 <= python < postgres
+
+
+def test_the_bound_is_the_raw_copy_cpu_over_each_worker_runs():
+    rows = [
+        {"role": "baseline", "events": 1000, "postgres_cpu_s": 0.02},
+        {"role": "measured", "events": 1000, "postgres_cpu_s": 0.05, "events_per_job": 100.0},
+        {"role": "info", "events": 1000, "postgres_cpu_s": 0.08, "events_per_job": 64.0},
+        {"role": "info", "events": 1000, "postgres_cpu_s": None},  # no CPU read: no bound
+    ]
+    head, _ = _postgres_bound(rows)
+    assert head == (
+        "PostgreSQL CPU a stored event: raw COPY 20.0 µs, worker 50.0 µs (0.40x, 100-event jobs),"
+        " 80.0 µs (0.25x, 64-event jobs)"
+    )
+    assert _postgres_bound(rows[1:]) == []  # without the baseline's CPU there is nothing to divide
