@@ -66,23 +66,50 @@ def test_same_message_twice_is_stored_once(db, database_url):
     assert sorted(r["message_id"] for r in stored(db)) == ["m1", "m2", "m3"]
 
 
-def test_claims_by_insert_while_most_transactions_hold_a_message_seen_before(db, database_url, monkeypatch):
-    """A COPY claim fails on a pair claimed before and the transaction runs again with INSERT; while
-    most transactions hold one (an SDK retrying often), they claim with INSERT at once, and go back
-    to COPY once they are rare. Each batch stores exactly its new messages either way."""
+@pytest.fixture(autouse=True)
+def _claims_start_by_copy(monkeypatch):
+    """Each test starts from a worker that has met no pair claimed before (the share is per process)."""
     monkeypatch.setattr(store, "_seen_before_share", 0.0)
+
+
+def test_claims_by_insert_while_many_transactions_hold_a_message_seen_before(db, database_url, monkeypatch):
+    """A COPY claim fails on a pair claimed before and the transaction runs again with INSERT; while
+    many transactions hold one (an SDK retrying often), they claim with INSERT at once, and by COPY
+    again once they are rare. Each batch stores exactly its new messages either way."""
+    claims: list[str] = []
+    claim = store._claim
+
+    def spy(cur, keys, every_new):
+        try:
+            claimed = claim(cur, keys, every_new)
+        except store._SeenBefore:
+            claims.append("copy failed")
+            raise
+        claims.append("copy" if every_new else "insert")
+        return claimed
+
+    monkeypatch.setattr(store, "_claim", spy)
     with psycopg.connect(database_url) as conn:
         assert store.store_batch(conn, PersistBatch(batch_id="b0", events=[make_event("m0")])).n_stored == 1
-        modes = []
-        for i in range(1, 11):  # each with the message before it again
-            modes.append(store.claims_by_copy())
+        assert claims == ["copy"]
+        for i in range(1, 6):  # each with the message before it again
             batch = PersistBatch(batch_id=f"b{i}", events=[make_event(f"m{i - 1}"), make_event(f"m{i}")])
             assert [e.message_id for e in store.store_batch(conn, batch).stored] == [f"m{i}"]
-        assert modes[:4] == [True] * 4 and not store.claims_by_copy()
-        for i in range(11, 30):  # new messages only
+        assert claims == ["copy", "copy failed", "insert", "insert", "insert", "insert", "insert"]
+        claims.clear()
+        for i in range(6, 60):  # new messages only
             store.store_batch(conn, PersistBatch(batch_id=f"b{i}", events=[make_event(f"m{i}")]))
-        assert store.claims_by_copy()
-    assert sorted(r["message_id"] for r in stored(db)) == sorted(f"m{i}" for i in range(30))
+        assert claims[0] == "insert" and claims[-1] == "copy" and "copy failed" not in claims
+    assert sorted(r["message_id"] for r in stored(db)) == sorted(f"m{i}" for i in range(60))
+
+
+def test_a_claim_by_copy_is_dated_by_its_transaction(db, database_url):
+    with psycopg.connect(database_url) as conn:
+        store.store_batch(conn, PersistBatch(batch_id="b1", events=[make_event("m1"), make_event("m2")]))
+        later = conn.execute("SELECT now()").fetchone()  # a transaction of its own, after the store's
+    rows = db.execute("SELECT claimed_at FROM event_dedupe ORDER BY message_id").fetchall()
+    assert later is not None and len(rows) == 2
+    assert rows[0] == rows[1] and rows[0][0] <= later[0]
 
 
 def test_duplicates_inside_one_batch(db, database_url):
@@ -102,8 +129,10 @@ def test_same_message_id_in_two_sources_is_two_events(db, database_url):
         assert store.store_batch(conn, batch).n_stored == 2
 
 
-def test_two_workers_racing_store_once(db, database_url):
+@pytest.mark.parametrize("copy_first", [True, False], ids=["claims-by-copy", "claims-by-insert"])
+def test_two_workers_racing_store_once(db, database_url, monkeypatch, copy_first):
     """Two connections store overlapping batches at the same instant; every message lands once."""
+    monkeypatch.setattr(store, "COPY_WHILE_SEEN_BEFORE_BELOW", 2.0 if copy_first else -1.0)
     events = [make_event(f"m{i}") for i in range(200)]
     batches = [
         PersistBatch(batch_id="b1", events=events),
