@@ -714,22 +714,25 @@ def _machine_line(m: dict) -> str:
 
 
 def _postgres_bound(persist: list[dict]) -> list[str]:
-    """What PostgreSQL's own CPU a stored event allows (d) at most: the raw COPY's backend CPU an
-    event over a worker run's (with no Python at all, the worker could not store faster)."""
+    """What PostgreSQL's own CPU a stored event allows (d) at most. The worker's statements run on one
+    backend at a time, so an event takes the worker at least that backend's CPU for it: (d), the raw
+    COPY's seconds an event over the worker's, is at most the raw COPY's seconds an event over the
+    worker's PostgreSQL CPU an event (if its Python took no time at all)."""
 
     def pg_us(r: dict) -> float | None:
         cpu = r.get("postgres_cpu_s")
         return 1e6 * cpu / r["events"] if cpu and r["events"] else None
 
-    base = next((pg_us(r) for r in persist if r["role"] == "baseline"), None)
+    base = next((r for r in persist if r["role"] == "baseline" and r["events"] and r["seconds"]), None)
     runs = [(r, us) for r in persist if r.get("events_per_job") is not None and (us := pg_us(r))]
-    if not base or not runs:
+    if base is None or not runs:
         return []
+    raw_us = 1e6 * base["seconds"] / base["events"]
     bounds = ", ".join(
-        f"{us:.1f} µs ({base / us:.2f}x, {r['events_per_job']:g}-event jobs)" for r, us in runs
+        f"{us:.1f} µs ({raw_us / us:.2f}x, {r['events_per_job']:g}-event jobs)" for r, us in runs
     )
     return [
-        f"PostgreSQL CPU a stored event: raw COPY {base:.1f} µs, worker {bounds}",
+        f"PostgreSQL CPU a stored event: worker {bounds}; raw COPY {raw_us:.1f} µs an event (wall)",
         "  (each x: the most (d) could reach with the worker's Python taking no time at all)",
     ]
 
