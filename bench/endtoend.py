@@ -24,6 +24,7 @@ import psycopg
 import redis
 
 from bench import latency, servers
+from bench.cpu import machine_busy_seconds, process_seconds
 from bench.persist import enqueue, reset_tables
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PERSIST_QUEUE
@@ -170,19 +171,6 @@ def visibility_phase(
     }
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _machine_busy() -> float:
-    total = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    return (sum(int(x) for x in total) - int(total[3]) - int(total[4])) / os.sysconf("SC_CLK_TCK")
-
-
 def _drain_with(settings: ServerSettings, env: dict[str, str], n_workers: int, n_events: int) -> dict:
     """Start ``n_workers`` burst workers on the queued backlog; time from the first stored row to the
     last, and take the CPU each part used meanwhile."""
@@ -193,11 +181,11 @@ def _drain_with(settings: ServerSettings, env: dict[str, str], n_workers: int, n
     def cpu(r: redis.Redis, procs: list[subprocess.Popen]) -> dict[str, float]:
         info = r.info("cpu")
         for p in procs:  # a burst worker that finished first reads 0 (or nothing) from then on
-            worker_seen[p.pid] = max(worker_seen.get(p.pid, 0.0), _cpu_seconds(p.pid))
+            worker_seen[p.pid] = max(worker_seen.get(p.pid, 0.0), process_seconds(p.pid))
         return {
             "workers": sum(worker_seen.values()),
             "redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
-            "machine": _machine_busy(),
+            "machine": machine_busy_seconds(),
         }
 
     with (
@@ -221,9 +209,9 @@ def _drain_with(settings: ServerSettings, env: dict[str, str], n_workers: int, n
                 ).fetchall()
                 now = time.monotonic()
                 for p in procs:
-                    worker_seen[p.pid] = max(worker_seen.get(p.pid, 0.0), _cpu_seconds(p.pid))
+                    worker_seen[p.pid] = max(worker_seen.get(p.pid, 0.0), process_seconds(p.pid))
                 for (pid,) in pids:
-                    backend_end[pid] = _cpu_seconds(pid)
+                    backend_end[pid] = process_seconds(pid)
                     if first is not None:
                         backend_start.setdefault(pid, 0.0)  # connected after the first row
                 if first is None and count > 0:

@@ -12,16 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import redis
 import redis.asyncio as aioredis
 
+from bench.cpu import CpuMeter
 from trackgate.gateway.publisher import Publisher
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PERSIST_QUEUE
@@ -47,60 +46,6 @@ class Timed:
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:  # gone
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _is_postgres(pid: int) -> bool:
-    """Whether ``pid`` is a PostgreSQL process of this machine (a remote server's pid is not)."""
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == "postgres"
-    except OSError:
-        return False
-
-
-class CpuMeter:
-    """The CPU this process and a database's PostgreSQL backends use between ``start`` and ``stop``:
-    where the time of a run goes, steadier than its wall-clock on a shared VM.
-
-    The backends are listed at ``start`` and again at ``stop`` (one that connected meanwhile counts
-    from 0); one that exited before ``stop`` is not counted, nor are the server's own processes
-    (WAL writer, checkpointer, autovacuum). A server that is not on this machine reads as None."""
-
-    def __init__(self, database_url: str):
-        self.database_url = database_url
-        self.backends: dict[int, float] = {}
-        self.python = 0.0
-
-    def _pids(self) -> list[int]:
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                " AND pid <> pg_backend_pid()"
-            ).fetchall()
-        return [pid for (pid,) in rows if _is_postgres(pid)]
-
-    def start(self) -> None:
-        self.backends = {pid: _cpu_seconds(pid) for pid in self._pids()}
-        self.python = time.process_time()
-
-    def stop(self) -> tuple[float, float | None]:
-        """(this process's CPU seconds, the backends' CPU seconds, None if none is local) since
-        ``start``."""
-        python = time.process_time() - self.python
-        pids = set(self.backends) | set(self._pids())
-        if not pids:
-            return python, None
-        return python, sum(max(0.0, _cpu_seconds(pid) - self.backends.get(pid, 0.0)) for pid in pids)
 
 
 def enqueue(settings: ServerSettings, events: list[Event], *, clients: int, per_request: int) -> int:
@@ -153,7 +98,7 @@ def ensure_partitions(database_url: str, events: list[Event]) -> None:
 
 def drain(settings: ServerSettings, profile: Profile | None = None) -> tuple[float, float, float | None]:
     """Run one burst worker until the queue is empty; returns the seconds it took (setup excluded),
-    the worker's CPU seconds and its PostgreSQL backends' (:class:`CpuMeter`).
+    the worker's CPU seconds and its PostgreSQL backends' (``bench.cpu.CpuMeter``).
 
     Under the GC settings of a ``trackgate worker`` process (``workers.worker.run`` calls
     ``tune_gc``), restored after: with the interpreter's defaults the collector's passes over the
@@ -183,7 +128,7 @@ def raw_copy(
     database_url: str, events: list[Event], batch_id: str = "bench-copy"
 ) -> tuple[float, float, float | None]:
     """``event_row`` + COPY of every event in one transaction; returns seconds, this process's CPU
-    seconds and the backend's (:class:`CpuMeter`)."""
+    seconds and the backend's (``bench.cpu.CpuMeter``)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         meter = CpuMeter(database_url)
         meter.start()

@@ -14,27 +14,19 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import statistics
 import time
-from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from bench import payloads
+from bench.cpu import process_seconds
 from bench.persist import ensure_partitions
 from trackgate.migrate import migrate
 from trackgate.schemas.settings import tune_gc
 from trackgate.sources import add_source
 from trackgate.workers import profiles, store
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _database(admin_url: str, name: str) -> tuple[str, str]:
@@ -61,14 +53,14 @@ def run(url: str, events: list, job: int, with_apply: bool, prof: cProfile.Profi
     with psycopg.connect(url) as conn:
         backend = conn.info.backend_pid
         store.ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for e in events})
-        pg0, py0, t0 = _cpu_of(backend), time.process_time(), time.perf_counter()
+        pg0, py0, t0 = process_seconds(backend), time.process_time(), time.perf_counter()
         if prof:
             prof.enable()
         for n, chunk in enumerate(chunks):
             store.store_group(conn, [(f"b-{n}", chunk)], apply=profiles.apply if with_apply else None)
         if prof:
             prof.disable()
-        wall, py, pg = time.perf_counter() - t0, time.process_time() - py0, _cpu_of(backend) - pg0
+        wall, py, pg = time.perf_counter() - t0, time.process_time() - py0, process_seconds(backend) - pg0
         counts = conn.execute(
             "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM profiles),"
             " (SELECT count(*) FROM profile_ids)"

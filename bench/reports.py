@@ -29,7 +29,6 @@ in the gateway's own sessions: :func:`explain_slow`) is printed after the figure
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
@@ -50,7 +49,7 @@ import psycopg
 import redis
 from redis.connection import parse_url
 
-from bench import loadgen, payloads, reports_data, servers
+from bench import cpu, loadgen, payloads, reports_data, servers
 from trackgate.api_keys import create_key
 from trackgate.schemas.settings import ServerSettings
 from trackgate.sources import add_source
@@ -315,45 +314,19 @@ class ReportLoop:
         self._thread.join(150)
 
 
-def _proc_seconds(pid: int | str, tick: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-
-
 def cpu_seconds(pid: int, database_url: str) -> dict[str, Any]:
     """CPU seconds so far of the gateway process, of the PostgreSQL backends serving the bench's
     database (by pid: ``pg_stat_activity``) and of every PostgreSQL process on the machine (other
     people's databases too), of this process (the report loop's client), of the machine."""
-    tick = os.sysconf("SC_CLK_TCK")
-    with psycopg.connect(database_url) as conn:
-        mine = [
-            r[0]
-            for r in conn.execute(
-                "SELECT pid FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ]
-    backends: dict[int, float] = {}
-    for backend in mine:
-        with contextlib.suppress(OSError):
-            backends[backend] = _proc_seconds(backend, tick)
-    postgres = 0.0
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if (p / "comm").read_text().strip() == "postgres":
-                    postgres += _proc_seconds(p.name, tick)
-            except OSError:
-                continue  # gone meanwhile, or not ours to read
-    total = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    busy = (sum(int(x) for x in total) - int(total[3]) - int(total[4])) / tick  # minus idle, iowait
+    backends = {backend: cpu.process_seconds(backend) for backend in cpu.backend_pids(database_url)}
+    postgres = sum(cpu.process_seconds(p) for p in cpu.postgres_pids())
     me = os.times()
     return {
-        "gateway": _proc_seconds(pid, tick),
+        "gateway": cpu.process_seconds(pid),
         "backends": backends,
         "postgres": postgres,
         "client": me.user + me.system,  # this process: the report loop's HTTP client
-        "machine": busy,
+        "machine": cpu.machine_busy_seconds(),
         "t": time.monotonic(),
     }
 

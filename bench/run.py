@@ -53,6 +53,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
 from bench import endtoend, latency, loadgen, payloads, persist, profiling, queued, servers  # noqa: E402
 from bench import enrich as enrich_phase  # noqa: E402
+from bench.cpu import machine_busy_seconds, process_seconds  # noqa: E402
 from trackgate.migrate import migrate  # noqa: E402
 from trackgate.schemas.jobs import PERSIST_QUEUE  # noqa: E402
 from trackgate.schemas.settings import ServerSettings, settings_from_env  # noqa: E402
@@ -192,19 +193,14 @@ def _flush(redis_url: str) -> None:
 
 def _cpu_now(pid: int, redis_url: str) -> dict[str, float]:
     """CPU seconds used so far by the server, redis-server, finished children (wrk), the machine."""
-    tick = os.sysconf("SC_CLK_TCK")
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    server = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     with redis.Redis.from_url(redis_url) as r:
         info = r.info("cpu")
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    busy = (sum(int(x) for x in total) - int(total[3]) - int(total[4])) / tick  # minus idle, iowait
     return {
-        "server": server,
+        "server": process_seconds(pid),
         "redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
         "wrk": children.ru_utime + children.ru_stime,
-        "machine": busy,
+        "machine": machine_busy_seconds(),
         "t": time.monotonic(),
     }
 

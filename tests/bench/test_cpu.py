@@ -1,4 +1,4 @@
-"""Bench (d)'s CPU figures: what a run's PostgreSQL backends used, read from /proc, and the bound
+"""The bench's CPU figures (``bench/cpu.py``): what a run's PostgreSQL backends used, and the bound
 PostgreSQL's own CPU sets on (d)."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ import os
 
 import psycopg
 
-from bench import persist
+from bench import cpu
 from bench.run import _postgres_bound
 
 
 def test_the_meter_reads_the_backends_cpu_and_not_its_own_connection(database_url):
     with psycopg.connect(database_url, autocommit=True) as busy:
-        meter = persist.CpuMeter(database_url)
+        meter = cpu.CpuMeter(database_url)
         meter.start()
         assert busy.info.backend_pid in meter.backends  # connected before start: measured
         busy.execute("SELECT count(*) FROM generate_series(1, 3000000)").fetchone()
@@ -23,8 +23,8 @@ def test_the_meter_reads_the_backends_cpu_and_not_its_own_connection(database_ur
 
 
 def test_a_pid_that_is_not_postgresql_is_not_measured():
-    assert not persist._is_postgres(os.getpid())  # this Python process
-    assert not persist._is_postgres(2**22 + 1)  # no such process
+    assert not cpu.is_postgres(os.getpid())  # this Python process
+    assert not cpu.is_postgres(2**22 + 1)  # no such process
 
 
 def test_the_bound_is_the_raw_copy_seconds_over_each_worker_runs_postgresql_cpu():
