@@ -121,6 +121,12 @@ class WorkerMetrics:
             "Profiles and groups written by the events stored (kind=profile|group).",
             ["kind"],
         )
+        self.profile_lag: Histogram = Histogram(
+            "trackgate_profile_lag_seconds",
+            "Seconds from a store transaction's outbox row (written just before its commit) to the"
+            " commit that applied its events to profiles (workers/profiles_outbox.py).",
+            buckets=LAG_BUCKETS,
+        )
         self.forwards: Counter = Counter(
             "trackgate_forward_requests",
             "Requests to destinations: delivered, retrying (failed, sent later) or dead (dead-lettered).",

@@ -71,7 +71,7 @@ def db(database_url) -> Iterator[psycopg.Connection]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE events, event_dedupe, sources, source_keys, quarantine,"
-            " profiles, profile_ids, groups, group_members,"
+            " profiles, profile_ids, groups, group_members, profile_outbox,"
             " destinations, deliveries, dead_letters, replay_checkpoints, api_keys, accounts,"
             " report_rows, report_step_sequences, report_steps, report_days, report_months"
         )

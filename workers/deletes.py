@@ -25,7 +25,7 @@ import msgspec
 import psycopg
 
 from trackgate.schemas.jobs import DeleteData
-from trackgate.workers import runtime
+from trackgate.workers import profiles_outbox, runtime
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ def delete_everything(conn: psycopg.Connection, job: DeleteData) -> dict[str, in
         for table in SOURCE_TABLES:
             counts[table] = counts.get(table, 0) + _delete_chunked(conn, table, "source_id", source_id)
     if job.workspace is not None:
+        # profile work still pending for its sources would otherwise write them again afterwards
+        profiles_outbox.apply_all(conn, wait=True)
         for table in WORKSPACE_TABLES:
             counts[table] = _delete_chunked(conn, table, "workspace", job.workspace)
     return counts

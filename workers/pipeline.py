@@ -1,10 +1,12 @@
-"""The persist pipeline, written once: enrich → store + profiles + forward intents (one transaction,
-retried on a conflict) → quarantine of what PostgreSQL refused and of the items the gateway could not
-accept → forward jobs queued → the live debug feed (``debug_feed.py``, only while someone watches).
+"""The persist pipeline, written once: enrich → store + profile outbox row + forward intents (one
+transaction, retried on a conflict) → quarantine of what PostgreSQL refused and of the items the gateway
+could not accept → forward jobs queued → the live debug feed (``debug_feed.py``, only while someone
+watches) → the profile outbox applied (``profiles_outbox.py``: by the worker's applier thread, or here).
 
 The RQ job (``jobs.persist_batch``) and the quarantine replay call :func:`persist`; the file replay
 enqueues persist jobs, so it runs here too. Each step is idempotent: the dedupe claim makes the store,
-the profile changes and the forward intents (``forward/outbox.py``) happen once per event, and
+the profile outbox rows and the forward intents (``forward/outbox.py``) happen once per event, an
+outbox row is applied once (it is deleted in the transaction that applies it), and
 quarantine rows have unique keys. The forward intents commit with the events; their jobs are queued
 after the commit, and if that fails (Redis, a killed worker) a sweep queues them a few seconds later.
 """
@@ -23,7 +25,7 @@ from trackgate.schemas.destinations import Destination
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.schemas.settings import Settings
-from trackgate.workers import aggregate, debug_feed, enrich, profiles, quarantine_rows, store
+from trackgate.workers import aggregate, debug_feed, enrich, profiles_outbox, quarantine_rows, store
 from trackgate.workers.forward import fanout, outbox, resources
 from trackgate.workers.store import RefusedEvent
 
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 CONFLICT_RETRIES = 5
 """Times a batch is stored again at once when PostgreSQL aborted it for a deadlock or a serialization
-failure (profile updates racing another worker's merge); after that the job fails and RQ retries it."""
+failure; after that the job fails and RQ retries it."""
 CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
@@ -68,7 +70,9 @@ def persist(
     """
     dests = _before_store(conn, batch.events, settings)
     result = _store(conn, batch, dests)
-    return _after_store(conn, batch, result, settings, quarantine_refused_events)
+    persisted = _after_store(conn, batch, result, settings, quarantine_refused_events)
+    profiles_outbox.after_commit(conn, sum(result.applied))
+    return persisted
 
 
 def persist_group(
@@ -76,8 +80,9 @@ def persist_group(
 ) -> list[Persisted]:
     """Several queued batches through the pipeline with ONE store transaction (the worker's multi-job
     drain, ``workers/reliable.py``): enrichment once over all their events, one dedupe claim and COPY
-    (each row keeps its batch id), profiles and forward intents in that transaction; then each batch's
-    quarantine rows, forward jobs and debug feed, as :func:`persist` does.
+    (each row keeps its batch id), the profile outbox row and forward intents in that transaction; then
+    each batch's quarantine rows, forward jobs and debug feed, as :func:`persist` does; then the profile
+    outbox applied once for the group.
 
     Raises on any failure (a value PostgreSQL refuses, a conflict): nothing of the group is stored
     then, and the caller runs each batch alone through :func:`persist`, which isolates the bad one.
@@ -95,7 +100,9 @@ def persist_group(
         apply=apply_stored,
         outbox=intents if dests else None,
     )
-    return [_after_store(conn, b, r, settings) for b, r in zip(batches, results, strict=True)]
+    persisted = [_after_store(conn, b, r, settings) for b, r in zip(batches, results, strict=True)]
+    profiles_outbox.after_commit(conn, sum(n for result in results for n in result.applied))
+    return persisted
 
 
 def _before_store(
@@ -156,20 +163,18 @@ def _count_stored(batch: PersistBatch, result: store.Stored) -> None:
     metrics.observe_all(
         counted.store_lag, [max(0.0, (now - e.received_at).total_seconds()) for e in result.stored]
     )
-    for written in result.applied:
-        counted.profile_updates.labels("profile").inc(written.n_profiles)
-        counted.profile_updates.labels("group").inc(written.n_groups)
 
 
-def apply_stored(conn: psycopg.Connection, new: list[Event]) -> object:
-    """What runs on the events a transaction stored for the first time, inside it: the profile changes,
-    and the mark of each closed day a late event fell on (its report aggregates are rebuilt)."""
+def apply_stored(conn: psycopg.Connection, new: list[Event]) -> int:
+    """What runs on the events a transaction stored for the first time, inside it: the mark of each
+    closed day a late event fell on (its report aggregates are rebuilt), and the profile outbox's row
+    (applied after the commit, ``profiles_outbox.py``); returns how many events that row holds."""
     aggregate.mark_late(conn, new)
-    return profiles.apply(conn, new)
+    return profiles_outbox.write(conn, new)
 
 
 def _store(conn: psycopg.Connection, batch: PersistBatch, dests: list[Destination]) -> store.Stored:
-    """Store, apply to profiles and write the forward intents to ``dests`` in one transaction, again
+    """Store, write the profile outbox row and the forward intents to ``dests`` in one transaction, again
     at once after a deadlock or a serialization failure (up to ``CONFLICT_RETRIES`` times; then the
     error reaches the job)."""
 

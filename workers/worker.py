@@ -13,7 +13,7 @@ from trackgate.schemas import metrics
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer
 from trackgate.schemas.settings import ServerSettings, tune_gc
-from trackgate.workers import jobs, runtime
+from trackgate.workers import jobs, profiles_outbox, runtime
 from trackgate.workers.forward import outbox
 from trackgate.workers.reliable import Grouping, ReliableWorker
 
@@ -72,11 +72,19 @@ def run(
     if settings.worker_metrics_port:
         serve_metrics(settings.host, settings.worker_metrics_port)
     outbox.start_sweeper(runtime.current())  # forwards whose jobs were never queued, busy or idle
+    if PERSIST_QUEUE in worker.queue_names():  # profiles applied beside the store, on their own connection
+        profiles_outbox.start_applier(settings.database_url, settings.pg_connect_timeout)
     tune_gc()
     try:
         worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
     finally:
+        profiles_outbox.stop_applier(timeout=PROFILES_STOP_SECONDS)
         metrics.mark_process_dead()
+
+
+PROFILES_STOP_SECONDS = 5.0
+"""Longest a stopping worker spends applying the profile outbox's pending rows (what is left stays
+pending for the next worker)."""
 
 
 class MetricsPortTaken(Exception):

@@ -33,7 +33,7 @@ def persist(database_url: str, source_id: str, *events: dict) -> None:
         ],
     )
     with psycopg.connect(database_url) as conn:
-        store.store_batch(conn, batch, apply=profiles.apply)
+        store.store_batch(conn, batch, apply=profiles.apply_events)
 
 
 def test_sources_add_puts_a_source_in_a_workspace(cli, db):

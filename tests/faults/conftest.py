@@ -94,7 +94,8 @@ class Faults:
         with psycopg.connect(servers.database_url, autocommit=True) as conn:
             conn.execute(
                 "TRUNCATE events, event_dedupe, sources, source_keys, quarantine, profiles, profile_ids,"
-                " groups, group_members, destinations, deliveries, dead_letters, replay_checkpoints,"
+                " profile_outbox, groups, group_members, destinations, deliveries, dead_letters,"
+                " replay_checkpoints,"
                 # the report tables reference sources
                 " report_rows, report_step_sequences, report_steps, report_days, report_months"
             )
@@ -136,7 +137,17 @@ class Faults:
         for _ in range(n_requests):
             ids = [f"m-{secrets.token_hex(6)}" for _ in range(per_request)]
             batch = {
-                "batch": [{"type": "track", "event": "Fault", "userId": "u-1", "messageId": m} for m in ids]
+                "batch": [
+                    # each adds 1 to u-1's revenue: the profile counts every event exactly once
+                    {
+                        "type": "track",
+                        "event": "Fault",
+                        "userId": "u-1",
+                        "messageId": m,
+                        "properties": {"revenue": 1},
+                    }
+                    for m in ids
+                ]
             }
             response = client.post("/v1/batch", json=batch, headers=auth)
             if response.status_code == 200:
@@ -148,6 +159,18 @@ class Faults:
             row = conn.execute("SELECT count(*), count(DISTINCT message_id) FROM events").fetchone()
         assert row is not None
         return row[0], row[1]
+
+    def wait_profiles_applied(self, timeout: float) -> dict | None:
+        """u-1's revenue once no profile outbox row is left (every stored event applied), or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with psycopg.connect(self.servers.database_url, connect_timeout=2) as conn:
+                (pending,) = conn.execute("SELECT count(*) FROM profile_outbox").fetchone() or (0,)
+                row = conn.execute("SELECT revenue FROM profiles WHERE user_id = 'u-1'").fetchone()
+            if not pending:
+                return row[0] if row else {}
+            time.sleep(0.2)
+        return None
 
     def wait_stored(self, timeout: float) -> float | None:
         """Seconds until every acknowledged event is stored, or None after ``timeout``."""

@@ -50,6 +50,8 @@ def test_kill_at_each_point_loses_and_doubles_nothing(faults, gateway, point, qu
     print(f"fault={point} queues={queues} stored_after={stored_after:.1f}s jobs_done_after={done_after:.1f}s")
     assert faults.counts() == (len(faults.sent), len(faults.sent))  # the re-run stored nothing twice
     assert faults.rdb.zcard("rq:failed:trackgate-persist") == 0
+    # every stored event reached the profile once: none lost with the killed applier, none applied twice
+    assert faults.wait_profiles_applied(STORED_WITHIN) == {"USD": len(faults.sent)}
 
 
 @pytest.mark.skipif(os.environ.get("TRACKGATE_FAULTS_OLD") == "1", reason="the old worker has no keeper")

@@ -20,11 +20,11 @@ from rq import Queue, SimpleWorker
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer
 from trackgate.schemas.settings import configure_logging, settings_from_env
-from trackgate.workers import profiles, runtime
+from trackgate.workers import profiles, profiles_outbox, runtime
 from trackgate.workers import worker as trackgate_worker
 from trackgate.workers.forward import outbox
 
-POINTS = ("after_pop", "after_register", "in_store", "during_fanout", "after_commit")
+POINTS = ("after_pop", "after_register", "in_store", "during_fanout", "after_commit", "in_profiles")
 
 
 def die(*_args, **_kwargs):
@@ -62,12 +62,16 @@ def install(point: str) -> None:
         before(SimpleWorker, "execute_job")
     elif point == "after_register":  # in the started registry, status still "queued"
         after(SimpleWorker, "prepare_execution")
-    elif point == "in_store":  # rows copied, profiles not yet applied: the store transaction is open
-        before(profiles, "apply")
+    elif (
+        point == "in_store"
+    ):  # rows copied, the profile outbox row not yet written: the store transaction is open
+        before(profiles_outbox, "write")
     elif point == "during_fanout":  # rows and forward intents committed; the forward jobs not queued
         before(outbox, "enqueue_or_defer")
     elif point == "after_commit":  # the job function returned (committed); RQ has not recorded it
         before(SimpleWorker, "handle_job_success")
+    elif point == "in_profiles":  # events and outbox row committed; the applier thread is applying it
+        before(profiles, "apply")
     else:
         raise SystemExit(f"unknown fault point {point!r}; one of {POINTS}")
 

@@ -15,7 +15,7 @@ import pytest
 from trackgate.schemas.event import Context, Event, EventType
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.sources import add_source
-from trackgate.workers import jobs, pipeline, profiles, store
+from trackgate.workers import jobs, pipeline, profiles_outbox, store
 from trackgate.workers.profiles_read import AmbiguousProfile, find_profile
 
 T0 = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
@@ -411,8 +411,10 @@ def test_new_profiles_with_and_without_state_in_one_batch(db, database_url):
 
 
 def _race(database_url: str, workers: list[list[list[Event]]]) -> None:
-    """Run each worker's batches on its own connection and thread, all starting together; batches
-    that PostgreSQL aborts for a deadlock are retried as the job does."""
+    """Run each worker's batches on its own connection and thread, all starting together, as the
+    pipeline does: each batch stored with its profile outbox row, then the pending rows applied on
+    that connection (the racing connections share the rows and apply them at once); batches that
+    PostgreSQL aborts for a deadlock are retried as the job does."""
     barrier = threading.Barrier(len(workers))
     errors: list[BaseException] = []
 
@@ -424,11 +426,12 @@ def _race(database_url: str, workers: list[list[list[Event]]]) -> None:
                     batch = PersistBatch(batch_id=f"b-{next(_serial)}", events=events)
                     for attempt in range(pipeline.CONFLICT_RETRIES):
                         try:
-                            store.store_batch(conn, batch, apply=profiles.apply)
+                            store.store_batch(conn, batch, apply=pipeline.apply_stored)
                             break
                         except pipeline.CONFLICTS:
                             if attempt == pipeline.CONFLICT_RETRIES - 1:
                                 raise
+                    profiles_outbox.apply_all(conn)  # retries a deadlock itself
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
 
@@ -438,6 +441,8 @@ def _race(database_url: str, workers: list[list[list[Event]]]) -> None:
     for thread in threads:
         thread.join(timeout=120)
     assert not errors, errors
+    with psycopg.connect(database_url) as conn:
+        assert profiles_outbox.apply_all(conn, wait=True) == 0  # each connection applied what it found
 
 
 def test_two_workers_incrementing_one_profile_lose_nothing(db, database_url):
@@ -563,8 +568,10 @@ def test_a_whole_job_of_new_ids_is_stored_beside_another_transaction_holding_man
     """A job may hold 5,000 events (``max_batch_events``), each with a new user id and anonymous id:
     10,000 advisory locks in one transaction. Beside another worker's transaction holding 3,000 (here
     a connection holding them), that overflowed PostgreSQL's shared lock table (``out of shared
-    memory``) on every retry; at most ``store.MAX_TRANSACTION_EVENTS`` events a transaction, it fits.
-    Exactly once still: sent again, nothing is stored or counted twice."""
+    memory``) on every retry. Now the store takes none and the profile outbox applies at most
+    ``profiles_outbox.MAX_EVENTS`` events a transaction (the store writes rows of at most
+    ``store.MAX_TRANSACTION_EVENTS``): it fits. Exactly once still: sent again, nothing is stored or
+    counted twice."""
     n = 5000
     events = [ev("identify", at=i % 60, user_id=f"big-u{i}", anonymous_id=f"big-a{i}") for i in range(n)]
     with psycopg.connect(database_url) as other:

@@ -1,0 +1,235 @@
+"""The profile outbox: written in the store transaction, applied after it, exactly once. Real
+PostgreSQL, real transactions and a real applier thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+import pytest
+
+from tests.workers.test_profiles import count, ev, show
+from trackgate.schemas import metrics
+from trackgate.schemas.jobs import DeleteData, PersistBatch
+from trackgate.sources import add_source
+from trackgate.workers import deletes, pipeline, profiles, profiles_outbox, store
+
+
+def store_only(database_url: str, *events) -> None:
+    """The store transaction as the pipeline runs it, without what follows its commit."""
+    with psycopg.connect(database_url) as conn:
+        store.store_batch(conn, PersistBatch(batch_id="b", events=list(events)), apply=pipeline.apply_stored)
+
+
+def counter(db, user_id: str, path: str):
+    return show(db, user_id)["counters"].get(path)
+
+
+def test_the_store_writes_one_row_and_no_profile_and_applying_it_twice_counts_once(db, database_url):
+    store_only(
+        database_url,
+        ev("identify", user_id="u1", anonymous_id="d1", traits={"plan": "pro"}),
+        ev("increment", at=1, user_id="u1", properties={"property": "logins", "value": 2}),
+    )
+    assert count(db, "profile_outbox") == 1  # both events are u1's: one partition
+    assert db.execute("SELECT n_events FROM profile_outbox").fetchone()[0] == 2
+    assert count(db, "profiles") == 0 and count(db, "profile_ids") == 0
+
+    with psycopg.connect(database_url) as conn:
+        assert profiles_outbox.apply_all(conn) == 1
+        assert profiles_outbox.apply_all(conn) == 0  # the row left with its application
+    assert count(db, "profile_outbox") == 0
+    assert counter(db, "u1", "logins") == 2
+    assert show(db, "d1")["traits"] == {"plan": "pro"}
+
+
+def test_bots_and_excluded_traffic_write_no_row(db, database_url):
+    store_only(database_url, ev("track", name="x", user_id="u1", enrichment={"is_bot": True}))
+    assert count(db, "events") == 1 and count(db, "profile_outbox") == 0
+
+
+def test_what_the_outbox_keeps_is_what_profiles_read(db, database_url):
+    event = ev(
+        "track",
+        name="Order",
+        user_id="u1",
+        active=False,
+        properties={"revenue": 9.5, "currency": "eur", "mrr": 3, "items": [1, 2, 3], "note": "x" * 500},
+        traits={"ignored": "on a track"},
+    )
+    kept = profiles.essentials(event)
+    assert kept is not None
+    assert kept.properties == {"revenue": 9.5, "currency": "eur", "mrr": 3}
+    assert kept.traits == {} and kept.active is False
+    store_only(database_url, event)
+    with psycopg.connect(database_url) as conn:
+        profiles_outbox.apply_all(conn)
+    profile = show(db, "u1")
+    assert profile["revenue"] == {"EUR": 9.5} and profile["mrr"] == 3
+    assert profile["last_seen"] is None  # sent with context.active=false
+
+
+def test_a_failed_application_leaves_the_row_and_changes_nothing(db, database_url, monkeypatch):
+    store_only(database_url, ev("increment", user_id="u1", properties={"property": "n"}))
+    real = profiles.apply
+
+    def apply_then_fail(conn, events, where=None):
+        real(conn, events, where)  # its writes are made, then the transaction fails
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(profiles, "apply", apply_then_fail)
+    with psycopg.connect(database_url) as conn, pytest.raises(RuntimeError):
+        profiles_outbox.apply_pending(conn)
+    assert count(db, "profile_outbox") == 1 and count(db, "profiles") == 0
+    monkeypatch.setattr(profiles, "apply", real)
+    with psycopg.connect(database_url) as conn:
+        assert profiles_outbox.apply_all(conn) == 1
+    assert counter(db, "u1", "n") == 1
+
+
+def partition_lock(conn: psycopg.Connection, user_id: str) -> None:
+    """Take, in ``conn``'s transaction, the lock an applier of ``user_id``'s partition holds."""
+    partition = partition_of(user_id)
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (profiles_outbox._LOCK_BASE + partition,))
+
+
+def partition_of(user_id: str) -> int:
+    essential = profiles.essentials(ev("track", user_id=user_id))
+    assert essential is not None
+    return profiles_outbox.partitions([essential])[0]
+
+
+def two_users_apart() -> tuple[str, str]:
+    """Two user ids whose events fall in two different partitions."""
+    other = next(f"v{i}" for i in range(100) if partition_of(f"v{i}") != partition_of("u1"))
+    return "u1", other
+
+
+def test_one_store_writes_a_row_per_partition_its_events_fall_in(db, database_url):
+    u1, other = two_users_apart()
+    store_only(database_url, ev("track", user_id=u1), ev("track", user_id=u1), ev("track", user_id=other))
+    rows = db.execute("SELECT partition, n_events FROM profile_outbox ORDER BY n_events").fetchall()
+    assert [n for _, n in rows] == [1, 2] and rows[0][0] != rows[1][0]
+
+
+def test_a_partition_another_applier_holds_is_skipped_or_waited_for(db, database_url):
+    held, free = two_users_apart()
+    store_only(database_url, ev("increment", user_id=held, properties={"property": "n"}))
+    store_only(database_url, ev("increment", user_id=free, properties={"property": "n"}))
+    with psycopg.connect(database_url) as holder, psycopg.connect(database_url) as other:
+        partition_lock(holder, held)  # an applier mid-transaction on that partition
+        assert profiles_outbox.apply_all(other) == 1  # the other partition only, at once
+        assert count(db, "profile_outbox") == 1 and counter(db, free, "n") == 1
+
+        waited: list[int] = []
+        waiter = threading.Thread(
+            target=lambda: waited.append(profiles_outbox.apply_pending(other, wait=True))
+        )
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive()  # waiting for the holder's partition
+        holder.execute("DELETE FROM profile_outbox")  # as the holder's application does
+        holder.commit()
+        waiter.join(10)
+    assert waited == [0]  # the row left with the holder's commit: nothing is applied again
+    assert db.execute("SELECT count(*) FROM profile_ids WHERE id = %s", (held,)).fetchone()[0] == 0
+
+
+def test_one_application_takes_a_partitions_rows_up_to_its_event_cap(db, database_url, monkeypatch):
+    for name in ("a", "b", "c"):  # three rows of one partition, 2 events each
+        store_only(database_url, ev("track", name=name, user_id="u1"), ev("track", name=name, user_id="u1"))
+    monkeypatch.setattr(profiles_outbox, "MAX_EVENTS", 5)  # two fit, not three
+    with psycopg.connect(database_url) as conn:
+        assert profiles_outbox.apply_pending(conn) == 2
+        assert count(db, "profile_outbox") == 1
+        monkeypatch.setattr(profiles_outbox, "MAX_EVENTS", 1)  # a row bigger than the cap goes alone
+        assert profiles_outbox.apply_pending(conn) == 1
+    assert count(db, "profiles") == 1 and count(db, "profile_outbox") == 0
+
+
+def test_events_apply_in_the_workspace_their_source_had_when_stored(db, database_url):
+    source, _ = add_source(database_url, "segment", "web", "k1", workspace="shop")
+    store_only(database_url, ev("identify", source_id=source.id, user_id="u1", traits={"a": 1}))
+    db.execute("DELETE FROM sources WHERE id = %s", (source.id,))  # gone before its profiles applied
+    with psycopg.connect(database_url) as conn:
+        profiles_outbox.apply_all(conn)
+    assert db.execute("SELECT workspace FROM profiles").fetchall() == [("shop",)]
+
+
+def test_deleting_an_account_applies_its_pending_work_first(db, database_url):
+    source, _ = add_source(database_url, "segment", "web", "k1", workspace="ws_gone")
+    store_only(database_url, ev("identify", source_id=source.id, user_id="u1", traits={"a": 1}))
+    db.execute("DELETE FROM sources WHERE id = %s", (source.id,))
+    db.execute("DELETE FROM accounts WHERE workspace = 'ws_gone'")  # as deleting the account does
+    with psycopg.connect(database_url) as conn:
+        deletes.delete_everything(conn, DeleteData(source_ids=[source.id], workspace="ws_gone"))
+    # nothing pending is left to write the deleted account's profiles again afterwards
+    assert count(db, "profile_outbox") == 0
+    assert count(db, "profiles") == 0 and count(db, "profile_ids") == 0
+
+
+def test_persist_without_an_applier_applies_before_it_returns(db, database_url):
+    with psycopg.connect(database_url) as conn:
+        pipeline.persist(conn, PersistBatch(batch_id="b", events=[ev("track", name="a", user_id="u1")]), None)
+    assert count(db, "profile_outbox") == 0 and count(db, "profiles") == 1
+
+
+def test_a_failed_application_after_the_commit_is_logged_and_the_next_persist_applies_it(
+    db, database_url, monkeypatch, caplog
+):
+    real = profiles.apply
+
+    def deadlocked(conn, events, where=None):
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+
+    monkeypatch.setattr(profiles, "apply", deadlocked)
+    with psycopg.connect(database_url) as conn, caplog.at_level(logging.WARNING):
+        batch = PersistBatch(batch_id="b1", events=[ev("track", name="a", user_id="u1")])
+        assert pipeline.persist(conn, batch, None).n_stored == 1  # the store committed: no error
+    assert "profile_outbox_apply_failed" in caplog.text
+    assert count(db, "profile_outbox") == 1 and count(db, "profiles") == 0
+    monkeypatch.setattr(profiles, "apply", real)
+    with psycopg.connect(database_url) as conn:  # a job whose events are all stored before
+        pipeline.persist(conn, batch, None)
+    assert count(db, "profile_outbox") == 0 and count(db, "profiles") == 1
+
+
+def test_the_applier_thread_applies_after_the_commit_and_what_is_left_when_it_stops(db, database_url):
+    lag = metrics.worker().profile_lag
+    before = sum(s.value for m in lag.collect() for s in m.samples if s.name.endswith("_count"))
+    applier = profiles_outbox.start_applier(database_url, connect=True)
+    try:
+        with psycopg.connect(database_url) as conn:
+            batch = PersistBatch(batch_id="b1", events=[ev("track", name="a", user_id="u1")])
+            pipeline.persist(conn, batch, None)  # wakes the applier instead of applying here
+        assert applier.settle(timeout=10)
+        assert count(db, "profile_outbox") == 0 and count(db, "profiles") == 1
+
+        store_only(database_url, ev("track", name="b", user_id="u2"))  # committed, nobody woken
+        profiles_outbox.stop_applier(timeout=10)
+        assert not applier.is_alive()
+        assert count(db, "profile_outbox") == 0 and count(db, "profiles") == 2
+    finally:
+        profiles_outbox.stop_applier(timeout=10)
+    after = sum(s.value for m in lag.collect() for s in m.samples if s.name.endswith("_count"))
+    assert after - before == 2  # one lag observed per row applied
+
+
+def test_events_of_ids_linked_in_one_store_share_a_partition():
+    """A device seen with two users in one job: its three events are applied together, in event order
+    (the device stays with its first user), whichever applier takes them."""
+    first, second = two_users_apart()
+    events = [
+        profiles.essentials(e)
+        for e in (
+            ev("identify", user_id=first, anonymous_id="d1"),
+            ev("identify", at=5, user_id=second, anonymous_id="d1"),
+            ev("track", at=6, name="x", anonymous_id="d1"),
+            ev("track", name="y", user_id="lone"),
+        )
+    ]
+    assert all(e is not None for e in events)
+    parts = profiles_outbox.partitions([e for e in events if e is not None])
+    assert parts[0] == parts[1] == parts[2]
+    assert parts[3] == partition_of("lone")
