@@ -173,7 +173,8 @@ def visibility_phase(
 
 def _drain_with(settings: ServerSettings, env: dict[str, str], n_workers: int, n_events: int) -> dict:
     """Start ``n_workers`` burst workers on the queued backlog; time from the first stored row to the
-    last, and take the CPU each part used meanwhile."""
+    last (with every profile applied: no profile outbox row left), and take the CPU each part used
+    meanwhile."""
     backend_start: dict[int, float] = {}
     backend_end: dict[int, float] = {}
     worker_seen: dict[int, float] = {}
@@ -202,7 +203,10 @@ def _drain_with(settings: ServerSettings, env: dict[str, str], n_workers: int, n
         cpu1: dict[str, float] = {}
         try:
             while True:
-                (count,) = conn.execute("SELECT count(*) FROM event_dedupe").fetchone() or (0,)
+                # stored, and their profiles applied (an outbox row commits with its events)
+                count, pending = conn.execute(
+                    "SELECT (SELECT count(*) FROM event_dedupe), (SELECT count(*) FROM profile_outbox)"
+                ).fetchone() or (0, 0)
                 pids = conn.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                     (dbname,),
@@ -218,7 +222,7 @@ def _drain_with(settings: ServerSettings, env: dict[str, str], n_workers: int, n
                     first = now
                     cpu0 = cpu(r, procs)
                     backend_start = dict(backend_end)
-                if count >= n_events:
+                if count >= n_events and not pending:
                     last = now
                     cpu1 = cpu(r, procs)
                     break

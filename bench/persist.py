@@ -22,10 +22,11 @@ import redis.asyncio as aioredis
 
 from bench.cpu import CpuMeter
 from trackgate.gateway.publisher import Publisher
+from trackgate.schemas import metrics
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PERSIST_QUEUE
 from trackgate.schemas.settings import ServerSettings, tune_gc
-from trackgate.workers import runtime, store
+from trackgate.workers import profiles_outbox, runtime, store
 from trackgate.workers.worker import build_worker
 
 # starts a profiler for the measured window; what it returns stops it
@@ -42,6 +43,8 @@ class Timed:
     """CPU of this process meanwhile (the in-process worker, or the COPY's client)."""
     postgres_cpu_s: float | None = None
     """CPU of the bench database's PostgreSQL backends meanwhile (read from /proc: a local server)."""
+    profile_lag: ProfileLag | None = None
+    """How far the worker's profiles trailed its store (a worker run)."""
 
     @property
     def events_per_s(self) -> float:
@@ -79,7 +82,9 @@ def enqueue(settings: ServerSettings, events: list[Event], *, clients: int, per_
 
 def reset_tables(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE events, event_dedupe, profiles, profile_ids, groups, group_members")
+        conn.execute(
+            "TRUNCATE events, event_dedupe, profiles, profile_ids, groups, group_members, profile_outbox"
+        )
         with contextlib.suppress(psycopg.Error):
             conn.execute("CHECKPOINT")  # start each timed run with no dirty buffers of the last one
 
@@ -96,32 +101,85 @@ def ensure_partitions(database_url: str, events: list[Event]) -> None:
         store.ensure_partitions(conn, {(e.received_at.year, e.received_at.month) for e in events})
 
 
-def drain(settings: ServerSettings, profile: Profile | None = None) -> tuple[float, float, float | None]:
-    """Run one burst worker until the queue is empty; returns the seconds it took (setup excluded),
-    the worker's CPU seconds and its PostgreSQL backends' (``bench.cpu.CpuMeter``).
+def drain(
+    settings: ServerSettings, profile: Profile | None = None
+) -> tuple[float, float, float | None, ProfileLag]:
+    """Run one burst worker until the queue is empty and its profile applier has applied every
+    event; returns the seconds it took (setup excluded), the worker's CPU seconds and its PostgreSQL
+    backends' (``bench.cpu.CpuMeter``: the applier's connection is one of them), and how far the
+    profiles trailed.
 
     Under the GC settings of a ``trackgate worker`` process (``workers.worker.run`` calls
     ``tune_gc``), restored after: with the interpreter's defaults the collector's passes over the
     decoded jobs cost a quarter of the worker's CPU, which the real worker does not pay."""
     worker = build_worker(settings)
     runtime.current().pool.wait(timeout=30)
+    # as ``workers.worker.run`` does: profiles are applied beside the store, on their own connection
+    # (opened now, so that the meter counts its backend from the start)
+    applier = profiles_outbox.start_applier(settings.database_url, connect=True)
     meter = CpuMeter(settings.database_url)
     thresholds = gc.get_threshold()
     tune_gc()
+    lag = lag_snapshot()
     try:
         stop_profile = profile() if profile else None
         meter.start()
         started = time.perf_counter()
         worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+        stored = time.perf_counter()
+        if not applier.settle(timeout=600):  # counted: the events' profiles are applied too
+            raise RuntimeError("the profile applier did not finish within 600 s")
         elapsed = time.perf_counter() - started
         python, postgres = meter.stop()
         if stop_profile is not None:
             stop_profile()
     finally:
+        profiles_outbox.stop_applier()
         gc.set_threshold(*thresholds)
         gc.unfreeze()
     runtime.current().close()
-    return elapsed, python, postgres
+    return elapsed, python, postgres, lag_since(lag, settled_after_s=elapsed - (stored - started))
+
+
+@dataclass
+class ProfileLag:
+    """How far profiles trailed the store in a drain, from the worker's ``trackgate_profile_lag_seconds``
+    (outbox row written → applied): rows, their mean lag, the bucket bound under which 99% fell, and
+    the seconds from the last job's end to the last profile applied."""
+
+    rows: int = 0
+    mean_s: float = 0.0
+    p99_at_most_s: float = 0.0
+    settled_after_s: float = 0.0
+
+
+LagSnapshot = tuple[float, float, dict[float, float]]
+"""The lag histogram's (count, sum, {bucket bound: cumulative count})."""
+
+
+def lag_snapshot() -> LagSnapshot:
+    count = total = 0.0
+    buckets: dict[float, float] = {}
+    for family in metrics.worker().profile_lag.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                buckets[float(sample.labels["le"])] = sample.value
+            elif sample.name.endswith("_count"):
+                count = sample.value
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+    return count, total, buckets
+
+
+def lag_since(before: LagSnapshot, settled_after_s: float) -> ProfileLag:
+    count, total, buckets = lag_snapshot()
+    rows = int(count - before[0])
+    p99 = 0.0
+    for bound in sorted(buckets):
+        if buckets[bound] - before[2].get(bound, 0.0) >= 0.99 * rows:
+            p99 = bound
+            break
+    return ProfileLag(rows, (total - before[1]) / rows if rows else 0.0, p99, settled_after_s)
 
 
 def raw_copy(
@@ -175,8 +233,12 @@ def run_worker_phase(
     flush(settings.redis_url)
     reset_tables(settings.database_url)
     jobs = enqueue(settings, events, clients=clients, per_request=per_request)
-    seconds, python, postgres = drain(settings, profile)
+    seconds, python, postgres, lag = drain(settings, profile)
     n = stored_count(settings.database_url)
+    with psycopg.connect(settings.database_url) as conn:
+        rows, _, _ = profiles_outbox.pending(conn)
+    if rows:
+        raise RuntimeError(f"{rows} profile outbox rows left after the worker's applier settled")
     with redis.Redis.from_url(settings.redis_url) as r:
         left = r.llen(f"rq:queue:{PERSIST_QUEUE}")
         failed = sum(r.zcard(f"rq:{k}:{PERSIST_QUEUE}") for k in ("wip", "failed", "scheduled"))
@@ -185,7 +247,7 @@ def run_worker_phase(
             f"worker stored {n} of {len(events)} events "
             f"({left} jobs left, {failed} failed, retrying or in progress)"
         )
-    return Timed(f"worker, {per_request}-event requests", len(events), seconds, jobs, python, postgres)
+    return Timed(f"worker, {per_request}-event requests", len(events), seconds, jobs, python, postgres, lag)
 
 
 def run_copy_phase(database_url: str, events: list[Event]) -> Timed:

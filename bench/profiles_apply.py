@@ -43,7 +43,9 @@ def _database(admin_url: str, name: str) -> tuple[str, str]:
 
 def _reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE events, event_dedupe, profiles, profile_ids, groups, group_members")
+        conn.execute(
+            "TRUNCATE events, event_dedupe, profiles, profile_ids, groups, group_members, profile_outbox"
+        )
         conn.execute("VACUUM ANALYZE profiles, profile_ids")
 
 
@@ -57,7 +59,7 @@ def run(url: str, events: list, job: int, with_apply: bool, prof: cProfile.Profi
         if prof:
             prof.enable()
         for n, chunk in enumerate(chunks):
-            store.store_group(conn, [(f"b-{n}", chunk)], apply=profiles.apply if with_apply else None)
+            store.store_group(conn, [(f"b-{n}", chunk)], apply=profiles.apply_events if with_apply else None)
         if prof:
             prof.disable()
         wall, py, pg = time.perf_counter() - t0, time.process_time() - py0, process_seconds(backend) - pg0

@@ -710,10 +710,11 @@ def _machine_line(m: dict) -> str:
 
 
 def _postgres_bound(persist: list[dict]) -> list[str]:
-    """What PostgreSQL's own CPU a stored event allows (d) at most. The worker's statements run on one
-    backend at a time, so an event takes the worker at least that backend's CPU for it: (d), the raw
-    COPY's seconds an event over the worker's, is at most the raw COPY's seconds an event over the
-    worker's PostgreSQL CPU an event (if its Python took no time at all)."""
+    """What PostgreSQL's own CPU a stored event allows (d) at most. The worker's statements run on two
+    backends (the store's and the profile applier's, ``workers/profiles_outbox.py``), at most one
+    each at a time: an event takes the worker at least half their CPU for it, all of it when they
+    cannot overlap. (d), the raw COPY's seconds an event over the worker's, is at most the raw COPY's
+    seconds an event over that (if the worker's Python took no time at all)."""
 
     def pg_us(r: dict) -> float | None:
         cpu = r.get("postgres_cpu_s")
@@ -727,10 +728,20 @@ def _postgres_bound(persist: list[dict]) -> list[str]:
     bounds = ", ".join(
         f"{us:.1f} µs ({raw_us / us:.2f}x, {r['events_per_job']:g}-event jobs)" for r, us in runs
     )
-    return [
+    lines = [
         f"PostgreSQL CPU a stored event: worker {bounds}; raw COPY {raw_us:.1f} µs an event (wall)",
-        "  (each x: the most (d) could reach with the worker's Python taking no time at all)",
+        "  (each x: the most (d) could reach with the worker's Python taking no time at all and its two"
+        " backends never overlapping; twice that if they always did)",
     ]
+    for r, _ in runs:
+        lag = r.get("profile_lag")
+        if lag and lag["rows"]:
+            lines.append(
+                f"profiles behind the store, {r['events_per_job']:g}-event jobs: {lag['rows']} outbox rows,"
+                f" lag mean {1e3 * lag['mean_s']:.0f} ms, p99 <= {lag['p99_at_most_s']:g} s;"
+                f" all applied {1e3 * lag['settled_after_s']:.0f} ms after the last job (counted in (d))"
+            )
+    return lines
 
 
 def render(report: Report) -> str:
