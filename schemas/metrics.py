@@ -18,6 +18,7 @@ are part of the totals) and ``mark_process_dead`` has nothing live to drop.
 from __future__ import annotations
 
 import os
+import threading
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +96,7 @@ class WorkerMetrics:
     """What the persist pipeline (``workers/pipeline.py``) and forward delivery count."""
 
     def __init__(self) -> None:
-        from prometheus_client import Counter, Histogram
+        from prometheus_client import Counter, Gauge, Histogram
 
         self.stored: Counter = Counter(
             "trackgate_events_stored", "Events stored for the first time.", ["dialect"]
@@ -121,6 +122,22 @@ class WorkerMetrics:
             "Profiles and groups written by the events stored (kind=profile|group).",
             ["kind"],
         )
+        self.profile_refused: Counter = Counter(
+            "trackgate_profile_events_refused",
+            "Stored events whose profile change PostgreSQL refused (a value beyond its range) or whose"
+            " outbox row could not be read: the event is kept, its profile change is not made.",
+        )
+        self.profile_outbox_rows: Gauge = Gauge(
+            "trackgate_profile_outbox_rows",
+            "Profile outbox rows waiting to be applied, as the worker's applier last saw them.",
+            multiprocess_mode="livemax",
+        )
+        self.profile_outbox_oldest: Gauge = Gauge(
+            "trackgate_profile_outbox_oldest_seconds",
+            "Age of the oldest profile outbox row waiting (0: none), as the worker's applier last saw it:"
+            " it grows while the appliers fall behind or fail.",
+            multiprocess_mode="livemax",
+        )
         self.profile_lag: Histogram = Histogram(
             "trackgate_profile_lag_seconds",
             "Seconds from a store transaction's outbox row (written just before its commit) to the"
@@ -138,19 +155,26 @@ _gateway: GatewayMetrics | None = None
 _worker: WorkerMetrics | None = None
 
 
+_made = threading.Lock()  # a worker's applier thread asks for them too: made once, by one thread
+
+
 def gateway() -> GatewayMetrics:
     """This process's accept-path metrics (made on first call)."""
     global _gateway
     if _gateway is None:
-        _gateway = GatewayMetrics()
+        with _made:
+            if _gateway is None:
+                _gateway = GatewayMetrics()
     return _gateway
 
 
 def worker() -> WorkerMetrics:
-    """This process's worker metrics (made on first call)."""
+    """This process's worker metrics (made on first call, by one thread)."""
     global _worker
     if _worker is None:
-        _worker = WorkerMetrics()
+        with _made:
+            if _worker is None:
+                _worker = WorkerMetrics()
     return _worker
 
 

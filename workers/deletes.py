@@ -70,8 +70,8 @@ def delete_everything(conn: psycopg.Connection, job: DeleteData) -> dict[str, in
         for table in SOURCE_TABLES:
             counts[table] = counts.get(table, 0) + _delete_chunked(conn, table, "source_id", source_id)
     if job.workspace is not None:
-        # profile work still pending for its sources would otherwise write them again afterwards
-        profiles_outbox.apply_all(conn, wait=True)
+        # profile work pending now (of its sources too) would otherwise write them again afterwards
+        profiles_outbox.apply_written_before(conn)
         for table in WORKSPACE_TABLES:
             counts[table] = _delete_chunked(conn, table, "workspace", job.workspace)
     return counts

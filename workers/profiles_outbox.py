@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
@@ -38,7 +40,7 @@ import psycopg
 
 from trackgate.schemas import metrics
 from trackgate.schemas.event import Event
-from trackgate.workers import profiles
+from trackgate.workers import profiles, store
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +75,18 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Pending).decode
 
 INSERT_SQL = "INSERT INTO profile_outbox (partition, n_events, events) VALUES (%s, %s, %s)"
-SCAN_SQL = "SELECT id, partition, n_events FROM profile_outbox ORDER BY id LIMIT %s"
+SCAN_SQL = (
+    "SELECT id, partition, n_events FROM profile_outbox WHERE %s::bigint IS NULL OR id <= %s"
+    " ORDER BY id LIMIT %s"
+)
 TRY_LOCKS_SQL = (  # the partitions whose lock this transaction got now (or held already)
     "SELECT p FROM unnest(%s::int[]) AS p WHERE pg_try_advisory_xact_lock(%s + p)"
 )
 LOCK_ALL_SQL = "SELECT count(pg_advisory_xact_lock(%s + p)) FROM generate_series(0, %s - 1) AS p"
-DELETE_SQL = "DELETE FROM profile_outbox WHERE id = ANY(%s) RETURNING events, clock_timestamp() - created_at"
+DELETE_SQL = (
+    "DELETE FROM profile_outbox WHERE id = ANY(%s)"
+    " RETURNING id, n_events, events, clock_timestamp() - created_at"
+)
 
 
 def _partition(key: str) -> int:
@@ -125,7 +133,19 @@ def write(conn: psycopg.Connection, events: Iterable[Event]) -> int:
     return len(kept)
 
 
-def apply_pending(conn: psycopg.Connection, *, wait: bool = False) -> int:
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one application committed."""
+
+    lags: list[float]
+    """Each applied row's seconds from its writing to now."""
+    written: profiles.Written | None
+    refused: int
+    """Events whose profile change PostgreSQL refused (or whose row could not be read): they are
+    stored, their profile change is not made."""
+
+
+def apply_pending(conn: psycopg.Connection, *, wait: bool = False, up_to: int | None = None) -> int:
     """Apply pending rows, oldest first, up to :data:`MAX_EVENTS` events, in one transaction and
     delete them; returns how many rows (0: none pending, or all of them in partitions other appliers
     are applying).
@@ -133,32 +153,43 @@ def apply_pending(conn: psycopg.Connection, *, wait: bool = False) -> int:
     The transaction locks the partitions of the rows it takes (transaction-level advisory locks,
     tried without waiting): a partition's rows are applied by one applier at a time, oldest first.
     ``wait``: wait for every partition instead (then what other appliers held is applied, and the rest
-    is taken): what must not run before the pending work is done (deleting an account's profiles) uses
-    it. A deadlock with another applier runs it again at once."""
+    is taken); ``up_to``: only rows whose id is at most this. What must not run before the work
+    pending now is done (deleting an account's profiles) uses both. A deadlock with another applier
+    runs it again at once.
+
+    A value PostgreSQL refuses in one event (a number beyond ``numeric``'s range) does not hold the
+    others back: the events are applied again one by one (a savepoint each) and the refused ones are
+    logged and counted (``trackgate_profile_events_refused_total``); a row that cannot be read is
+    dropped the same way. Either way the event itself stays stored."""
     for attempt in range(1, CONFLICT_RETRIES + 1):
         try:
             with conn.transaction():
-                lags, written = _apply_once(conn, wait)
+                applied = _apply_once(conn, wait, up_to)
             break
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
             if attempt == CONFLICT_RETRIES:
                 raise
             log.warning("profile_outbox_conflict sqlstate=%s attempt=%d", exc.sqlstate, attempt)
     counted = metrics.worker()  # committed
-    metrics.observe_all(counted.profile_lag, lags)
-    if written is not None:
-        counted.profile_updates.labels("profile").inc(written.n_profiles)
-        counted.profile_updates.labels("group").inc(written.n_groups)
-    return len(lags)
+    metrics.observe_all(counted.profile_lag, applied.lags)
+    if applied.written is not None:
+        counted.profile_updates.labels("profile").inc(applied.written.n_profiles)
+        counted.profile_updates.labels("group").inc(applied.written.n_groups)
+    if applied.refused:
+        counted.profile_refused.inc(applied.refused)
+    return len(applied.lags)
 
 
-def _apply_once(conn: psycopg.Connection, wait: bool) -> tuple[list[float], profiles.Written | None]:
-    """:func:`apply_pending`'s transaction: (each applied row's lag in seconds, what ``apply`` wrote)."""
+_NOTHING = Applied([], None, 0)
+
+
+def _apply_once(conn: psycopg.Connection, wait: bool, up_to: int | None) -> Applied:
+    """:func:`apply_pending`'s transaction."""
     if wait:
         conn.execute(LOCK_ALL_SQL, (_LOCK_BASE, PARTITIONS))
-    rows = conn.execute(SCAN_SQL, (SCAN_ROWS,)).fetchall()
+    rows = conn.execute(SCAN_SQL, (up_to, up_to, SCAN_ROWS)).fetchall()
     if not rows:
-        return [], None
+        return _NOTHING
     if wait:
         held = set(range(PARTITIONS))
     else:  # the partitions of the rows that would fit, locked in one statement
@@ -181,24 +212,75 @@ def _apply_once(conn: psycopg.Connection, wait: bool) -> tuple[list[float], prof
         taken.append(row_id)
         n_events += n
     if not taken:
-        return [], None
+        return _NOTHING
     # rows another applier applied between the scan and the locks are gone: RETURNING says which are not
     deleted = conn.execute(DELETE_SQL, (taken,)).fetchall()
     where: dict[str, str] = {}
     events: list[profiles.ProfileEvent] = []
-    for blob, _ in deleted:
-        pending = _decode(blob)
+    unreadable = 0
+    for row_id, n, blob, _ in deleted:
+        try:
+            pending = _decode(blob)
+        except msgspec.DecodeError as exc:
+            log.error("profile_outbox_row_unreadable id=%s n_events=%s error=%s; dropped", row_id, n, exc)
+            unreadable += n
+            continue
         where.update(pending.where)
         events.extend(pending.events)
-    return [lag.total_seconds() for _, lag in deleted], profiles.apply(conn, events, where)
+    written, refused = _apply_isolating(conn, events, where)
+    return Applied([lag.total_seconds() for *_, lag in deleted], written, refused + unreadable)
 
 
-def apply_all(conn: psycopg.Connection, *, wait: bool = False) -> int:
+def _apply_isolating(
+    conn: psycopg.Connection, events: list[profiles.ProfileEvent], where: dict[str, str]
+) -> tuple[profiles.Written | None, int]:
+    """``profiles.apply`` of ``events`` in a savepoint; if PostgreSQL refuses a value, each event in
+    its own savepoint, in event order. Returns what was written and how many events were refused."""
+    try:
+        with conn.transaction():
+            return profiles.apply(conn, events, where), 0
+    except store.REFUSED as exc:
+        log.warning(
+            "profile_outbox_refused sqlstate=%s n_events=%d; event by event", exc.sqlstate, len(events)
+        )
+    n_profiles = n_groups = refused = 0
+    for event in sorted(events, key=lambda e: (e.timestamp, e.id)):
+        try:
+            with conn.transaction():
+                written = profiles.apply(conn, [event], where)
+        except store.REFUSED as exc:
+            refused += 1
+            log.warning(
+                "profile_event_refused event_id=%s source_id=%s sqlstate=%s reason=%s",
+                event.id,
+                event.source_id,
+                exc.sqlstate,
+                exc.diag.message_primary,
+            )
+            continue
+        if written is not None:
+            n_profiles += written.n_profiles
+            n_groups += written.n_groups
+    return profiles.Written(n_profiles, n_groups), refused
+
+
+def apply_all(conn: psycopg.Connection, *, wait: bool = False, up_to: int | None = None) -> int:
     """:func:`apply_pending` until nothing is left to take; returns how many rows."""
     total = 0
-    while n := apply_pending(conn, wait=wait):
+    while n := apply_pending(conn, wait=wait, up_to=up_to):
         total += n
     return total
+
+
+def apply_written_before(conn: psycopg.Connection) -> int:
+    """Apply every row written before this call (waiting for other appliers' partitions), and none
+    written after it: what must not run before the pending work is done (deleting an account's
+    profiles) calls this, and returns even while ingest keeps writing rows."""
+    row = conn.execute("SELECT max(id) FROM profile_outbox").fetchone()
+    conn.commit()
+    if row is None or row[0] is None:
+        return 0
+    return apply_all(conn, wait=True, up_to=row[0])
 
 
 def pending(conn: psycopg.Connection) -> tuple[int, int, datetime | None]:
@@ -226,6 +308,7 @@ class Applier(threading.Thread):
         self.rounds = threading.Condition()
         self.started_rounds = 0
         self.ended_rounds = 0
+        self.finished = False
         self.conn: psycopg.Connection | None = None
 
     def wake(self) -> None:
@@ -237,6 +320,16 @@ class Applier(threading.Thread):
             self.conn = psycopg.connect(self.database_url, connect_timeout=self.connect_timeout)
 
     def run(self) -> None:
+        try:
+            self._rounds()
+        finally:
+            with self.rounds:
+                self.finished = True
+                self.rounds.notify_all()
+            if self.conn is not None:
+                self.conn.close()
+
+    def _rounds(self) -> None:
         while True:
             self.woken.wait(POLL_SECONDS)
             self.woken.clear()
@@ -255,21 +348,37 @@ class Applier(threading.Thread):
                 if not stopping:
                     self.stopping.wait(POLL_SECONDS)
             finally:
+                self._observe_backlog()
                 with self.rounds:
                     self.ended_rounds = this_round
                     self.rounds.notify_all()
             if stopping:
-                break
-        if self.conn is not None:
-            self.conn.close()
+                return
+
+    def _observe_backlog(self) -> None:
+        """The backlog gauges, after each round (applied or failed): a stuck outbox shows."""
+        if self.conn is None or self.conn.closed:
+            return
+        try:
+            with self.conn.transaction():
+                rows, _, oldest = pending(self.conn)
+        except psycopg.Error:
+            return
+        counted = metrics.worker()
+        counted.profile_outbox_rows.set(rows)
+        counted.profile_outbox_oldest.set(
+            0.0 if oldest is None else max(0.0, time.time() - oldest.timestamp())
+        )
 
     def settle(self, timeout: float | None = None) -> bool:
         """Wait until a round that started after this call has ended (everything committed before
-        it is applied, unless that round failed); False if ``timeout`` passed first."""
+        it is applied, unless that round failed); False if ``timeout`` passed first or the thread
+        ended before such a round."""
         with self.rounds:
             target = self.started_rounds + 1
             self.wake()
-            return self.rounds.wait_for(lambda: self.ended_rounds >= target, timeout)
+            self.rounds.wait_for(lambda: self.ended_rounds >= target or self.finished, timeout)
+            return self.ended_rounds >= target
 
     def stop(self, timeout: float | None = None) -> None:
         """Apply what is pending, then end the thread (at most ``timeout`` seconds)."""

@@ -187,11 +187,14 @@ def store_batch(
 
 MAX_TRANSACTION_EVENTS = 2000
 """Most events one batch stores in one transaction; a bigger batch (a job may hold 5,000) is stored in
-several, each claiming its own events. Profiles take a transaction-level advisory lock per id they
-touch (two an event for new visitors), and PostgreSQL's shared lock table is sized for
-``max_locks_per_transaction`` (64) x ``max_connections`` (100) locks in all: one 5,000-event
-transaction of new ids takes 10,000 of them, and beside another worker's it failed with ``out of
-shared memory`` on every retry. (Groups of queued jobs are capped at ``worker_group_events``, 2,000.)"""
+several, each claiming its own events. Set when profiles were applied in the store transaction: they
+take a transaction-level advisory lock per id they touch (two an event for new visitors), and
+PostgreSQL's shared lock table is sized for ``max_locks_per_transaction`` (64) x ``max_connections``
+(100) locks in all: one 5,000-event transaction of new ids takes 10,000 of them, and beside another
+worker's it failed with ``out of shared memory`` on every retry. The profile outbox's applier now
+takes those locks, for at most ``profiles_outbox.MAX_EVENTS`` events a transaction; the store keeps
+this cap (it bounds what a refused value makes it store again event by event). (Groups of queued jobs
+are capped at ``worker_group_events``, 2,000.)"""
 
 
 def store_events(

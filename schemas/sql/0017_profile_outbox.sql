@@ -9,6 +9,5 @@ CREATE TABLE profile_outbox (
     n_events    integer NOT NULL,
     events      bytea NOT NULL
 );
-CREATE INDEX profile_outbox_partition ON profile_outbox (partition, id);
 -- the rows live for milliseconds: stored as they are, not compressed
 ALTER TABLE profile_outbox ALTER COLUMN events SET STORAGE EXTERNAL;

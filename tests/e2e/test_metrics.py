@@ -120,6 +120,7 @@ def test_counters_equal_the_load_sent_and_what_the_worker_stored(settings, write
     assert delta(before, after, "trackgate_events_quarantined_total", stage="gateway") == 1
     assert delta(before, after, "trackgate_store_lag_seconds_count") == 7
     assert delta(before, after, "trackgate_profile_updates_total", kind="profile") >= 1
+    assert delta(before, after, "trackgate_profile_lag_seconds_count") >= 1  # outbox rows applied
     assert len(stored(db)) == 7
 
     # the dashboard kept in the repository asks only for what /metrics serves

@@ -195,9 +195,19 @@ def test_a_failed_application_after_the_commit_is_logged_and_the_next_persist_ap
     assert count(db, "profile_outbox") == 0 and count(db, "profiles") == 1
 
 
-def test_the_applier_thread_applies_after_the_commit_and_what_is_left_when_it_stops(db, database_url):
+def test_the_applier_thread_applies_after_the_commit_and_what_is_left_when_it_stops(
+    db, database_url, monkeypatch
+):
     lag = metrics.worker().profile_lag
     before = sum(s.value for m in lag.collect() for s in m.samples if s.name.endswith("_count"))
+    real = profiles.apply
+    applied_by: list[str] = []
+
+    def apply(conn, events, where=None):
+        applied_by.append(threading.current_thread().name)
+        return real(conn, events, where)
+
+    monkeypatch.setattr(profiles, "apply", apply)
     applier = profiles_outbox.start_applier(database_url, connect=True)
     try:
         with psycopg.connect(database_url) as conn:
@@ -214,6 +224,8 @@ def test_the_applier_thread_applies_after_the_commit_and_what_is_left_when_it_st
         profiles_outbox.stop_applier(timeout=10)
     after = sum(s.value for m in lag.collect() for s in m.samples if s.name.endswith("_count"))
     assert after - before == 2  # one lag observed per row applied
+    assert applied_by == ["trackgate-profile-applier"] * 2  # persist woke it, and did not apply itself
+    assert metrics.worker().profile_outbox_rows._value.get() == 0  # the backlog as it last saw it
 
 
 def test_events_of_ids_linked_in_one_store_share_a_partition():
@@ -233,3 +245,104 @@ def test_events_of_ids_linked_in_one_store_share_a_partition():
     parts = profiles_outbox.partitions([e for e in events if e is not None])
     assert parts[0] == parts[1] == parts[2]
     assert parts[3] == partition_of("lone")
+
+
+def test_a_value_postgresql_refuses_costs_only_its_own_profile_change(db, database_url):
+    """A revenue beyond ``numeric``'s range: the event is stored, its profile change is refused and
+    counted, and the other events of its row and of other rows are applied (nothing stays pending)."""
+    refused = metrics.worker().profile_refused
+    before = refused._value.get()
+    store_only(
+        database_url,
+        ev("track", name="a", user_id="u1", properties={"revenue": 5}),
+        ev("track", at=1, name="b", user_id="u1", properties={"revenue": "1e200000"}),
+        ev("track", at=2, name="c", user_id="u1", properties={"revenue": 2}),
+        ev("identify", user_id="u2", traits={"plan": "pro"}),
+    )
+    with psycopg.connect(database_url) as conn:
+        profiles_outbox.apply_all(conn)
+    assert count(db, "events") == 4 and count(db, "profile_outbox") == 0
+    assert show(db, "u1")["revenue"] == {"USD": 7}
+    assert show(db, "u2")["traits"] == {"plan": "pro"}
+    assert refused._value.get() - before == 1
+
+
+def test_a_row_that_cannot_be_read_is_dropped_and_the_others_applied(db, database_url, caplog):
+    db.execute("INSERT INTO profile_outbox (partition, n_events, events) VALUES (0, 3, 'not json')")
+    store_only(database_url, ev("identify", user_id="u1", traits={"plan": "pro"}))
+    with psycopg.connect(database_url) as conn, caplog.at_level(logging.ERROR):
+        assert profiles_outbox.apply_all(conn) == 2
+    assert "profile_outbox_row_unreadable" in caplog.text
+    assert count(db, "profile_outbox") == 0 and show(db, "u1")["traits"] == {"plan": "pro"}
+
+
+def test_appliers_of_two_partitions_sharing_an_id_lose_nothing(db, database_url):
+    """A device's anonymous events fall in its own partition, its identified ones in the user's: two
+    appliers apply them at once, and the id locks keep every increment."""
+    n = 40
+    assert partition_of("dev-1") != partition_of("user-1")
+
+    def anonymous(i: int):
+        return [ev("increment", at=i, anonymous_id="dev-1", properties={"property": "n"})]
+
+    def identified(i: int):
+        return [ev("increment", at=i, user_id="user-1", anonymous_id="dev-1", properties={"property": "n"})]
+
+    for i in range(n):
+        store_only(database_url, *anonymous(i))
+        store_only(database_url, *identified(i))
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def apply() -> None:
+        try:
+            with psycopg.connect(database_url) as conn:
+                barrier.wait()
+                profiles_outbox.apply_all(conn)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=apply) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    with psycopg.connect(database_url) as conn:
+        profiles_outbox.apply_all(conn, wait=True)
+    assert count(db, "profile_outbox") == 0
+    assert show(db, "dev-1")["counters"] == {"n": 2 * n}
+    assert show(db, "user-1")["profile_id"] == show(db, "dev-1")["profile_id"]
+
+
+def test_deleting_waits_only_for_the_rows_written_before_it(db, database_url):
+    first, second = two_users_apart()
+    store_only(database_url, ev("track", name="a", user_id=first))
+    with psycopg.connect(database_url) as holder:
+        partition_lock(holder, first)  # an applier busy with the row's partition
+        done: list[int] = []
+
+        def delete() -> None:
+            with psycopg.connect(database_url) as conn:
+                done.append(profiles_outbox.apply_written_before(conn))
+
+        deleter = threading.Thread(target=delete)
+        deleter.start()
+        deleter.join(0.5)
+        assert deleter.is_alive()  # waits for that applier
+        store_only(database_url, ev("track", name="b", user_id=second))  # written after it began
+        holder.rollback()
+        deleter.join(10)
+    assert done == [1]  # the row written before, not the one after
+    assert db.execute("SELECT count(*) FROM profile_outbox").fetchone()[0] == 1
+
+
+def test_a_group_of_jobs_applies_its_profiles_once_after_its_commit(db, database_url, settings):
+    batches = [
+        PersistBatch(batch_id="g1", events=[ev("increment", user_id="u1", properties={"property": "n"})]),
+        PersistBatch(batch_id="g2", events=[ev("increment", user_id="u1", properties={"property": "n"})]),
+    ]
+    with psycopg.connect(database_url) as conn:
+        pipeline.persist_group(conn, batches, settings)
+        pipeline.persist_group(conn, batches, settings)  # the same jobs again: claimed, nothing written
+    assert count(db, "profile_outbox") == 0 and counter(db, "u1", "n") == 2
