@@ -47,9 +47,10 @@ log = logging.getLogger(__name__)
 PARTITIONS = 16
 """The outbox's partitions. A store transaction writes one row per partition its events fall in; the
 events of one person (of ids linked in that transaction: a user id, its anonymous and previous ids)
-fall in one. An applier takes rows oldest first and locks their partitions (never waiting): one
-applier applies in the order the store wrote, as one worker did before, and several apply different
-partitions at once, rarely waiting on each other's id locks."""
+fall in one. An application takes the fewest partitions that fill it, in the order of their oldest
+row, each one's rows oldest first, and locks them without waiting (skipping to the next partition when
+another applier holds one): several appliers apply different partitions at once, rarely waiting on
+each other's id locks. There is no order across partitions."""
 MAX_EVENTS = 2000
 """Most events one application takes (rows oldest first, as long as they fit; one row alone may hold
 more): two advisory locks an event must fit PostgreSQL's lock table (``store.MAX_TRANSACTION_EVENTS``
@@ -190,27 +191,38 @@ def _apply_once(conn: psycopg.Connection, wait: bool, up_to: int | None) -> Appl
     rows = conn.execute(SCAN_SQL, (up_to, up_to, SCAN_ROWS)).fetchall()
     if not rows:
         return _NOTHING
-    if wait:
-        held = set(range(PARTITIONS))
-    else:  # the partitions of the rows that would fit, locked in one statement
-        wanted: list[int] = []
-        n_events = 0
-        for _, partition, n in rows:
-            if n_events >= MAX_EVENTS:
-                break
-            n_events += n
-            if partition not in wanted:
-                wanted.append(partition)
-        held = {p for (p,) in conn.execute(TRY_LOCKS_SQL, (wanted, _LOCK_BASE)).fetchall()}
+    # by partition, the partitions in the order of their oldest row, each one's rows oldest first
+    by_partition: dict[int, list[tuple[int, int]]] = {}
+    for row_id, partition, n in rows:
+        by_partition.setdefault(partition, []).append((row_id, n))
+    sizes = {p: sum(n for _, n in its_rows) for p, its_rows in by_partition.items()}
+    order = list(by_partition)
+    held: list[int] = []
+    got = i = 0
+    while i < len(order) and got < MAX_EVENTS:
+        # the fewest next partitions that would fill the rest, locked in one statement without
+        # waiting (``wait``: all are locked already); those another applier holds are skipped
+        batch: list[int] = []
+        need = MAX_EVENTS - got
+        while i < len(order) and sum(sizes[p] for p in batch) < need:
+            batch.append(order[i])
+            i += 1
+        locked = set(batch) if wait else {p for (p,) in conn.execute(TRY_LOCKS_SQL, (batch, _LOCK_BASE))}
+        for partition in batch:
+            if partition in locked:
+                held.append(partition)
+                got += sizes[partition]
     taken: list[int] = []
     n_events = 0
-    for row_id, partition, n in rows:
-        if partition not in held:
-            continue  # another applier is applying that partition: its later rows wait for it
-        if taken and n_events + n > MAX_EVENTS:
-            break
-        taken.append(row_id)
-        n_events += n
+    for partition in held:
+        for row_id, n in by_partition[partition]:  # a prefix of each partition's rows
+            if taken and n_events + n > MAX_EVENTS:
+                break
+            taken.append(row_id)
+            n_events += n
+        else:
+            continue
+        break
     if not taken:
         return _NOTHING
     # rows another applier applied between the scan and the locks are gone: RETURNING says which are not
