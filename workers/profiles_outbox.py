@@ -186,6 +186,9 @@ _NOTHING = Applied([], None, 0)
 
 def _apply_once(conn: psycopg.Connection, wait: bool, up_to: int | None) -> Applied:
     """:func:`apply_pending`'s transaction."""
+    # its commit need not wait for the WAL flush: a crash that loses it loses the rows' deletion with
+    # it (one transaction), so they are applied again, once; the store's commits keep theirs
+    conn.execute("SET LOCAL synchronous_commit = off")
     if wait:
         conn.execute(LOCK_ALL_SQL, (_LOCK_BASE, PARTITIONS))
     rows = conn.execute(SCAN_SQL, (up_to, up_to, SCAN_ROWS)).fetchall()
