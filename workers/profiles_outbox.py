@@ -40,7 +40,7 @@ import psycopg
 
 from trackgate.schemas import metrics
 from trackgate.schemas.event import Event
-from trackgate.workers import profiles, store
+from trackgate.workers import profiles
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ _decode = msgspec.json.Decoder(Pending).decode
 
 INSERT_SQL = "INSERT INTO profile_outbox (partition, n_events, events) VALUES (%s, %s, %s)"
 SCAN_SQL = (
-    "SELECT id, partition, n_events FROM profile_outbox WHERE %s::bigint IS NULL OR id <= %s"
+    "SELECT id, partition, n_events FROM profile_outbox"
+    " WHERE (%s::bigint IS NULL OR id <= %s) AND partition <> ALL(%s::int[])"
     " ORDER BY id LIMIT %s"
 )
 TRY_LOCKS_SQL = (  # the partitions whose lock this transaction got now (or held already)
@@ -191,43 +192,15 @@ def _apply_once(conn: psycopg.Connection, wait: bool, up_to: int | None) -> Appl
     conn.execute("SET LOCAL synchronous_commit = off")
     if wait:
         conn.execute(LOCK_ALL_SQL, (_LOCK_BASE, PARTITIONS))
-    rows = conn.execute(SCAN_SQL, (up_to, up_to, SCAN_ROWS)).fetchall()
-    if not rows:
-        return _NOTHING
-    # by partition, the partitions in the order of their oldest row, each one's rows oldest first
-    by_partition: dict[int, list[tuple[int, int]]] = {}
-    for row_id, partition, n in rows:
-        by_partition.setdefault(partition, []).append((row_id, n))
-    sizes = {p: sum(n for _, n in its_rows) for p, its_rows in by_partition.items()}
-    order = list(by_partition)
-    held: list[int] = []
-    got = i = 0
-    while i < len(order) and got < MAX_EVENTS:
-        # the fewest next partitions that would fill the rest, locked in one statement without
-        # waiting (``wait``: all are locked already); those another applier holds are skipped
-        batch: list[int] = []
-        need = MAX_EVENTS - got
-        while i < len(order) and sum(sizes[p] for p in batch) < need:
-            batch.append(order[i])
-            i += 1
-        locked = set(batch) if wait else {p for (p,) in conn.execute(TRY_LOCKS_SQL, (batch, _LOCK_BASE))}
-        for partition in batch:
-            if partition in locked:
-                held.append(partition)
-                got += sizes[partition]
     taken: list[int] = []
-    n_events = 0
-    for partition in held:
-        for row_id, n in by_partition[partition]:  # a prefix of each partition's rows
-            if taken and n_events + n > MAX_EVENTS:
-                break
-            taken.append(row_id)
-            n_events += n
-        else:
-            continue
-        break
-    if not taken:
-        return _NOTHING
+    skipped: list[int] = []  # partitions other appliers hold: scanned past
+    while not taken:
+        rows = conn.execute(SCAN_SQL, (up_to, up_to, skipped, SCAN_ROWS)).fetchall()
+        if not rows:
+            return _NOTHING
+        taken = _choose(conn, rows, wait, skipped)
+        if not taken and len(rows) < SCAN_ROWS:
+            return _NOTHING  # every pending row is in a partition another applier holds
     # rows another applier applied between the scan and the locks are gone: RETURNING says which are not
     deleted = conn.execute(DELETE_SQL, (taken,)).fetchall()
     where: dict[str, str] = {}
@@ -242,41 +215,106 @@ def _apply_once(conn: psycopg.Connection, wait: bool, up_to: int | None) -> Appl
             continue
         where.update(pending.where)
         events.extend(pending.events)
-    written, refused = _apply_isolating(conn, events, where)
+    written, refused = _apply_isolating(conn, sorted(events, key=_event_order), where)
     return Applied([lag.total_seconds() for *_, lag in deleted], written, refused + unreadable)
+
+
+def _choose(
+    conn: psycopg.Connection, rows: list[tuple[int, int, int]], wait: bool, skipped: list[int]
+) -> list[int]:
+    """The rows one application takes of ``rows`` (id, partition, n_events; oldest first), their
+    partitions locked: the fewest partitions that fill it, in the order of their oldest row, each one's
+    oldest rows that fit (a partition none of whose rows would fit is not locked). A partition another
+    applier holds is added to ``skipped`` and the next one taken instead (``wait``: all are held)."""
+    by_partition: dict[int, list[tuple[int, int]]] = {}
+    for row_id, partition, n in rows:
+        by_partition.setdefault(partition, []).append((row_id, n))
+    parts = list(by_partition.items())
+    taken: list[int] = []
+    got = i = 0
+    while i < len(parts):
+        # the next partitions that would fill the rest, each with its oldest rows that fit
+        batch: list[tuple[int, list[int], int]] = []
+        planned = got
+        while i < len(parts) and planned < MAX_EVENTS:
+            partition, its_rows = parts[i]
+            prefix: list[int] = []
+            size = 0
+            for row_id, n in its_rows:
+                if (planned or prefix) and planned + n > MAX_EVENTS:
+                    break
+                prefix.append(row_id)
+                size += n
+                planned += n
+            if not prefix:
+                break  # reconsidered if a partition of this batch is held by another applier
+            batch.append((partition, prefix, size))
+            i += 1
+        if not batch:
+            break
+        # locked in one statement, without waiting (``wait``: all are locked already)
+        wanted = [p for p, _, _ in batch]
+        locked = set(wanted) if wait else {p for (p,) in conn.execute(TRY_LOCKS_SQL, (wanted, _LOCK_BASE))}
+        for partition, prefix, size in batch:
+            if partition in locked:
+                taken.extend(prefix)
+                got += size
+            else:
+                skipped.append(partition)
+        if got == planned:
+            break  # everything planned was locked: full, or no partition left
+    return taken
+
+
+def _event_order(event: profiles.ProfileEvent) -> tuple[datetime, str]:
+    return event.timestamp, event.id
 
 
 def _apply_isolating(
     conn: psycopg.Connection, events: list[profiles.ProfileEvent], where: dict[str, str]
 ) -> tuple[profiles.Written | None, int]:
-    """``profiles.apply`` of ``events`` in a savepoint; if PostgreSQL refuses a value, each event in
-    its own savepoint, in event order. Returns what was written and how many events were refused."""
+    """``profiles.apply`` of ``events`` (in event order) in a savepoint. If one of them cannot be
+    applied (a value PostgreSQL refuses, a number Python's decimals overflow on), the two halves are
+    applied apart, in order, and so on down to the event that fails, which is logged and counted:
+    ~2 log2(n) savepoints a bad event, not one an event (many subtransactions slow every snapshot of
+    the server). Returns what was written and how many events were refused. A conflict or a lost
+    connection is raised (the whole transaction is retried, or the rows stay pending)."""
     try:
         with conn.transaction():
             return profiles.apply(conn, events, where), 0
-    except store.REFUSED as exc:
-        log.warning(
-            "profile_outbox_refused sqlstate=%s n_events=%d; event by event", exc.sqlstate, len(events)
-        )
-    n_profiles = n_groups = refused = 0
-    for event in sorted(events, key=lambda e: (e.timestamp, e.id)):
-        try:
-            with conn.transaction():
-                written = profiles.apply(conn, [event], where)
-        except store.REFUSED as exc:
-            refused += 1
+    except _PASSED_ON:
+        raise
+    except Exception as exc:  # noqa: BLE001 - what one event causes must not block every other one
+        if len(events) == 1:
+            event = events[0]
             log.warning(
-                "profile_event_refused event_id=%s source_id=%s sqlstate=%s reason=%s",
+                "profile_event_refused event_id=%s source_id=%s error=%s: %s",
                 event.id,
                 event.source_id,
-                exc.sqlstate,
-                exc.diag.message_primary,
+                getattr(exc, "sqlstate", None) or type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
             )
-            continue
-        if written is not None:
-            n_profiles += written.n_profiles
-            n_groups += written.n_groups
-    return profiles.Written(n_profiles, n_groups), refused
+            return None, 1
+        log.info("profile_outbox_split n_events=%d error=%s", len(events), type(exc).__name__)
+    half = len(events) // 2
+    first, refused_first = _apply_isolating(conn, events[:half], where)
+    second, refused_second = _apply_isolating(conn, events[half:], where)
+    written = [w for w in (first, second) if w is not None]
+    total = (
+        profiles.Written(sum(w.n_profiles for w in written), sum(w.n_groups for w in written))
+        if written
+        else None
+    )
+    return total, refused_first + refused_second
+
+
+_PASSED_ON = (
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+"""Not one event's fault: the caller retries the transaction, or the rows stay pending."""
 
 
 def apply_all(conn: psycopg.Connection, *, wait: bool = False, up_to: int | None = None) -> int:
@@ -291,8 +329,11 @@ def apply_written_before(conn: psycopg.Connection) -> int:
     """Apply every row written before this call (waiting for other appliers' partitions), and none
     written after it: what must not run before the pending work is done (deleting an account's
     profiles) calls this, and returns even while ingest keeps writing rows."""
-    row = conn.execute("SELECT max(id) FROM profile_outbox").fetchone()
-    conn.commit()
+    with conn.transaction():
+        # waits for the store transactions writing rows now (and for appliers deleting them): their
+        # rows count as written before
+        conn.execute("LOCK TABLE profile_outbox IN SHARE MODE")
+        row = conn.execute("SELECT max(id) FROM profile_outbox").fetchone()
     if row is None or row[0] is None:
         return 0
     return apply_all(conn, wait=True, up_to=row[0])

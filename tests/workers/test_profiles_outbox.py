@@ -75,11 +75,11 @@ def test_a_failed_application_leaves_the_row_and_changes_nothing(db, database_ur
     real = profiles.apply
 
     def apply_then_fail(conn, events, where=None):
-        real(conn, events, where)  # its writes are made, then the transaction fails
-        raise RuntimeError("boom")
+        real(conn, events, where)  # its writes are made, then the transaction fails (not the event's fault)
+        raise psycopg.OperationalError("the server closed the connection")
 
     monkeypatch.setattr(profiles, "apply", apply_then_fail)
-    with psycopg.connect(database_url) as conn, pytest.raises(RuntimeError):
+    with psycopg.connect(database_url) as conn, pytest.raises(psycopg.OperationalError):
         profiles_outbox.apply_pending(conn)
     assert count(db, "profile_outbox") == 1 and count(db, "profiles") == 0
     monkeypatch.setattr(profiles, "apply", real)
@@ -346,3 +346,69 @@ def test_a_group_of_jobs_applies_its_profiles_once_after_its_commit(db, database
         pipeline.persist_group(conn, batches, settings)
         pipeline.persist_group(conn, batches, settings)  # the same jobs again: claimed, nothing written
     assert count(db, "profile_outbox") == 0 and counter(db, "u1", "n") == 2
+
+
+def test_a_number_python_cannot_add_costs_only_its_own_profile_change(db, database_url):
+    """Two revenues past what Python's decimals can add (stored fine as strings): the sum raises
+    ``decimal.Overflow`` in Python, before PostgreSQL sees it; the row is split down to the events
+    that fail, and the others apply."""
+    store_only(
+        database_url,
+        ev("track", name="a", user_id="u1", properties={"revenue": "9.9e999999"}),
+        ev("track", at=1, name="b", user_id="u1", properties={"revenue": "9.9e999999"}),
+        ev("track", at=2, name="c", user_id="u1", properties={"plan": "pro"}),
+        ev("identify", user_id="u2", traits={"plan": "pro"}),
+    )
+    refused = metrics.worker().profile_refused
+    before = refused._value.get()
+    with psycopg.connect(database_url) as conn:
+        profiles_outbox.apply_all(conn)
+    assert count(db, "profile_outbox") == 0
+    assert show(db, "u2")["traits"] == {"plan": "pro"} and show(db, "u1")["user_id"] == "u1"
+    assert refused._value.get() - before == 2  # then each alone is past numeric's range in PostgreSQL
+
+
+def test_a_partition_none_of_whose_rows_fit_is_left_to_another_applier(db, database_url, monkeypatch):
+    first, second = two_users_apart()
+    store_only(database_url, *[ev("track", at=i, name="a", user_id=first) for i in range(4)])
+    store_only(database_url, *[ev("track", at=i, name="b", user_id=second) for i in range(3)])
+    monkeypatch.setattr(profiles_outbox, "MAX_EVENTS", 5)  # 4 fit, then 3 do not
+    with (
+        psycopg.connect(database_url) as busy,
+        psycopg.connect(database_url) as other,
+        busy.transaction(),
+    ):
+        assert len(profiles_outbox._apply_once(busy, False, None).lags) == 1  # mid-transaction
+        assert profiles_outbox.apply_all(other) == 1  # the second partition was not locked
+    assert count(db, "profile_outbox") == 0 and count(db, "profiles") == 2
+
+
+def test_an_applier_scans_past_the_partitions_others_hold(db, database_url, monkeypatch):
+    held, free = two_users_apart()
+    for i in range(3):
+        store_only(database_url, ev("track", at=i, name="a", user_id=held))
+    store_only(database_url, ev("track", name="b", user_id=free))
+    monkeypatch.setattr(profiles_outbox, "SCAN_ROWS", 2)  # the oldest rows are all the held partition's
+    with psycopg.connect(database_url) as holder, psycopg.connect(database_url) as other:
+        partition_lock(holder, held)
+        assert profiles_outbox.apply_all(other) == 1
+        assert count(db, "profile_outbox") == 3 and counter(db, free, "n") is None
+        assert show(db, free)["user_id"] == free
+
+
+def test_deleting_waits_for_a_store_transaction_writing_rows(db, database_url):
+    with psycopg.connect(database_url) as storing:
+        with storing.transaction():
+            pipeline.apply_stored(storing, [ev("track", name="a", user_id="u1")])  # not committed yet
+            done: list[int] = []
+
+            def delete() -> None:
+                with psycopg.connect(database_url) as conn:
+                    done.append(profiles_outbox.apply_written_before(conn))
+
+            deleter = threading.Thread(target=delete)
+            deleter.start()
+            deleter.join(0.5)
+            assert deleter.is_alive()  # waits for the store's commit
+        deleter.join(10)
+    assert done == [1] and count(db, "profile_outbox") == 0  # its row counted as written before
