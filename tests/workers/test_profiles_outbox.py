@@ -315,20 +315,27 @@ def test_appliers_of_two_partitions_sharing_an_id_lose_nothing(db, database_url)
     assert show(db, "user-1")["profile_id"] == show(db, "dev-1")["profile_id"]
 
 
+def start_deleting(database_url: str) -> tuple[threading.Thread, list[int]]:
+    """``apply_written_before`` (what deleting an account runs first) in a thread, given 0.5 s: the
+    thread, and where it puts what it returned."""
+    done: list[int] = []
+
+    def delete() -> None:
+        with psycopg.connect(database_url) as conn:
+            done.append(profiles_outbox.apply_written_before(conn))
+
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    deleter.join(0.5)
+    return deleter, done
+
+
 def test_deleting_waits_only_for_the_rows_written_before_it(db, database_url):
     first, second = two_users_apart()
     store_only(database_url, ev("track", name="a", user_id=first))
     with psycopg.connect(database_url) as holder:
         partition_lock(holder, first)  # an applier busy with the row's partition
-        done: list[int] = []
-
-        def delete() -> None:
-            with psycopg.connect(database_url) as conn:
-                done.append(profiles_outbox.apply_written_before(conn))
-
-        deleter = threading.Thread(target=delete)
-        deleter.start()
-        deleter.join(0.5)
+        deleter, done = start_deleting(database_url)
         assert deleter.is_alive()  # waits for that applier
         store_only(database_url, ev("track", name="b", user_id=second))  # written after it began
         holder.rollback()
@@ -400,15 +407,7 @@ def test_deleting_waits_for_a_store_transaction_writing_rows(db, database_url):
     with psycopg.connect(database_url) as storing:
         with storing.transaction():
             pipeline.apply_stored(storing, [ev("track", name="a", user_id="u1")])  # not committed yet
-            done: list[int] = []
-
-            def delete() -> None:
-                with psycopg.connect(database_url) as conn:
-                    done.append(profiles_outbox.apply_written_before(conn))
-
-            deleter = threading.Thread(target=delete)
-            deleter.start()
-            deleter.join(0.5)
+            deleter, done = start_deleting(database_url)
             assert deleter.is_alive()  # waits for the store's commit
         deleter.join(10)
     assert done == [1] and count(db, "profile_outbox") == 0  # its row counted as written before
