@@ -159,10 +159,10 @@ def apply_pending(conn: psycopg.Connection, *, wait: bool = False, up_to: int | 
     pending now is done (deleting an account's profiles) uses both. A deadlock with another applier
     runs it again at once.
 
-    A value PostgreSQL refuses in one event (a number beyond ``numeric``'s range) does not hold the
-    others back: the events are applied again one by one (a savepoint each) and the refused ones are
-    logged and counted (``trackgate_profile_events_refused_total``); a row that cannot be read is
-    dropped the same way. Either way the event itself stays stored."""
+    An event whose profile change cannot be made (PostgreSQL refuses a value, Python's decimals
+    overflow) does not hold the others back: the application is split in halves down to it
+    (:func:`_apply_isolating`), and it is logged and counted (``trackgate_profile_events_refused_total``);
+    a row that cannot be read is dropped the same way. Either way the event itself stays stored."""
     for attempt in range(1, CONFLICT_RETRIES + 1):
         try:
             with conn.transaction():
