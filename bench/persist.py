@@ -114,9 +114,9 @@ def drain(
     decoded jobs cost a quarter of the worker's CPU, which the real worker does not pay."""
     worker = build_worker(settings)
     runtime.current().pool.wait(timeout=30)
-    # as ``workers.worker.run`` does: profiles are applied beside the store, on their own connection
-    # (opened now, so that the meter counts its backend from the start)
-    applier = profiles_outbox.start_applier(settings.database_url, connect=True)
+    # as ``workers.worker.run`` does: profiles are applied beside the store, on a connection of the
+    # worker's pool (the meter counts a backend that connects meanwhile from 0)
+    applier = profiles_outbox.start_applier(runtime.current())
     meter = CpuMeter(settings.database_url)
     thresholds = gc.get_threshold()
     tune_gc()

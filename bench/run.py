@@ -728,20 +728,22 @@ def _postgres_bound(persist: list[dict]) -> list[str]:
     bounds = ", ".join(
         f"{us:.1f} µs ({raw_us / us:.2f}x, {r['events_per_job']:g}-event jobs)" for r, us in runs
     )
-    lines = [
+    return [
         f"PostgreSQL CPU a stored event: worker {bounds}; raw COPY {raw_us:.1f} µs an event (wall)",
         "  (each x: the most (d) could reach with the worker's Python taking no time at all and its two"
         " backends never overlapping; twice that if they always did)",
     ]
-    for r, _ in runs:
-        lag = r.get("profile_lag")
-        if lag and lag["rows"]:
-            lines.append(
-                f"profiles behind the store, {r['events_per_job']:g}-event jobs: {lag['rows']} outbox rows,"
-                f" lag mean {1e3 * lag['mean_s']:.0f} ms, p99 <= {lag['p99_at_most_s']:g} s;"
-                f" all applied {1e3 * lag['settled_after_s']:.0f} ms after the last job (counted in (d))"
-            )
-    return lines
+
+
+def _profile_lag(persist: list[dict]) -> list[str]:
+    """How far each worker run's profiles trailed its store (``bench.persist.ProfileLag``)."""
+    return [
+        f"profiles behind the store, {r['events_per_job']:g}-event jobs: {lag['rows']} outbox rows,"
+        f" lag mean {1e3 * lag['mean_s']:.0f} ms, p99 <= {lag['p99_at_most_s']:g} s;"
+        f" all applied {1e3 * lag['settled_after_s']:.0f} ms after the last job (counted in (d))"
+        for r in persist
+        if (lag := r.get("profile_lag")) and lag["rows"]
+    ]
 
 
 def render(report: Report) -> str:
@@ -813,6 +815,7 @@ def render(report: Report) -> str:
                 f"{r['jobs'] or '':>8}{per_job if per_job is not None else '':>12}{cpu}"
             )
         out += _postgres_bound(report.persist)
+        out += _profile_lag(report.persist)
     if report.enrich:
         e = report.enrich
         out += [

@@ -12,10 +12,10 @@ rows are applied by one applier at a time, oldest first; the profiles' own id lo
 
 Who applies:
 
-- In a ``trackgate worker`` process, a thread (:class:`Applier`) with its own connection. The store
-  wakes it after each commit, so it works while the next jobs are being stored: PostgreSQL runs the
-  two on two backends and the worker's Python takes turns between them. It also looks every
-  :data:`POLL_SECONDS` for rows nobody woke it for (a worker that died after its commit).
+- In a ``trackgate worker`` process, a thread (:class:`Applier`) on a connection of the worker's
+  pool. The store wakes it after each commit, so it works while the next jobs are being stored:
+  PostgreSQL runs the two on two backends and the worker's Python takes turns between them. It also
+  looks every :data:`POLL_SECONDS` for rows nobody woke it for (a worker that died after its commit).
 - Anywhere else (a replay from the CLI, a test calling ``pipeline.persist``): the caller applies
   what is pending right after its commit (:func:`after_commit`), so profiles are current when it
   returns.
@@ -41,6 +41,7 @@ import psycopg
 from trackgate.schemas import metrics
 from trackgate.schemas.event import Event
 from trackgate.workers import profiles
+from trackgate.workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ def _apply_once(conn: psycopg.Connection, wait: bool, up_to: int | None) -> Appl
             continue
         where.update(pending.where)
         events.extend(pending.events)
-    written, refused = _apply_isolating(conn, sorted(events, key=_event_order), where)
+    written, refused = _apply_isolating(conn, sorted(events, key=profiles.event_order), where)
     return Applied([lag.total_seconds() for *_, lag in deleted], written, refused + unreadable)
 
 
@@ -264,10 +265,6 @@ def _choose(
         if got == planned:
             break  # everything planned was locked: full, or no partition left
     return taken
-
-
-def _event_order(event: profiles.ProfileEvent) -> tuple[datetime, str]:
-    return event.timestamp, event.id
 
 
 def _apply_isolating(
@@ -352,28 +349,23 @@ def pending(conn: psycopg.Connection) -> tuple[int, int, datetime | None]:
 
 
 class Applier(threading.Thread):
-    """Applies pending rows on its own connection while its worker stores the next jobs; woken by
-    :func:`after_commit`, else every :data:`POLL_SECONDS`. :meth:`stop` applies what is left first."""
+    """Applies pending rows while its worker stores the next jobs, on a connection of the worker's
+    pool (``WorkerRuntime``, as the forward outbox's ``Sweeper``: the pool replaces a broken one);
+    woken by :func:`after_commit`, else every :data:`POLL_SECONDS`. :meth:`stop` applies what is left
+    first."""
 
-    def __init__(self, database_url: str, connect_timeout: float = 5.0):
+    def __init__(self, rt: WorkerRuntime):
         super().__init__(name="trackgate-profile-applier", daemon=True)
-        self.database_url = database_url
-        self.connect_timeout = max(1, round(connect_timeout))
+        self.rt = rt
         self.woken = threading.Event()
         self.stopping = threading.Event()
         self.rounds = threading.Condition()
         self.started_rounds = 0
         self.ended_rounds = 0
         self.finished = False
-        self.conn: psycopg.Connection | None = None
 
     def wake(self) -> None:
         self.woken.set()
-
-    def connect(self) -> None:
-        """Open the connection now (else on the first round): its backend then exists from the start."""
-        if self.conn is None or self.conn.closed:
-            self.conn = psycopg.connect(self.database_url, connect_timeout=self.connect_timeout)
 
     def run(self) -> None:
         try:
@@ -382,8 +374,6 @@ class Applier(threading.Thread):
             with self.rounds:
                 self.finished = True
                 self.rounds.notify_all()
-            if self.conn is not None:
-                self.conn.close()
 
     def _rounds(self) -> None:
         while True:
@@ -394,37 +384,21 @@ class Applier(threading.Thread):
                 self.started_rounds += 1
                 this_round = self.started_rounds
             try:
-                self.connect()
-                assert self.conn is not None
-                apply_all(self.conn)
+                with self.rt.pool.connection() as conn:
+                    try:
+                        apply_all(conn)
+                    finally:
+                        _observe_backlog(conn)
             except Exception as exc:  # noqa: BLE001 - the thread outlives a bad turn; rows stay pending
                 log.warning("profile_applier_failed error=%s: %s", type(exc).__name__, str(exc)[:200])
-                if self.conn is not None and self.conn.broken:
-                    self.conn = None
                 if not stopping:
                     self.stopping.wait(POLL_SECONDS)
             finally:
-                self._observe_backlog()
                 with self.rounds:
                     self.ended_rounds = this_round
                     self.rounds.notify_all()
             if stopping:
                 return
-
-    def _observe_backlog(self) -> None:
-        """The backlog gauges, after each round (applied or failed): a stuck outbox shows."""
-        if self.conn is None or self.conn.closed:
-            return
-        try:
-            with self.conn.transaction():
-                rows, _, oldest = pending(self.conn)
-        except psycopg.Error:
-            return
-        counted = metrics.worker()
-        counted.profile_outbox_rows.set(rows)
-        counted.profile_outbox_oldest.set(
-            0.0 if oldest is None else max(0.0, time.time() - oldest.timestamp())
-        )
 
     def settle(self, timeout: float | None = None) -> bool:
         """Wait until a round that started after this call has ended (everything committed before
@@ -443,16 +417,27 @@ class Applier(threading.Thread):
         self.join(timeout)
 
 
+def _observe_backlog(conn: psycopg.Connection) -> None:
+    """The backlog gauges, after each round (applied or failed): a stuck outbox shows."""
+    if conn.closed:
+        return
+    try:
+        with conn.transaction():
+            rows, _, oldest = pending(conn)
+    except psycopg.Error:
+        return
+    counted = metrics.worker()
+    counted.profile_outbox_rows.set(rows)
+    counted.profile_outbox_oldest.set(0.0 if oldest is None else max(0.0, time.time() - oldest.timestamp()))
+
+
 _applier: Applier | None = None
 
 
-def start_applier(database_url: str, connect_timeout: float = 5.0, *, connect: bool = False) -> Applier:
-    """This process's applier thread (a worker process): :func:`after_commit` wakes it from now on.
-    ``connect``: open its connection before the thread starts (raises if it cannot)."""
+def start_applier(rt: WorkerRuntime) -> Applier:
+    """This process's applier thread (a worker process): :func:`after_commit` wakes it from now on."""
     global _applier
-    applier = Applier(database_url, connect_timeout)
-    if connect:
-        applier.connect()
+    applier = Applier(rt)
     applier.start()
     _applier = applier
     return applier

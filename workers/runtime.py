@@ -29,7 +29,7 @@ class WorkerRuntime:
             settings.database_url,
             connection_class=psycopg.Connection,
             min_size=1,
-            max_size=2,
+            max_size=3,  # a job, the forward outbox's sweeper, the profile applier (profiles_outbox.py)
             open=True,
             # no check per checkout (a round trip per job): a broken connection fails the job, which
             # RQ retries, and the pool replaces the connection

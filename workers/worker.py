@@ -72,8 +72,8 @@ def run(
     if settings.worker_metrics_port:
         serve_metrics(settings.host, settings.worker_metrics_port)
     outbox.start_sweeper(runtime.current())  # forwards whose jobs were never queued, busy or idle
-    if PERSIST_QUEUE in worker.queue_names():  # profiles applied beside the store, on their own connection
-        profiles_outbox.start_applier(settings.database_url, settings.pg_connect_timeout)
+    if PERSIST_QUEUE in worker.queue_names():  # profiles applied beside the store, on a second backend
+        profiles_outbox.start_applier(runtime.current())
     tune_gc()
     try:
         worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)

@@ -13,7 +13,7 @@ from tests.workers.test_profiles import count, ev, show
 from trackgate.schemas import metrics
 from trackgate.schemas.jobs import DeleteData, PersistBatch
 from trackgate.sources import add_source
-from trackgate.workers import deletes, pipeline, profiles, profiles_outbox, store
+from trackgate.workers import deletes, pipeline, profiles, profiles_outbox, runtime, store
 
 
 def store_only(database_url: str, *events) -> None:
@@ -196,7 +196,7 @@ def test_a_failed_application_after_the_commit_is_logged_and_the_next_persist_ap
 
 
 def test_the_applier_thread_applies_after_the_commit_and_what_is_left_when_it_stops(
-    db, database_url, monkeypatch
+    db, database_url, settings, monkeypatch
 ):
     lag = metrics.worker().profile_lag
     before = sum(s.value for m in lag.collect() for s in m.samples if s.name.endswith("_count"))
@@ -208,7 +208,8 @@ def test_the_applier_thread_applies_after_the_commit_and_what_is_left_when_it_st
         return real(conn, events, where)
 
     monkeypatch.setattr(profiles, "apply", apply)
-    applier = profiles_outbox.start_applier(database_url, connect=True)
+    rt = runtime.WorkerRuntime(settings)
+    applier = profiles_outbox.start_applier(rt)
     try:
         with psycopg.connect(database_url) as conn:
             batch = PersistBatch(batch_id="b1", events=[ev("track", name="a", user_id="u1")])
@@ -222,6 +223,7 @@ def test_the_applier_thread_applies_after_the_commit_and_what_is_left_when_it_st
         assert count(db, "profile_outbox") == 0 and count(db, "profiles") == 2
     finally:
         profiles_outbox.stop_applier(timeout=10)
+        rt.close()
     after = sum(s.value for m in lag.collect() for s in m.samples if s.name.endswith("_count"))
     assert after - before == 2  # one lag observed per row applied
     assert applied_by == ["trackgate-profile-applier"] * 2  # persist woke it, and did not apply itself
