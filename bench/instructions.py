@@ -2,8 +2,9 @@
 
 ``python -m bench.instructions`` runs :mod:`bench.inprocess` (the real app, a real Redis, group commit,
 the durable ack) under ``valgrind --tool=callgrind`` twice per body, once with few requests and once with
-more, and prints the difference of the two totals per request (``/v1/track``) and per event
-(``/v1/batch`` of ``--batch`` events): start-up, migrations and warm-up are in both runs and cancel out.
+more, and prints the difference of the two totals per request (``/v1/track`` from 64 tasks, and from 2,
+whose flushes hold one or two requests as at half load, phase (f)) and per event (``/v1/batch`` of
+``--batch`` events): start-up, migrations and warm-up are in both runs and cancel out.
 Wall-clock ratios on a 2-core VM swing by ±20% from one run to the next (README, Benchmark); the same
 commit gives the same count within ~1%, so two commits a few percent apart can be told apart here.
 
@@ -58,11 +59,16 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--batch", type=int, default=100, help="events a /v1/batch request (100)")
     args = parser.parse_args()
-    common = ["--postgres", args.postgres, "--redis", args.redis, "--concurrency", "64"]
+    servers = ["--postgres", args.postgres, "--redis", args.redis]
+    common = [*servers, "--concurrency", "64"]
     print("instructions (callgrind; the difference of two runs of bench.inprocess)", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         track = per_request(common, 640, 2560, Path(tmp))
         print(f"  /v1/track              {track / 1000:8.1f}k a request", flush=True)
+        # two requests at a time: a flush holds one or two, as at a fraction of the maximum rate ((f))
+        few = [*servers, "--concurrency", "2"]
+        track_few = per_request(few, 320, 1280, Path(tmp))
+        print(f"  /v1/track, 2 at a time {track_few / 1000:8.1f}k a request (small flushes)", flush=True)
         batch = per_request([*common, "--batch", str(args.batch)], 64, 256, Path(tmp)) / args.batch
         print(f"  /v1/batch x{args.batch:<4}         {batch / 1000:8.1f}k an event", flush=True)
 

@@ -547,7 +547,7 @@ def tail_phase(
     args: argparse.Namespace, env: dict[str, str], authorization: str, body: bytes, rate: float
 ) -> dict:
     """(f): hello-world, then ``/v1/track``, each alone at the same constant rate; p99 of each."""
-    out: dict = {"rate": round(rate), "duration_s": args.tail_duration}
+    out: dict = {"rate": round(rate), "duration_s": args.tail_duration, "profiled": bool(args.profile)}
     for name, app, factory, server_env in (
         ("hello", "bench.hello:app", False, {}),
         ("track", GATEWAY_APP, True, env),
@@ -559,13 +559,25 @@ def tail_phase(
             if factory
             else {"ready_path": "/v1/track", "ready_method": "POST", "ready_body": b"{}"}
         )
-        with servers.serve(app, factory=factory, env=server_env, **ready) as (base, _):
+        with servers.serve(app, factory=factory, env=server_env, **ready) as (base, proc):
             url = base + "/v1/track"
             latency.run_rate(url, body, authorization, rate=rate, duration_s=2, tag=f"fw{name}")
+            stop_profile = None
+            if args.profile:
+                stop_profile = profiling.attach(
+                    proc.pid, args.profile / f"f_{name}.txt", duration_s=args.tail_duration
+                )
+            server_cpu = process_seconds(proc.pid)
             result = latency.run_rate(
                 url, body, authorization, rate=rate, duration_s=args.tail_duration, tag=f"f{name}"
             )
+            server_cpu = process_seconds(proc.pid) - server_cpu
+            if stop_profile:
+                stop_profile()
         out[name] = result.summary()
+        # the server's CPU at this rate: a request's cost here, with small flushes, is (f)'s cause
+        out[name]["server_cpu_pct"] = round(100 * server_cpu / result.duration_s, 1)
+        out[name]["server_cpu_us"] = round(1e6 * server_cpu / result.ok, 1) if result.ok else None
     out["ratio"] = round(out["track"]["p99_ms"] / out["hello"]["p99_ms"], 2)
     return out
 
@@ -839,12 +851,14 @@ def render(report: Report) -> str:
             f"Tail latency at a constant {t['rate']:,} requests/s ({t['duration_s']:g}s each, "
             "bench/latency.py)",
         ]
+        profiled = ", py-spy attached" if t.get("profiled") else ""
         for name in ("hello", "track"):
             x = t[name]
             out.append(
                 f"  {name:<6} achieved {x['achieved_per_s']:>9,.0f}/s  p50 {x['p50_ms']:7.2f}"
                 f"  p90 {x['p90_ms']:7.2f}  p99 {x['p99_ms']:7.2f}  max {x['max_ms']:8.1f} ms"
-                f"  errors {x['errors']}"
+                f"  errors {x['errors']}  server CPU {x.get('server_cpu_pct', 0):.0f}%"
+                f" ({x.get('server_cpu_us') or 0:.0f} µs a request{profiled})"
             )
     if report.visible:
         v = report.visible
