@@ -196,6 +196,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
     settings = Settings(**values)
     if not 0 <= settings.job_compress_level <= 9:
         raise ValueError("TRACKGATE_JOB_COMPRESS_LEVEL must be 0 to 9")
+    if settings.redis_timeout_seconds <= 0:
+        raise ValueError("TRACKGATE_REDIS_TIMEOUT_SECONDS must be more than 0")
     if settings.job_retries < 0:
         raise ValueError("TRACKGATE_JOB_RETRIES must be 0 or more")
     if settings.worker_group_jobs < 1 or settings.worker_group_events < 1:

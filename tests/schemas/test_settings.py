@@ -44,6 +44,13 @@ def test_server_settings_cannot_be_built_without_the_urls():
         ServerSettings(redis_url="redis://r/1")  # type: ignore[call-arg]  # the missing URL is the point
 
 
+@pytest.mark.parametrize("value", ["0", "-1.5"])
+def test_the_redis_timeout_must_be_positive(value):
+    # every flush would time out at once (a 503 for every request)
+    with pytest.raises(ValueError, match="TRACKGATE_REDIS_TIMEOUT_SECONDS must be more than 0"):
+        settings_from_env({"TRACKGATE_REDIS_TIMEOUT_SECONDS": value})
+
+
 @pytest.mark.parametrize("prefix", ["t", "/t/", "/", "/t?x", "/a b", "//t"])
 def test_first_party_prefix_must_be_a_plain_path(prefix):
     with pytest.raises(ValueError, match="TRACKGATE_FIRST_PARTY_PREFIX"):
