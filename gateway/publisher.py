@@ -42,9 +42,9 @@ import uuid_utils
 from isal import isal_zlib
 from rq import Queue, Retry
 from rq.job import Job
-from rq.utils import utcformat
 
 from trackgate.adapters.base import Refused
+from trackgate.gateway.deadlines import Deadlines
 from trackgate.gateway.errors import Unavailable
 from trackgate.gateway.script_connection import ScriptConnection
 from trackgate.schemas.event import Event
@@ -63,6 +63,13 @@ MAX_JOB_RAW_BYTES = 8 * 1024 * 1024
 
 DEADLINE_MARGIN = 0.25
 """Seconds between the script's deadline (in Redis's clock) and the moment the gateway stops waiting."""
+
+FLUSH_DEADLINE_RESOLUTION = 0.05
+"""How late (at most, in seconds) the gateway stops waiting for a flush's script past its timeout. The
+wait is kept by ``gateway/deadlines.py``'s one coarse timer, not an ``asyncio.timeout`` per flush
+(~7 µs a flush under uvloop: at half load a flush holds one to three requests). Stopping later than
+the timeout is safe: the script's own deadline, in Redis's clock, is ``DEADLINE_MARGIN`` before it,
+so a write never lands after the gateway answered 503; stopping earlier would not be."""
 
 _PUBLISH = """
 local t = redis.call('TIME')
@@ -155,6 +162,12 @@ _VARIABLE = (b"created_at", b"data", b"description", b"enqueued_at")
 """The fields of a persist job's hash that differ from one job to the next (besides its key)."""
 
 
+def rq_time(at: datetime) -> str:
+    """``at`` (UTC) as RQ writes a job's times (``rq.utils.utcformat``: ``%Y-%m-%dT%H:%M:%S.%fZ``), by
+    ``isoformat`` instead of ``strftime`` (2.1 against 3.0 µs, once a job)."""
+    return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
 class JobTemplate:
     """The commands RQ's ``Queue.enqueue_job`` sends for one persist job, recorded once from RQ's own
     API, with the job's key, id, data, description and timestamps as the holes to fill."""
@@ -203,7 +216,7 @@ class JobTemplate:
         data = MsgspecJSONSerializer.dumps((PERSIST_FUNC, None, [batch], {}))
         data = compress(data, self.compress_level)
         fields = list(self.fields)
-        stamp = utcformat(at)
+        stamp = rq_time(at)
         fields[self.holes[b"created_at"]] = stamp
         fields[self.holes[b"enqueued_at"]] = stamp
         fields[self.holes[b"data"]] = data
@@ -235,6 +248,8 @@ class Publisher:
         self._max_batch_events = max_batch_events
         self._retry = Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries > 0 else None
         self._timeout = timeout
+        self._deadlines = Deadlines(min(FLUSH_DEADLINE_RESOLUTION, timeout / 4))
+        """The flush's wait for Redis (:data:`FLUSH_DEADLINE_RESOLUTION`)."""
         self._pending: list[_Pending] = []
         self._max_pending_events = max_pending_events
         self._held = 0
@@ -411,7 +426,7 @@ class Publisher:
             commands = self.record(groups)
             sent = _now_ms()
             argv = self.script_args(commands, sent)
-            async with asyncio.timeout(self._timeout):
+            with self._deadlines.within(self._timeout):
                 written, redis_now = await self._run_script(argv)
             self._learn_offset(sent, redis_now)
             if not written:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
+import hiredis
 import redis
 
 from tests.gateway.test_publisher import event, job_events, jobs, with_publisher
 from trackgate.gateway.errors import Unavailable
-from trackgate.gateway.publisher import Publisher
+from trackgate.gateway.publisher import FLUSH_DEADLINE_RESOLUTION, Publisher, _Group
 from trackgate.gateway.script_connection import ScriptConnection
 
 
@@ -46,11 +48,50 @@ def test_a_flushed_script_cache_and_a_killed_connection_cost_no_request(redis_ur
 
 def test_a_hung_redis_fails_start_up_reads_and_writes_within_the_timeout(silent_redis):
     async def scenario(publisher: Publisher):
-        return await asyncio.gather(
-            *(publisher.publish([event(f"m-{i}")]) for i in range(10)), return_exceptions=True
-        )
+        async with asyncio.timeout(5):  # a deadline that never fired would hang here, not pass
+            started = time.perf_counter()
+            results = await asyncio.gather(
+                *(publisher.publish([event(f"m-{i}")]) for i in range(10)), return_exceptions=True
+            )
+            return results, time.perf_counter() - started
 
     started = time.perf_counter()
-    results = with_publisher(silent_redis, scenario, script=True, timeout=0.5)
+    results, waited = with_publisher(silent_redis, scenario, script=True, timeout=0.5)
     assert all(isinstance(r, Unavailable) for r in results), results
+    # the flush's wait ends at its timeout, at most one resolution of the coarse timer late
+    assert 0.5 <= waited < 0.5 + FLUSH_DEADLINE_RESOLUTION + 0.25, waited
     assert time.perf_counter() - started < 5
+
+
+def test_its_packing_writes_what_redis_py_would_and_refuses_what_redis_py_refuses(redis_url):
+    """The command is packed by hiredis, not redis-py: the same bytes for the words a flush holds (str,
+    bytes, int), and a value Redis has no word for is redis-py's ``DataError``, with the connection
+    still usable after it."""
+    words: tuple[Any, ...] = ("EVAL", "return ARGV", 0, 1_700_000_000_123, "héllo", b"\x78\x01\x00raw", -3)
+    connection = ScriptConnection(redis_url)
+    assert connection._conn.socket_timeout is None  # the publisher's deadline bounds a command
+    assert b"".join(connection._conn.pack_command(*words)) == hiredis.pack_command(words)
+
+    async def flush_words(publisher: Publisher) -> tuple[Any, ...]:  # what a flush sends, RQ's enum and all
+        commands = publisher.record([_Group([event("a"), event("b")], [])])
+        return ("EVALSHA", "0" * 40, 0, *publisher.script_args(commands, 1_700_000_000_000.0))
+
+    flush = with_publisher(redis_url, flush_words, script=True)
+    assert b"".join(connection._conn.pack_command(*flush)) == hiredis.pack_command(flush)
+
+    async def scenario():
+        try:
+            echoed = await connection.eval("return ARGV", 0, "héllo", b"\x00\xff", 42)
+            try:
+                await connection.eval("return ARGV", 0, None)
+            except redis.DataError as exc:
+                refused = exc
+            after = await connection.eval("return ARGV", 0, "still")
+            return echoed, refused, after
+        finally:
+            await connection.aclose()
+
+    echoed, refused, after = asyncio.run(scenario())
+    assert echoed == ["héllo".encode(), b"\x00\xff", b"42"]
+    assert "NoneType" in str(refused)
+    assert after == [b"still"]
