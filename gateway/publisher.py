@@ -74,10 +74,13 @@ so a write never lands after the gateway answered 503; stopping earlier would no
 _PUBLISH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[2] ~= '' and redis.call('EXISTS', ARGV[2]) == 1 then
+  return {1, now}
+end
 if now > tonumber(ARGV[1]) then
   return {0, now}
 end
-local i = 2
+local i = 3
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))
@@ -85,8 +88,16 @@ while i <= #ARGV do
 end
 return {1, now}
 """
-"""ARGV: the deadline (ms, Redis's clock), then each command as its length followed by its words.
-Returns ``{written, Redis's clock in ms}``. A script runs atomically, as MULTI/EXEC did."""
+"""ARGV: the deadline (ms, Redis's clock), the key of the flush's first job, then each command as its
+length followed by its words. Returns ``{written, Redis's clock in ms}``. A script runs atomically, as
+MULTI/EXEC did.
+
+The first job's key (its id is new each flush) says whether this very flush was written already: the
+script connection sends a command again when its connection fails (``gateway/script_connection.py``),
+and a connection can fail after Redis ran the script and before its reply arrived. That second run
+then writes nothing and answers written, even past the deadline: the jobs are in Redis, so the
+requests are answered 2xx, not 503 (which would have the clients send them again), and the queue
+holds each job once."""
 _PUBLISH_SHA = hashlib.sha1(_PUBLISH.encode()).hexdigest()
 
 
@@ -399,7 +410,8 @@ class Publisher:
         """The deadline in Redis's clock, then each recorded command as its length and its words."""
         wait = max(self._timeout - DEADLINE_MARGIN, self._timeout / 2)
         deadline = sent_ms + self._clock_offset_ms + wait * 1000
-        argv: list = [int(deadline)]
+        first_job = next((args[1] for args, _options in commands if str(args[0]).upper() == "HSET"), "")
+        argv: list = [int(deadline), first_job]
         for args, _options in commands:
             argv.append(len(args))
             argv.extend(args)

@@ -16,7 +16,9 @@ It has no socket timeout: the publisher bounds each write itself
 (``publisher.FLUSH_DEADLINE_RESOLUTION``). A connection that fails or is cancelled mid-command is
 closed (its reply could still come and answer the next command); the next command connects again. A
 connection found dead when a command starts (Redis restarted since the last flush) is retried once on
-a new one, as redis-py's client retries: the script's deadline still keeps a late write out.
+a new one, as redis-py's client retries: the script's deadline still keeps a late write out, and the
+flush's first job, looked for first, keeps a flush that ran before its reply was lost from being
+written twice (``publisher._PUBLISH``).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from tests.gateway.test_publisher import event, job_events, jobs, with_publisher
 from trackgate.gateway.errors import Unavailable
 from trackgate.gateway.publisher import FLUSH_DEADLINE_RESOLUTION, Publisher, _Group
 from trackgate.gateway.script_connection import ScriptConnection
+from trackgate.schemas.jobs import PERSIST_QUEUE
 
 
 def _ids(rdb: redis.Redis) -> list[str]:
@@ -95,3 +96,48 @@ def test_its_packing_writes_what_redis_py_would_and_refuses_what_redis_py_refuse
     assert echoed == ["héllo".encode(), b"\x00\xff", b"42"]
     assert "NoneType" in str(refused)
     assert after == [b"still"]
+
+
+def _reply_lost_once(connection: ScriptConnection, hold: float = 0.0) -> None:
+    """The next command runs in Redis, but the connection fails before its reply is read (the reply is
+    read and dropped, ``hold`` seconds pass, then ``ConnectionError``); the commands after it are
+    untouched."""
+    conn = connection._conn
+    real = conn.read_response
+    lost: list[bool] = []
+
+    async def read_response(*args: Any, **kwargs: Any) -> Any:
+        if lost:
+            return await real(*args, **kwargs)
+        lost.append(True)
+        await real(*args, **kwargs)
+        await asyncio.sleep(hold)
+        raise redis.ConnectionError("Connection reset by peer (the test drops the reply)")
+
+    conn.read_response = read_response  # type: ignore[method-assign]
+
+
+def test_a_flush_whose_reply_was_lost_is_sent_again_and_written_once(redis_url, rdb):
+    async def scenario(publisher: Publisher):
+        assert isinstance(publisher._client, ScriptConnection)
+        await publisher.publish([event("before")])  # connected: a failure now is sent again
+        _reply_lost_once(publisher._client)
+        await publisher.publish([event("once")])
+
+    with_publisher(redis_url, scenario, script=True)
+    assert rdb.llen(f"rq:queue:{PERSIST_QUEUE}") == 2  # the second flush sent twice, queued once
+    assert _ids(rdb) == ["before", "once"]
+
+
+def test_a_flush_whose_reply_was_lost_until_past_its_deadline_is_answered_2xx(redis_url, rdb):
+    """The second run comes after the script's deadline (0.75 s of a 1 s timeout): the first run's jobs
+    are in Redis, so the request is acknowledged, not answered 503 (its client would send it again)."""
+
+    async def scenario(publisher: Publisher):
+        assert isinstance(publisher._client, ScriptConnection)
+        await publisher.publish([event("before")])
+        _reply_lost_once(publisher._client, hold=0.85)
+        await publisher.publish([event("landed")])
+
+    with_publisher(redis_url, scenario, script=True, timeout=1.0)
+    assert _ids(rdb) == ["before", "landed"]
