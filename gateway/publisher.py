@@ -2,9 +2,10 @@
 
 A request hands its events to :meth:`Publisher.publish` and waits. One flusher task takes everything
 pending, builds RQ jobs of at most ``max_batch_events`` events with RQ's own API, and writes them in
-a single MULTI/EXEC on the asyncio Redis client. Requests that arrive while a flush is in flight form
-the next group, so the group size follows the load with no linger timer. Only after EXEC succeeds are
-the waiting requests released to answer 2xx; if Redis fails or times out they get ``Unavailable``.
+one atomic Lua script (below) on the gateway's own connection (``script_connection.py``). Requests
+that arrive while a flush is in flight form the next group, so the group size follows the load with no
+linger timer. Only after the script has written the jobs are the waiting requests released to answer
+2xx; if Redis fails or times out they get ``Unavailable``.
 
 The events held (waiting, or in a write in flight) are capped at ``max_pending_events``: beyond it a
 request is refused at once with ``Unavailable`` (503, ``Retry-After``) and nothing of it is held, so a
