@@ -65,20 +65,21 @@ def test_a_hung_redis_fails_start_up_reads_and_writes_within_the_timeout(silent_
 
 
 def test_its_packing_writes_what_redis_py_would_and_refuses_what_redis_py_refuses(redis_url):
-    """The command is packed by hiredis, not redis-py: the same bytes for the words a flush holds (str,
-    bytes, int), and a value Redis has no word for is redis-py's ``DataError``, with the connection
-    still usable after it."""
+    """The command is packed by hiredis, not redis-py: the same bytes as redis-py's own (pure Python)
+    packing for the words a flush holds (str, bytes, int, RQ's status enum), and a value Redis has no
+    word for is redis-py's ``DataError``, with the connection still usable after it."""
     words: tuple[Any, ...] = ("EVAL", "return ARGV", 0, 1_700_000_000_123, "héllo", b"\x78\x01\x00raw", -3)
     connection = ScriptConnection(redis_url)
     assert connection._conn.socket_timeout is None  # the publisher's deadline bounds a command
-    assert b"".join(connection._conn.pack_command(*words)) == hiredis.pack_command(words)
+    python_packing = connection._conn._pack_command_python  # redis-py's, without hiredis
+    assert b"".join(python_packing(*words)) == hiredis.pack_command(words)
 
     async def flush_words(publisher: Publisher) -> tuple[Any, ...]:  # what a flush sends, RQ's enum and all
         commands = publisher.record([_Group([event("a"), event("b")], [])])
         return ("EVALSHA", "0" * 40, 0, *publisher.script_args(commands, 1_700_000_000_000.0))
 
     flush = with_publisher(redis_url, flush_words, script=True)
-    assert b"".join(connection._conn.pack_command(*flush)) == hiredis.pack_command(flush)
+    assert b"".join(python_packing(*flush)) == hiredis.pack_command(flush)
 
     async def scenario():
         try:
