@@ -43,6 +43,7 @@ import uuid_utils
 from isal import isal_zlib
 from rq import Queue, Retry
 from rq.job import Job
+from rq.utils import utcformat
 
 from trackgate.adapters.base import Refused
 from trackgate.gateway.deadlines import Deadlines
@@ -174,12 +175,6 @@ _VARIABLE = (b"created_at", b"data", b"description", b"enqueued_at")
 """The fields of a persist job's hash that differ from one job to the next (besides its key)."""
 
 
-def rq_time(at: datetime) -> str:
-    """``at`` (UTC) as RQ writes a job's times (``rq.utils.utcformat``: ``%Y-%m-%dT%H:%M:%S.%fZ``), by
-    ``isoformat`` instead of ``strftime`` (2.1 against 3.0 µs, once a job)."""
-    return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
 class JobTemplate:
     """The commands RQ's ``Queue.enqueue_job`` sends for one persist job, recorded once from RQ's own
     API, with the job's key, id, data, description and timestamps as the holes to fill."""
@@ -228,7 +223,7 @@ class JobTemplate:
         data = MsgspecJSONSerializer.dumps((PERSIST_FUNC, None, [batch], {}))
         data = compress(data, self.compress_level)
         fields = list(self.fields)
-        stamp = rq_time(at)
+        stamp = utcformat(at)
         fields[self.holes[b"created_at"]] = stamp
         fields[self.holes[b"enqueued_at"]] = stamp
         fields[self.holes[b"data"]] = data

@@ -14,11 +14,10 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from rq.job import Job
-from rq.utils import utcformat
 
 from tests.helpers import queued_jobs, stored
 from trackgate.gateway.errors import Unavailable
-from trackgate.gateway.publisher import Publisher, rq_time
+from trackgate.gateway.publisher import Publisher
 from trackgate.gateway.script_connection import ScriptConnection
 from trackgate.schemas.event import Context, Event
 from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, persist_batch_from_arg
@@ -397,15 +396,3 @@ def test_rqs_own_simple_worker_runs_a_job_written_from_the_template(redis_url, r
     assert worker.work(burst=True, logging_level="WARNING")
     assert [row["message_id"] for row in stored(db)] == ["m-stock"]
     assert queue.count == 0 and queue.failed_job_registry.count == 0
-
-
-@pytest.mark.parametrize(
-    "at",
-    [
-        datetime(2026, 12, 7, 10, 4, 5, 123456, tzinfo=UTC),
-        datetime(2026, 1, 1, 0, 0, 0, 0, tzinfo=UTC),  # no microseconds: still six digits
-        datetime(1999, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
-    ],
-)
-def test_job_times_are_written_as_rq_writes_them(at):
-    assert rq_time(at) == utcformat(at)
