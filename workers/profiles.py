@@ -611,15 +611,21 @@ def apply_events(conn: psycopg.Connection, events: list[Event]) -> Written | Non
 
 
 def apply(
-    conn: psycopg.Connection, events: list[ProfileEvent], where: dict[str, str] | None = None
+    conn: psycopg.Connection,
+    events: list[ProfileEvent],
+    where: dict[str, str] | None = None,
+    *,
+    ordered: bool = False,
 ) -> Written | None:
     """Apply events stored for the first time to profile and group state, in the caller's transaction;
     None when no event touches a profile. ``where``: each source's workspace, when read before (the
     outbox, ``workers/profiles_outbox.py``, keeps the one a source had when its events were stored);
-    else read now. A source in neither is of the default workspace."""
+    else read now. A source in neither is of the default workspace. ``ordered``: ``events`` are in
+    :func:`event_order` already (the outbox sorts them once, to split them in order)."""
     if not events:
         return None
-    events = sorted(events, key=event_order)  # a single pass when sorted already (the outbox's)
+    if not ordered:
+        events = sorted(events, key=event_order)
     if where is None:
         where = workspaces(conn, {e.source_id for e in events})
 

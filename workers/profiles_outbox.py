@@ -278,7 +278,7 @@ def _apply_isolating(
     connection is raised (the whole transaction is retried, or the rows stay pending)."""
     try:
         with conn.transaction():
-            return profiles.apply(conn, events, where), 0
+            return profiles.apply(conn, events, where, ordered=True), 0
     except _PASSED_ON:
         raise
     except Exception as exc:  # noqa: BLE001 - what one event causes must not block every other one

@@ -74,8 +74,9 @@ def test_a_failed_application_leaves_the_row_and_changes_nothing(db, database_ur
     store_only(database_url, ev("increment", user_id="u1", properties={"property": "n"}))
     real = profiles.apply
 
-    def apply_then_fail(conn, events, where=None):
-        real(conn, events, where)  # its writes are made, then the transaction fails (not the event's fault)
+    def apply_then_fail(conn, events, where=None, **options):
+        # its writes are made, then the transaction fails (not the event's fault)
+        real(conn, events, where, **options)
         raise psycopg.OperationalError("the server closed the connection")
 
     monkeypatch.setattr(profiles, "apply", apply_then_fail)
@@ -180,7 +181,7 @@ def test_a_failed_application_after_the_commit_is_logged_and_the_next_persist_ap
 ):
     real = profiles.apply
 
-    def deadlocked(conn, events, where=None):
+    def deadlocked(conn, events, where=None, **options):
         raise psycopg.errors.DeadlockDetected("deadlock detected")
 
     monkeypatch.setattr(profiles, "apply", deadlocked)
@@ -203,9 +204,9 @@ def test_the_applier_thread_applies_after_the_commit_and_what_is_left_when_it_st
     real = profiles.apply
     applied_by: list[str] = []
 
-    def apply(conn, events, where=None):
+    def apply(conn, events, where=None, **options):
         applied_by.append(threading.current_thread().name)
-        return real(conn, events, where)
+        return real(conn, events, where, **options)
 
     monkeypatch.setattr(profiles, "apply", apply)
     rt = runtime.WorkerRuntime(settings)
