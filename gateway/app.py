@@ -77,6 +77,7 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
             compress_level=settings.job_compress_level,
             timeout=settings.redis_timeout_seconds,
             max_pending_events=settings.max_pending_events,
+            linger=settings.publish_linger_ms / 1000,
         )
         await publisher.start()
         runtime.database = database = Database(

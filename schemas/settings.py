@@ -40,6 +40,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a request waits for Redis before it is answered 503."""
     max_batch_events: int = 5000
     """Most events in one group-committed RQ job."""
+    publish_linger_ms: float = 1.0
+    """How long a flush to Redis waits, from its first request, for others to share it (0: none)."""
     job_compress_level: int = 1
     """zlib level of RQ job data: 0 (plain, fastest, ~4x the Redis memory) to 9."""
     job_retries: int = 10
@@ -149,6 +151,7 @@ _ENV = {
     "source_refresh_seconds": float,
     "redis_timeout_seconds": float,
     "max_batch_events": int,
+    "publish_linger_ms": float,
     "job_compress_level": int,
     "job_retries": int,
     "worker_group_jobs": int,
@@ -198,6 +201,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         raise ValueError("TRACKGATE_JOB_COMPRESS_LEVEL must be 0 to 9")
     if settings.redis_timeout_seconds <= 0:
         raise ValueError("TRACKGATE_REDIS_TIMEOUT_SECONDS must be more than 0")
+    if not 0 <= settings.publish_linger_ms <= 100:
+        raise ValueError("TRACKGATE_PUBLISH_LINGER_MS must be 0 (no wait) to 100")
     if settings.job_retries < 0:
         raise ValueError("TRACKGATE_JOB_RETRIES must be 0 or more")
     if settings.worker_group_jobs < 1 or settings.worker_group_events < 1:

@@ -17,7 +17,7 @@ from rq.job import Job
 
 from tests.helpers import queued_jobs, stored
 from trackgate.gateway.errors import Unavailable
-from trackgate.gateway.publisher import Publisher
+from trackgate.gateway.publisher import LINGER_EVENTS, Publisher
 from trackgate.gateway.script_connection import ScriptConnection
 from trackgate.schemas.event import Context, Event
 from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, persist_batch_from_arg
@@ -127,7 +127,7 @@ def test_a_request_is_never_split_and_jobs_respect_max_batch_events(redis_url, r
 
 
 def test_sequential_publishes_do_not_wait_for_a_group(redis_url, rdb):
-    """No linger: a lone request is written at once, as its own job."""
+    """With no linger, a lone request is written at once, as its own job."""
 
     async def scenario(publisher: Publisher):
         started = time.perf_counter()
@@ -135,9 +135,113 @@ def test_sequential_publishes_do_not_wait_for_a_group(redis_url, rdb):
             await publisher.publish([event(f"m-{i}")])
         return time.perf_counter() - started
 
-    elapsed = with_publisher(redis_url, scenario)
+    elapsed = with_publisher(redis_url, scenario, linger=0)
     assert queued_jobs(rdb) == 5
     assert elapsed < 1.0
+
+
+# --- the linger ----------------------------------------------------------------------------------------
+
+
+def _two_requests_apart(url: str, gap: float, **options) -> tuple[float, float]:
+    """Publish one request, then another ``gap`` s later; each one's seconds from the first's start."""
+
+    async def scenario(publisher: Publisher):
+        started = time.perf_counter()
+
+        async def timed(name: str) -> float:
+            await publisher.publish([event(name)])
+            return time.perf_counter() - started
+
+        first = asyncio.ensure_future(timed("first"))
+        await asyncio.sleep(gap)
+        second = asyncio.ensure_future(timed("second"))
+        return await first, await second
+
+    return with_publisher(url, scenario, **options)
+
+
+async def _timed_publish(publisher: Publisher, events: list[Event]) -> tuple[float]:
+    started = time.perf_counter()
+    await publisher.publish(events)
+    return (time.perf_counter() - started,)
+
+
+def test_a_lone_request_waits_the_linger_then_goes_alone(redis_url, rdb):
+    (answered,) = with_publisher(redis_url, lambda p: _timed_publish(p, [event("alone")]), linger=0.2)
+    assert 0.2 <= answered < 1.5
+    assert [[e.message_id for e in job_events(job)] for job in jobs(rdb)] == [["alone"]]
+
+
+def test_a_request_within_the_linger_joins_the_first_ones_job(redis_url, rdb):
+    first, second = _two_requests_apart(redis_url, 0.05, linger=0.3)
+    assert [sorted(e.message_id for e in job_events(job)) for job in jobs(rdb)] == [["first", "second"]]
+    # both answered when the first's linger ended, not the second's
+    assert 0.3 <= first < 1.5
+    assert abs(second - first) < 0.1
+
+
+def test_without_a_linger_the_same_requests_make_two_jobs(redis_url, rdb):
+    _two_requests_apart(redis_url, 0.05, linger=0)
+    assert [[e.message_id for e in job_events(job)] for job in jobs(rdb)] == [["first"], ["second"]]
+
+
+def test_enough_waiting_events_end_the_linger(redis_url, rdb):
+    """A request of LINGER_EVENTS events (a /v1/batch's worth) goes at once, and takes a lingering
+    request with it."""
+
+    async def scenario(publisher: Publisher):
+        started = time.perf_counter()
+        lone = asyncio.ensure_future(publisher.publish([event("lone")]))
+        await asyncio.sleep(0.05)
+        await publisher.publish([event(f"b-{i}") for i in range(LINGER_EVENTS - 1)])
+        await lone
+        return time.perf_counter() - started
+
+    elapsed = with_publisher(redis_url, scenario, linger=30.0)
+    assert elapsed < 5
+    (job,) = jobs(rdb)
+    assert len(job_events(job)) == LINGER_EVENTS
+
+
+def test_a_request_that_waited_through_a_flush_in_flight_does_not_linger_again(redis_url, rdb):
+    async def main():
+        real = aioredis.from_url(redis_url)
+        client = GatedRedis(real)
+        publisher = Publisher(client, linger=1.0)  # type: ignore[arg-type]  # gates a real client
+        await publisher.start()
+        try:
+            in_flight = asyncio.ensure_future(publisher.publish([event("in-flight")]))
+            await asyncio.wait_for(client.in_flight.wait(), 5)  # its linger over, its write held
+            waiting = asyncio.ensure_future(publisher.publish([event("waiting")]))
+            await asyncio.sleep(1.2)  # longer than the linger
+            client.gate.set()
+            released = time.perf_counter()
+            await asyncio.wait_for(asyncio.gather(in_flight, waiting), 5)
+            return time.perf_counter() - released
+        finally:
+            await publisher.stop()
+            await real.aclose()
+
+    assert asyncio.run(main()) < 0.5  # written at once after the first flush, not 1 s later
+    assert sorted(e.message_id for job in jobs(rdb) for e in job_events(job)) == ["in-flight", "waiting"]
+
+
+def test_stop_ends_the_linger_and_writes_what_waits(redis_url, rdb):
+    async def main():
+        client = aioredis.from_url(redis_url)
+        publisher = Publisher(client, linger=30.0)
+        await publisher.start()
+        waiting = asyncio.ensure_future(publisher.publish([event("waiting")]))
+        await asyncio.sleep(0.05)  # the flusher is lingering
+        started = time.perf_counter()
+        await asyncio.wait_for(publisher.stop(), 5)
+        await asyncio.wait_for(waiting, 1)
+        await client.aclose()
+        return time.perf_counter() - started
+
+    assert asyncio.run(main()) < 5
+    assert [[e.message_id for e in job_events(job)] for job in jobs(rdb)] == [["waiting"]]
 
 
 def test_requests_arriving_during_a_flush_form_the_next_group(redis_url, rdb):

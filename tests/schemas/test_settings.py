@@ -51,6 +51,18 @@ def test_the_redis_timeout_must_be_positive(value):
         settings_from_env({"TRACKGATE_REDIS_TIMEOUT_SECONDS": value})
 
 
+@pytest.mark.parametrize("value", ["-1", "100.5", "nan"])
+def test_the_publish_linger_is_0_to_100_ms(value):
+    with pytest.raises(ValueError, match="TRACKGATE_PUBLISH_LINGER_MS must be 0 .no wait. to 100"):
+        settings_from_env({"TRACKGATE_PUBLISH_LINGER_MS": value})
+
+
+@pytest.mark.parametrize(("value", "ms"), [(None, 1.0), ("0", 0.0), ("2.5", 2.5), ("100", 100.0)])
+def test_the_publish_linger_defaults_to_1_ms(value, ms):
+    env = {} if value is None else {"TRACKGATE_PUBLISH_LINGER_MS": value}
+    assert settings_from_env(env).publish_linger_ms == ms
+
+
 @pytest.mark.parametrize("prefix", ["t", "/t/", "/", "/t?x", "/a b", "//t"])
 def test_first_party_prefix_must_be_a_plain_path(prefix):
     with pytest.raises(ValueError, match="TRACKGATE_FIRST_PARTY_PREFIX"):
