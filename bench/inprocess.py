@@ -121,8 +121,13 @@ async def measure(args: argparse.Namespace, db: Database) -> list[float]:
             if args.rate:
                 latencies = await constant_rate(args.requests)
                 p50, p99 = (latencies[int(len(latencies) * q)] * 1e3 for q in (0.5, 0.99))
+                jobs = r.llen(f"rq:queue:{PERSIST_QUEUE}")
                 if i:
-                    print(f"  at {args.rate:g}/s: p50 {p50:.2f} ms  p99 {p99:.2f} ms", flush=True)
+                    print(
+                        f"  at {args.rate:g}/s: p50 {p50:.2f} ms  p99 {p99:.2f} ms"
+                        f"  ({args.requests / max(jobs, 1):.1f} requests a job)",
+                        flush=True,
+                    )
                 results.append(p99)
                 continue
             started = time.process_time()

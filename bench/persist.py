@@ -61,6 +61,7 @@ def enqueue(settings: ServerSettings, events: list[Event], *, clients: int, per_
             max_batch_events=settings.max_batch_events,
             retries=settings.job_retries,
             timeout=30.0,
+            linger=0,  # every client's request at once: the jobs of (d) and (h) as at every step
         )
         await publisher.start()
         requests = iter([events[i : i + per_request] for i in range(0, len(events), per_request)])

@@ -186,6 +186,11 @@ class Database:
 # --- HTTP phases ------------------------------------------------------------------------------
 
 
+def _queued(redis_url: str) -> int:
+    with redis.Redis.from_url(redis_url) as r:
+        return int(r.llen(f"rq:queue:{PERSIST_QUEUE}"))
+
+
 def _flush(redis_url: str) -> None:
     with redis.Redis.from_url(redis_url) as r:
         r.flushdb()
@@ -568,16 +573,20 @@ def tail_phase(
                     proc.pid, args.profile / f"f_{name}.txt", duration_s=args.tail_duration
                 )
             server_cpu = process_seconds(proc.pid)
+            jobs = _queued(args.redis)
             result = latency.run_rate(
                 url, body, authorization, rate=rate, duration_s=args.tail_duration, tag=f"f{name}"
             )
             server_cpu = process_seconds(proc.pid) - server_cpu
+            jobs = _queued(args.redis) - jobs
             if stop_profile:
                 stop_profile()
         out[name] = result.summary()
         # the server's CPU at this rate: a request's cost here, with small flushes, is (f)'s cause
         out[name]["server_cpu_pct"] = round(100 * server_cpu / result.duration_s, 1)
         out[name]["server_cpu_us"] = round(1e6 * server_cpu / result.ok, 1) if result.ok else None
+        # requests a job: how many each of the gateway's flushes carried (hello-world queues none)
+        out[name]["requests_a_job"] = round(result.ok / jobs, 1) if jobs > 0 else None
     out["ratio"] = round(out["track"]["p99_ms"] / out["hello"]["p99_ms"], 2)
     return out
 
@@ -859,6 +868,7 @@ def render(report: Report) -> str:
                 f"  p90 {x['p90_ms']:7.2f}  p99 {x['p99_ms']:7.2f}  max {x['max_ms']:8.1f} ms"
                 f"  errors {x['errors']}  server CPU {x.get('server_cpu_pct', 0):.0f}%"
                 f" ({x.get('server_cpu_us') or 0:.0f} µs a request{profiled})"
+                + (f", {x['requests_a_job']:.1f} requests a job" if x.get("requests_a_job") else "")
             )
     if report.visible:
         v = report.visible
