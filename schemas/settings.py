@@ -40,8 +40,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a request waits for Redis before it is answered 503."""
     max_batch_events: int = 5000
     """Most events in one group-committed RQ job."""
-    publish_linger_ms: float = 1.0
-    """How long a flush to Redis waits, from its first request, for others to share it (0: none)."""
+    publish_linger_ms: int = 1
+    """How long a flush to Redis waits, from its first request, for others to share it (0: none); whole
+    milliseconds, the event loop's timer resolution."""
     job_compress_level: int = 1
     """zlib level of RQ job data: 0 (plain, fastest, ~4x the Redis memory) to 9."""
     job_retries: int = 10
@@ -151,7 +152,7 @@ _ENV = {
     "source_refresh_seconds": float,
     "redis_timeout_seconds": float,
     "max_batch_events": int,
-    "publish_linger_ms": float,
+    "publish_linger_ms": int,
     "job_compress_level": int,
     "job_retries": int,
     "worker_group_jobs": int,

@@ -174,10 +174,10 @@ def test_a_lone_request_waits_the_linger_then_goes_alone(redis_url, rdb):
 
 
 def test_a_request_within_the_linger_joins_the_first_ones_job(redis_url, rdb):
-    first, second = _two_requests_apart(redis_url, 0.05, linger=0.3)
+    first, second = _two_requests_apart(redis_url, 0.6, linger=1.0)
     assert [sorted(e.message_id for e in job_events(job)) for job in jobs(rdb)] == [["first", "second"]]
-    # both answered when the first's linger ended, not the second's
-    assert 0.3 <= first < 1.5
+    # both answered when the first's linger ended (1 s), not the second's (1.6 s)
+    assert 1.0 <= first < 1.45
     assert abs(second - first) < 0.1
 
 
@@ -204,11 +204,36 @@ def test_enough_waiting_events_end_the_linger(redis_url, rdb):
     assert len(job_events(job)) == LINGER_EVENTS
 
 
+def test_a_lone_request_of_enough_events_does_not_linger(redis_url, rdb):
+    async def scenario(publisher: Publisher):
+        await asyncio.sleep(0.05)  # the flusher idle, waiting for a request
+        return await _timed_publish(publisher, [event(f"b-{i}") for i in range(LINGER_EVENTS)])
+
+    (answered,) = with_publisher(redis_url, scenario, linger=30.0)
+    assert answered < 5
+    assert [len(job_events(job)) for job in jobs(rdb)] == [LINGER_EVENTS]
+
+
+def test_the_linger_still_applies_after_big_requests(redis_url, rdb):
+    """The count of waiting events starts again with each flush: after requests that went at once, a
+    lone small one still waits for company."""
+
+    async def scenario(publisher: Publisher):
+        for n in range(3):
+            await publisher.publish([event(f"big{n}-{i}") for i in range(LINGER_EVENTS)])
+        return await _timed_publish(publisher, [event("small")])
+
+    (answered,) = with_publisher(redis_url, scenario, linger=0.3)
+    assert 0.3 <= answered < 1.5
+    assert [len(job_events(job)) for job in jobs(rdb)] == [LINGER_EVENTS] * 3 + [1]
+
+
 def test_a_request_that_waited_through_a_flush_in_flight_does_not_linger_again(redis_url, rdb):
     async def main():
         real = aioredis.from_url(redis_url)
         client = GatedRedis(real)
-        publisher = Publisher(client, linger=1.0)  # type: ignore[arg-type]  # gates a real client
+        # (a timeout well past the gate's hold: the held write must still be in time)
+        publisher = Publisher(client, linger=1.0, timeout=10)  # type: ignore[arg-type]  # gates a real client
         await publisher.start()
         try:
             in_flight = asyncio.ensure_future(publisher.publish([event("in-flight")]))
@@ -225,6 +250,11 @@ def test_a_request_that_waited_through_a_flush_in_flight_does_not_linger_again(r
 
     assert asyncio.run(main()) < 0.5  # written at once after the first flush, not 1 s later
     assert sorted(e.message_id for job in jobs(rdb) for e in job_events(job)) == ["in-flight", "waiting"]
+
+
+def test_a_negative_linger_is_refused():
+    with pytest.raises(ValueError, match="linger must be 0 or more seconds"):
+        Publisher(aioredis.Redis(), linger=-0.001)
 
 
 def test_stop_ends_the_linger_and_writes_what_waits(redis_url, rdb):
@@ -251,7 +281,7 @@ def test_requests_arriving_during_a_flush_form_the_next_group(redis_url, rdb):
         rest = [publisher.publish([event(f"next-{i}")]) for i in range(50)]
         await asyncio.gather(first, *rest)
 
-    with_publisher(redis_url, scenario)
+    with_publisher(redis_url, scenario, linger=0)  # (a linger would have "first" wait for the rest)
     sizes = sorted(len(job_events(job)) for job in jobs(rdb))
     assert sum(sizes) == 51
     assert len(sizes) <= 3, sizes
@@ -367,12 +397,17 @@ class GatedRedis:
 
 
 def test_stop_answers_the_request_whose_flush_is_in_flight(redis_url, rdb):
+    """And the request that waits behind that flush is written at once, without a linger (30 s here)."""
+
     async def main():
         real = aioredis.from_url(redis_url)
         client = GatedRedis(real)
-        publisher = Publisher(client)  # type: ignore[arg-type]  # a stand-in that gates a real client
+        publisher = Publisher(client, linger=30.0)  # type: ignore[arg-type]  # gates a real client
         await publisher.start()
-        in_flight = asyncio.ensure_future(publisher.publish([event("in-flight")]))
+        # enough events to go without a linger
+        in_flight = asyncio.ensure_future(
+            publisher.publish([event(f"in-flight-{i}") for i in range(LINGER_EVENTS)])
+        )
         await asyncio.wait_for(client.in_flight.wait(), 2)
         pending = asyncio.ensure_future(publisher.publish([event("pending")]))
         await asyncio.sleep(0)
