@@ -80,6 +80,7 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
             linger=settings.publish_linger_ms / 1000,
         )
         await publisher.start()
+        counts.publisher = publisher
         runtime.database = database = Database(
             settings.database_url,
             connect_timeout=settings.pg_connect_timeout,
@@ -114,6 +115,7 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
                 log.warning("task_not_stopped name=%s", task.get_name())
             await warm
             await publisher.stop()
+            counts.flush()  # the requests answered by the publisher's last writes, and those writes
             await runtime.sources.close()
             await database.close()
             if runtime.api_keys is not None:

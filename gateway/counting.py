@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left
+from typing import Protocol
 
 from trackgate.schemas.metrics import GatewayMetrics, fold
 
@@ -39,11 +40,21 @@ class Tally:
         self.latency_sum += seconds
 
 
+class Flushes(Protocol):
+    """What the publisher counts of its writes (``gateway/publisher.py``), never reset."""
+
+    flushes: int
+    flushed_requests: int
+
+
 class AcceptCounts:
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
         self._tallies: dict[str, Tally] = {}
         self._refused: dict[tuple[str, str, str], int] = {}
+        self.publisher: Flushes | None = None
+        """The running publisher, whose flush counts are moved into the metrics too."""
+        self._flushes_seen = (0, 0)
 
     def of(self, dialect: str) -> Tally:
         tally = self._tallies.get(dialect)
@@ -75,6 +86,12 @@ class AcceptCounts:
         refused, self._refused = self._refused, {}
         for labels, n in refused.items():
             metrics.refused.labels(*labels).inc(n)
+        publisher = self.publisher
+        if publisher is not None and publisher.flushes != self._flushes_seen[0]:
+            flushes, requests = publisher.flushes, publisher.flushed_requests
+            metrics.flushes.inc(flushes - self._flushes_seen[0])
+            metrics.flushed_requests.inc(requests - self._flushes_seen[1])
+            self._flushes_seen = (flushes, requests)
 
     async def run(self) -> None:
         """Flush every ``FLUSH_SECONDS`` until cancelled (then once more)."""

@@ -294,6 +294,10 @@ class Publisher:
         self._waiting_since = 0.0
         """The event loop's time when the first request of ``_pending`` began waiting."""
         self._lingering: asyncio.Future | None = None
+        self.flushes = 0
+        """Writes made (jobs in Redis, their requests answered), since the start; for the metrics."""
+        self.flushed_requests = 0
+        """Requests those writes carried."""
         """Set while the flusher lingers; done when it should stop waiting (enough events, stop())."""
         self._task: asyncio.Task | None = None
         self._closed = False
@@ -518,6 +522,8 @@ class Publisher:
                     future.set_exception(exc)
             return
         log.debug("published n_requests=%d n_events=%d n_jobs=%d", len(pending), n_events, len(groups))
+        self.flushes += 1
+        self.flushed_requests += len(pending)
         for request in pending:
             if not request.future.done():
                 request.future.set_result(None)

@@ -90,6 +90,15 @@ class GatewayMetrics:
             ["dialect"],
             buckets=LATENCY_BUCKETS,
         )
+        self.flushes: Counter = Counter(
+            "trackgate_publish_flushes",
+            "Writes of accepted requests' jobs to Redis (one script each; its requests' 2xx wait for it).",
+        )
+        self.flushed_requests: Counter = Counter(
+            "trackgate_publish_flushed_requests",
+            "Requests those writes carried: divided by the flushes, the requests a flush"
+            " (TRACKGATE_PUBLISH_LINGER_MS trades latency for more).",
+        )
 
 
 class WorkerMetrics:

@@ -108,6 +108,9 @@ def test_counters_equal_the_load_sent_and_what_the_worker_stored(settings, write
     assert delta(before, after, "trackgate_events_accepted_total", dialect="commandersact") == 2
     assert delta(before, after, "trackgate_request_duration_seconds_count", dialect="segment") == 12
     assert delta(before, after, "trackgate_request_bytes_total", dialect="segment") > 0
+    # one request at a time: each flush (after its linger) carried one
+    assert delta(before, after, "trackgate_publish_flushes_total") == 8
+    assert delta(before, after, "trackgate_publish_flushed_requests_total") == 8
 
     # what the worker did, once it ran
     assert value(queued, "trackgate_queue_depth", queue=PERSIST_QUEUE) == 8  # one job per 2xx
@@ -220,6 +223,9 @@ def test_a_scrape_sums_every_gateway_and_worker_process(gateway, processes_env, 
     assert delta(before, after, "trackgate_requests_refused_total", **labels) == 1
     assert delta(before, after, "trackgate_events_stored_total", dialect="segment") == sent
     assert value(after, "trackgate_queue_depth", queue=PERSIST_QUEUE) == 0
+    # both processes' flushes: together they carried every accepted request, eight at most at a time
+    assert delta(before, after, "trackgate_publish_flushed_requests_total") == sent
+    assert sent / 8 <= delta(before, after, "trackgate_publish_flushes_total") <= sent
 
     # RQ's four INFO lines a job are DEBUG now: the worker's log has none of them
     log = worker.stdout + worker.stderr
