@@ -3,10 +3,12 @@
 ``python -m bench.instructions`` runs :mod:`bench.inprocess` (the real app, a real Redis, group commit,
 the durable ack) under ``valgrind --tool=callgrind`` twice per body, once with few requests and once with
 more, and prints the difference of the two totals per request (``/v1/track`` from 64 tasks, and from 2,
-whose flushes hold one or two requests as at half load, phase (f)) and per event (``/v1/batch`` of
-``--batch`` events): start-up, migrations and warm-up are in both runs and cancel out.
-Wall-clock ratios on a 2-core VM swing by ±20% from one run to the next (README, Benchmark); the same
-commit gives the same count within ~1%, so two commits a few percent apart can be told apart here.
+whose flushes hold one or two requests: a flush's fixed cost shows whole, as at (f)'s half load) and
+per event (``/v1/batch`` of ``--batch`` events): start-up, migrations and warm-up are in both runs and
+cancel out. Wall-clock ratios on a 2-core VM swing by ±20% from one run to the next (README,
+Benchmark); the same commit gives the same count within ~1% as long as its flushes group alike (run
+beside other load, Redis answers slower, flushes group differently, and a batch figure once came out
+23% lower), so two commits a few percent apart can be told apart here on an otherwise idle machine.
 
 To compare two commits, run it from each tree (the old one on ``PYTHONPATH``, as ``bench/README.md``
 says for the full bench). Needs valgrind (``apt-get install valgrind``); about three minutes.
@@ -65,7 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         track = per_request(common, 640, 2560, Path(tmp))
         print(f"  /v1/track              {track / 1000:8.1f}k a request", flush=True)
-        # two requests at a time: a flush holds one or two, as at a fraction of the maximum rate ((f))
+        # two requests at a time: a flush holds one or two, its fixed cost shows whole ((f)'s concern)
         few = [*servers, "--concurrency", "2"]
         track_few = per_request(few, 320, 1280, Path(tmp))
         print(f"  /v1/track, 2 at a time {track_few / 1000:8.1f}k a request (small flushes)", flush=True)

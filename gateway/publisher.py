@@ -16,9 +16,9 @@ full load it is shared by the ~30 requests that arrived during the last one, but
 rate requests come one at a time: at half its maximum rate a flush carried ~6 (bench (f), 7,500 a
 second), the gateway used 105–118 µs of CPU a request against ~66 at full load, near a whole core,
 where queueing makes the tail. With the linger a flush there carries ~12, and a request costs ~10%
-less. RudderStack's gateway does
-the same (``Gateway.userWebRequestBatchTimeout``, 15 ms). The wait counts from when the first request
-began waiting, so a request that waited through a flush in flight does not wait again.
+less. RudderStack's gateway does the same (``Gateway.userWebRequestBatchTimeout``, 15 ms). The wait
+counts from when the first request began waiting, so a request that waited through a flush in flight
+does not wait again.
 
 The events held (waiting, or in a write in flight) are capped at ``max_pending_events``: beyond it a
 request is refused at once with ``Unavailable`` (503, ``Retry-After``) and nothing of it is held, so a
@@ -87,7 +87,7 @@ about what 3,125-event ones do an event), so waiting for more saves nothing wort
 FLUSH_DEADLINE_RESOLUTION = 0.05
 """How late (at most, in seconds) the gateway stops waiting for a flush's script past its timeout. The
 wait is kept by ``gateway/deadlines.py``'s one coarse timer, not an ``asyncio.timeout`` per flush
-(~7 µs a flush under uvloop: at half load a flush holds one to three requests). Stopping later than
+(~7 µs a flush under uvloop: at half load a flush holds only a handful of requests). Stopping later than
 the timeout is safe: the script's own deadline, in Redis's clock, is ``DEADLINE_MARGIN`` before it,
 so a write never lands after the gateway answered 503; stopping earlier would not be."""
 

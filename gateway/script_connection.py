@@ -10,7 +10,7 @@ The command is packed by hiredis (``hiredis.pack_command``, C): a flush of one j
 job's hash as RQ writes it), which redis-py's packing turns into bytes word by word in Python, through
 its ``Encoder``, even when hiredis is installed: ~42–48 µs a flush on this project's 2-core VM, ~6 µs
 by hiredis. At full load a flush carries ~30 requests and that is ~1.5 µs a request; at half load
-(bench (f)) it carries one to three, and it was ~15–40 µs of each.
+(bench (f)) it carried one to three on the VM where this was measured, and it was ~15–40 µs of each.
 
 It has no socket timeout: the publisher bounds each write itself
 (``publisher.FLUSH_DEADLINE_RESOLUTION``). A connection that fails or is cancelled mid-command is
