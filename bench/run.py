@@ -9,7 +9,9 @@
 (d) events persisted per second by one RQ worker, against a raw COPY of the same rows;
 (e) the enrichment chain's cost (``bench/enrich.py``);
 (f) p99 of ``/v1/track`` at half its maximum rate over hello-world's p99 at that rate (``bench/latency``);
-(g) accept -> row visible, p99, at a constant rate with one worker process (``bench/endtoend.py``);
+(g) accept -> row visible, p99, at a constant rate with one worker process (``bench/endtoend.py``): the
+    issue's 5,000 events/s for 60 s as Segment's Node SDK sends them (``/v1/batch`` of 15), then
+    ``/v1/track`` calls at 1,000/s (reported);
 (h) 2 worker processes / 1 on the same backlog, with the CPU split.
 
 Goals (issue 14): (b) >= 0.8 x (a) in requests/s; (c) >= 4 x (a) in events/s; (d) >= 0.5 x raw COPY
@@ -107,8 +109,10 @@ class Report:
     """Phase (e): the enrichment chain's cost per event against storing alone."""
     tail: dict | None = None
     """Phase (f): p99 at a constant rate, hello-world and ``/v1/track``."""
-    visible: dict | None = None
-    """Phase (g): accept -> row visible with one worker at a constant rate."""
+    visible: list[dict] = field(default_factory=list)
+    """Phase (g): accept -> row visible with one worker at a constant rate; the first run is the goal's
+    (``--visible-rate`` events/s in ``--visible-batch``-event requests), the second (if any) single
+    ``/v1/track`` calls at ``--visible-track-rate``."""
     scaling: dict | None = None
     """Phase (h): 2 workers / 1 worker on the same backlog, with the CPU split."""
     ratios: list[dict] = field(default_factory=list)
@@ -376,11 +380,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--visible-rate",
         type=float,
-        default=1000,
-        help="(g) /v1/track requests/s sustained with one worker (1000; the issue names 5000, more than "
-        "one worker sustains on a shared 2-core machine)",
+        default=5000,
+        help="(g) events/s sustained with one worker, the goal's run (5000, the issue's figure)",
     )
-    p.add_argument("--visible-duration", type=float, default=30, help="(g) seconds at that rate (30)")
+    p.add_argument(
+        "--visible-batch",
+        type=int,
+        default=15,
+        help="(g) events a request in the goal's run: a /v1/batch call of that many (15: the flushAt of "
+        "Segment's Node SDK); 1 posts single /v1/track calls",
+    )
+    p.add_argument("--visible-duration", type=float, default=60, help="(g) seconds at that rate (60)")
+    p.add_argument(
+        "--visible-track-rate",
+        type=float,
+        default=1000,
+        help="(g) then single /v1/track calls at this rate, reported (1000; 0: no such run); at 5,000/s "
+        "the gateway and the Python load generator take both cores of a 2-core machine",
+    )
+    p.add_argument(
+        "--visible-track-duration", type=float, default=30, help="(g) seconds of that /v1/track run (30)"
+    )
     p.add_argument(
         "--scaling-events", type=int, default=20_000, help="(h) backlog: events as 1-event requests (20000)"
     )
@@ -497,17 +517,30 @@ def run(args: argparse.Namespace) -> Report:
                     raise SystemExit("(f) needs (b) in the same run, or --tail-rate")
                 report.tail = tail_phase(args, env, authorization, track_file.read_bytes(), rate)
             if "g" in args.phases:
-                print(f"  (g) accept -> visible, {args.visible_rate:g}/s for {args.visible_duration:g}s ...")
-                report.visible = endtoend.visibility_phase(
-                    env=env,
-                    database_url=db.url,
-                    redis_url=args.redis,
-                    source_id=db.source.id,
-                    body=track_file.read_bytes(),
-                    authorization=authorization,
-                    rate=args.visible_rate,
-                    duration_s=args.visible_duration,
-                )
+                runs = [(args.visible_rate, args.visible_batch, args.visible_duration)]
+                if args.visible_track_rate > 0:
+                    runs.append((args.visible_track_rate, 1, args.visible_track_duration))
+                for rate, per_request, duration in runs:
+                    shape = "/v1/track" if per_request == 1 else f"/v1/batch of {per_request}"
+                    print(f"  (g) accept -> visible, {rate:g} events/s ({shape}) for {duration:g}s ...")
+                    body = (
+                        track_file.read_bytes()
+                        if per_request == 1
+                        else payloads.batch_body(per_request, seed=3)
+                    )
+                    report.visible.append(
+                        endtoend.visibility_phase(
+                            env=env,
+                            database_url=db.url,
+                            redis_url=args.redis,
+                            source_id=db.source.id,
+                            body=body,
+                            authorization=authorization,
+                            rate=rate,
+                            duration_s=duration,
+                            per_request=per_request,
+                        )
+                    )
         if "h" in args.phases:
             print(f"  (h) scaling: {args.scaling_events} events as 1-event requests, 1 then 2 workers ...")
             events = payloads.canonical_events(args.scaling_events, db.source.id)
@@ -689,16 +722,17 @@ def _ratios(report: Report) -> None:
                 "at_most": True,
             }
         )
-    if report.visible:
-        v = report.visible
+    for i, v in enumerate(report.visible):
         seconds = v["p99_ms"] / 1000
+        goal = i == 0  # the goal's run; a /v1/track run after it is reported
         report.ratios.append(
             {
-                "ratio": "(g) accept->row p99",
-                "unit": f"seconds (not a ratio), at {v['rate']:g} events/s, one worker (at most)",
+                "ratio": "(g) accept->row p99" if goal else "(g) /v1/track ->row p99",
+                "unit": f"seconds (not a ratio), at {v['rate']:g} events/s {_shape(v)}, one worker"
+                + (" (at most)" if goal else " (reported, no goal)"),
                 "value": round(seconds, 3),
-                "goal": GOAL_VISIBLE_MS / 1000,
-                "pass": seconds <= GOAL_VISIBLE_MS / 1000 and v["not_seen"] == 0,
+                "goal": GOAL_VISIBLE_MS / 1000 if goal else None,
+                "pass": (seconds <= GOAL_VISIBLE_MS / 1000 and v["not_seen"] == 0) if goal else True,
                 "at_most": True,
                 "suffix": "s",
             }
@@ -714,6 +748,11 @@ def _ratios(report: Report) -> None:
                 "pass": True,
             }
         )
+
+
+def _shape(visible: dict) -> str:
+    n = visible.get("per_request", 1)
+    return "as /v1/track calls" if n == 1 else f"as /v1/batch calls of {n}"
 
 
 def _ratio(name: str, unit: str, value: float, goal: float) -> dict:
@@ -870,14 +909,13 @@ def render(report: Report) -> str:
                 f" ({x.get('server_cpu_us') or 0:.0f} µs a request{profiled})"
                 + (f", {x['requests_a_job']:.1f} requests a job" if x.get("requests_a_job") else "")
             )
-    if report.visible:
-        v = report.visible
+    for v in report.visible:
         out += [
             "",
-            f"Accept -> row visible, one worker, {v['rate']:g} /v1/track requests/s for {v['duration_s']:g}s "
-            f"(achieved {v['achieved_per_s']:,.0f}/s; polled every {v['poll_ms']:g} ms)",
+            f"Accept -> row visible, one worker, {v['rate']:g} events/s {_shape(v)} for {v['duration_s']:g}s "
+            f"(achieved {v['achieved_per_s']:,.0f} events/s; polled every {v['poll_ms']:g} ms)",
             f"  p50 {v['p50_ms']:.0f} ms  p99 {v['p99_ms']:.0f} ms  max {v['max_ms']:.0f} ms; "
-            f"{v['acked']:,} acknowledged, {v['not_seen']:,} not visible within 30 s; "
+            f"{v['acked']:,} events acknowledged, {v['not_seen']:,} not visible within 30 s; "
             f"accept p99 {v['accept_p99_ms']:.1f} ms",
         ]
     if report.scaling:
