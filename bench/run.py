@@ -517,10 +517,12 @@ def run(args: argparse.Namespace) -> Report:
                     raise SystemExit("(f) needs (b) in the same run, or --tail-rate")
                 report.tail = tail_phase(args, env, authorization, track_file.read_bytes(), rate)
             if "g" in args.phases:
-                runs = [(args.visible_rate, args.visible_batch, args.visible_duration)]
+                visible_runs: list[tuple[float, int, float]] = [
+                    (args.visible_rate, args.visible_batch, args.visible_duration)
+                ]
                 if args.visible_track_rate > 0:
-                    runs.append((args.visible_track_rate, 1, args.visible_track_duration))
-                for rate, per_request, duration in runs:
+                    visible_runs.append((args.visible_track_rate, 1, args.visible_track_duration))
+                for rate, per_request, duration in visible_runs:
                     shape = "/v1/track" if per_request == 1 else f"/v1/batch of {per_request}"
                     print(f"  (g) accept -> visible, {rate:g} events/s ({shape}) for {duration:g}s ...")
                     body = (
