@@ -18,6 +18,7 @@ from trackgate.gateway import debugger, docs, openapi, scripts
 from trackgate.gateway.api_keys import ApiKeys
 from trackgate.gateway.auth import SourceCache
 from trackgate.gateway.counting import AcceptCounts
+from trackgate.gateway.cpu_share import CpuShare
 from trackgate.gateway.database import Database
 from trackgate.gateway.ingest import IngestFront
 from trackgate.gateway.metrics import metrics_endpoint
@@ -78,6 +79,11 @@ def create_app(settings: ServerSettings, *, clock: Callable[[], datetime] = utc_
             timeout=settings.redis_timeout_seconds,
             max_pending_events=settings.max_pending_events,
             linger=settings.publish_linger_ms / 1000,
+            busy=(
+                CpuShare(settings.publish_linger_above_cpu_pct / 100).busy
+                if settings.publish_linger_above_cpu_pct
+                else None
+            ),
         )
         await publisher.start()
         counts.publisher = publisher

@@ -45,6 +45,7 @@ class Flushes(Protocol):
 
     flushes: int
     flushed_requests: int
+    lingered: int
 
 
 class AcceptCounts:
@@ -54,7 +55,7 @@ class AcceptCounts:
         self._refused: dict[tuple[str, str, str], int] = {}
         self.publisher: Flushes | None = None
         """The running publisher, whose flush counts are moved into the metrics too."""
-        self._flushes_seen = (0, 0)
+        self._flushes_seen = (0, 0, 0)
 
     def of(self, dialect: str) -> Tally:
         tally = self._tallies.get(dialect)
@@ -88,10 +89,11 @@ class AcceptCounts:
             metrics.refused.labels(*labels).inc(n)
         publisher = self.publisher
         if publisher is not None and publisher.flushes != self._flushes_seen[0]:
-            flushes, requests = publisher.flushes, publisher.flushed_requests
+            flushes, requests, lingered = publisher.flushes, publisher.flushed_requests, publisher.lingered
             metrics.flushes.inc(flushes - self._flushes_seen[0])
             metrics.flushed_requests.inc(requests - self._flushes_seen[1])
-            self._flushes_seen = (flushes, requests)
+            metrics.lingered.inc(lingered - self._flushes_seen[2])
+            self._flushes_seen = (flushes, requests, lingered)
 
     async def run(self) -> None:
         """Flush every ``FLUSH_SECONDS`` until cancelled (then once more)."""

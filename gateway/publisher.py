@@ -3,8 +3,9 @@
 A request hands its events to :meth:`Publisher.publish` and waits. One flusher task takes everything
 pending, builds RQ jobs of at most ``max_batch_events`` events with RQ's own API, and writes them in
 one atomic Lua script (below) on the gateway's own connection (``script_connection.py``). Requests
-that arrive while a flush is in flight form the next group, so the group size follows the load; and a
-flush waits up to ``linger`` (1 ms by default) after its first request for others to join it, unless
+that arrive while a flush is in flight form the next group, so the group size follows the load; and,
+while the process is busy (``busy``: ``gateway/cpu_share.py``, 80% of a core by default), a flush
+waits up to ``linger`` (1 ms by default) after its first request for others to join it, unless
 ``LINGER_EVENTS`` events already wait (a request of 100 events or more goes at once; smaller batches,
 such as the SDKs' usual 15–20 events, wait like a single event). The event loop's timers have a
 resolution of 1 ms (libuv's, and asyncio's epoll timeout): the wait ends up to ~1 ms late. Only after
@@ -18,7 +19,9 @@ second), the gateway used 105–118 µs of CPU a request against ~66 at full loa
 where queueing makes the tail. With the linger a flush there carries ~12, and a request costs ~10%
 less. RudderStack's gateway does the same (``Gateway.userWebRequestBatchTimeout``, 15 ms). The wait
 counts from when the first request began waiting, so a request that waited through a flush in flight
-does not wait again.
+does not wait again. Why only while busy: with CPU to spare the saving is not needed and the wait is
+all cost (at ~60% of a core, 3 against 7 requests a flush cost the same CPU a request, and the
+linger added ~1.6 ms to the p99).
 
 The events held (waiting, or in a write in flight) are capped at ``max_pending_events``: beyond it a
 request is refused at once with ``Unavailable`` (503, ``Retry-After``) and nothing of it is held, so a
@@ -47,6 +50,7 @@ import hashlib
 import logging
 import time
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -266,6 +270,7 @@ class Publisher:
         compress_level: int = 1,
         max_pending_events: int = 50_000,
         linger: float = 0.001,
+        busy: Callable[[], bool] | None = None,
     ):
         if linger < 0:
             raise ValueError(f"linger must be 0 or more seconds, not {linger}")
@@ -290,6 +295,8 @@ class Publisher:
         self._wake = asyncio.Event()
         self._linger = linger
         """Seconds a flush waits, from its first request, for others (module docstring); 0: none."""
+        self._busy = busy
+        """Whether the process is busy enough for a flush to linger (None: always)."""
         self._waiting = 0
         """Events (and refused items) of ``_pending``: waiting, not yet in a flush."""
         self._waiting_since = 0.0
@@ -300,6 +307,8 @@ class Publisher:
         """Writes made (jobs in Redis, their requests answered), since the start; for the metrics."""
         self.flushed_requests = 0
         """Requests those writes carried."""
+        self.lingered = 0
+        """Flushes that waited for others to join them (the process was busy)."""
         self._task: asyncio.Task | None = None
         self._closed = False
         self._clock_offset_ms = 0.0
@@ -388,6 +397,7 @@ class Publisher:
         until = self._waiting_since + self._linger
         if self._closed or self._waiting >= LINGER_EVENTS or until <= loop.time():
             return
+        self.lingered += 1
         self._lingering = lingering = loop.create_future()
         timer = loop.call_at(until, _resolve, lingering)
         try:
@@ -400,7 +410,7 @@ class Publisher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self._linger and self._pending:
+            if self._linger and self._pending and (self._busy is None or self._busy()):
                 await self._linger_for_more()
                 self._wake.clear()  # those who joined meanwhile are taken now
             pending = self._take()

@@ -99,6 +99,11 @@ class GatewayMetrics:
             "Requests those writes carried: divided by the flushes, the requests a flush"
             " (TRACKGATE_PUBLISH_LINGER_MS trades latency for more).",
         )
+        self.lingered: Counter = Counter(
+            "trackgate_publish_lingered_flushes",
+            "Writes that waited TRACKGATE_PUBLISH_LINGER_MS for more requests, the process being busy"
+            " (TRACKGATE_PUBLISH_LINGER_ABOVE_CPU_PCT).",
+        )
 
 
 class WorkerMetrics:

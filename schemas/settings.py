@@ -43,6 +43,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     publish_linger_ms: int = 1
     """How long a flush to Redis waits, from its first request, for others to share it (0: none); whole
     milliseconds, the event loop's timer resolution."""
+    publish_linger_above_cpu_pct: int = 80
+    """A flush lingers only while the gateway process uses at least this share of one core (percent;
+    it stops below 20 points less); 0: always."""
     job_compress_level: int = 1
     """zlib level of RQ job data: 0 (plain, fastest, ~4x the Redis memory) to 9."""
     job_retries: int = 10
@@ -153,6 +156,7 @@ _ENV = {
     "redis_timeout_seconds": float,
     "max_batch_events": int,
     "publish_linger_ms": int,
+    "publish_linger_above_cpu_pct": int,
     "job_compress_level": int,
     "job_retries": int,
     "worker_group_jobs": int,
@@ -204,6 +208,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         raise ValueError("TRACKGATE_REDIS_TIMEOUT_SECONDS must be more than 0")
     if not 0 <= settings.publish_linger_ms <= 100:
         raise ValueError("TRACKGATE_PUBLISH_LINGER_MS must be 0 (no wait) to 100")
+    if not 0 <= settings.publish_linger_above_cpu_pct <= 100:
+        raise ValueError("TRACKGATE_PUBLISH_LINGER_ABOVE_CPU_PCT must be 0 (always) to 100 (% of a core)")
     if settings.job_retries < 0:
         raise ValueError("TRACKGATE_JOB_RETRIES must be 0 or more")
     if settings.worker_group_jobs < 1 or settings.worker_group_events < 1:

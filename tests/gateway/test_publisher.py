@@ -252,6 +252,77 @@ def test_a_request_that_waited_through_a_flush_in_flight_does_not_linger_again(r
     assert sorted(e.message_id for job in jobs(rdb) for e in job_events(job)) == ["in-flight", "waiting"]
 
 
+class Switch:
+    """A ``busy`` for the publisher: says what ``on`` holds, and counts how often it was asked."""
+
+    def __init__(self, on: bool):
+        self.on = on
+        self.asked = 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        return self.on
+
+
+def test_an_idle_process_does_not_linger(redis_url, rdb):
+    idle = Switch(False)
+
+    async def scenario(publisher: Publisher):
+        answered = await _timed_publish(publisher, [event("alone")])
+        return answered, publisher.lingered
+
+    (answered,), lingered = with_publisher(redis_url, scenario, linger=30.0, busy=idle)
+    assert answered < 5  # not the 30 s linger
+    assert lingered == 0 and idle.asked == 1
+    assert [[e.message_id for e in job_events(job)] for job in jobs(rdb)] == [["alone"]]
+
+
+def test_a_busy_process_lingers_and_counts_it(redis_url, rdb):
+    busy = Switch(True)
+
+    async def scenario(publisher: Publisher):
+        answered = await _timed_publish(publisher, [event("alone")])
+        return answered, publisher.lingered, publisher.flushes
+
+    (answered,), lingered, flushes = with_publisher(redis_url, scenario, linger=0.3, busy=busy)
+    assert 0.3 <= answered < 1.5
+    assert (lingered, flushes) == (1, 1)
+
+
+def test_the_linger_follows_the_process_from_flush_to_flush(redis_url, rdb):
+    """Asked before each flush: idle, then busy (the second request waits, and a third joins it), then
+    idle again."""
+    switch = Switch(False)
+
+    async def scenario(publisher: Publisher):
+        (idle,) = await _timed_publish(publisher, [event("idle")])
+        switch.on = True
+        started = time.perf_counter()
+        first = asyncio.ensure_future(publisher.publish([event("busy-1")]))
+        await asyncio.sleep(0.1)
+        await publisher.publish([event("busy-2")])
+        await first
+        lingered = time.perf_counter() - started
+        switch.on = False
+        (idle_again,) = await _timed_publish(publisher, [event("idle-again")])
+        return idle, lingered, idle_again, publisher.lingered
+
+    idle, lingered, idle_again, count = with_publisher(redis_url, scenario, linger=0.5, busy=switch)
+    assert idle < 0.4 and idle_again < 0.4
+    assert 0.5 <= lingered < 1.9
+    assert count == 1
+    found = [sorted(e.message_id for e in job_events(job)) for job in jobs(rdb)]
+    assert found == [["idle"], ["busy-1", "busy-2"], ["idle-again"]]
+
+
+def test_a_flush_that_goes_at_once_is_not_counted_as_lingered(redis_url, rdb):
+    async def scenario(publisher: Publisher):
+        await publisher.publish([event(f"b-{i}") for i in range(LINGER_EVENTS)])
+        return publisher.lingered, publisher.flushes
+
+    assert with_publisher(redis_url, scenario, linger=30.0, busy=Switch(True)) == (0, 1)
+
+
 def test_a_negative_linger_is_refused():
     with pytest.raises(ValueError, match="linger must be 0 or more seconds"):
         Publisher(aioredis.Redis(), linger=-0.001)

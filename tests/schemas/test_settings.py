@@ -69,6 +69,18 @@ def test_the_publish_linger_defaults_to_1_ms(value, ms):
     assert settings_from_env(env).publish_linger_ms == ms
 
 
+@pytest.mark.parametrize("value", ["-1", "101"])
+def test_the_linger_threshold_is_0_to_100_percent(value):
+    with pytest.raises(ValueError, match="TRACKGATE_PUBLISH_LINGER_ABOVE_CPU_PCT must be 0 .always. to 100"):
+        settings_from_env({"TRACKGATE_PUBLISH_LINGER_ABOVE_CPU_PCT": value})
+
+
+@pytest.mark.parametrize(("value", "pct"), [(None, 80), ("0", 0), ("100", 100)])
+def test_the_linger_threshold_defaults_to_80_percent(value, pct):
+    env = {} if value is None else {"TRACKGATE_PUBLISH_LINGER_ABOVE_CPU_PCT": value}
+    assert settings_from_env(env).publish_linger_above_cpu_pct == pct
+
+
 @pytest.mark.parametrize("prefix", ["t", "/t/", "/", "/t?x", "/a b", "//t"])
 def test_first_party_prefix_must_be_a_plain_path(prefix):
     with pytest.raises(ValueError, match="TRACKGATE_FIRST_PARTY_PREFIX"):
