@@ -727,6 +727,10 @@ def _ratios(report: Report) -> None:
     for i, v in enumerate(report.visible):
         seconds = v["p99_ms"] / 1000
         goal = i == 0  # the goal's run; a /v1/track run after it is reported
+        if v["not_seen"]:  # acknowledged and not stored within 30 s: a check failed, whatever the run
+            report.problems.append(
+                f"(g) {v['not_seen']:,} acknowledged events not visible within 30 s {_shape(v)}"
+            )
         report.ratios.append(
             {
                 "ratio": "(g) accept->row p99" if goal else "(g) /v1/track ->row p99",

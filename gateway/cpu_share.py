@@ -1,11 +1,12 @@
 """Whether this gateway process is busy: the share of one core its threads used lately.
 
 The publisher asks it before each flush (``gateway/publisher.py``): a flush lingers for others to share
-it only while the process is busy, because only then does the CPU a shared flush saves matter. At a
-moderate rate on an idle machine the linger saved nothing measurable (bench (f), 4,200 requests/s at
-~60% of a core: 142–146 µs a request with it, 143–151 without) and added ~1.6 ms to the p99; near a
-full core (7,500/s at 77–91% on a noisier VM) it saved 8–23% of the CPU a request and took the p99
-from 14–46 ms to ~4.4 ms.
+it only while the process is busy, because only then does the CPU a shared flush saves matter. With
+CPU to spare the wait is mostly cost: at 4,200 requests/s on a 2-core VM (the gateway at 43–69% of a
+core, bench (f)) the linger saved 0–20% of the CPU a request (105–146 µs with it, 120–168 without)
+and added ~1 ms to the median and 1–1.5 ms to the p99. Near a full core it pays: at 7,500/s on a
+noisier VM (77–91% of a core without it) it saved 8–23% of the CPU a request and took the p99 from
+14–46 ms to ~4.4 ms.
 
 The share is the process's CPU time (``time.process_time``: all its threads, user and system) over the
 wall time since the last reading, taken when asked and at most every ``window`` seconds, so a busy
