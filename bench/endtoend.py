@@ -178,6 +178,7 @@ def visibility_phase(
         "duration_s": duration_s,
         "achieved_per_s": round(sent.ok * per_request / sent.duration_s, 1) if sent.duration_s else 0.0,
         "accept_p99_ms": round(sent.percentile(99), 2),
+        "errors": sent.errors,
         "acked": len(vis.acked),
         "not_seen": len(vis.acked) - len(values),
         "p50_ms": round(pct(50), 1),

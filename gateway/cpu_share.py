@@ -1,4 +1,4 @@
-"""Whether this gateway process is busy: the share of one core its threads used lately.
+"""Whether this gateway process is busy: the share of one core its event loop's thread used lately.
 
 The publisher asks it before each flush (``gateway/publisher.py``): a flush lingers for others to share
 it only while the process is busy, because only then does the CPU a shared flush saves matter. With
@@ -8,11 +8,17 @@ and added ~1 ms to the median and 1–1.5 ms to the p99. Near a full core it pay
 noisier VM (77–91% of a core without it) it saved 8–23% of the CPU a request and took the p99 from
 14–46 ms to ~4.4 ms.
 
-The share is the process's CPU time (``time.process_time``: all its threads, user and system) over the
-wall time since the last reading, taken when asked and at most every ``window`` seconds, so a busy
-flusher reads the clocks twice a window, not twice a flush. It turns busy at ``above`` (a share of one
-core) and idle again below ``above - HYSTERESIS``: the linger lowers the CPU it is measured by, and a
-single threshold would switch it on and off every window.
+The share is the CPU time of the thread that asks (``time.thread_time``, user and system: the
+publisher asks from the event loop's thread, whose saturation queues every request; a thread warming
+scripts at start-up or rendering ``/metrics`` does not count) over the wall time since the last
+reading. It is taken when asked, at most once every ``window`` seconds: a busy flusher reads the wall
+clock on each flush and the CPU clock once a window. It turns busy at ``above`` (a share of one core)
+and idle again below ``above * (1 - BAND)``: the linger lowers the CPU it is measured by (by up to ~20%),
+and a single threshold would switch it on and off every window.
+
+The threshold is a share of one core, as the event loop can use no more. Under a CPU limit below it (a
+container's ``500m``, say) the loop never reaches it and the linger stays off: set
+``TRACKGATE_PUBLISH_LINGER_ABOVE_CPU_PCT`` below the limit there.
 """
 
 from __future__ import annotations
@@ -20,14 +26,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-HYSTERESIS = 0.2
-"""How far below ``above`` the share must fall before a busy process counts as idle again."""
+BAND = 0.25
+"""How far below ``above``, as a part of it, the share must fall before a busy process counts as idle
+again (80% of a core: below 60%)."""
 WINDOW = 0.25
 """Seconds, at least, between two readings of the clocks."""
 
 
 class CpuShare:
-    """``busy()``: whether the share of one core this process used over the last window is high."""
+    """``busy()``: whether the share of one core the calling thread used over the last window is high.
+    Asked from one thread only (the event loop's)."""
 
     __slots__ = ("above", "below", "window", "_wall", "_cpu", "_at", "_used", "_busy", "share")
 
@@ -37,12 +45,14 @@ class CpuShare:
         *,
         window: float = WINDOW,
         wall: Callable[[], float] = time.monotonic,
-        cpu: Callable[[], float] = time.process_time,
+        cpu: Callable[[], float] = time.thread_time,
     ):
         if above < 0:
             raise ValueError(f"above must be a share of 0 or more, not {above}")
+        if window <= 0:
+            raise ValueError(f"window must be more than 0 seconds, not {window}")
         self.above = above
-        self.below = max(0.0, above - HYSTERESIS)
+        self.below = above * (1 - BAND)
         self.window = window
         self._wall = wall
         self._cpu = cpu

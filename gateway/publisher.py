@@ -308,7 +308,7 @@ class Publisher:
         self.flushed_requests = 0
         """Requests those writes carried."""
         self.lingered = 0
-        """Flushes that waited for others to join them (the process was busy)."""
+        """Of those writes, the ones that waited for others to join them (the process was busy)."""
         self._task: asyncio.Task | None = None
         self._closed = False
         self._clock_offset_ms = 0.0
@@ -390,14 +390,13 @@ class Publisher:
         if self._lingering is not None:
             _resolve(self._lingering)
 
-    async def _linger_for_more(self) -> None:
+    async def _linger_for_more(self) -> bool:
         """Wait until ``linger`` after the first waiting request began waiting, or until
-        ``LINGER_EVENTS`` wait, or the publisher stops: whichever comes first."""
+        ``LINGER_EVENTS`` wait, or the publisher stops: whichever comes first. True when it waited."""
         loop = asyncio.get_running_loop()
         until = self._waiting_since + self._linger
         if self._closed or self._waiting >= LINGER_EVENTS or until <= loop.time():
-            return
-        self.lingered += 1
+            return False
         self._lingering = lingering = loop.create_future()
         timer = loop.call_at(until, _resolve, lingering)
         try:
@@ -405,17 +404,19 @@ class Publisher:
         finally:
             timer.cancel()
             self._lingering = None
+        return True
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            lingered = False
             if self._linger and self._pending and (self._busy is None or self._busy()):
-                await self._linger_for_more()
+                lingered = await self._linger_for_more()
                 self._wake.clear()  # those who joined meanwhile are taken now
             pending = self._take()
             if pending:
-                await self._flush(pending)
+                await self._flush(pending, lingered)
             if self._closed and not self._pending:
                 return
 
@@ -498,14 +499,14 @@ class Publisher:
             written, now = await self._client.eval(_PUBLISH, 0, *argv)
         return int(written), int(now)
 
-    async def _flush(self, pending: list[_Pending]) -> None:
+    async def _flush(self, pending: list[_Pending], lingered: bool = False) -> None:
         try:
-            await self._write(pending)
+            await self._write(pending, lingered)
         finally:
             # every request of ``pending`` is answered (or its waiter gone): none of it is held now
             self._held -= sum(len(r.events) + len(r.refused) for r in pending)
 
-    async def _write(self, pending: list[_Pending]) -> None:
+    async def _write(self, pending: list[_Pending], lingered: bool = False) -> None:
         groups = self._groups(pending)
         n_events = sum(len(g.events) for g in groups)
         try:
@@ -535,6 +536,7 @@ class Publisher:
         log.debug("published n_requests=%d n_events=%d n_jobs=%d", len(pending), n_events, len(groups))
         self.flushes += 1
         self.flushed_requests += len(pending)
+        self.lingered += lingered  # counted with the write it delayed, as the flushes are
         for request in pending:
             if not request.future.done():
                 request.future.set_result(None)

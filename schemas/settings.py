@@ -44,8 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a flush to Redis waits, from its first request, for others to share it (0: none); whole
     milliseconds, the event loop's timer resolution."""
     publish_linger_above_cpu_pct: int = 80
-    """A flush lingers only while the gateway process uses at least this share of one core (percent;
-    it stops below 20 points less); 0: always."""
+    """A flush lingers only while the gateway's event loop uses at least this share of one core (percent;
+    once lingering, it stops below three quarters of it); 0: always."""
     job_compress_level: int = 1
     """zlib level of RQ job data: 0 (plain, fastest, ~4x the Redis memory) to 9."""
     job_retries: int = 10

@@ -76,8 +76,9 @@ def ca_key(settings) -> str:
 
 
 def test_counters_equal_the_load_sent_and_what_the_worker_stored(settings, write_key, ca_key, db, drain):
-    # every flush lingers (in a test process, how busy it is depends on the test runner's own work)
-    always = msgspec.structs.replace(settings, publish_linger_above_cpu_pct=0)
+    # every flush lingers (in a test process, how busy it is depends on the test runner's own work), and
+    # long enough that the flusher, however late it runs, still finds its request waiting
+    always = msgspec.structs.replace(settings, publish_linger_above_cpu_pct=0, publish_linger_ms=20)
     with TestClient(create_app(always)) as api:
         before = scrape(api.get("/metrics").text)
         for i in range(5):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from trackgate.gateway.cpu_share import HYSTERESIS, CpuShare
+from trackgate.gateway.cpu_share import BAND, CpuShare
 
 
 class Clocks:
@@ -49,9 +50,9 @@ def test_once_busy_it_stays_busy_until_the_share_falls_below_the_band():
     share = meter(clocks)
     clocks.run(0.125, 0.9)
     assert share.busy() is True
-    clocks.run(0.125, 0.7 - HYSTERESIS + 0.01)  # below the threshold, inside the band
+    clocks.run(0.125, 0.7 * (1 - BAND) + 0.01)  # below the threshold, inside the band
     assert share.busy() is True
-    clocks.run(0.125, 0.7 - HYSTERESIS - 0.01)
+    clocks.run(0.125, 0.7 * (1 - BAND) - 0.01)
     assert share.busy() is False
     clocks.run(0.125, 0.69)  # idle again: the threshold itself applies
     assert share.busy() is False
@@ -80,6 +81,17 @@ def test_a_long_quiet_spell_counts_as_one_window():
     assert share.share == pytest.approx(0.01)
 
 
+def test_a_low_threshold_still_turns_idle_again():
+    clocks = Clocks()
+    share = meter(clocks, above=0.15)
+    clocks.run(0.125, 0.5)
+    assert share.busy() is True
+    clocks.run(0.125, 0.15 * (1 - BAND) + 0.01)
+    assert share.busy() is True
+    clocks.run(0.125, 0.0)
+    assert share.busy() is False
+
+
 def test_zero_is_always_busy():
     clocks = Clocks()
     share = meter(clocks, above=0)
@@ -88,16 +100,34 @@ def test_zero_is_always_busy():
     assert share.busy() is True
 
 
-def test_a_negative_threshold_is_refused():
+def test_a_negative_threshold_or_an_empty_window_is_refused():
     with pytest.raises(ValueError, match="above must be a share of 0 or more"):
         CpuShare(-0.1)
+    with pytest.raises(ValueError, match="window must be more than 0 seconds"):
+        CpuShare(0.8, window=0)
 
 
-def test_the_real_clocks_see_this_process_spin_and_rest():
+def test_the_real_clocks_see_this_thread_spin_and_rest():
     share = CpuShare(0.3, window=0.2)
     spin_until = time.monotonic() + 0.4
     while time.monotonic() < spin_until:
         pass
     assert share.busy() is True, share.share
     time.sleep(0.4)
+    assert share.busy() is False, share.share
+
+
+def test_another_threads_cpu_does_not_count():
+    """What queues requests is the event loop's thread being busy; a thread beside it (scripts warming at
+    start-up, ``/metrics`` rendering) is not the loop."""
+    share = CpuShare(0.3, window=0.2)
+
+    def spin() -> None:
+        spin_until = time.monotonic() + 0.4
+        while time.monotonic() < spin_until:
+            pass
+
+    other = threading.Thread(target=spin)
+    other.start()
+    other.join()
     assert share.busy() is False, share.share

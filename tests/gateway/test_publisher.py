@@ -375,6 +375,20 @@ def test_unreachable_redis_fails_every_waiting_publish():
     assert all(isinstance(r, Unavailable) for r in results), results
 
 
+def test_a_lingered_flush_that_fails_is_not_counted():
+    """The lingered flushes are a part of the written ones: a write Redis did not take counts in
+    neither (else their ratio on the dashboard could pass 1 while Redis is down)."""
+
+    async def scenario(publisher: Publisher):
+        with pytest.raises(Unavailable):
+            await publisher.publish([event("lost")])
+        return publisher.lingered, publisher.flushes
+
+    busy = Switch(True)
+    assert with_publisher("redis://127.0.0.1:1/0", scenario, linger=0.05, busy=busy) == (0, 0)
+    assert busy.asked == 1  # it did linger, then the write failed
+
+
 def test_hung_redis_fails_every_waiting_publish_within_the_timeout(silent_redis):
     started = time.perf_counter()
     results = _all_unavailable(silent_redis, timeout=0.5)
