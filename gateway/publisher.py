@@ -3,9 +3,9 @@
 A request hands its events to :meth:`Publisher.publish` and waits. One flusher task takes everything
 pending, builds RQ jobs of at most ``max_batch_events`` events with RQ's own API, and writes them in
 one atomic Lua script (below) on the gateway's own connection (``script_connection.py``). Requests
-that arrive while a flush is in flight form the next group, so the group size follows the load; and,
-while the process is busy (``busy``: ``gateway/cpu_share.py``, 80% of a core by default), a flush
-waits up to ``linger`` (1 ms by default) after its first request for others to join it, unless
+that arrive while a flush is in flight form the next group, so the group size follows the load; and a
+flush waits up to ``linger`` (1 ms by default) after its first request for others to join it (when
+``busy`` is given, only while it says the process is busy: ``gateway/cpu_share.py``), unless
 ``LINGER_EVENTS`` events already wait (a request of 100 events or more goes at once; smaller batches,
 such as the SDKs' usual 15–20 events, wait like a single event). The event loop's timers have a
 resolution of 1 ms (libuv's, and asyncio's epoll timeout): the wait ends up to ~1 ms late. Only after
@@ -19,9 +19,11 @@ second), the gateway used 105–118 µs of CPU a request against ~66 at full loa
 where queueing makes the tail. With the linger a flush there carries ~12, and a request costs ~10%
 less. RudderStack's gateway does the same (``Gateway.userWebRequestBatchTimeout``, 15 ms). The wait
 counts from when the first request began waiting, so a request that waited through a flush in flight
-does not wait again. Why only while busy: with CPU to spare the saving is not needed and the wait is
-mostly cost (at 4,200 requests/s, the gateway at 43–69% of a core: 0–20% of a request's CPU saved,
-~1 ms added to the median and 1–1.5 ms to the p99; ``gateway/cpu_share.py``).
+does not wait again. Why ``busy``: with CPU to spare the saving is not needed and the wait is mostly
+cost (on a quiet VM at 4,200 requests/s, the gateway at 43–69% of a core: 0–20% of a request's CPU
+saved, ~1 ms added to the median and 1–1.5 ms to the p99; ``gateway/cpu_share.py``). It is off by
+default: its measure, the loop's own CPU, does not see a neighbour taking the CPU, where the linger's
+saving keeps the tail down.
 
 The events held (waiting, or in a write in flight) are capped at ``max_pending_events``: beyond it a
 request is refused at once with ``Unavailable`` (503, ``Retry-After``) and nothing of it is held, so a
@@ -308,7 +310,7 @@ class Publisher:
         self.flushed_requests = 0
         """Requests those writes carried."""
         self.lingered = 0
-        """Of those writes, the ones that waited for others to join them (the process was busy)."""
+        """Of those writes, the ones that waited for others to join them."""
         self._task: asyncio.Task | None = None
         self._closed = False
         self._clock_offset_ms = 0.0

@@ -101,8 +101,8 @@ class GatewayMetrics:
         )
         self.lingered: Counter = Counter(
             "trackgate_publish_lingered_flushes",
-            "Writes that waited TRACKGATE_PUBLISH_LINGER_MS for more requests, the process being busy"
-            " (TRACKGATE_PUBLISH_LINGER_ABOVE_CPU_PCT).",
+            "Writes that waited TRACKGATE_PUBLISH_LINGER_MS for more requests (with"
+            " TRACKGATE_PUBLISH_LINGER_ABOVE_CPU_PCT set, only while the event loop was busy).",
         )
 
 

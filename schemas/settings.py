@@ -43,9 +43,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     publish_linger_ms: int = 1
     """How long a flush to Redis waits, from its first request, for others to share it (0: none); whole
     milliseconds, the event loop's timer resolution."""
-    publish_linger_above_cpu_pct: int = 80
-    """A flush lingers only while the gateway's event loop uses at least this share of one core (percent;
-    once lingering, it stops below three quarters of it); 0: always."""
+    publish_linger_above_cpu_pct: int = 0
+    """0: a flush always lingers. Else it lingers only while the gateway's event loop uses at least this
+    share of one core (percent; once lingering, it stops below three quarters of it)."""
     job_compress_level: int = 1
     """zlib level of RQ job data: 0 (plain, fastest, ~4x the Redis memory) to 9."""
     job_retries: int = 10

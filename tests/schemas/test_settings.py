@@ -75,8 +75,8 @@ def test_the_linger_threshold_is_0_to_100_percent(value):
         settings_from_env({"TRACKGATE_PUBLISH_LINGER_ABOVE_CPU_PCT": value})
 
 
-@pytest.mark.parametrize(("value", "pct"), [(None, 80), ("0", 0), ("100", 100)])
-def test_the_linger_threshold_defaults_to_80_percent(value, pct):
+@pytest.mark.parametrize(("value", "pct"), [(None, 0), ("80", 80), ("100", 100)])
+def test_the_linger_threshold_defaults_to_0_always(value, pct):
     env = {} if value is None else {"TRACKGATE_PUBLISH_LINGER_ABOVE_CPU_PCT": value}
     assert settings_from_env(env).publish_linger_above_cpu_pct == pct
 
