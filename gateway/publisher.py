@@ -501,14 +501,14 @@ class Publisher:
             written, now = await self._client.eval(_PUBLISH, 0, *argv)
         return int(written), int(now)
 
-    async def _flush(self, pending: list[_Pending], lingered: bool = False) -> None:
+    async def _flush(self, pending: list[_Pending], lingered: bool) -> None:
         try:
             await self._write(pending, lingered)
         finally:
             # every request of ``pending`` is answered (or its waiter gone): none of it is held now
             self._held -= sum(len(r.events) + len(r.refused) for r in pending)
 
-    async def _write(self, pending: list[_Pending], lingered: bool = False) -> None:
+    async def _write(self, pending: list[_Pending], lingered: bool) -> None:
         groups = self._groups(pending)
         n_events = sum(len(g.events) for g in groups)
         try:
