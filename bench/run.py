@@ -431,6 +431,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--rounds must be in [1, 5]")
     if not 1 <= args.events <= 1_000_000:
         p.error("--events must be in [1, 1000000]")
+    if args.visible_rate <= 0 or args.visible_track_rate < 0:
+        p.error("--visible-rate must be more than 0 and --visible-track-rate 0 (none) or more")
+    if not 1 <= args.visible_batch <= 100:
+        p.error("--visible-batch must be in [1, 100] events a request")
+    if not (0 < args.visible_duration <= 600 and 0 < args.visible_track_duration <= 600):
+        p.error("--visible-duration and --visible-track-duration must be in (0, 600] seconds")
     return args
 
 
