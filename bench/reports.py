@@ -254,8 +254,8 @@ def time_reports(
 CHECK_SQL = """
 SELECT count(*) FROM events
 WHERE source_id = %s AND type = 'page' AND "timestamp" >= %s AND "timestamp" < %s
-  AND NOT coalesce((enrichment ->> 'is_bot')::boolean, false)
-  AND NOT coalesce((enrichment ->> 'is_excluded')::boolean, false)
+  AND NOT coalesce(is_bot, false)
+  AND NOT coalesce(is_excluded, false)
 """
 
 

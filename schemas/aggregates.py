@@ -48,30 +48,26 @@ UTM_SEPARATOR = "\x1f"
 _EVENTS = f"""
 ev AS (
   SELECT e.source_id, e.id, e."timestamp" AS ts, (e."timestamp" AT TIME ZONE 'UTC')::date AS day,
-         coalesce(e.enrichment->>'visitor_id', 'u:' || e.user_id, 'a:' || e.anonymous_id,
-                  'e:' || e.id::text) AS vid,
-         coalesce((e.enrichment->>'is_bot')::boolean, false) AS bots,
-         e.enrichment->>'content_group' AS cg,
+         coalesce(e.visitor_id, 'u:' || e.user_id, 'a:' || e.anonymous_id, 'e:' || e.id::text) AS vid,
+         coalesce(e.is_bot, false) AS bots,
+         e.content_group AS cg,
          {PAGE_VIEW} AS pv,
          CASE WHEN {PAGE_VIEW} THEN {PATH} END AS path,
          CASE WHEN {PAGE_VIEW} THEN NULL ELSE e.name END AS name,
-         {channel_sql("e.enrichment->>'channel'")} AS channel,
-         CASE WHEN coalesce(e.enrichment->>'channel', 'Direct') <> 'Direct'
-              THEN e.enrichment->>'referrer_domain' END AS referrer,
-         CASE WHEN coalesce(e.enrichment->>'utm_source', e.enrichment->>'utm_medium',
-                            e.enrichment->>'utm_campaign') IS NOT NULL
-              THEN concat_ws(chr(31), coalesce(e.enrichment->>'utm_source', ''),
-                             coalesce(e.enrichment->>'utm_medium', ''),
-                             coalesce(e.enrichment->>'utm_campaign', '')) END AS utm,
-         coalesce(e.enrichment->>'device_type', 'unknown') AS device,
-         coalesce(e.enrichment->>'browser', 'unknown') AS browser,
-         coalesce(e.enrichment->>'os', 'unknown') AS os,
-         coalesce(e.enrichment->>'screen_bucket', 'unknown') AS screen
+         {channel_sql("e.channel")} AS channel,
+         CASE WHEN coalesce(e.channel, 'Direct') <> 'Direct' THEN e.referrer_domain END AS referrer,
+         CASE WHEN coalesce(e.utm_source, e.utm_medium, e.utm_campaign) IS NOT NULL
+              THEN concat_ws(chr(31), coalesce(e.utm_source, ''), coalesce(e.utm_medium, ''),
+                             coalesce(e.utm_campaign, '')) END AS utm,
+         coalesce(e.device_type, 'unknown') AS device,
+         coalesce(e.browser, 'unknown') AS browser,
+         coalesce(e.os, 'unknown') AS os,
+         coalesce(e.screen_bucket, 'unknown') AS screen
   FROM events e
   WHERE e.source_id = %(source)s AND e."timestamp" >= %(start)s AND e."timestamp" < %(end)s
-    AND NOT coalesce((e.enrichment->>'is_excluded')::boolean, false)
+    AND NOT coalesce(e.is_excluded, false)
     AND ({PAGE_VIEW} OR {CUSTOM_EVENT})
-    AND (%(with_bots)s OR NOT coalesce((e.enrichment->>'is_bot')::boolean, false))
+    AND (%(with_bots)s OR NOT coalesce(e.is_bot, false))
 ),
 scoped AS (
   SELECT '' AS scope, ev.* FROM ev WHERE coalesce(%(only)s::text, '') = ''

@@ -27,6 +27,7 @@ from rq.registry import ScheduledJobRegistry
 
 from trackgate.gateway.app import create_app
 from trackgate.migrate import migrate
+from trackgate.schemas import enrichment_columns
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.event import Context, Event
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer, RefusedItem
@@ -37,9 +38,15 @@ from trackgate.schemas.settings import ServerSettings
 
 
 def stored(db: psycopg.Connection, where: str = "TRUE", params: tuple = ()) -> list[dict]:
+    """The stored events' rows, each with its enrichment whole: its enrichment columns' values that
+    are not null folded into ``enrichment`` (``schemas/enrichment_columns.py``), as readers see it."""
     cur = db.execute(f"SELECT * FROM events WHERE {where} ORDER BY id", params)
     names = [c.name for c in cur.description or ()]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    for row in rows:
+        typed = [row.pop(name) for name in enrichment_columns.COLUMNS]
+        row["enrichment"] = enrichment_columns.joined(row["enrichment"], typed)
+    return rows
 
 
 def id_of(source: Source | None) -> str | None:

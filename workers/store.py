@@ -24,6 +24,7 @@ import msgspec
 import psycopg
 from psycopg.types.json import Json
 
+from trackgate.schemas import enrichment_columns
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.workers import storable
@@ -54,7 +55,12 @@ COLUMNS = (
     "enrichment",
     "raw",
     "batch_id",
+    *enrichment_columns.COLUMNS,
 )
+"""The ``events`` columns a row of :func:`event_row` fills: the canonical fields, then the enrichment
+keys with a column of their own (``schemas/enrichment_columns.py``; ``enrichment`` holds the rest)."""
+N_FIELDS = len(COLUMNS) - len(enrichment_columns.COLUMNS)
+"""How many of :data:`COLUMNS` come first as the canonical event's fields."""
 _QUOTED = ", ".join(f'"{column}"' for column in COLUMNS)
 COPY_SQL = f"COPY events ({_QUOTED}) FROM STDIN"
 CLAIM_COPY_SQL = "COPY event_dedupe (source_id, message_id, claimed_at) FROM STDIN"
@@ -86,6 +92,14 @@ _encode = msgspec.json.encode
 _created_partitions: set[tuple[int, int]] = set()
 
 
+def row_fields(row: Sequence[Any]) -> dict[str, Any]:
+    """An ``events`` row read with :data:`COLUMNS`, by field: its enrichment columns folded back into
+    ``enrichment`` (the dict the event was stored with)."""
+    fields = dict(zip(COLUMNS[:N_FIELDS], row[:N_FIELDS], strict=True))
+    fields["enrichment"] = enrichment_columns.joined(fields["enrichment"], row[N_FIELDS:])
+    return fields
+
+
 def event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
     """The ``events`` row of an event whose text columns are storable (``storable.texts``); a JSON
     value holding a lone surrogate is cleaned first (it could not be encoded)."""
@@ -97,6 +111,7 @@ def event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
 
 
 def _event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
+    rest, typed = enrichment_columns.split(event.enrichment)
     timestamp, original, sent, received = storable.times_as_text(
         (event.timestamp, event.original_timestamp, event.sent_at, event.received_at)
     )
@@ -121,9 +136,10 @@ def _event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
         original,
         sent,
         received,
-        _encode(event.enrichment).decode(),
+        "{}" if rest is None else _encode(rest).decode(),
         event.raw,
         batch_id,
+        *typed,
     )
 
 

@@ -363,14 +363,14 @@ async def funnel(
 
 
 _REALTIME_SQL = f"""
-SELECT coalesce(e.enrichment->>'visitor_id', 'u:' || e.user_id, 'a:' || e.anonymous_id, 'e:' || e.id::text),
+SELECT coalesce(e.visitor_id, 'u:' || e.user_id, 'a:' || e.anonymous_id, 'e:' || e.id::text),
        {aggregates.PAGE_VIEW}, CASE WHEN {aggregates.PAGE_VIEW} THEN {aggregates.PATH} END,
        CASE WHEN {aggregates.PAGE_VIEW} THEN 'page_view' ELSE e.name END
 FROM events e
 WHERE e.source_id = %(source)s AND e."timestamp" >= %(since)s AND e."timestamp" <= %(now)s
   AND e.received_at >= %(since)s - interval '1 day'
-  AND NOT coalesce((e.enrichment->>'is_bot')::boolean, false)
-  AND NOT coalesce((e.enrichment->>'is_excluded')::boolean, false)
+  AND NOT coalesce(e.is_bot, false)
+  AND NOT coalesce(e.is_excluded, false)
   AND ({aggregates.PAGE_VIEW} OR {aggregates.CUSTOM_EVENT})
 """
 

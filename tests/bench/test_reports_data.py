@@ -16,10 +16,21 @@ from psycopg.conninfo import make_conninfo
 from bench import reports_data as rd
 from tests.helpers import live_gateway
 from trackgate.gateway.tinytrail import new_source
+from trackgate.schemas import enrichment_columns
 from trackgate.sources import add_source
 from trackgate.workers.enrich import runner
 
-COMPARED = ("dialect", "dialect_version", "type", "name", "properties", "context", "enrichment", "raw")
+COMPARED = (
+    "dialect",
+    "dialect_version",
+    "type",
+    "name",
+    "properties",
+    "context",
+    "enrichment",
+    "raw",
+    *enrichment_columns.COLUMNS,
+)
 
 
 def _website(settings) -> str:

@@ -84,6 +84,7 @@ def test_list_full_and_show(run, events):
     assert "enrichment" not in summary and summary["user_id"] == "u3"
     (full,) = listed(run, "--name", "Order Completed", "--full")
     assert full["enrichment"]["visitor_id"] and full["raw"]["messageId"] == "m3"
+    assert "visitor_id" not in full and "is_bot" not in full  # its columns, shown as the enrichment
     assert (full["type"], full["properties"], full["received_at"][:4]) == (
         "track",
         {},

@@ -154,7 +154,7 @@ def test_patch_changes_what_collect_uses_at_once(api_settings, api, db, drain):
         # the TestClient's peer is now an excluded IP: stored flagged, answered with the silent 204
         assert local.post("/api/v1/collect", json=page(website["id"]), headers=BROWSER).status_code == 204
     drain()
-    assert db.execute("SELECT enrichment ->> 'is_excluded' FROM events").fetchall() == [("true",)]
+    assert db.execute("SELECT is_excluded FROM events").fetchall() == [(True,)]
     assert db.execute("SELECT name FROM sources").fetchall() == [("example.org",)]
 
 

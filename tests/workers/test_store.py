@@ -12,6 +12,7 @@ import pytest
 from tests.helpers import RECEIVED_AT, make_event, stored
 from trackgate.schemas.jobs import PersistBatch
 from trackgate.workers import pipeline, store
+from trackgate.workers.forward import outbox
 
 T0 = RECEIVED_AT  # make_event's received_at
 
@@ -255,3 +256,26 @@ def test_prune_works_in_chunks(db, database_url):
     with psycopg.connect(database_url) as conn:
         assert store.prune_dedupe(conn, 30, chunk=10) == 25
     assert db.execute("SELECT count(*) FROM event_dedupe").fetchone()[0] == 0
+
+
+def test_enrichment_is_stored_in_its_columns_and_read_back_whole(db, database_url):
+    """The keys with a column of their type go into it; ``enrichment`` keeps the others (a key without
+    a column, a value of another type, a null); the forwarding reader gives the dict back as it was."""
+    enrichment = {
+        "browser": "Chrome",
+        "is_bot": True,
+        "visitor_id": "v" * 64,
+        "session_id": "s-1",
+        "os": 5,
+        "country": None,
+    }
+    event = make_event("m-enriched", enrichment=dict(enrichment))
+    with psycopg.connect(database_url) as conn:
+        assert store.store_batch(conn, PersistBatch(batch_id="be", events=[event])).n_stored == 1
+    assert db.execute(
+        "SELECT browser, is_bot, visitor_id, os, country, is_excluded, enrichment FROM events"
+    ).fetchall() == [
+        ("Chrome", True, "v" * 64, None, None, None, {"session_id": "s-1", "os": 5, "country": None})
+    ]
+    (back,) = outbox.load_events(db, [event.id], T0, T0)
+    assert back.enrichment == enrichment

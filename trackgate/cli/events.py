@@ -18,7 +18,7 @@ from trackgate.cli.config import LIMIT, CliConfig, pass_cli_config
 from trackgate.cli.times import when
 from trackgate.schemas import debug_feed
 from trackgate.schemas.debug_feed import Filters, Seen
-from trackgate.workers.store import COLUMNS  # every column of an event row, as the store writes them
+from trackgate.workers.store import COLUMNS, row_fields  # every column of an events row, as stored
 
 _SUMMARY = (
     "id",
@@ -137,7 +137,7 @@ def events_list(
             " ORDER BY received_at DESC, id DESC LIMIT %s"
         )
         found = conn.execute(sql, (*params, limit)).fetchall()  # type: ignore[call-overload]
-    rows = [dict(zip(columns, r, strict=True)) for r in found]
+    rows = [row_fields(r) if full else dict(zip(columns, r, strict=True)) for r in found]
     for row in rows:
         if as_json:
             click.echo(json.dumps(_jsonable(row), default=str))
@@ -164,7 +164,7 @@ def events_show(cfg: CliConfig, event_id: str, as_json: bool) -> None:
         found = conn.execute(f"SELECT {quoted} FROM events WHERE id = %s", (event_id,)).fetchone()  # type: ignore[call-overload]
     if found is None:
         raise click.ClickException(f"no event {event_id!r} (ids are in `trackgate events list`)")
-    row = _jsonable(dict(zip(COLUMNS, found, strict=True)))
+    row = _jsonable(row_fields(found))
     click.echo(json.dumps(row, default=str, indent=None if as_json else 2))
 
 

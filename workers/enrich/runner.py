@@ -18,9 +18,9 @@ from trackgate.workers.enrich.sources import SourceSettings
 log = logging.getLogger(__name__)
 
 LATE_IDS_SQL = (
-    "SELECT DISTINCT enrichment->>'visitor_id' FROM events"
+    "SELECT DISTINCT visitor_id FROM events"
     ' WHERE source_id = ANY(%s) AND "timestamp" >= %s AND "timestamp" < %s'
-    " AND received_at >= %s AND received_at < %s AND enrichment ? 'visitor_id'"
+    " AND received_at >= %s AND received_at < %s AND visitor_id IS NOT NULL"
 )
 
 

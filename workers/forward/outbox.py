@@ -42,7 +42,7 @@ from trackgate.workers.forward import resources
 from trackgate.workers.forward.fanout import Planned, first_job_id
 from trackgate.workers.forward.fanout import enqueue as enqueue_job
 from trackgate.workers.runtime import WorkerRuntime
-from trackgate.workers.store import COLUMNS
+from trackgate.workers.store import COLUMNS, row_fields
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def load_events(
 
 def event_from_row(row: tuple[Any, ...]) -> Event:
     """The canonical event of an ``events`` row read with :data:`EVENT_COLUMNS`."""
-    values = dict(zip(COLUMNS, row, strict=True))
+    values = row_fields(row)
     values.pop("batch_id")
     values["id"] = str(values["id"])
     values["group_ids"] = values["group_ids"] or []

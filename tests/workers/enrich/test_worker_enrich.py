@@ -162,8 +162,8 @@ def test_midnight_carry_reads_ids_other_workers_stored(settings, conn, source_id
     with conn.transaction():
         conn.execute(
             'INSERT INTO events (id, source_id, message_id, dialect, type, "timestamp", received_at,'
-            " enrichment, raw) VALUES (gen_random_uuid(), %s, 'm-late', 'segment', 'page', %s, %s, %s, '{}')",
-            (source_id, at, at, json.dumps({"visitor_id": known})),
+            " visitor_id, raw) VALUES (gen_random_uuid(), %s, 'm-late', 'segment', 'page', %s, %s, %s, '{}')",
+            (source_id, at, at, known),
         )
     enricher = runner.Enricher(settings)
     e = event(ip="81.2.69.142", ua=CHROME, source_id=source_id, received_at=midnight + timedelta(minutes=5))
