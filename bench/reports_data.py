@@ -59,7 +59,7 @@ from trackgate.sources import add_source
 from trackgate.workers import store
 from trackgate.workers.enrich import Env, enrich_event
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the enrichment in typed columns (migration 0018)
 """Bump when the rows change: a cached database of another version is not reused."""
 
 WEBSITE_ID = "5e1f0c3a-7b2d-4c8e-9f10-b3a4c5d6e7f8"

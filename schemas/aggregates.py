@@ -9,15 +9,16 @@ What counts, across dialects (README "TinyTrail reports"):
   ``screen_view``; its path is ``context.page.path``, else the path of ``context.page.url``, else ``/``;
 - a **custom event** is every other named ``track`` (TinyTrail's ``custom`` under its
   ``properties.name``, and its ``scroll_*``, ``outbound_link``, ``close_tab`` under their type);
-- a **visitor** is ``enrichment.visitor_id`` (the cookie-less hash, salted per UTC day), else the user
-  id, else the anonymous id, else the event itself; unique visitors over several days are the sum of
-  the daily uniques (the hash changes every day, as with Plausible);
+- a **visitor** is the enrichment's ``visitor_id`` (the cookie-less hash, salted per UTC day; like
+  every enrichment key the SQL reads, a column of ``events``: ``schemas/enrichment_columns.py``),
+  else the user id, else the anonymous id, else the event itself; unique visitors over several days
+  are the sum of the daily uniques (the hash changes every day, as with Plausible);
 - a **session** (a visit) is a visitor's run of page views and custom events with no gap over 30
   minutes, cut at UTC midnight, with at least one page view; a **bounce** is a visit with one page
   view; its **duration** is its last event's time minus its first's; its channel, referrer, campaign,
   device, browser, OS and screen are those of its first page view; its landing and exit pages its
   first and last page views' paths;
-- traffic flagged ``enrichment.is_excluded`` is never counted; ``enrichment.is_bot`` traffic is kept in
+- traffic flagged ``is_excluded`` is never counted; ``is_bot`` traffic is kept in
   rows of its own (``bots = true``), which reports add only when asked (``include_bots=true``).
 
 An event's day is the UTC date of its ``timestamp`` (when it happened, as the dialect gives it).

@@ -76,6 +76,18 @@ def texts(ev: Event) -> Event:
     return ev
 
 
+def enrichment_texts(ev: Event, names: Sequence[str]) -> Event:
+    """NULs and lone surrogates out of the ``ev.enrichment`` strings under ``names`` (the keys stored
+    in ``text`` columns, ``schemas/enrichment_columns.py``), in place, as for the canonical text
+    fields; returns ``ev``."""
+    enrichment = ev.enrichment
+    for name in names:
+        value = enrichment.get(name)
+        if isinstance(value, str) and needs_cleaning(value):
+            enrichment[name] = _BAD.sub("\ufffd", value)
+    return ev
+
+
 def json_values(ev: Event) -> Event:
     """Lone surrogates out of ``ev``'s JSON values (properties, traits, context, ...), in place.
 

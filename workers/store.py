@@ -61,6 +61,7 @@ COLUMNS = (
 keys with a column of their own (``schemas/enrichment_columns.py``; ``enrichment`` holds the rest)."""
 N_FIELDS = len(COLUMNS) - len(enrichment_columns.COLUMNS)
 """How many of :data:`COLUMNS` come first as the canonical event's fields."""
+_FIRST_TEXT = enrichment_columns.FIRST_TEXT
 _QUOTED = ", ".join(f'"{column}"' for column in COLUMNS)
 COPY_SQL = f"COPY events ({_QUOTED}) FROM STDIN"
 CLAIM_COPY_SQL = "COPY event_dedupe (source_id, message_id, claimed_at) FROM STDIN"
@@ -102,7 +103,8 @@ def row_fields(row: Sequence[Any]) -> dict[str, Any]:
 
 def event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
     """The ``events`` row of an event whose text columns are storable (``storable.texts``); a JSON
-    value holding a lone surrogate is cleaned first (it could not be encoded)."""
+    value holding a lone surrogate is cleaned first (it could not be encoded), and so is an enrichment
+    value bound for a text column that holds a NUL or one (``storable.enrichment_texts``)."""
     try:
         return _event_row(event, batch_id)
     except UnicodeEncodeError:
@@ -112,6 +114,9 @@ def event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
 
 def _event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
     rest, typed = enrichment_columns.split(event.enrichment)
+    if storable.needs_cleaning("".join(filter(None, typed[_FIRST_TEXT:]))):  # one check for them all
+        storable.enrichment_texts(event, enrichment_columns.TEXTS)
+        rest, typed = enrichment_columns.split(event.enrichment)
     timestamp, original, sent, received = storable.times_as_text(
         (event.timestamp, event.original_timestamp, event.sent_at, event.received_at)
     )

@@ -38,3 +38,5 @@ BEGIN
         || ' WHERE enrichment ?| ($1 || $2)'
         USING flags, texts;
 END $$;
+
+ANALYZE events;

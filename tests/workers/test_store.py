@@ -279,3 +279,19 @@ def test_enrichment_is_stored_in_its_columns_and_read_back_whole(db, database_ur
     ]
     (back,) = outbox.load_events(db, [event.id], T0, T0)
     assert back.enrichment == enrichment
+
+
+def test_a_nul_or_lone_surrogate_in_an_enrichment_text_is_replaced_and_the_batch_stored(db, database_url):
+    """An enrichment value bound for a text column is made storable like the canonical text fields
+    (U+FFFD): a lone surrogate could not even be sent, and PostgreSQL's text refuses a NUL."""
+    odd = make_event(
+        "m-odd", enrichment={"utm_source": "caf\ud83d", "utm_medium": "a\x00b", "session_id": "s"}
+    )
+    batch = PersistBatch(batch_id="bo", events=[make_event("m-1"), odd, make_event("m-3")])
+    with psycopg.connect(database_url) as conn:
+        result = store.store_batch(conn, batch)
+    assert (result.n_stored, result.refused) == (3, [])
+    assert db.execute(
+        "SELECT utm_source, utm_medium, enrichment FROM events WHERE message_id = 'm-odd'"
+    ).fetchall() == [("caf\ufffd", "a\ufffdb", {"session_id": "s"})]
+    assert odd.enrichment["utm_source"] == "caf\ufffd"  # what is forwarded is what was stored
