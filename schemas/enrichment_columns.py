@@ -51,8 +51,6 @@ TEXTS = (
 """``text`` columns."""
 COLUMNS = FLAGS + TEXTS
 """The columns, in the order :func:`split` gives their values."""
-FIRST_TEXT = len(FLAGS)
-"""Where the text columns' values start in :func:`split`'s."""
 
 _Columns = msgspec.defstruct(
     "EnrichmentColumns",

@@ -61,7 +61,6 @@ COLUMNS = (
 keys with a column of their own (``schemas/enrichment_columns.py``; ``enrichment`` holds the rest)."""
 N_FIELDS = len(COLUMNS) - len(enrichment_columns.COLUMNS)
 """How many of :data:`COLUMNS` come first as the canonical event's fields."""
-_FIRST_TEXT = enrichment_columns.FIRST_TEXT
 _QUOTED = ", ".join(f'"{column}"' for column in COLUMNS)
 COPY_SQL = f"COPY events ({_QUOTED}) FROM STDIN"
 CLAIM_COPY_SQL = "COPY event_dedupe (source_id, message_id, claimed_at) FROM STDIN"
@@ -103,8 +102,9 @@ def row_fields(row: Sequence[Any]) -> dict[str, Any]:
 
 def event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
     """The ``events`` row of an event whose text columns are storable (``storable.texts``); a JSON
-    value holding a lone surrogate is cleaned first (it could not be encoded), and so is an enrichment
-    value bound for a text column that holds a NUL or one (``storable.enrichment_texts``)."""
+    value holding a lone surrogate is cleaned first (it could not be encoded). An enrichment value
+    bound for a text column is sent as it is: one psycopg cannot send (a NUL, a lone surrogate) fails
+    the transaction, which :func:`_store_parts` runs again with it cleaned."""
     try:
         return _event_row(event, batch_id)
     except UnicodeEncodeError:
@@ -114,9 +114,6 @@ def event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
 
 def _event_row(event: Event, batch_id: str) -> tuple[Any, ...]:
     rest, typed = enrichment_columns.split(event.enrichment)
-    if storable.needs_cleaning("".join(filter(None, typed[_FIRST_TEXT:]))):  # one check for them all
-        storable.enrichment_texts(event, enrichment_columns.TEXTS)
-        rest, typed = enrichment_columns.split(event.enrichment)
     timestamp, original, sent, received = storable.times_as_text(
         (event.timestamp, event.original_timestamp, event.sent_at, event.received_at)
     )
@@ -323,12 +320,25 @@ def _store_parts(
     # Claim in key order: two workers claiming overlapping batches then take the index locks in the
     # same order and one waits for the other instead of deadlocking.
     keys = sorted(unique)
-    if claims_by_copy():
+    cleaned = False
+    while True:
         try:
-            return _claim_and_store(conn, parts, unique, keys, apply, outbox, every_new=True)
-        except _SeenBefore:
-            pass
-    return _claim_and_store(conn, parts, unique, keys, apply, outbox, every_new=False)
+            if claims_by_copy():
+                try:
+                    return _claim_and_store(conn, parts, unique, keys, apply, outbox, every_new=True)
+                except _SeenBefore:
+                    pass
+            return _claim_and_store(conn, parts, unique, keys, apply, outbox, every_new=False)
+        except (UnicodeEncodeError, psycopg.DataError) as exc:
+            if cleaned or getattr(exc, "sqlstate", None) is not None:  # PostgreSQL refused a value
+                raise
+        # psycopg could not send an enrichment text column's value (a lone surrogate cannot be
+        # encoded, a NUL cannot be in text) and the transaction rolled back: made storable as the
+        # canonical text fields are, in the events themselves (what is forwarded is what is stored),
+        # then once again. Caught here rather than checked on every row: it costs nothing until then.
+        for _, event in unique.values():
+            storable.enrichment_texts(event, enrichment_columns.TEXTS)
+        cleaned = True
 
 
 def claims_by_copy() -> bool:

@@ -257,3 +257,20 @@ def test_geoip_db_setting_from_the_environment():
 
     assert settings_from_env({"TRACKGATE_GEOIP_DB": GEO_DB}).geoip_db == GEO_DB
     assert settings_from_env({}).geoip_db is None
+
+
+def test_a_percent_encoded_nul_in_a_campaign_field_is_stored_replaced(client, write_key, drain, db):
+    """``%00`` in a page URL's query decodes to a NUL in ``utm_source``, bound for a text column: the
+    event and its batch neighbour are stored, the NUL replaced by U+FFFD (nothing quarantined)."""
+    pages = [
+        {"type": "page", "anonymousId": "anon-1", "messageId": f"nul-{i}", "context": {"page": {"url": url}}}
+        for i, url in enumerate(["https://x.example/?utm_source=a%00b", "https://x.example/?utm_source=ok"])
+    ]
+    response = client.post("/v1/batch", json={"batch": pages}, auth=(write_key, ""))
+    assert response.status_code == 200, response.text
+    drain()
+    assert sorted(db.execute("SELECT message_id, utm_source FROM events").fetchall()) == [
+        ("nul-0", "a\ufffdb"),
+        ("nul-1", "ok"),
+    ]
+    assert db.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)
