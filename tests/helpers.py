@@ -27,26 +27,22 @@ from rq.registry import ScheduledJobRegistry
 
 from trackgate.gateway.app import create_app
 from trackgate.migrate import migrate
-from trackgate.schemas import enrichment_columns
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.event import Context, Event
 from trackgate.schemas.jobs import PERSIST_QUEUE, MsgspecJSONSerializer, RefusedItem
 from trackgate.schemas.request import Source
 from trackgate.schemas.settings import ServerSettings
+from trackgate.workers import store
+from trackgate.workers.forward.outbox import EVENT_COLUMNS
 
 # --- what was stored or queued --------------------------------------------------------------------------
 
 
 def stored(db: psycopg.Connection, where: str = "TRUE", params: tuple = ()) -> list[dict]:
-    """The stored events' rows, each with its enrichment whole: its enrichment columns' values that
-    are not null folded into ``enrichment`` (``schemas/enrichment_columns.py``), as readers see it."""
-    cur = db.execute(f"SELECT * FROM events WHERE {where} ORDER BY id", params)
-    names = [c.name for c in cur.description or ()]
-    rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    for row in rows:
-        typed = [row.pop(name) for name in enrichment_columns.COLUMNS]
-        row["enrichment"] = enrichment_columns.joined(row["enrichment"], typed)
-    return rows
+    """The stored events' rows by field, as readers see them (``store.row_fields``: the enrichment's
+    columns folded back into ``enrichment``)."""
+    cur = db.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY id", params)
+    return [store.row_fields(row) for row in cur.fetchall()]
 
 
 def id_of(source: Source | None) -> str | None:
