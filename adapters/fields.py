@@ -7,6 +7,7 @@ milliseconds, OpenPanel's zod messages) keeps its own helper and says why next t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -37,6 +38,26 @@ def utf8(body: bytes) -> str:
 
 def json_error(exc: Exception) -> InvalidPayload:
     return InvalidPayload("invalid_json", f"body is not valid JSON: {exc}")
+
+
+_LONE_HIGH_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])")
+"""A ``\\ud800``-``\\udbff`` escape (not itself escaped) without the low half that must follow it."""
+
+
+def _clearer(exc: Exception, data: Any) -> Exception:
+    """msgspec's reason, except where it misleads: a lone high surrogate escape (``"\\ud800"`` with no
+    ``\\udc00``-``\\udfff`` after it) is reported as "Input data was truncated" or "unexpected end of
+    hex escape" by where it stands; a lone low one is "invalid utf-16 surrogate pair", and now both say so."""
+    reason = str(exc)
+    if (
+        (reason == "Input data was truncated" or "escape" in reason)
+        and isinstance(data, bytes)
+        and _LONE_HIGH_SURROGATE.search(data) is not None
+    ):
+        return msgspec.DecodeError(
+            "JSON is malformed: invalid utf-16 surrogate pair (a \\ud800-\\udbff escape alone)"
+        )
+    return exc
 
 
 def too_deep(path: str | None = None) -> InvalidPayload:
@@ -73,9 +94,10 @@ def decode_json(
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         if not_json is not None:
             raise not_json(exc) from exc
+        reason = _clearer(exc, data)
         if item:
-            raise InvalidPayload("invalid_json", f"{path}: {exc}", path) from exc
-        raise json_error(exc) from exc
+            raise InvalidPayload("invalid_json", f"{path}: {reason}", path) from exc
+        raise json_error(reason) from exc
     except RecursionError as exc:
         if item:
             raise InvalidPayload("invalid_json", f"{path}: JSON is nested too deeply", path) from exc

@@ -1173,3 +1173,16 @@ def test_a_nul_escape_is_found_with_or_without_other_backslashes(body):
     assert envelope.has_nul is (b"\\u0000" in body)
     (event,) = segment.decode(META, envelope)
     assert event.name is not None and "\x00" not in event.name
+
+
+@pytest.mark.parametrize("call", ["track", "batch"])
+def test_a_lone_surrogate_escape_is_named_not_called_truncated(call):
+    """msgspec reports a lone high surrogate escape as "Input data was truncated": the error names it."""
+    lone = rb'{"userId":"u1","event":"E","properties":{"x":"a\ud800b"}}'
+    body = lone if call == "track" else b'{"batch":[' + lone[:-1] + b',"type":"track"}]}'
+    error = refusal(call, body)
+    assert (error.code, error.status) == ("invalid_json", 400)
+    assert "surrogate" in error.message and "truncated" not in error.message
+    assert "truncated" in refusal(call, lone[:20]).message  # a body cut short still says so
+    paired = refusal(call, rb'{"userId":"u1","event":"E","properties":{"x":"\\ud800"}')  # escaped: text, cut
+    assert "truncated" in paired.message
