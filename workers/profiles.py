@@ -35,6 +35,7 @@ transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from psycopg.types.json import Json, set_json_loads
 from uuid_utils import uuid7
 
 from trackgate.schemas.event import Event
+from trackgate.workers import pg_arrays
 from trackgate.workers.storable import times_as_text
 
 log = logging.getLogger(__name__)
@@ -66,10 +68,22 @@ _sha256 = hashlib.sha256
 _KEY = "sha256(convert_to({}, 'UTF8'))"
 
 
-def _lock_id(kind: bytes, workspace: str, value: str) -> int:
-    """A 64-bit advisory lock key for an id or a group of a workspace (stable across processes)."""
-    digest = _blake2b(kind + workspace.encode() + b"\0" + value.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+def _key(value: str) -> bytes:
+    """An id's or a group id's ``key``: sha256 of its UTF-8 (the columns' lookup key)."""
+    return _sha256(value.encode()).digest()
+
+
+@functools.lru_cache(maxsize=256)
+def _space(kind: bytes, workspace: str) -> int:
+    """What sets one kind of lock of one workspace apart (ids ``i``, groups ``g``): 64 bits of blake2b."""
+    return int.from_bytes(_blake2b(kind + workspace.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _lock_id(kind: bytes, workspace: str, key: bytes) -> int:
+    """A 64-bit advisory lock key for an id or a group of a workspace (stable across processes): the
+    first 64 bits of its ``key`` (already a hash) XOR its kind's and workspace's. One hash an id, not
+    two: the key is needed anyway to look the id up."""
+    return int.from_bytes(key[:8], "big", signed=True) ^ _space(kind, workspace)
 
 
 def _when(moment: datetime) -> str:
@@ -499,9 +513,8 @@ SELECT_PROFILES_SQL = (
     f"SELECT id::text, workspace, {_PROFILE_COLUMNS} FROM profiles"
     " WHERE id = ANY(ARRAY(SELECT json_array_elements_text(%s)::uuid)) ORDER BY id FOR UPDATE"
 )
-RESOLVE_SQL = (  # one workspace's ids by their keys (base64 in a JSON array): one sorted index scan
-    "SELECT key, profile_id::text FROM profile_ids WHERE workspace = %s"
-    " AND key = ANY(ARRAY(SELECT decode(json_array_elements_text(%s), 'base64')))"
+RESOLVE_SQL = (  # one workspace's ids by their keys (a binary bytea[]): one sorted index scan
+    "SELECT key, profile_id::text FROM profile_ids WHERE workspace = %s AND key = ANY(%b::bytea[])"
 )
 SELECT_GROUPS_SQL = (
     "SELECT w.workspace, w.id, g.traits, g.trait_times, g.first_seen"
@@ -653,11 +666,14 @@ def apply(
 
     with conn.cursor() as cur:
         set_json_loads(_loads, cur)
+        pg_arrays.register(cur)
         # groups that exist and whose traits this batch does not change need no lock (never deleted)
         existing = _read_groups(cur, set(group_first))
         locked_groups = group_writes | (set(group_first) - set(existing))
+        keys = {pair: _sha256(pair[1].encode()).digest() for pair in ids}
         lock_ids = sorted(
-            {_lock_id(b"i", w, value) for w, value in ids} | {_lock_id(b"g", w, g) for w, g in locked_groups}
+            {_lock_id(b"i", w, key) for (w, _), key in keys.items()}
+            | {_lock_id(b"g", w, _key(g)) for w, g in locked_groups}
         )
         if lock_ids:
             cur.execute(LOCK_SQL, (Json(lock_ids, _dumps),))
@@ -665,7 +681,6 @@ def apply(
         for (workspace, group_id), first in group_first.items():
             if (workspace, group_id) not in groups:
                 groups[(workspace, group_id)] = Group(workspace, group_id, first)
-        keys = {pair: _sha256(pair[1].encode()).digest() for pair in ids}
         batch = _Batch(_lock_profiles(cur, ids, keys), groups, keys)
         for step in steps:
             batch.apply(step)
@@ -699,11 +714,11 @@ def _lock_profiles(
     if not ids:
         return {}
     # per workspace: the ids by key (sha256 of the UTF-8 id, computed here once: the new ones are
-    # COPYed with it), as one JSON array of base64 keys
+    # COPYed with it), sent as one binary bytea[]
     by_workspace: dict[str, dict[bytes, str]] = {}
     for w, value in ids:
         by_workspace.setdefault(w, {})[keys[(w, value)]] = value
-    queries = [(w, Json(list(found), _dumps), found) for w, found in by_workspace.items()]
+    queries = [(w, pg_arrays.bytea_array(list(found)), found) for w, found in by_workspace.items()]
     locked: dict[str, Profile] = {}
     while True:
         links: dict[tuple[str, str], str] = {}

@@ -581,3 +581,14 @@ def test_a_whole_job_of_new_ids_is_stored_beside_another_transaction_holding_man
     assert count(db, "profile_ids") == 2 * n
     assert persist(database_url, *events) == 0
     assert count(db, "profiles") == n
+
+
+def test_lock_ids_are_per_kind_and_workspace_and_fit_a_bigint():
+    from trackgate.workers.profiles import _key, _lock_id
+
+    key = _key("user-1")
+    ids = {_lock_id(kind, workspace, key) for kind in (b"i", b"g") for workspace in ("default", "acme")}
+    assert len(ids) == 4
+    extremes = (b"\x7f" + b"\xff" * 31, b"\x80" + b"\x00" * 31, b"\xff" * 32, b"\x00" * 32)
+    assert all(-(2**63) <= _lock_id(b"i", "w", k) < 2**63 for k in extremes)
+    assert _lock_id(b"i", "default", key) == _lock_id(b"i", "default", _key("user-1"))  # stable
