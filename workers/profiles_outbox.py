@@ -61,8 +61,17 @@ SCAN_ROWS = 256
 POLL_SECONDS = 1.0
 """How often an idle applier looks for rows nobody woke it for."""
 CONFLICT_RETRIES = 5
-"""Times an application is run again at once after a deadlock (appliers of two partitions merging the
-same profiles)."""
+"""Times an application is run again at once after a conflict with another applier (:data:`CONFLICTS`)."""
+CONFLICTS = (
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.UniqueViolation,
+)
+"""What another applier's transaction causes, never one event: a deadlock (appliers of two partitions
+merging the same profiles), or an id that another applier created after this one found it missing
+(``profile_ids``' primary key; the id locks prevent it between appliers of one version, not between
+two versions taking different locks during an upgrade). Run again, the application finds what the other
+one committed."""
 _LOCK_BASE = 0x7472_6B70_0000  # "trkp": a partition's applier lock is this plus its number
 
 
@@ -157,8 +166,8 @@ def apply_pending(conn: psycopg.Connection, *, wait: bool = False, up_to: int | 
     tried without waiting): a partition's rows are applied by one applier at a time, oldest first.
     ``wait``: wait for every partition instead (then what other appliers held is applied, and the rest
     is taken); ``up_to``: only rows whose id is at most this. What must not run before the work
-    pending now is done (deleting an account's profiles) uses both. A deadlock with another applier
-    runs it again at once.
+    pending now is done (deleting an account's profiles) uses both. A conflict with another applier
+    (:data:`CONFLICTS`) runs it again at once.
 
     An event whose profile change cannot be made (PostgreSQL refuses a value, Python's decimals
     overflow) does not hold the others back: the application is split in halves down to it
@@ -169,7 +178,7 @@ def apply_pending(conn: psycopg.Connection, *, wait: bool = False, up_to: int | 
             with conn.transaction():
                 applied = _apply_once(conn, wait, up_to)
             break
-        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+        except CONFLICTS as exc:
             if attempt == CONFLICT_RETRIES:
                 raise
             log.warning("profile_outbox_conflict sqlstate=%s attempt=%d", exc.sqlstate, attempt)
@@ -306,8 +315,7 @@ def _apply_isolating(
 
 
 _PASSED_ON = (
-    psycopg.errors.DeadlockDetected,
-    psycopg.errors.SerializationFailure,
+    *CONFLICTS,
     psycopg.OperationalError,
     psycopg.InterfaceError,
 )

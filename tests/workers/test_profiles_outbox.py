@@ -414,3 +414,43 @@ def test_deleting_waits_for_a_store_transaction_writing_rows(db, database_url):
             assert deleter.is_alive()  # waits for the store's commit
         deleter.join(10)
     assert done == [1] and count(db, "profile_outbox") == 0  # its row counted as written before
+
+
+def test_an_id_another_applier_created_unlocked_is_found_when_the_application_runs_again(
+    db, database_url, monkeypatch
+):
+    """An applier of another version takes other locks for the same id (an upgrade's mixed workers):
+    it can create an id after this applier found it missing. The insert fails on ``profile_ids``'
+    primary key; the application runs again, finds the id, and applies the event to its profile:
+    nothing refused, nothing left pending."""
+    store_only(database_url, ev("identify", user_id="u1", anonymous_id="d1", traits={"plan": "pro"}))
+    real = profiles._lock_profiles
+    calls: list[int] = []
+
+    def then_another_applier_creates_u1(cur, ids, keys):
+        links = real(cur, ids, keys)
+        calls.append(len(links))
+        if len(calls) == 1:  # the first attempt found nothing; the rival commits u1 before it inserts
+            with psycopg.connect(database_url, autocommit=True) as rival:
+                rival.execute(
+                    "INSERT INTO profiles (id, workspace, user_id, first_seen, counters)"
+                    " VALUES ('00000000-0000-7000-8000-000000000001', 'default', 'u1', now(), '{\"n\": 1}')"
+                )
+                rival.execute(
+                    "INSERT INTO profile_ids (workspace, key, id, kind, profile_id) VALUES"
+                    " ('default', sha256('u1'), 'u1', 'user', '00000000-0000-7000-8000-000000000001')"
+                )
+        return links
+
+    monkeypatch.setattr(profiles, "_lock_profiles", then_another_applier_creates_u1)
+    refused = metrics.worker().profile_refused
+    before = refused._value.get()
+    with psycopg.connect(database_url) as conn:
+        assert profiles_outbox.apply_all(conn) == 1
+    assert calls == [0, 1]  # run again once; the second time u1 was found
+    assert refused._value.get() == before
+    assert count(db, "profile_outbox") == 0 and count(db, "profiles") == 1
+    u1 = show(db, "u1")
+    assert u1["profile_id"] == "00000000-0000-7000-8000-000000000001"
+    assert u1["traits"] == {"plan": "pro"} and u1["counters"] == {"n": 1}
+    assert show(db, "d1")["profile_id"] == u1["profile_id"]
