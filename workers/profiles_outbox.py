@@ -61,17 +61,10 @@ SCAN_ROWS = 256
 POLL_SECONDS = 1.0
 """How often an idle applier looks for rows nobody woke it for."""
 CONFLICT_RETRIES = 5
-"""Times an application is run again at once after a conflict with another applier (:data:`CONFLICTS`)."""
-CONFLICTS = (
-    psycopg.errors.DeadlockDetected,
-    psycopg.errors.SerializationFailure,
-    psycopg.errors.UniqueViolation,
-)
+"""Times an application is run again at once after a conflict with another applier (:func:`raced`)."""
+CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 """What another applier's transaction causes, never one event: a deadlock (appliers of two partitions
-merging the same profiles), or an id that another applier created after this one found it missing
-(``profile_ids``' primary key; the id locks prevent it between appliers of one version, not between
-two versions taking different locks during an upgrade). Run again, the application finds what the other
-one committed."""
+merging the same profiles), or a serialization failure. So is :func:`raced`."""
 _LOCK_BASE = 0x7472_6B70_0000  # "trkp": a partition's applier lock is this plus its number
 
 
@@ -99,6 +92,17 @@ DELETE_SQL = (
     "DELETE FROM profile_outbox WHERE id = ANY(%s)"
     " RETURNING id, n_events, events, clock_timestamp() - created_at"
 )
+
+
+def raced(exc: BaseException) -> bool:
+    """Whether ``exc`` is another applier's conflict: one of :data:`CONFLICTS`, or an id that another
+    applier created after this one found it missing (a duplicate on ``profile_ids``' primary key: the
+    id locks prevent it between appliers of one version, not between two versions taking different
+    locks during an upgrade). Run again, the application finds what the other one committed. A
+    duplicate on any other constraint is not assumed to be a race: it goes the way of a refused value."""
+    if isinstance(exc, CONFLICTS):
+        return True
+    return isinstance(exc, psycopg.errors.UniqueViolation) and exc.diag.constraint_name == "profile_ids_pkey"
 
 
 def _partition(key: str) -> int:
@@ -167,7 +171,8 @@ def apply_pending(conn: psycopg.Connection, *, wait: bool = False, up_to: int | 
     ``wait``: wait for every partition instead (then what other appliers held is applied, and the rest
     is taken); ``up_to``: only rows whose id is at most this. What must not run before the work
     pending now is done (deleting an account's profiles) uses both. A conflict with another applier
-    (:data:`CONFLICTS`) runs it again at once.
+    (:func:`raced`) runs it again at once, up to :data:`CONFLICT_RETRIES` times; then it is raised and
+    the rows stay pending.
 
     An event whose profile change cannot be made (PostgreSQL refuses a value, Python's decimals
     overflow) does not hold the others back: the application is split in halves down to it
@@ -176,10 +181,10 @@ def apply_pending(conn: psycopg.Connection, *, wait: bool = False, up_to: int | 
     for attempt in range(1, CONFLICT_RETRIES + 1):
         try:
             with conn.transaction():
-                applied = _apply_once(conn, wait, up_to)
+                applied = _apply_once(conn, wait, up_to, last=attempt == CONFLICT_RETRIES)
             break
-        except CONFLICTS as exc:
-            if attempt == CONFLICT_RETRIES:
+        except psycopg.Error as exc:
+            if not raced(exc) or attempt == CONFLICT_RETRIES:
                 raise
             log.warning("profile_outbox_conflict sqlstate=%s attempt=%d", exc.sqlstate, attempt)
     counted = metrics.worker()  # committed
@@ -195,8 +200,8 @@ def apply_pending(conn: psycopg.Connection, *, wait: bool = False, up_to: int | 
 _NOTHING = Applied([], None, 0)
 
 
-def _apply_once(conn: psycopg.Connection, wait: bool, up_to: int | None) -> Applied:
-    """:func:`apply_pending`'s transaction."""
+def _apply_once(conn: psycopg.Connection, wait: bool, up_to: int | None, *, last: bool = False) -> Applied:
+    """:func:`apply_pending`'s transaction (``last``: its last attempt, see :func:`_apply_isolating`)."""
     # its commit need not wait for the WAL flush: a crash that loses it loses the rows' deletion with
     # it (one transaction), so they are applied again, once; the store's commits keep theirs
     conn.execute("SET LOCAL synchronous_commit = off")
@@ -225,7 +230,7 @@ def _apply_once(conn: psycopg.Connection, wait: bool, up_to: int | None) -> Appl
             continue
         where.update(pending.where)
         events.extend(pending.events)
-    written, refused = _apply_isolating(conn, sorted(events, key=profiles.event_order), where)
+    written, refused = _apply_isolating(conn, sorted(events, key=profiles.event_order), where, last)
     return Applied([lag.total_seconds() for *_, lag in deleted], written, refused + unreadable)
 
 
@@ -277,20 +282,25 @@ def _choose(
 
 
 def _apply_isolating(
-    conn: psycopg.Connection, events: list[profiles.ProfileEvent], where: dict[str, str]
+    conn: psycopg.Connection, events: list[profiles.ProfileEvent], where: dict[str, str], last: bool = False
 ) -> tuple[profiles.Written | None, int]:
     """``profiles.apply`` of ``events`` (in event order) in a savepoint. If one of them cannot be
     applied (a value PostgreSQL refuses, a number Python's decimals overflow on), the two halves are
     applied apart, in order, and so on down to the event that fails, which is logged and counted:
     ~2 log2(n) savepoints a bad event, not one an event (many subtransactions slow every snapshot of
     the server). Returns what was written and how many events were refused. A conflict or a lost
-    connection is raised (the whole transaction is retried, or the rows stay pending)."""
+    connection is raised (the whole transaction is retried, or the rows stay pending). ``last``: the
+    transaction's last attempt, where an id found missing that is there on insert (:func:`raced`) is
+    no longer taken for a race but for the event's fault: refused, so that a lookup that keeps missing
+    an id cannot hold every other event of the partition back."""
     try:
         with conn.transaction():
             return profiles.apply(conn, events, where, ordered=True), 0
     except _PASSED_ON:
         raise
     except Exception as exc:  # noqa: BLE001 - what one event causes must not block every other one
+        if raced(exc) and not (last and isinstance(exc, psycopg.errors.UniqueViolation)):
+            raise
         if len(events) == 1:
             event = events[0]
             log.warning(
@@ -303,8 +313,8 @@ def _apply_isolating(
             return None, 1
         log.info("profile_outbox_split n_events=%d error=%s", len(events), type(exc).__name__)
     half = len(events) // 2
-    first, refused_first = _apply_isolating(conn, events[:half], where)
-    second, refused_second = _apply_isolating(conn, events[half:], where)
+    first, refused_first = _apply_isolating(conn, events[:half], where, last)
+    second, refused_second = _apply_isolating(conn, events[half:], where, last)
     written = [w for w in (first, second) if w is not None]
     total = (
         profiles.Written(sum(w.n_profiles for w in written), sum(w.n_groups for w in written))
@@ -319,7 +329,8 @@ _PASSED_ON = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
 )
-"""Not one event's fault: the caller retries the transaction, or the rows stay pending."""
+"""Not one event's fault (nor is what :func:`raced` says): the caller retries the transaction, or the rows
+stay pending."""
 
 
 def apply_all(conn: psycopg.Connection, *, wait: bool = False, up_to: int | None = None) -> int:

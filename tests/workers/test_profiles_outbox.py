@@ -454,3 +454,62 @@ def test_an_id_another_applier_created_unlocked_is_found_when_the_application_ru
     assert u1["profile_id"] == "00000000-0000-7000-8000-000000000001"
     assert u1["traits"] == {"plan": "pro"} and u1["counters"] == {"n": 1}
     assert show(db, "d1")["profile_id"] == u1["profile_id"]
+
+
+def test_an_id_found_missing_on_every_attempt_refuses_its_event_and_holds_nothing_back(
+    db, database_url, monkeypatch
+):
+    """A lookup that keeps missing an id that exists (a bug, say): the insert fails on every attempt.
+    After ``CONFLICT_RETRIES`` attempts the last one refuses that event alone; the row's other events
+    are applied and nothing stays pending."""
+    store_only(database_url, ev("identify", user_id="u1", traits={"plan": "pro"}))
+    with psycopg.connect(database_url) as conn:
+        profiles_outbox.apply_all(conn)
+    store_only(
+        database_url,
+        ev("track", at=1, name="a", user_id="u1", properties={"revenue": 5}),
+        ev("identify", at=2, user_id="u2", traits={"plan": "free"}),
+    )
+    real = profiles._lock_profiles
+    attempts: list[int] = []
+
+    def missing_u1(cur, ids, keys):
+        attempts.append(1)
+        return {key: p for key, p in real(cur, ids, keys).items() if key[1] != "u1"}
+
+    monkeypatch.setattr(profiles, "_lock_profiles", missing_u1)
+    refused = metrics.worker().profile_refused
+    before = refused._value.get()
+    with psycopg.connect(database_url) as conn:
+        assert profiles_outbox.apply_all(conn) >= 1
+    assert refused._value.get() - before == 1
+    assert count(db, "profile_outbox") == 0
+    assert show(db, "u2")["traits"] == {"plan": "free"}
+    assert show(db, "u1")["revenue"] == {}  # its change refused, its profile untouched
+    assert len(attempts) > profiles_outbox.CONFLICT_RETRIES  # retried, then split down to u1's event
+
+
+def test_a_duplicate_on_another_constraint_is_one_events_fault_not_a_race(db, database_url, monkeypatch):
+    store_only(  # one person: one outbox row
+        database_url,
+        ev("identify", user_id="u1", traits={"plan": "pro"}),
+        ev("track", at=1, name="bad", user_id="u1", properties={"revenue": 3}),
+    )
+    real = profiles.apply
+    calls: list[int] = []
+
+    def duplicate_for_the_track(conn, events, *args, **kwargs):
+        calls.append(len(events))
+        if any(e.properties.get("revenue") == 3 for e in events):
+            raise psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")
+        return real(conn, events, *args, **kwargs)
+
+    monkeypatch.setattr(profiles, "apply", duplicate_for_the_track)
+    refused = metrics.worker().profile_refused
+    before = refused._value.get()
+    with psycopg.connect(database_url) as conn:
+        assert profiles_outbox.apply_all(conn) == 1
+    assert calls == [2, 1, 1]  # split at once, never run again whole
+    assert refused._value.get() - before == 1
+    assert show(db, "u1")["traits"] == {"plan": "pro"} and show(db, "u1")["revenue"] == {}
+    assert count(db, "profile_outbox") == 0
