@@ -511,7 +511,7 @@ UPDATE_PROFILES_SQL = (
 )
 SELECT_PROFILES_SQL = (
     f"SELECT id::text, workspace, {_PROFILE_COLUMNS} FROM profiles"
-    " WHERE id = ANY(ARRAY(SELECT json_array_elements_text(%s)::uuid)) ORDER BY id FOR UPDATE"
+    " WHERE id = ANY(%b::uuid[]) ORDER BY id FOR UPDATE"
 )
 RESOLVE_SQL = (  # one workspace's ids by their keys (a binary bytea[]): one sorted index scan
     "SELECT key, profile_id::text FROM profile_ids WHERE workspace = %s AND key = ANY(%b::bytea[])"
@@ -728,7 +728,7 @@ def _lock_profiles(
         missing = set(links.values()) - set(locked)
         if not missing:
             return {key: locked[pid] for key, pid in links.items()}
-        cur.execute(SELECT_PROFILES_SQL, (Json(sorted(missing), _dumps),))
+        cur.execute(SELECT_PROFILES_SQL, (pg_arrays.uuid_array(sorted(missing)),))
         rows = cur.fetchall()
         for row in rows:
             locked[row[0]] = Profile(

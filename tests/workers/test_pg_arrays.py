@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import psycopg
 import pytest
@@ -54,3 +55,22 @@ def test_an_unregistered_cursor_does_not_send_it_as_an_array(db):
 def test_any_bytes_read_back(database_url, values):
     with psycopg.connect(database_url) as conn:
         assert read_back(conn, values) == values
+
+
+def test_uuid_array_reads_back_in_order(db):
+    values = [str(uuid.uuid4()) for _ in range(300)] + ["00000000-0000-0000-0000-000000000000"]
+    with db.cursor() as cur:
+        pg_arrays.register(cur)
+        row = cur.execute(
+            "SELECT array_agg(v::text ORDER BY n) FROM unnest(%b::uuid[]) WITH ORDINALITY AS u(v, n)",
+            (pg_arrays.uuid_array(values),),
+        ).fetchone()
+        assert row == (values,)
+        empty = cur.execute("SELECT %b::uuid[] = '{}'::uuid[]", (pg_arrays.uuid_array([]),)).fetchone()
+        assert empty == (True,)
+
+
+@pytest.mark.parametrize("bad", ["not-a-uuid", "0000", "00000000-0000-0000-0000-0000000000000000"])
+def test_uuid_array_refuses_what_is_not_a_uuid(bad):
+    with pytest.raises(ValueError):
+        pg_arrays.uuid_array([str(uuid.uuid4()), bad])
