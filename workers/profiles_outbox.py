@@ -171,8 +171,9 @@ def apply_pending(conn: psycopg.Connection, *, wait: bool = False, up_to: int | 
     ``wait``: wait for every partition instead (then what other appliers held is applied, and the rest
     is taken); ``up_to``: only rows whose id is at most this. What must not run before the work
     pending now is done (deleting an account's profiles) uses both. A conflict with another applier
-    (:func:`raced`) runs it again at once, up to :data:`CONFLICT_RETRIES` times; then it is raised and
-    the rows stay pending.
+    (:func:`raced`) runs it again at once, up to :data:`CONFLICT_RETRIES` times; then a deadlock is
+    raised and the rows stay pending, and an id found missing that is there on insert is refused as
+    that event's fault (:func:`_apply_isolating`).
 
     An event whose profile change cannot be made (PostgreSQL refuses a value, Python's decimals
     overflow) does not hold the others back: the application is split in halves down to it
