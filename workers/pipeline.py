@@ -1,7 +1,8 @@
-"""The persist pipeline, written once: enrich → store + profile outbox row + forward intents (one
-transaction, retried on a conflict) → quarantine of what PostgreSQL refused and of the items the gateway
-could not accept → forward jobs queued → the live debug feed (``debug_feed.py``, only while someone
-watches) → the profile outbox applied (``profiles_outbox.py``: by the worker's applier thread, or here).
+"""The persist pipeline, written once: store (each new event enriched as its COPY row is written) +
+profile outbox row + forward intents (one transaction, retried on a conflict) → quarantine of what
+PostgreSQL refused and of the items the gateway could not accept → forward jobs queued → the live
+debug feed (``debug_feed.py``, only while someone watches) → the profile outbox applied
+(``profiles_outbox.py``: by the worker's applier thread, or here).
 
 The RQ job (``jobs.persist_batch``) and the quarantine replay call :func:`persist`; the file replay
 enqueues persist jobs, so it runs here too. Each step is idempotent: the dedupe claim makes the store,
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -68,8 +71,9 @@ def persist(
     ``quarantine_refused_events=False`` returns the events PostgreSQL refused instead of adding
     quarantine rows for them (the quarantine replay updates the row it came from).
     """
-    dests = _before_store(conn, batch.events, settings)
-    result = _store(conn, batch, dests)
+    dests, enriching = _before_store(conn, batch.events, settings)
+    with enriching:
+        result = _store(conn, batch, dests)
     persisted = _after_store(conn, batch, result, settings, quarantine_refused_events)
     profiles_outbox.after_commit(conn, sum(result.applied))
     return persisted
@@ -89,17 +93,18 @@ def persist_group(
     A failure after the commit is safe to run again the same way: the events are claimed."""
     if len(batches) == 1:
         return [persist(conn, batches[0], settings)]
-    dests = _before_store(conn, [event for batch in batches for event in batch.events], settings)
+    dests, enriching = _before_store(conn, [event for batch in batches for event in batch.events], settings)
 
     def intents(conn: psycopg.Connection, part: int, new: list[Event]) -> list[outbox.Written]:
         return outbox.write(conn, batches[part].batch_id, fanout.plan_deliveries(dests, new))
 
-    results = store.store_group(
-        conn,
-        [(batch.batch_id, batch.events) for batch in batches],
-        apply=apply_stored,
-        outbox=intents if dests else None,
-    )
+    with enriching:
+        results = store.store_group(
+            conn,
+            [(batch.batch_id, batch.events) for batch in batches],
+            apply=apply_stored,
+            outbox=intents if dests else None,
+        )
     persisted = [_after_store(conn, b, r, settings) for b, r in zip(batches, results, strict=True)]
     profiles_outbox.after_commit(conn, sum(n for result in results for n in result.applied))
     return persisted
@@ -107,16 +112,26 @@ def persist_group(
 
 def _before_store(
     conn: psycopg.Connection, events: list[Event], settings: Settings | None
-) -> list[Destination]:
-    """The outbox sweep when due, enrichment; returns the destinations (read before the store
-    transaction, as they commit on their own)."""
+) -> tuple[list[Destination], AbstractContextManager[None]]:
+    """The outbox sweep when due, the enrichment's reads; returns the destinations (read before the
+    store transaction, as they commit on their own) and what to store within: each new event is
+    enriched as the store writes its row (``store.rows_through``: the chain's Python runs while
+    PostgreSQL parses the rows already sent), and on leaving it the rest of the batch is (events
+    stored before, which no row reached), so every event is enriched once the store returns."""
     if settings is None:
-        return []
+        return [], nullcontext()
     if settings.redis_url:
         # deliveries whose jobs were never queued (Redis failed, a worker died after its commit)
         outbox.sweep_if_due(conn, resources.redis_connection(settings))
-    enrich.enrich_batch(conn, events, settings)
-    return resources.destinations(conn)
+    prepared = enrich.prepare_batch(conn, events, settings)
+    return resources.destinations(conn), _enriching(prepared)
+
+
+@contextmanager
+def _enriching(prepared: enrich.Prepared) -> Iterator[None]:
+    with store.rows_through(prepared.rows):
+        yield
+    prepared.finish()
 
 
 def _after_store(

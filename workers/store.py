@@ -15,7 +15,9 @@ text goes through ``workers/storable.py`` first, so no NUL or lone surrogate fai
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +92,23 @@ _seen_before_share = 0.0
 
 _encode = msgspec.json.encode
 _created_partitions: set[tuple[int, int]] = set()
+
+RowsOf = Callable[[Iterable[Event]], Iterable[Event]]
+"""What the store passes the events it writes through, as it writes their rows (:func:`rows_through`)."""
+_rows_of: ContextVar[RowsOf | None] = ContextVar("trackgate_store_rows_of", default=None)
+
+
+@contextmanager
+def rows_through(rows_of: RowsOf) -> Iterator[None]:
+    """Within it, the events this thread's store calls write are passed through ``rows_of`` as their
+    rows are written: the pipeline enriches each new event there (``workers/pipeline.py``), so that
+    the chain's Python runs while PostgreSQL parses the rows already sent. ``rows_of`` gets each
+    transaction's events again when it is run again, and must leave an event it has seen as it is."""
+    token = _rows_of.set(rows_of)
+    try:
+        yield
+    finally:
+        _rows_of.reset(token)
 
 
 def row_fields(row: Sequence[Any]) -> dict[str, Any]:
@@ -336,7 +355,11 @@ def _store_parts(
         # encoded, a NUL cannot be in text) and the transaction rolled back: made storable as the
         # canonical text fields are, in the events themselves (what is forwarded is what is stored),
         # then once again. Caught here rather than checked on every row: it costs nothing until then.
-        for _, event in unique.values():
+        # Every event is passed through rows_of first: those after the one that failed have their
+        # enrichment only then, and are cleaned with the others.
+        rows_of = _rows_of.get()
+        events = [event for _, event in unique.values()]
+        for event in events if rows_of is None else rows_of(events):
             storable.enrichment_texts(event, enrichment_columns.TEXTS)
         cleaned = True
 
@@ -394,10 +417,11 @@ def _claim_and_store(
             if key in claimed:
                 news[i].append(event)
         if claimed:
+            rows_of = _rows_of.get()
             with cur.copy(COPY_SQL) as copy:
                 write = copy.write_row
                 for (batch_id, _), new in zip(parts, news, strict=True):
-                    for event in new:
+                    for event in new if rows_of is None else rows_of(new):
                         write(event_row(event, batch_id))
             every = news[0] if len(parts) == 1 else [event for new in news for event in new]
             if apply is not None and (result := apply(conn, every)) is not None:

@@ -123,53 +123,68 @@ def _run(event: Event, env: Env, steps: tuple[tuple[str, Callable[[Event, Env], 
 
 
 def enrich_events(events: Iterable[Event], env: Env) -> None:
-    """:func:`enrich_event` on each event, with what is the same for the whole batch worked out once:
-    whether each source has settings, each day's visitor-id pads. An event whose enrichment starts
-    empty (the usual case) takes the memoized head, then ``visitor`` and ``screen`` inline when its
-    source has no settings: the same keys, values and order as the processors one by one
-    (``tests/workers/enrich/test_batch_path.py`` compares them); anything else, or a step that raises,
-    takes :func:`enrich_event`'s path."""
-    if CHAIN is not _STANDARD:
-        for event in events:
-            enrich_event(event, env)
-        return
-    head = memo.head
-    database = env.geo
-    salts = env.salts
-    late_ids = env.late_ids
-    pads_by_day: dict[date, Any] = {}
-    visitor_id = visitor.visitor_id
-    screen_bucket = screen.bucket
-    screen_width = screen.screen_width
-    has_settings: dict[str, bool] = {}
+    """:func:`enrich_event` on each event, with what is the same for the whole batch worked out once
+    (:class:`BatchEnricher`)."""
+    one = BatchEnricher(env)
     for event in events:
+        one(event)
+
+
+class BatchEnricher:
+    """:func:`enrich_event` for the events of one batch, with what is the same for all of them worked
+    out once: whether each source has settings, each day's visitor-id pads. Called on each event
+    (the store calls it as it writes each new event's row: ``workers/pipeline.py``). An event whose
+    enrichment starts empty (the usual case) takes the memoized head, then ``visitor`` and ``screen``
+    inline when its source has no settings: the same keys, values and order as the processors one by
+    one (``tests/workers/enrich/test_batch_path.py`` compares them); anything else, or a step that
+    raises, takes :func:`enrich_event`'s path."""
+
+    __slots__ = ("env", "has_settings", "pads_by_day")
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.pads_by_day: dict[date, Any] = {}
+        self.has_settings: dict[str, bool] = {}
+
+    def __call__(self, event: Event) -> None:
+        env = self.env
         enrichment = event.enrichment
-        if enrichment or not isinstance(enrichment, dict):
+        if CHAIN is not _STANDARD or enrichment or not isinstance(enrichment, dict):
             enrich_event(event, env)
-            continue
-        found = head(event, database)
+            return
+        found = memo.head(event, env.geo)
         if found is None:
             _run(event, env, CHAIN)
-            continue
+            return
         event.enrichment = found
         source_id = event.source_id
-        settings = has_settings.get(source_id)
+        settings = self.has_settings.get(source_id)
         if settings is None:
-            settings = has_settings[source_id] = _has_settings(env, source_id)
+            settings = self.has_settings[source_id] = _has_settings(env, source_id)
         if settings:
             _run(event, env, _TAIL)
-            continue
+            return
         try:  # _TAIL_NO_SETTINGS, inline
-            found_id = visitor_id(event, salts, late_ids, pads_by_day)
-            bucket = screen_bucket(screen_width(event))
+            found_id = visitor.visitor_id(event, env.salts, env.late_ids, self.pads_by_day)
+            bucket = screen.bucket(screen.screen_width(event))
         except Exception:  # noqa: BLE001 - the processors run again, one by one, and note what failed
             _run(event, env, _TAIL_NO_SETTINGS)
-            continue
+            return
         if found_id is not None:
             found.setdefault("visitor_id", found_id)
         found.setdefault("screen_bucket", bucket)
 
 
-from trackgate.workers.enrich.runner import Enricher, enrich_batch  # noqa: E402
+from trackgate.workers.enrich.runner import Enricher, Prepared, enrich_batch, prepare_batch  # noqa: E402
 
-__all__ = ["CHAIN", "Enricher", "Env", "enrich_batch", "enrich_event", "enrich_events"]
+__all__ = [
+    "CHAIN",
+    "BatchEnricher",
+    "Enricher",
+    "Env",
+    "Prepared",
+    "enrich_batch",
+    "enrich_event",
+    "enrich_events",
+    "prepare_batch",
+]

@@ -4,13 +4,14 @@ per batch, :func:`enrich_batch`, made by ``workers.jobs.persist_batch`` before i
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
 from trackgate.schemas.event import Event
 from trackgate.schemas.settings import Settings
-from trackgate.workers.enrich import Env, enrich_events, memo, visitor
+from trackgate.workers.enrich import BatchEnricher, Env, memo, visitor
 from trackgate.workers.enrich.geo import GeoDatabase
 from trackgate.workers.enrich.salts import SaltCache
 from trackgate.workers.enrich.sources import SourceSettings
@@ -39,6 +40,14 @@ class Enricher:
     def run(self, conn: psycopg.Connection, events: list[Event], now: datetime) -> None:
         if not events:
             return
+        prepared = self.prepare(conn, events, now)
+        for _ in prepared.rows(events):
+            pass
+        prepared.finish()
+
+    def prepare(self, conn: psycopg.Connection, events: list[Event], now: datetime) -> Prepared:
+        """What the chain reads once for ``events`` (their sources' settings, the salts, the midnight
+        carry), read now; the events are enriched later, one by one (:meth:`Prepared.rows`)."""
         self.sources.refresh(conn, {e.source_id for e in events})
         salts = self.salts.get(conn, now.astimezone(UTC).date())
         in_grace, in_late = visitor.at_midnight(events)
@@ -48,8 +57,7 @@ class Enricher:
             settings=self.sources,
             geo=self.geo,
         )
-        enrich_events(events, env)
-        self._remember_late(in_late)
+        return Prepared(self, events, in_late, BatchEnricher(env))
 
     def late_ids(self, conn: psycopg.Connection, in_grace: list[Event], salts) -> set[str]:
         """Yesterday's late ids, for a batch's events in a day's first 30 minutes (``in_grace``): those
@@ -92,6 +100,38 @@ class Enricher:
             self.geo.close()
 
 
+class Prepared:
+    """A batch's enrichment, its reads done (:meth:`Enricher.prepare`): each event is enriched once,
+    when :meth:`rows` reaches it (the store's COPY loop, so that the chain's Python runs while
+    PostgreSQL parses the rows already sent), and :meth:`finish` enriches what no row reached (events
+    stored before, not written) and keeps the late visitor ids."""
+
+    __slots__ = ("done", "enricher", "events", "in_late", "one")
+
+    def __init__(self, enricher: Enricher, events: list[Event], in_late: list[Event], one: BatchEnricher):
+        self.enricher = enricher
+        self.events = events
+        self.in_late = in_late
+        self.one = one
+        self.done: set[int] = set()  # id() of the events enriched (the batch holds them all meanwhile)
+
+    def rows(self, events: Iterable[Event]) -> Iterator[Event]:
+        """``events`` (of this batch), each enriched first unless it was already (a transaction run
+        again after a conflict or a refused value passes its events through here again)."""
+        done, one = self.done, self.one
+        for event in events:
+            key = id(event)
+            if key not in done:
+                done.add(key)
+                one(event)
+            yield event
+
+    def finish(self) -> None:
+        for _ in self.rows(self.events):
+            pass
+        self.enricher._remember_late(self.in_late)
+
+
 _current: Enricher | None = None
 
 
@@ -99,9 +139,22 @@ def enrich_batch(
     conn: psycopg.Connection, events: list[Event], settings: Settings, now: datetime | None = None
 ) -> None:
     """Enrich a batch's events in place, with this process's Enricher (built on first use)."""
+    _enricher(settings).run(conn, events, now or datetime.now(UTC))
+
+
+def prepare_batch(
+    conn: psycopg.Connection, events: list[Event], settings: Settings, now: datetime | None = None
+) -> Prepared:
+    """:func:`enrich_batch` in two parts: the reads now, each event as :meth:`Prepared.rows` reaches
+    it, the rest at :meth:`Prepared.finish` (``workers/pipeline.py``: inside the store's COPY)."""
+    return _enricher(settings).prepare(conn, events, now or datetime.now(UTC))
+
+
+def _enricher(settings: Settings) -> Enricher:
+    """This process's Enricher (built on first use, again when the settings it reads change)."""
     global _current
     if _current is None or _current.key != (settings.database_url, settings.geoip_db):
         if _current is not None:
             _current.close()
         _current = Enricher(settings)
-    _current.run(conn, events, now or datetime.now(UTC))
+    return _current

@@ -274,3 +274,34 @@ def test_a_percent_encoded_nul_in_a_campaign_field_is_stored_replaced(client, wr
         ("nul-1", "ok"),
     ]
     assert db.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)
+
+
+def test_the_pipeline_enriches_each_event_once_even_one_stored_before(settings, conn):
+    """``pipeline.persist`` enriches new events as the store writes their rows and, once the store
+    returns, the rest (an event stored before): every event of the batch comes back enriched, once."""
+    from tests.helpers import make_event
+    from trackgate.schemas.jobs import PersistBatch
+    from trackgate.workers import pipeline
+    from trackgate.workers.enrich import BatchEnricher
+
+    source = add_source(settings.database_url, "segment", "enrich-once")[0]
+    old = make_event("p-old", source_id=source.id)
+    pipeline.persist(conn, PersistBatch(batch_id="p0", events=[old]), settings)
+    calls: list[str] = []
+    real = BatchEnricher.__call__
+
+    def counted(self, event):
+        calls.append(event.message_id)
+        return real(self, event)
+
+    events = [make_event(m, source_id=source.id) for m in ("p-1", "p-old", "p-2")]
+    try:
+        BatchEnricher.__call__ = counted  # type: ignore[method-assign]
+        result = pipeline.persist(conn, PersistBatch(batch_id="p1", events=events), settings)
+    finally:
+        BatchEnricher.__call__ = real  # type: ignore[method-assign]
+    assert result.n_stored == 2
+    assert sorted(calls) == ["p-1", "p-2", "p-old"]  # each once: the stored ones in the COPY, then the rest
+    assert all(e.enrichment.get("visitor_id") for e in events)
+    row = conn.execute("SELECT visitor_id FROM events WHERE message_id = 'p-1'").fetchone()
+    assert row == (events[0].enrichment["visitor_id"],)
