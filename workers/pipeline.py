@@ -117,7 +117,9 @@ def _before_store(
     store transaction, as they commit on their own) and what to store within: each new event is
     enriched as the store writes its row (``store.rows_through``: the chain's Python runs while
     PostgreSQL parses the rows already sent), and on leaving it the rest of the batch is (events
-    stored before, which no row reached), so every event is enriched once the store returns."""
+    stored before, which no row reached), so every event is enriched once the store returns. (A
+    group whose store fails is run again batch by batch, and those runs enrich its events again, as
+    the chain before the transaction did.)"""
     if settings is None:
         return [], nullcontext()
     if settings.redis_url:

@@ -103,7 +103,9 @@ def rows_through(rows_of: RowsOf) -> Iterator[None]:
     """Within it, the events this thread's store calls write are passed through ``rows_of`` as their
     rows are written: the pipeline enriches each new event there (``workers/pipeline.py``), so that
     the chain's Python runs while PostgreSQL parses the rows already sent. ``rows_of`` gets each
-    transaction's events again when it is run again, and must leave an event it has seen as it is."""
+    transaction's events again when it is run again, and must leave an event it has seen as it is.
+    What it costs runs inside the transaction: its claims are held that much longer (the warm chain:
+    ~7 µs an event, ~14 ms for 2,000), which a worker racing for the same pairs waits."""
     token = _rows_of.set(rows_of)
     try:
         yield

@@ -84,7 +84,7 @@ _TAIL = CHAIN[_HEAD:]
 _TAIL_NO_SETTINGS = tuple(step for step in _TAIL if step[0] in ("visitor", "screen"))
 """What of the tail adds anything for a source without settings: ``excluded``, ``content_group`` and
 ``ip_policy`` read only the source's settings (``excluded_ips``, ``content_groups``, ``ip_policy``)."""
-assert [name for name, _ in _TAIL_NO_SETTINGS] == ["visitor", "screen"]  # enrich_events inlines them
+assert [name for name, _ in _TAIL_NO_SETTINGS] == ["visitor", "screen"]  # BatchEnricher inlines them
 
 
 def enrich_event(event: Event, env: Env) -> None:

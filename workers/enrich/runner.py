@@ -1,5 +1,7 @@
-"""Running the chain in a worker: per-process state (source settings, salts, geo database) and one call
-per batch, :func:`enrich_batch`, made by ``workers.jobs.persist_batch`` before it stores the batch."""
+"""Running the chain in a worker: per-process state (source settings, salts, geo database). The
+pipeline (``workers/pipeline.py``) prepares a batch before its store transaction (:func:`prepare_batch`:
+the reads) and enriches each new event as the store writes its row (:class:`Prepared`);
+:func:`enrich_batch` does it all at once (the bench's (e), tests)."""
 
 from __future__ import annotations
 
@@ -122,8 +124,8 @@ class Prepared:
         for event in events:
             key = id(event)
             if key not in done:
-                done.add(key)
                 one(event)
+                done.add(key)  # after: an event whose enrichment raised is tried again, not skipped
             yield event
 
     def finish(self) -> None:
@@ -145,8 +147,9 @@ def enrich_batch(
 def prepare_batch(
     conn: psycopg.Connection, events: list[Event], settings: Settings, now: datetime | None = None
 ) -> Prepared:
-    """:func:`enrich_batch` in two parts: the reads now, each event as :meth:`Prepared.rows` reaches
-    it, the rest at :meth:`Prepared.finish` (``workers/pipeline.py``: inside the store's COPY)."""
+    """:func:`enrich_batch` in parts: the reads now, each event as :meth:`Prepared.rows` reaches it
+    (``workers/pipeline.py``: in the store's COPY), the rest at :meth:`Prepared.finish` (after the
+    store returns)."""
     return _enricher(settings).prepare(conn, events, now or datetime.now(UTC))
 
 
