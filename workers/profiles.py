@@ -670,7 +670,7 @@ def apply(
         # groups that exist and whose traits this batch does not change need no lock (never deleted)
         existing = _read_groups(cur, set(group_first))
         locked_groups = group_writes | (set(group_first) - set(existing))
-        keys = {pair: _sha256(pair[1].encode()).digest() for pair in ids}
+        keys = {pair: _key(pair[1]) for pair in ids}
         lock_ids = sorted(
             {_lock_id(b"i", w, key) for (w, _), key in keys.items()}
             | {_lock_id(b"g", w, _key(g)) for w, g in locked_groups}

@@ -83,8 +83,8 @@ def enrichment_texts(ev: Event, names: Sequence[str]) -> Event:
     enrichment = ev.enrichment
     for name in names:
         value = enrichment.get(name)
-        if isinstance(value, str) and needs_cleaning(value):
-            enrichment[name] = _BAD.sub("\ufffd", value)
+        if isinstance(value, str):
+            enrichment[name] = text(value)
     return ev
 
 

@@ -42,10 +42,7 @@ class Enricher:
     def run(self, conn: psycopg.Connection, events: list[Event], now: datetime) -> None:
         if not events:
             return
-        prepared = self.prepare(conn, events, now)
-        for _ in prepared.rows(events):
-            pass
-        prepared.finish()
+        self.prepare(conn, events, now).finish()  # finish enriches every event no row reached: all
 
     def prepare(self, conn: psycopg.Connection, events: list[Event], now: datetime) -> Prepared:
         """What the chain reads once for ``events`` (their sources' settings, the salts, the midnight
