@@ -47,8 +47,11 @@ _LONE_HIGH_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{
 def _clearer(exc: Exception, data: Any) -> Exception:
     """msgspec's reason, except where it misleads: a lone high surrogate escape (``"\\ud800"`` with no
     ``\\udc00``-``\\udfff`` after it) is reported as "Input data was truncated" or "unexpected end of
-    hex escape" by where it stands; a lone low one is "invalid utf-16 surrogate pair", and now both say so."""
+    hex escape" by where it stands; a lone low one is "invalid utf-16 surrogate pair", and now both say so.
+    An empty body is "truncated" too: it says it is empty."""
     reason = str(exc)
+    if isinstance(data, bytes | str) and not data.strip():  # msgspec: "Input data was truncated"
+        return msgspec.DecodeError("the body is empty")
     if (
         (reason == "Input data was truncated" or "escape" in reason)
         and isinstance(data, bytes)

@@ -410,6 +410,14 @@ def test_invalid_json(call, body):
     assert error.status == 400
 
 
+@pytest.mark.parametrize("body", [b"", b"  \n"])
+@pytest.mark.parametrize("call", ["track", "batch"])
+def test_an_empty_body_is_called_empty_not_truncated(call, body):
+    error = refusal(call, body)
+    assert (error.code, error.status) == ("invalid_json", 400)
+    assert "empty" in error.message and "truncated" not in error.message
+
+
 @pytest.mark.parametrize("body", [b"[]", b'[{"userId":"u1","event":"E"}]', b'"x"', b"1", b"null", b"true"])
 @pytest.mark.parametrize("call", ["track", "batch"])
 def test_body_that_is_not_an_object(call, body):
