@@ -24,6 +24,16 @@ def process_seconds(pid: int) -> float:
     return times.user + times.system
 
 
+def tree_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` and its live descendants have used so far (a worker and its
+    profile applier process, ``workers/applier_process.py``)."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except _GONE:
+        return 0.0
+    return process_seconds(pid) + sum(process_seconds(child.pid) for child in children)
+
+
 def is_postgres(pid: int) -> bool:
     """Whether ``pid`` is a PostgreSQL process of this machine."""
     try:
@@ -60,19 +70,22 @@ class CpuMeter:
     from 0); one that exited before ``stop`` is not counted, nor are the server's own processes
     (WAL writer, checkpointer, autovacuum). A server that is not on this machine reads as None."""
 
-    def __init__(self, database_url: str):
+    def __init__(self, database_url: str, children: list[int] | None = None):
         self.database_url = database_url
+        self.children = children or []
+        """Processes whose CPU counts with this one's (a profile applier process); read at ``stop``
+        while they are alive."""
         self.backends: dict[int, float] = {}
         self.python = 0.0
 
     def start(self) -> None:
         self.backends = {pid: process_seconds(pid) for pid in backend_pids(self.database_url)}
-        self.python = time.process_time()
+        self.python = time.process_time() + sum(process_seconds(pid) for pid in self.children)
 
     def stop(self) -> tuple[float, float | None]:
-        """(this process's CPU seconds, the backends' CPU seconds, None if none is local) since
-        ``start``."""
-        python = time.process_time() - self.python
+        """(this process's and its ``children``'s CPU seconds, the backends' CPU seconds, None if none
+        is local) since ``start``."""
+        python = time.process_time() + sum(process_seconds(pid) for pid in self.children) - self.python
         pids = set(self.backends) | set(backend_pids(self.database_url))
         if not pids:
             return python, None

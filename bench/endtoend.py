@@ -25,7 +25,7 @@ import psycopg
 import redis
 
 from bench import latency, servers
-from bench.cpu import machine_busy_seconds, process_seconds
+from bench.cpu import machine_busy_seconds, process_seconds, tree_seconds
 from bench.persist import enqueue, reset_tables
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PERSIST_QUEUE
@@ -199,7 +199,7 @@ def _drain_with(settings: ServerSettings, env: dict[str, str], n_workers: int, n
     def cpu(r: redis.Redis, procs: list[subprocess.Popen]) -> dict[str, float]:
         info = r.info("cpu")
         for p in procs:  # a burst worker that finished first reads 0 (or nothing) from then on
-            worker_seen[p.pid] = max(worker_seen.get(p.pid, 0.0), process_seconds(p.pid))
+            worker_seen[p.pid] = max(worker_seen.get(p.pid, 0.0), tree_seconds(p.pid))
         return {
             "workers": sum(worker_seen.values()),
             "redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
@@ -230,7 +230,7 @@ def _drain_with(settings: ServerSettings, env: dict[str, str], n_workers: int, n
                 ).fetchall()
                 now = time.monotonic()
                 for p in procs:
-                    worker_seen[p.pid] = max(worker_seen.get(p.pid, 0.0), process_seconds(p.pid))
+                    worker_seen[p.pid] = max(worker_seen.get(p.pid, 0.0), tree_seconds(p.pid))
                 for (pid,) in pids:
                     backend_end[pid] = process_seconds(pid)
                     if first is not None:

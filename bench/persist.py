@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from trackgate.schemas import metrics
 from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PERSIST_QUEUE
 from trackgate.schemas.settings import ServerSettings, tune_gc
-from trackgate.workers import profiles_outbox, runtime, store
+from trackgate.workers import applier_process, profiles_outbox, runtime, store
 from trackgate.workers.worker import build_worker
 
 # starts a profiler for the measured window; what it returns stops it
@@ -115,13 +117,25 @@ def drain(
     decoded jobs cost a quarter of the worker's CPU, which the real worker does not pay."""
     worker = build_worker(settings)
     runtime.current().pool.wait(timeout=30)
-    # as ``workers.worker.run`` does: profiles are applied beside the store, on a connection of the
-    # worker's pool (the meter counts a backend that connects meanwhile from 0)
-    applier = profiles_outbox.start_applier(runtime.current())
-    meter = CpuMeter(settings.database_url)
+    # as ``workers.worker.run`` does: profiles are applied beside the store, by an applier process of
+    # the worker's (its CPU counted with the worker's; its lag read from the metrics files it writes
+    # into a directory of this drain's), or by a thread on a connection of the worker's pool
+    # (TRACKGATE_PROFILE_APPLIER=thread); the meter counts a backend that connects meanwhile from 0
+    lag_dir = ""
+    applier: profiles_outbox.Applier | applier_process.ApplierProcess
+    if settings.profile_applier == "process":
+        lag_dir = tempfile.mkdtemp(prefix="bench-applier-metrics-")
+        applier = applier_process.ApplierProcess(settings, metrics_path=lag_dir)
+        if not applier.ready:
+            raise RuntimeError("the profile applier process did not start")
+        profiles_outbox.use_applier(applier)
+        meter = CpuMeter(settings.database_url, children=[applier.pid] if applier.pid else [])
+    else:
+        applier = profiles_outbox.start_applier(runtime.current())
+        meter = CpuMeter(settings.database_url)
     thresholds = gc.get_threshold()
     tune_gc()
-    lag = lag_snapshot()
+    lag = lag_snapshot(lag_dir)
     try:
         stop_profile = profile() if profile else None
         meter.start()
@@ -134,12 +148,15 @@ def drain(
         python, postgres = meter.stop()
         if stop_profile is not None:
             stop_profile()
+        profile_lag = lag_since(lag, settled_after_s=elapsed - (stored - started), path=lag_dir)
     finally:
         profiles_outbox.stop_applier()
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+        if lag_dir:
+            shutil.rmtree(lag_dir, ignore_errors=True)
     runtime.current().close()
-    return elapsed, python, postgres, lag_since(lag, settled_after_s=elapsed - (stored - started))
+    return elapsed, python, postgres, profile_lag
 
 
 @dataclass
@@ -158,10 +175,11 @@ LagSnapshot = tuple[float, float, dict[float, float]]
 """The lag histogram's (count, sum, {bucket bound: cumulative count})."""
 
 
-def lag_snapshot() -> LagSnapshot:
+def lag_snapshot(path: str = "") -> LagSnapshot:
+    """This process's lag histogram, or with ``path`` the one an applier process wrote there."""
     count = total = 0.0
     buckets: dict[float, float] = {}
-    for family in metrics.worker().profile_lag.collect():
+    for family in _lag_families(path):
         for sample in family.samples:
             if sample.name.endswith("_bucket"):
                 buckets[float(sample.labels["le"])] = sample.value
@@ -172,8 +190,18 @@ def lag_snapshot() -> LagSnapshot:
     return count, total, buckets
 
 
-def lag_since(before: LagSnapshot, settled_after_s: float) -> ProfileLag:
-    count, total, buckets = lag_snapshot()
+def _lag_families(path: str) -> list:
+    if not path:
+        return list(metrics.worker().profile_lag.collect())
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    collector = MultiProcessCollector(CollectorRegistry(auto_describe=False), path=path)
+    return [f for f in collector.collect() if f.name == "trackgate_profile_lag_seconds"]
+
+
+def lag_since(before: LagSnapshot, settled_after_s: float, path: str = "") -> ProfileLag:
+    count, total, buckets = lag_snapshot(path)
     rows = int(count - before[0])
     p99 = 0.0
     for bound in sorted(buckets):

@@ -54,6 +54,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Most queued persist jobs a worker stores in one transaction (1: one job per transaction)."""
     worker_group_events: int = 2000
     """Most events a worker stores in one transaction of several jobs (a bigger job is stored alone)."""
+    profile_applier: str = "process"
+    """Where a persist worker applies the profile outbox: ``process``, a child process of its own (the
+    store's Python and the applier's do not take turns under one GIL), or ``thread``, a thread of the
+    worker (one process; for a container limited to one core)."""
     dedupe_days: int = 30
     """How long a (source, message id) pair is remembered for dedupe. At least 7."""
     quarantine_max_per_source: int = 10_000
@@ -161,6 +165,7 @@ _ENV = {
     "job_retries": int,
     "worker_group_jobs": int,
     "worker_group_events": int,
+    "profile_applier": str,
     "dedupe_days": int,
     "quarantine_max_per_source": int,
     "log_level": str,
@@ -214,6 +219,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         raise ValueError("TRACKGATE_JOB_RETRIES must be 0 or more")
     if settings.worker_group_jobs < 1 or settings.worker_group_events < 1:
         raise ValueError("TRACKGATE_WORKER_GROUP_JOBS and TRACKGATE_WORKER_GROUP_EVENTS must be at least 1")
+    if settings.profile_applier not in ("process", "thread"):
+        raise ValueError("TRACKGATE_PROFILE_APPLIER must be process or thread")
     if settings.quarantine_max_per_source < 1:
         raise ValueError("TRACKGATE_QUARANTINE_MAX_PER_SOURCE must be at least 1")
     if settings.dedupe_days < 7:

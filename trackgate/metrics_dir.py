@@ -9,8 +9,10 @@ be in the environment before any process of the run first uses a metric. How eac
   and shared by the gateway and both workers: one ``/metrics`` shows everything.
 - ``trackgate serve``: ``PROMETHEUS_MULTIPROC_DIR`` when set, emptied at start (so start workers that
   share it after the gateway); else a fresh temporary directory, removed when the gateway stops.
-- ``trackgate worker``: joins ``PROMETHEUS_MULTIPROC_DIR`` when set (never empties it); else counts in
-  its own process, served on ``TRACKGATE_WORKER_METRICS_PORT``. On exit it marks itself dead.
+- ``trackgate worker``: joins ``PROMETHEUS_MULTIPROC_DIR`` when set (never empties it); else, serving
+  its own ``/metrics`` on ``TRACKGATE_WORKER_METRICS_PORT`` with its profile applier in a child process
+  (``workers/applier_process.py``), a fresh temporary directory for the two of them, removed when it
+  stops; else it counts in its own process. On exit it marks itself dead.
 """
 
 from __future__ import annotations
@@ -46,7 +48,26 @@ def for_gateway(enabled: bool = True) -> Iterator[str | None]:
     if given:
         yield share(given)
         return
-    made = tempfile.mkdtemp(prefix="trackgate-metrics-")
+    with _temporary("trackgate-metrics-") as made:
+        yield made
+
+
+@contextlib.contextmanager
+def for_worker(enabled: bool) -> Iterator[str | None]:
+    """``trackgate worker``: the shared directory when set (kept as it is); else, when ``enabled`` (it
+    serves its own ``/metrics`` and has a child process that counts too), a temporary one for this run."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given or not enabled:
+        yield given or None
+        return
+    with _temporary("trackgate-worker-metrics-") as made:
+        yield made
+
+
+@contextlib.contextmanager
+def _temporary(prefix: str) -> Iterator[str]:
+    """A fresh directory made this run's, out of the environment and removed when the run ends."""
+    made = tempfile.mkdtemp(prefix=prefix)
     try:
         yield share(made)
     finally:

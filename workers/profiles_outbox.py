@@ -12,10 +12,12 @@ rows are applied by one applier at a time, oldest first; the profiles' own id lo
 
 Who applies:
 
-- In a ``trackgate worker`` process, a thread (:class:`Applier`) on a connection of the worker's
-  pool. The store wakes it after each commit, so it works while the next jobs are being stored:
-  PostgreSQL runs the two on two backends and the worker's Python takes turns between them. It also
-  looks every :data:`POLL_SECONDS` for rows nobody woke it for (a worker that died after its commit).
+- Beside a ``trackgate worker``: an :class:`Applier` thread, in a child process of the worker's
+  (``workers/applier_process.py``, the default) or in the worker's own process
+  (``TRACKGATE_PROFILE_APPLIER=thread``), on a pool of its process. The store wakes it after each
+  commit, so it works while the next jobs are being stored: PostgreSQL runs the two on two backends,
+  and in a child process their Python does not take turns under one GIL. It also looks every
+  :data:`POLL_SECONDS` for rows nobody woke it for (a worker that died after its commit).
 - Anywhere else (a replay from the CLI, a test calling ``pipeline.persist``): the caller applies
   what is pending right after its commit (:func:`after_commit`), so profiles are current when it
   returns.
@@ -34,6 +36,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import msgspec
 import psycopg
@@ -451,16 +454,32 @@ def _observe_backlog(conn: psycopg.Connection) -> None:
     counted.profile_outbox_oldest.set(0.0 if oldest is None else max(0.0, time.time() - oldest.timestamp()))
 
 
-_applier: Applier | None = None
+class Woken(Protocol):
+    """What :func:`after_commit` wakes: an :class:`Applier` thread, or the worker's applier process
+    (``workers/applier_process.py``)."""
+
+    def wake(self) -> None: ...
+
+    def is_alive(self) -> bool: ...
+
+    def stop(self, timeout: float | None = None) -> None: ...
+
+
+_applier: Woken | None = None
 
 
 def start_applier(rt: WorkerRuntime) -> Applier:
     """This process's applier thread (a worker process): :func:`after_commit` wakes it from now on."""
-    global _applier
     applier = Applier(rt)
     applier.start()
-    _applier = applier
+    use_applier(applier)
     return applier
+
+
+def use_applier(applier: Woken) -> None:
+    """From now on :func:`after_commit` wakes ``applier`` (and :func:`stop_applier` stops it)."""
+    global _applier
+    _applier = applier
 
 
 def stop_applier(timeout: float | None = None) -> None:

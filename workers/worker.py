@@ -13,7 +13,7 @@ from trackgate.schemas import metrics
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer
 from trackgate.schemas.settings import ServerSettings, tune_gc
-from trackgate.workers import jobs, profiles_outbox, runtime
+from trackgate.workers import applier_process, jobs, profiles_outbox, runtime
 from trackgate.workers.forward import outbox
 from trackgate.workers.reliable import Grouping, ReliableWorker
 
@@ -73,7 +73,10 @@ def run(
         serve_metrics(settings.host, settings.worker_metrics_port)
     outbox.start_sweeper(runtime.current())  # forwards whose jobs were never queued, busy or idle
     if PERSIST_QUEUE in worker.queue_names():  # profiles applied beside the store, on a second backend
-        profiles_outbox.start_applier(runtime.current())
+        if settings.profile_applier == "process":
+            applier_process.start(settings)
+        else:
+            profiles_outbox.start_applier(runtime.current())
     tune_gc()
     try:
         worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)

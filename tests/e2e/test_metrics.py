@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
@@ -222,7 +223,7 @@ def test_a_scrape_sums_every_gateway_and_worker_process(gateway, processes_env, 
 
     # the scrape answered by one process counts what both served
     counted_by = {path.stem.rsplit("_", 1)[1] for path in files.glob("counter_*.db")}
-    assert len(counted_by) == 3  # two gateway processes and the worker
+    assert len(counted_by) == 4  # two gateway processes, the worker and its profile applier process
     assert delta(before, after, "trackgate_requests_accepted_total", dialect="segment") == sent
     labels = {"dialect": "segment", "status": "401", "reason": refused.json()["code"]}
     assert delta(before, after, "trackgate_requests_refused_total", **labels) == 1
@@ -286,6 +287,7 @@ def test_a_worker_serves_its_own_metrics_on_its_port(settings, write_key, tmp_pa
     proc = subprocess.Popen(
         [sys.executable, "-m", "trackgate", "worker", "--queue", "persist"], env=env, stdout=log, stderr=log
     )
+    children: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 60
         stored = 0.0
@@ -297,10 +299,21 @@ def test_a_worker_serves_its_own_metrics_on_its_port(settings, write_key, tmp_pa
                 continue
             stored = value(scrape(page), "trackgate_events_stored_total", dialect="segment")
         assert stored == 3, (tmp_path / "worker.log").read_text()
+        # the profiles are applied by the worker's applier process, whose counts show on this port too
+        applied = 0.0
+        while applied < 1 and time.monotonic() < deadline:
+            page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            applied = value(scrape(page), "trackgate_profile_lag_seconds_count")
+            time.sleep(0.2)
+        assert applied >= 1, (tmp_path / "worker.log").read_text()
+        children = psutil.Process(proc.pid).children()
+        assert [c.name() for c in children if "python" in c.name()], "no applier process"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive  # the applier process ends with its worker
 
 
 def test_a_taken_worker_metrics_port_is_one_line_that_says_what_to_do(settings):

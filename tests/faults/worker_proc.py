@@ -24,11 +24,28 @@ from trackgate.workers import profiles, profiles_outbox, runtime
 from trackgate.workers import worker as trackgate_worker
 from trackgate.workers.forward import outbox
 
-POINTS = ("after_pop", "after_register", "in_store", "during_fanout", "after_commit", "in_profiles")
+POINTS = (
+    "after_pop",
+    "after_register",
+    "in_store",
+    "during_fanout",
+    "after_commit",
+    "in_profiles",
+    "in_profiles_thread",
+)
+APPLIER_FAULT = "TRACKGATE_FAULTS_APPLIER_POINT"
+"""Set for the worker's applier process (``workers/applier_process.py``), which inherits it."""
 
 
 def die(*_args, **_kwargs):
     print(f"fault_point_kill pid={os.getpid()}", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_with_worker(*_args, **_kwargs):
+    """In the applier process: it and its worker killed at once (the OOM killer, a container's end)."""
+    print(f"fault_point_kill pid={os.getppid()} applier={os.getpid()}", file=sys.stderr, flush=True)
+    os.kill(os.getppid(), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -70,7 +87,11 @@ def install(point: str) -> None:
         before(outbox, "enqueue_or_defer")
     elif point == "after_commit":  # the job function returned (committed); RQ has not recorded it
         before(SimpleWorker, "handle_job_success")
-    elif point == "in_profiles":  # events and outbox row committed; the applier thread is applying it
+    elif point == "in_profiles":  # events and outbox row committed; the applier process is applying it
+        _existing(profiles, "apply")
+        os.environ[APPLIER_FAULT] = point  # the applier process patches itself (below) and kills both
+    elif point == "in_profiles_thread":  # the same with the applier a thread of the worker
+        os.environ["TRACKGATE_PROFILE_APPLIER"] = "thread"
         before(profiles, "apply")
     else:
         raise SystemExit(f"unknown fault point {point!r}; one of {POINTS}")
@@ -89,10 +110,10 @@ def run_old(settings, queue_names: tuple[str, ...]) -> None:
 
 
 def main() -> None:
-    settings = settings_from_env().require()
-    configure_logging(settings.log_level)
     if len(sys.argv) > 1 and sys.argv[1]:
         install(sys.argv[1])
+    settings = settings_from_env().require()
+    configure_logging(settings.log_level)
     # as the README runs it (both queues, RQ's BLPOP path before) unless told otherwise
     queues = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ("persist", "forward")
     if os.environ.get("TRACKGATE_FAULTS_OLD") == "1":
@@ -100,6 +121,10 @@ def main() -> None:
     else:
         trackgate_worker.run(settings, queues=queues)
 
+
+if __name__ == "__mp_main__" and os.environ.get(APPLIER_FAULT) == "in_profiles":
+    # this file is the worker's main module, which the applier process imports under this name first
+    profiles.apply = die_with_worker
 
 if __name__ == "__main__":
     main()

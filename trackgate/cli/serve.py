@@ -63,6 +63,9 @@ def worker(cfg: CliConfig, burst: bool, queues: tuple[str, ...]) -> None:
     settings = cfg.server
     cfg.configure_logging()
     try:
-        worker_process.run(settings, burst=burst, queues=queues or ("persist", "forward"))
+        # the worker's metrics and its applier process's, on its own /metrics
+        own = bool(settings.worker_metrics_port) and settings.profile_applier == "process"
+        with metrics_dir.for_worker(own):
+            worker_process.run(settings, burst=burst, queues=queues or ("persist", "forward"))
     except worker_process.MetricsPortTaken as exc:
         raise click.ClickException(str(exc)) from exc
