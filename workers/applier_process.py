@@ -9,17 +9,19 @@ beside the store instead of between its statements (README, Benchmark: the fourt
 
 Nothing about exactly-once changes: the outbox rows are durable in PostgreSQL when the store commits,
 and an application deletes the rows it applied in its own transaction, whoever runs it. The two
-processes talk through one ``multiprocessing`` pipe:
+processes talk in single bytes over one ``multiprocessing`` pipe (a socket pair; a byte is written
+whole or not at all, so no message is ever cut):
 
 - the worker writes ``w`` after each store commit (:meth:`ApplierProcess.wake`: never blocks; with the
-  pipe full the child has wakes enough pending, and it also looks every ``POLL_SECONDS``);
+  socket full the child has wakes enough pending, and it also looks every ``POLL_SECONDS``);
 - ``s`` asks for a round that starts after it (:meth:`ApplierProcess.settle`), answered ``d`` (done) or
   ``n`` (that round failed);
 - ``q`` (:meth:`ApplierProcess.stop`), the pipe's end (the worker is gone, even killed), or SIGTERM
-  makes the child apply what is pending and exit (a worker's later commits are then applied by the
-  worker itself: ``profiles_outbox.after_commit`` finds no live applier). The child ignores SIGINT: a
-  Ctrl-C on ``trackgate up`` reaches the whole process group, and the worker, not its applier, decides
-  when to stop.
+  makes the child apply what is pending, for at most :data:`STOP_SECONDS`, and exit (a worker's later
+  commits are then applied by the worker itself: ``profiles_outbox.after_commit`` finds no live
+  applier; rows an application cut short left stay pending: its transaction rolls back). The child
+  ignores SIGINT: a Ctrl-C on ``trackgate up`` reaches the whole process group, and the worker, not
+  its applier, decides when to stop.
 
 Its metrics (the profile lag, the outbox's backlog) go to the run's ``PROMETHEUS_MULTIPROC_DIR``, which
 the child inherits: ``trackgate worker`` gives itself one when it serves its own ``/metrics`` without a
@@ -28,11 +30,11 @@ shared directory (``trackgate.metrics_dir.for_worker``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from multiprocessing.connection import Connection
 
@@ -50,6 +52,9 @@ READY, DONE, FAILED = b"r", b"d", b"n"
 START_SECONDS = 60.0
 """Longest the worker waits for its applier to start (import, connect) before it goes on without it:
 ``profiles_outbox.after_commit`` then applies on the store's connection, as with no applier."""
+STOP_SECONDS = 5.0
+"""Longest the child spends applying what is pending once told to stop (the thread's limit under a
+stopping worker, ``workers.worker.PROFILES_STOP_SECONDS``); what is left stays pending."""
 
 
 class ApplierProcess:
@@ -59,7 +64,10 @@ class ApplierProcess:
     def __init__(self, settings: Settings, metrics_path: str | None = None) -> None:
         context = multiprocessing.get_context("spawn")  # not fork: the worker has threads (its pool's)
         self._channel, child = context.Pipe()
-        self._lock = threading.Lock()
+        self._fd = self._channel.fileno()
+        self._lock = threading.Lock()  # one writer at a time; the channel closed under it
+        self._settling = threading.Lock()
+        self._closed = False
         self.process = context.Process(
             target=main,
             args=(settings, child, metrics.multiprocess_dir() if metrics_path is None else metrics_path),
@@ -69,7 +77,7 @@ class ApplierProcess:
         self.process.start()
         child.close()  # the worker keeps only its own end: the child sees EOF once the worker is gone
         self.ready = self._channel.poll(START_SECONDS) and self._receive() == READY
-        os.set_blocking(self._channel.fileno(), False)
+        os.set_blocking(self._fd, False)
 
     @property
     def pid(self) -> int | None:
@@ -79,44 +87,57 @@ class ApplierProcess:
         return self.ready and self.process.is_alive()
 
     def wake(self) -> None:
-        # a message of a few bytes is written whole or not at all (PIPE_BUF)
-        with self._lock, contextlib.suppress(BlockingIOError, BrokenPipeError):
-            self._channel.send_bytes(WAKE)
+        with self._lock:
+            self._write(WAKE)
 
     def settle(self, timeout: float | None = None) -> bool:
         """Wait until a round of the child's that started after this call has ended (everything
         committed before it is applied, unless that round failed); False if ``timeout`` passed first
-        or the child is gone."""
-        if not self.is_alive():
-            return False
-        self._send(SETTLE)
-        return self._channel.poll(timeout) and self._receive() == DONE
+        or the child is gone. (The bench and the tests settle; a worker never does.)"""
+        with self._settling:
+            if not self.is_alive():
+                return False
+            while self._channel.poll(0) and self._receive():  # the answer to a settle that timed out
+                pass
+            with self._lock:
+                os.set_blocking(self._fd, True)  # the socket may be full of wakes: wait for room
+                try:
+                    self._write(SETTLE)
+                finally:
+                    os.set_blocking(self._fd, False)
+            return self._channel.poll(timeout) and self._receive() == DONE
 
     def stop(self, timeout: float | None = None) -> None:
         """Ask the child to apply what is pending and exit; kill it after ``timeout`` seconds (what it
         had not applied stays pending for the next applier)."""
-        if self.process.is_alive():
-            with contextlib.suppress(OSError):
-                self._send(QUIT)
-            self.process.join(timeout)
-            if self.process.is_alive():
-                log.warning("profile_applier_killed pid=%s after_seconds=%s", self.process.pid, timeout)
-                self.process.kill()
-                self.process.join()
-        self._channel.close()
-
-    def _send(self, message: bytes) -> None:
         with self._lock:
-            os.set_blocking(self._channel.fileno(), True)
-            try:
-                self._channel.send_bytes(message)
-            finally:
-                os.set_blocking(self._channel.fileno(), False)
+            if self.process.is_alive() and not self._write(QUIT):
+                self.process.terminate()  # the socket is full: SIGTERM means the same to the child
+        self.process.join(timeout)
+        if self.process.is_alive():
+            log.warning("profile_applier_killed pid=%s after_seconds=%s", self.process.pid, timeout)
+            self.process.kill()
+            self.process.join()
+            metrics.mark_process_dead(self.process.pid)  # it could not: its gauges would stay
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._channel.close()
+
+    def _write(self, message: bytes) -> bool:
+        """One byte to the child, never blocking unless the caller made the socket blocking; False if
+        it could not be written (the socket full, the child or this end gone)."""
+        if self._closed:
+            return False
+        try:
+            return os.write(self._fd, message) == 1
+        except OSError:  # BlockingIOError (full), BrokenPipeError (the child gone)
+            return False
 
     def _receive(self) -> bytes:
         try:
-            return self._channel.recv_bytes()
-        except (EOFError, OSError):
+            return os.read(self._fd, 1)
+        except OSError:
             return b""
 
 
@@ -134,38 +155,50 @@ def start(settings: Settings) -> ApplierProcess:
 def main(settings: Settings, channel: Connection, metrics_path: str | None) -> None:
     """The child: an ``Applier`` thread on a pool of its own, woken, settled and stopped by the
     worker's messages."""
-    if metrics_path:  # before prometheus-client is imported (``schemas/metrics.py``)
+    if metrics_path:
         os.environ[MULTIPROC_ENV] = metrics_path
+        _count_in_files()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminated)
     configure_logging(settings.log_level, settings.log_format)
-    rt = WorkerRuntime(settings)
+    rt = WorkerRuntime(settings, max_size=1)
     applier = profiles_outbox.Applier(rt)
     applier.start()
     tune_gc()
+    fd = channel.fileno()
     try:
-        channel.send_bytes(READY)
-        _relay(channel, applier)
+        os.write(fd, READY)
+        _relay(fd, applier)
     except _Terminated:
         log.info("profile_applier_terminated: applying what is pending, then exiting")
     finally:
-        applier.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
+        applier.stop(timeout=STOP_SECONDS)  # a round cut short rolls back: its rows stay pending
         rt.close()
         metrics.mark_process_dead()
 
 
-def _relay(channel: Connection, applier: profiles_outbox.Applier) -> None:
+def _relay(fd: int, applier: profiles_outbox.Applier) -> None:
     while True:
-        try:
-            message = channel.recv_bytes()
-        except EOFError:  # the worker is gone
+        messages = os.read(fd, 4096)
+        if not messages:  # the worker is gone
             return
-        if message == WAKE:
+        if QUIT in messages:
+            return
+        if SETTLE in messages:
+            os.write(fd, DONE if applier.settle() else FAILED)
+        elif WAKE in messages:
             applier.wake()
-        elif message == SETTLE:
-            channel.send_bytes(DONE if applier.settle() else FAILED)
-        elif message == QUIT:
-            return
+
+
+def _count_in_files() -> None:
+    """prometheus-client chooses between in-process values and the run's files when it is first
+    imported (``schemas/metrics.py``). The child imports the worker's main module first (spawn), which
+    may have imported it already: choose again, now that the directory is set (no metric exists yet:
+    they are made on first use)."""
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
 
 
 class _Terminated(Exception):

@@ -21,7 +21,7 @@ class WorkerRuntime:
     last_prune: float
     """``time.monotonic()`` of the last dedupe prune (0: never)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, max_size: int = 3) -> None:
         if not settings.database_url:
             raise ValueError("TRACKGATE_DATABASE_URL is not set")
         self.settings = settings
@@ -29,7 +29,9 @@ class WorkerRuntime:
             settings.database_url,
             connection_class=psycopg.Connection,
             min_size=1,
-            max_size=3,  # a job, the forward outbox's sweeper, the profile applier (profiles_outbox.py)
+            # a job, the forward outbox's sweeper, the profile applier thread (profiles_outbox.py); an
+            # applier process needs one (applier_process.py)
+            max_size=max_size,
             open=True,
             # no check per checkout (a round trip per job): a broken connection fails the job, which
             # RQ retries, and the pool replaces the connection

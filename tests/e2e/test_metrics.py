@@ -306,8 +306,10 @@ def test_a_worker_serves_its_own_metrics_on_its_port(settings, write_key, tmp_pa
             applied = value(scrape(page), "trackgate_profile_lag_seconds_count")
             time.sleep(0.2)
         assert applied >= 1, (tmp_path / "worker.log").read_text()
+        # ... and not by the worker itself, which it would do only with no live applier process
         children = psutil.Process(proc.pid).children()
-        assert [c.name() for c in children if "python" in c.name()], "no applier process"
+        appliers = [c for c in children if any("spawn_main" in part for part in c.cmdline())]
+        assert len(appliers) == 1 and appliers[0].is_running(), [c.cmdline() for c in children]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

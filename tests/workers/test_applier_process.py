@@ -73,18 +73,18 @@ def test_it_applies_what_is_pending_and_exits_when_the_worker_is_gone(db, databa
 
 def test_a_wake_never_blocks_the_store_even_when_the_child_does_not_read(database_url, db, child):
     """The store wakes the applier after every commit: a child that stopped reading (stuck) must not
-    stall it. The pipe fills; the wakes beyond it are dropped (the child looks every second anyway)."""
+    stall it. The socket fills; the wakes beyond it are dropped (the child looks every second anyway)."""
     assert child.pid is not None
     os.kill(child.pid, signal.SIGSTOP)  # reads nothing, its end of the pipe open
     try:
         started = time.monotonic()
-        for _ in range(50_000):  # ~450 KB of wakes: several times what a pipe holds
+        for _ in range(50_000):  # a byte each: far more writes than the socket pair holds
             child.wake()
         assert time.monotonic() - started < 10
     finally:
         os.kill(child.pid, signal.SIGCONT)
     store_only(database_url, ev("track", name="d", user_id="u4"))
-    assert child.settle(timeout=30)  # the wakes that fit were read; the messages after them are whole
+    assert child.settle(timeout=30)  # the settle waits for room behind the wakes that fit
     assert count(db, "profile_outbox") == 0 and count(db, "profiles") == 1
 
 
