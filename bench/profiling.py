@@ -22,8 +22,11 @@ def py_spy() -> str | None:
     return shutil.which("py-spy")
 
 
-def attach(pid: int, out: Path, *, duration_s: float | None = None, idle: bool = False) -> Callable[[], None]:
-    """Start sampling ``pid``; returns a function that stops sampling and writes the summary."""
+def attach(
+    pid: int, out: Path, *, duration_s: float | None = None, idle: bool = False, subprocesses: bool = False
+) -> Callable[[], None]:
+    """Start sampling ``pid`` (and its child processes, ``subprocesses``: a worker's profile applier);
+    returns a function that stops sampling and writes the summary."""
     exe = py_spy()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
@@ -31,6 +34,8 @@ def attach(pid: int, out: Path, *, duration_s: float | None = None, idle: bool =
     cmd += ["--nonblocking"]
     if idle:
         cmd.append("--idle")
+    if subprocesses:
+        cmd.append("--subprocesses")
     if duration_s is not None:
         cmd += ["--duration", str(max(1, round(duration_s)))]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -695,8 +695,8 @@ def persist_phase(args: argparse.Namespace, db: Database) -> list[dict]:
             if args.profile and r == 0:
                 out = args.profile / f"d{'' if i == 0 else '_' + str(size)}.txt"
 
-                def profile(out=out):
-                    return profiling.attach(os.getpid(), out, idle=True)
+                def profile(out=out):  # with the worker's profile applier process
+                    return profiling.attach(os.getpid(), out, idle=True, subprocesses=True)
 
             timed = persist.run_worker_phase(
                 settings, events, clients=args.connections, per_request=size, profile=profile
