@@ -29,7 +29,7 @@ from trackgate.schemas.event import Event
 from trackgate.schemas.jobs import PERSIST_QUEUE
 from trackgate.schemas.settings import ServerSettings, tune_gc
 from trackgate.workers import applier_process, profiles_outbox, runtime, store
-from trackgate.workers.worker import build_worker
+from trackgate.workers.worker import build_worker, start_profile_applier
 
 # starts a profiler for the measured window; what it returns stops it
 Profile = Callable[[], Callable[[], object]]
@@ -121,18 +121,16 @@ def drain(
     # the worker's (its CPU counted with the worker's; its lag read from the metrics files it writes
     # into a directory of this drain's), or by a thread on a connection of the worker's pool
     # (TRACKGATE_PROFILE_APPLIER=thread); the meter counts a backend that connects meanwhile from 0
-    lag_dir = ""
-    applier: profiles_outbox.Applier | applier_process.ApplierProcess
-    if settings.profile_applier == "process":
-        lag_dir = tempfile.mkdtemp(prefix="bench-applier-metrics-")
-        applier = applier_process.ApplierProcess(settings, metrics_path=lag_dir)
+    lag_dir = (
+        tempfile.mkdtemp(prefix="bench-applier-metrics-") if settings.profile_applier == "process" else ""
+    )
+    applier = start_profile_applier(settings, metrics_path=lag_dir or None)
+    children: list[int] = []
+    if isinstance(applier, applier_process.ApplierProcess):
         if not applier.ready:
             raise RuntimeError("the profile applier process did not start")
-        profiles_outbox.use_applier(applier)
-        meter = CpuMeter(settings.database_url, children=[applier.pid] if applier.pid else [])
-    else:
-        applier = profiles_outbox.start_applier(runtime.current())
-        meter = CpuMeter(settings.database_url)
+        children = [applier.pid] if applier.pid else []
+    meter = CpuMeter(settings.database_url, children=children)
     thresholds = gc.get_threshold()
     tune_gc()
     lag = lag_snapshot(lag_dir)

@@ -141,9 +141,10 @@ class ApplierProcess:
             return b""
 
 
-def start(settings: Settings) -> ApplierProcess:
-    """This worker's applier process: ``profiles_outbox.after_commit`` wakes it from now on."""
-    applier = ApplierProcess(settings)
+def start(settings: Settings, metrics_path: str | None = None) -> ApplierProcess:
+    """This worker's applier process: ``profiles_outbox.after_commit`` wakes it from now on (unless
+    it did not start: ``ready`` says)."""
+    applier = ApplierProcess(settings, metrics_path)
     if applier.ready:
         profiles_outbox.use_applier(applier)
     else:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -71,9 +69,10 @@ def persist(
     ``quarantine_refused_events=False`` returns the events PostgreSQL refused instead of adding
     quarantine rows for them (the quarantine replay updates the row it came from).
     """
-    dests, enriching = _before_store(conn, batch.events, settings)
-    with enriching:
-        result = _store(conn, batch, dests)
+    dests, prepared = _before_store(conn, batch.events, settings)
+    result = _store(conn, batch, dests, prepared.rows if prepared is not None else None)
+    if prepared is not None:
+        prepared.finish()
     persisted = _after_store(conn, batch, result, settings, quarantine_refused_events)
     profiles_outbox.after_commit(conn, sum(result.applied))
     return persisted
@@ -93,18 +92,20 @@ def persist_group(
     A failure after the commit is safe to run again the same way: the events are claimed."""
     if len(batches) == 1:
         return [persist(conn, batches[0], settings)]
-    dests, enriching = _before_store(conn, [event for batch in batches for event in batch.events], settings)
+    dests, prepared = _before_store(conn, [event for batch in batches for event in batch.events], settings)
 
     def intents(conn: psycopg.Connection, part: int, new: list[Event]) -> list[outbox.Written]:
         return outbox.write(conn, batches[part].batch_id, fanout.plan_deliveries(dests, new))
 
-    with enriching:
-        results = store.store_group(
-            conn,
-            [(batch.batch_id, batch.events) for batch in batches],
-            apply=apply_stored,
-            outbox=intents if dests else None,
-        )
+    results = store.store_group(
+        conn,
+        [(batch.batch_id, batch.events) for batch in batches],
+        apply=apply_stored,
+        outbox=intents if dests else None,
+        rows_of=prepared.rows if prepared is not None else None,
+    )
+    if prepared is not None:
+        prepared.finish()
     persisted = [_after_store(conn, b, r, settings) for b, r in zip(batches, results, strict=True)]
     profiles_outbox.after_commit(conn, sum(n for result in results for n in result.applied))
     return persisted
@@ -112,28 +113,21 @@ def persist_group(
 
 def _before_store(
     conn: psycopg.Connection, events: list[Event], settings: Settings | None
-) -> tuple[list[Destination], AbstractContextManager[None]]:
+) -> tuple[list[Destination], enrich.Prepared | None]:
     """The outbox sweep when due, the enrichment's reads; returns the destinations (read before the
-    store transaction, as they commit on their own) and what to store within: each new event is
-    enriched as the store writes its row (``store.rows_through``: the chain's Python runs while
-    PostgreSQL parses the rows already sent), and on leaving it the rest of the batch is (events
-    stored before, which no row reached), so every event is enriched once the store returns. (A
-    group whose store fails is run again batch by batch, and those runs enrich its events again, as
-    the chain before the transaction did.)"""
+    store transaction, as they commit on their own) and the batch's enrichment, prepared: the store
+    enriches each new event as it writes its row (``rows_of=prepared.rows``: the chain's Python runs
+    while PostgreSQL parses the rows already sent), and ``prepared.finish()`` after it the rest of the
+    batch (events stored before, which no row reached), so every event is enriched once the store
+    returns. (A group whose store fails is run again batch by batch, and those runs enrich its events
+    again, as the chain before the transaction did.)"""
     if settings is None:
-        return [], nullcontext()
+        return [], None
     if settings.redis_url:
         # deliveries whose jobs were never queued (Redis failed, a worker died after its commit)
         outbox.sweep_if_due(conn, resources.redis_connection(settings))
     prepared = enrich.prepare_batch(conn, events, settings)
-    return resources.destinations(conn), _enriching(prepared)
-
-
-@contextmanager
-def _enriching(prepared: enrich.Prepared) -> Iterator[None]:
-    with store.rows_through(prepared.rows):
-        yield
-    prepared.finish()
+    return resources.destinations(conn), prepared
 
 
 def _after_store(
@@ -190,7 +184,9 @@ def apply_stored(conn: psycopg.Connection, new: list[Event]) -> int:
     return profiles_outbox.write(conn, new)
 
 
-def _store(conn: psycopg.Connection, batch: PersistBatch, dests: list[Destination]) -> store.Stored:
+def _store(
+    conn: psycopg.Connection, batch: PersistBatch, dests: list[Destination], rows_of: store.RowsOf | None
+) -> store.Stored:
     """Store, write the profile outbox row and the forward intents to ``dests`` in one transaction, again
     at once after a deadlock or a serialization failure (up to ``CONFLICT_RETRIES`` times; then the
     error reaches the job)."""
@@ -200,7 +196,9 @@ def _store(conn: psycopg.Connection, batch: PersistBatch, dests: list[Destinatio
 
     for attempt in range(1, CONFLICT_RETRIES + 1):
         try:
-            return store.store_batch(conn, batch, apply=apply_stored, outbox=intents if dests else None)
+            return store.store_batch(
+                conn, batch, apply=apply_stored, outbox=intents if dests else None, rows_of=rows_of
+            )
         except CONFLICTS as exc:
             if attempt == CONFLICT_RETRIES:
                 raise

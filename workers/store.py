@@ -15,9 +15,7 @@ text goes through ``workers/storable.py`` first, so no NUL or lone surrogate fai
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -94,23 +92,12 @@ _encode = msgspec.json.encode
 _created_partitions: set[tuple[int, int]] = set()
 
 RowsOf = Callable[[Iterable[Event]], Iterable[Event]]
-"""What the store passes the events it writes through, as it writes their rows (:func:`rows_through`)."""
-_rows_of: ContextVar[RowsOf | None] = ContextVar("trackgate_store_rows_of", default=None)
-
-
-@contextmanager
-def rows_through(rows_of: RowsOf) -> Iterator[None]:
-    """Within it, the events this thread's store calls write are passed through ``rows_of`` as their
-    rows are written: the pipeline enriches each new event there (``workers/pipeline.py``), so that
-    the chain's Python runs while PostgreSQL parses the rows already sent. ``rows_of`` gets each
-    transaction's events again when it is run again, and must leave an event it has seen as it is.
-    What it costs runs inside the transaction: its claims are held that much longer (the warm chain:
-    ~7 µs an event, ~14 ms for 2,000), which a worker racing for the same pairs waits."""
-    token = _rows_of.set(rows_of)
-    try:
-        yield
-    finally:
-        _rows_of.reset(token)
+"""What the store passes the events it writes through, as it writes their rows (``rows_of=``): the
+pipeline enriches each new event there (``workers/pipeline.py``), so that the chain's Python runs while
+PostgreSQL parses the rows already sent. It gets each transaction's events again when that is run
+again, and must leave an event it has seen as it is. What it costs runs inside the transaction: its
+claims are held that much longer (the warm chain: ~7 µs an event, ~14 ms for 2,000), which a worker
+racing for the same pairs waits."""
 
 
 def row_fields(row: Sequence[Any]) -> dict[str, Any]:
@@ -208,7 +195,12 @@ class Stored:
 
 
 def store_batch(
-    conn: psycopg.Connection, batch: PersistBatch, apply: Apply | None = None, outbox: Outbox | None = None
+    conn: psycopg.Connection,
+    batch: PersistBatch,
+    apply: Apply | None = None,
+    outbox: Outbox | None = None,
+    *,
+    rows_of: RowsOf | None = None,
 ) -> Stored:
     """Store the batch's events not stored before; returns those it stored and those PostgreSQL refused.
 
@@ -216,12 +208,13 @@ def store_batch(
     only the events this call stored: its changes commit exactly once per event, however often the
     batch is delivered (a re-run job finds its events claimed and applies nothing). ``outbox(conn,
     new_events)`` runs there too, after ``apply``: the forward intents commit with the events.
+    ``rows_of`` (:data:`RowsOf`) sees each new event as its row is written.
 
     If PostgreSQL refuses a value (a data error), that transaction's events (the batch's, or their part
     of it: :data:`MAX_TRANSACTION_EVENTS`) are stored event by event instead, and each event it still
     refuses is returned in ``refused``: one bad event never holds back the others.
     """
-    return store_events(conn, batch.batch_id, batch.events, apply, outbox)
+    return store_events(conn, batch.batch_id, batch.events, apply, outbox, rows_of=rows_of)
 
 
 MAX_TRANSACTION_EVENTS = 2000
@@ -243,6 +236,8 @@ def store_events(
     apply: Apply | None = None,
     outbox: Outbox | None = None,
     chunk: int = MAX_TRANSACTION_EVENTS,
+    *,
+    rows_of: RowsOf | None = None,
 ) -> Stored:
     """:func:`store_batch` for events outside a ``PersistBatch`` (a quarantine replay).
 
@@ -255,7 +250,7 @@ def store_events(
     for start in range(0, len(events), chunk):
         part = events[start : start + chunk]
         try:
-            _add(result, *_store(conn, batch_id, part, apply, outbox))
+            _add(result, *_store(conn, batch_id, part, apply, outbox, rows_of))
             continue
         except REFUSED as exc:
             log.warning(
@@ -263,7 +258,7 @@ def store_events(
             )
         for event in part:
             try:
-                _add(result, *_store(conn, batch_id, [event], apply, outbox))
+                _add(result, *_store(conn, batch_id, [event], apply, outbox, rows_of))
             except REFUSED as exc:
                 reason = f"{exc.sqlstate}: {exc.diag.message_primary}"
                 result.refused.append(RefusedEvent(event, exc.sqlstate or "data_error", reason))
@@ -285,6 +280,8 @@ def store_group(
     parts: Sequence[tuple[str, Sequence[Event]]],
     apply: Apply | None = None,
     outbox: GroupOutbox | None = None,
+    *,
+    rows_of: RowsOf | None = None,
 ) -> list[Stored]:
     """Store several batches, ``(batch_id, events)`` each, in ONE transaction: one dedupe claim, one
     COPY (each row keeps its own batch id), ``apply`` once on all their new events, ``outbox`` per
@@ -296,7 +293,7 @@ def store_group(
     for _, events in parts:
         for event in events:
             storable.texts(event)
-    news, written, applied = _store_parts(conn, parts, apply, outbox)
+    news, written, applied = _store_parts(conn, parts, apply, outbox, rows_of)
     return [
         Stored(stored=new, outbox=w, applied=applied if i == 0 else [])
         for i, (new, w) in enumerate(zip(news, written, strict=True))
@@ -309,6 +306,7 @@ def _store(
     batch_events: Sequence[Event],
     apply: Apply | None = None,
     outbox: Outbox | None = None,
+    rows_of: RowsOf | None = None,
 ) -> tuple[list[Event], list[Any], list[Any]]:
     """Claim and COPY in one transaction; returns the events stored for the first time, what
     ``outbox`` wrote for them and what ``apply`` returned (in a list: empty when it returned None)."""
@@ -318,7 +316,7 @@ def _store(
         return outbox(conn, new)
 
     news, written, applied = _store_parts(
-        conn, [(batch_id, batch_events)], apply, one_outbox if outbox is not None else None
+        conn, [(batch_id, batch_events)], apply, one_outbox if outbox is not None else None, rows_of
     )
     return news[0], written[0], applied
 
@@ -328,6 +326,7 @@ def _store_parts(
     parts: Sequence[tuple[str, Sequence[Event]]],
     apply: Apply | None,
     outbox: GroupOutbox | None,
+    rows_of: RowsOf | None,
 ) -> tuple[list[list[Event]], list[list[Any]], list[Any]]:
     """Claim and COPY the events of every part in one transaction; per part, the events stored for
     the first time and what ``outbox`` wrote for them; and what ``apply`` returned (a list)."""
@@ -346,10 +345,10 @@ def _store_parts(
         try:
             if claims_by_copy():
                 try:
-                    return _claim_and_store(conn, parts, unique, keys, apply, outbox, every_new=True)
+                    return _claim_and_store(conn, parts, unique, keys, apply, outbox, rows_of, every_new=True)
                 except _SeenBefore:
                     pass
-            return _claim_and_store(conn, parts, unique, keys, apply, outbox, every_new=False)
+            return _claim_and_store(conn, parts, unique, keys, apply, outbox, rows_of, every_new=False)
         except (UnicodeEncodeError, psycopg.DataError) as exc:
             if cleaned or getattr(exc, "sqlstate", None) is not None:  # PostgreSQL refused a value
                 raise
@@ -359,7 +358,6 @@ def _store_parts(
         # then once again. Caught here rather than checked on every row: it costs nothing until then.
         # Every event is passed through rows_of first: those after the one that failed have their
         # enrichment only then, and are cleaned with the others.
-        rows_of = _rows_of.get()
         events = [event for _, event in unique.values()]
         for event in events if rows_of is None else rows_of(events):
             storable.enrichment_texts(event, enrichment_columns.TEXTS)
@@ -407,6 +405,7 @@ def _claim_and_store(
     keys: list[tuple[str, str]],
     apply: Apply | None,
     outbox: GroupOutbox | None,
+    rows_of: RowsOf | None,
     every_new: bool,
 ) -> tuple[list[list[Event]], list[list[Any]], list[Any]]:
     """:func:`_store_parts`' transaction, its claim made as :func:`_claim` says."""
@@ -419,7 +418,6 @@ def _claim_and_store(
             if key in claimed:
                 news[i].append(event)
         if claimed:
-            rows_of = _rows_of.get()
             with cur.copy(COPY_SQL) as copy:
                 write = copy.write_row
                 for (batch_id, _), new in zip(parts, news, strict=True):

@@ -12,7 +12,7 @@ from rq import Queue
 from trackgate.schemas import metrics
 from trackgate.schemas.destinations import FORWARD_QUEUE
 from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer
-from trackgate.schemas.settings import ServerSettings, tune_gc
+from trackgate.schemas.settings import ServerSettings, Settings, tune_gc
 from trackgate.workers import applier_process, jobs, profiles_outbox, runtime
 from trackgate.workers.forward import outbox
 from trackgate.workers.reliable import Grouping, ReliableWorker
@@ -73,16 +73,24 @@ def run(
         serve_metrics(settings.host, settings.worker_metrics_port)
     outbox.start_sweeper(runtime.current())  # forwards whose jobs were never queued, busy or idle
     if PERSIST_QUEUE in worker.queue_names():  # profiles applied beside the store, on a second backend
-        if settings.profile_applier == "process":
-            applier_process.start(settings)
-        else:
-            profiles_outbox.start_applier(runtime.current())
+        start_profile_applier(settings)
     tune_gc()
     try:
         worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
     finally:
         profiles_outbox.stop_applier(timeout=PROFILES_STOP_SECONDS)
         metrics.mark_process_dead()
+
+
+def start_profile_applier(
+    settings: Settings, metrics_path: str | None = None
+) -> profiles_outbox.Applier | applier_process.ApplierProcess:
+    """The profile applier a persist worker runs beside it (``TRACKGATE_PROFILE_APPLIER``): a child
+    process (its metrics into ``metrics_path``, by default the run's directory), or a thread on a
+    connection of this process's pool. ``profiles_outbox.after_commit`` wakes it from now on."""
+    if settings.profile_applier == "process":
+        return applier_process.start(settings, metrics_path)
+    return profiles_outbox.start_applier(runtime.current())
 
 
 PROFILES_STOP_SECONDS = 5.0

@@ -297,8 +297,8 @@ def test_a_nul_or_lone_surrogate_in_an_enrichment_text_is_replaced_and_the_batch
     assert odd.enrichment["utm_source"] == "caf\ufffd"  # what is forwarded is what was stored
 
 
-def test_rows_through_sees_each_new_event_as_its_row_is_written(db, database_url):
-    """``store.rows_through``: the events a transaction writes pass through the hook, in the COPY (a
+def test_rows_of_sees_each_new_event_as_its_row_is_written(db, database_url):
+    """``rows_of=``: the events a transaction writes pass through the hook, in the COPY (a
     row is written after the hook has seen its event); one claimed before does not."""
     with psycopg.connect(database_url) as conn:
         store.store_batch(conn, PersistBatch(batch_id="b0", events=[make_event("m-old")]))
@@ -311,12 +311,12 @@ def test_rows_through_sees_each_new_event_as_its_row_is_written(db, database_url
             yield event
 
     batch = PersistBatch(batch_id="b1", events=[make_event("m-1"), make_event("m-old"), make_event("m-2")])
-    with psycopg.connect(database_url) as conn, store.rows_through(mark):
-        result = store.store_batch(conn, batch)
+    with psycopg.connect(database_url) as conn:
+        result = store.store_batch(conn, batch, rows_of=mark)
     assert result.n_stored == 2 and sorted(seen) == ["m-1", "m-2"]
     rows = db.execute("SELECT message_id, browser FROM events WHERE batch_id = 'b1' ORDER BY 1").fetchall()
     assert rows == [("m-1", "seen-m-1"), ("m-2", "seen-m-2")]
-    with psycopg.connect(database_url) as conn:  # outside it, nothing passes through the hook
+    with psycopg.connect(database_url) as conn:  # without it, nothing passes through the hook
         store.store_batch(conn, PersistBatch(batch_id="b2", events=[make_event("m-3")]))
     assert len(seen) == 2
 
@@ -336,8 +336,8 @@ def test_two_bad_enrichment_texts_given_in_the_copy_are_both_cleaned_in_one_retr
             yield event
 
     events = [make_event(f"m-{i}") for i in range(4)]
-    with psycopg.connect(database_url) as conn, store.rows_through(enrich_once), caplog.at_level("WARNING"):
-        result = store.store_batch(conn, PersistBatch(batch_id="bn", events=events))
+    with psycopg.connect(database_url) as conn, caplog.at_level("WARNING"):
+        result = store.store_batch(conn, PersistBatch(batch_id="bn", events=events), rows_of=enrich_once)
     assert (result.n_stored, result.refused) == (4, [])
     assert "batch_refused" not in caplog.text  # not stored event by event
     cleaned = db.execute("SELECT count(*) FROM events WHERE utm_medium LIKE %s", ("%\ufffdx",)).fetchone()
