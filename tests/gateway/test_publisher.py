@@ -17,10 +17,16 @@ from rq.job import Job
 
 from tests.helpers import queued_jobs, stored
 from trackgate.gateway.errors import Unavailable
-from trackgate.gateway.publisher import LINGER_EVENTS, Publisher
+from trackgate.gateway.publisher import ENCODE_AT_ONCE_EVENTS, LINGER_EVENTS, Publisher
 from trackgate.gateway.script_connection import ScriptConnection
 from trackgate.schemas.event import Context, Event
-from trackgate.schemas.jobs import PERSIST_FUNC, PERSIST_QUEUE, MsgspecJSONSerializer, persist_batch_from_arg
+from trackgate.schemas.jobs import (
+    PERSIST_FUNC,
+    PERSIST_QUEUE,
+    MsgspecJSONSerializer,
+    PersistBatch,
+    persist_batch_from_arg,
+)
 
 T0 = datetime(2026, 3, 14, 15, 9, 26, 535000, tzinfo=UTC)
 
@@ -585,7 +591,7 @@ def test_a_job_written_from_the_template_has_the_hash_rq_itself_writes(redis_url
         # the same group enqueued by RQ's own API, for comparison
         from trackgate.gateway.publisher import _Group
 
-        commands = publisher.record_with_rq([_Group([event("m-rq")], [])])
+        commands = publisher.record_with_rq([_Group.of([event("m-rq")])])
         pipe = rdb.pipeline(transaction=True)
         for args, _options in commands:
             pipe.execute_command(*args)
@@ -602,6 +608,52 @@ def test_a_job_written_from_the_template_has_the_hash_rq_itself_writes(redis_url
     assert direct.get_status() == "queued" and direct.origin == PERSIST_QUEUE
     assert [e.message_id for e in job_events(direct)] == ["m-direct"]
     assert rdb.smembers("rq:queues") == {f"rq:queue:{PERSIST_QUEUE}".encode()}
+
+
+def test_a_jobs_data_is_its_batch_encoded_whole_byte_for_byte(redis_url, rdb):
+    """A request of ENCODE_AT_ONCE_EVENTS or more has its events encoded when it publishes, and a
+    flush joins those arrays with the other requests' events, encoded there: the job's data must be
+    what encoding its PersistBatch whole gives, refused items and all."""
+    from trackgate.adapters.base import Refused
+    from trackgate.workers.packed_job import inflate
+
+    # big and small requests in turn (runs of small ones between arrays), a big one first, small ones last
+    requests = [
+        [event(f"r{i}-e{j}") for j in range(ENCODE_AT_ONCE_EVENTS + i % 3 if i % 4 == 0 else i % 3 + 1)]
+        for i in range(43)
+    ]
+    requests[5] = []  # refused items alone
+    refused = {
+        3: [Refused(index=1, code="invalid_json", reason="batch[1]: nope", raw="{", dialect="segment")],
+        5: [Refused(index=0, code="invalid_event", reason="batch[0].event", raw='{"a":1}')],
+    }
+
+    async def scenario(publisher: Publisher):
+        await asyncio.gather(
+            *(
+                publisher.publish(events, refused=refused.get(i), source_id="src_a")
+                for i, events in enumerate(requests)
+            )
+        )
+
+    with_publisher(redis_url, scenario, linger=0.05)
+    originals = {e.message_id: e for events in requests for e in events}
+    found = jobs(rdb)
+    assert len(found) < len(requests)  # grouped: the arrays of several requests were joined
+    n_refused = 0
+    for job in found:
+        data = inflate(rdb.hget(job.key, "data"))
+        batch = persist_batch_from_arg(MsgspecJSONSerializer.loads(data)[2][0])
+        in_job = {e.message_id for e in batch.events}
+        whole = PersistBatch(  # the job's requests' events, in the order they were published
+            batch_id=job.id,
+            events=[e for events in requests for e in events if e.message_id in in_job],
+            refused=batch.refused,
+        )
+        assert data == MsgspecJSONSerializer.dumps((PERSIST_FUNC, None, [whole], {}))
+        n_refused += len(batch.refused)
+    assert n_refused == 2
+    assert sum(len(job_events(job)) for job in found) == len(originals)
 
 
 def test_rqs_own_simple_worker_runs_a_job_written_from_the_template(redis_url, rdb, settings, db):

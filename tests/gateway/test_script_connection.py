@@ -75,7 +75,7 @@ def test_its_packing_writes_what_redis_py_would_and_refuses_what_redis_py_refuse
     assert b"".join(python_packing(*words)) == hiredis.pack_command(words)
 
     async def flush_words(publisher: Publisher) -> tuple[Any, ...]:  # what a flush sends, RQ's enum and all
-        commands = publisher.record([_Group([event("a"), event("b")], [])])
+        commands = publisher.record([_Group.of([event("a"), event("b")])])
         return ("EVALSHA", "0" * 40, 0, *publisher.script_args(commands, 1_700_000_000_000.0))
 
     flush = with_publisher(redis_url, flush_words, script=True)
