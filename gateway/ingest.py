@@ -244,10 +244,7 @@ async def accept(
         events, refused = decoded.events, decoded.refused
     else:
         events, refused = adapter.decode(meta, envelope), []
-    for event in events:
-        if nested_deeper(event.raw):  # a worker could not decode it: refused whole, nothing published
-            raise InvalidBody(f"JSON is nested more than {MAX_DEPTH} levels deep", code="invalid_json")
-        event.id = str(uuid_utils.uuid7())
+    _check_and_number(events)
     publisher = runtime.publisher
     if publisher is None:  # the app's lifespan has not started
         raise Unavailable("the gateway is starting; retry")
@@ -271,6 +268,14 @@ async def accept(
         del decoded
     await published
     return accepted
+
+
+def _check_and_number(events: list[Event]) -> None:
+    """Give each event its id; refuse the request if an event nests deeper than a worker decodes."""
+    for event in events:
+        if nested_deeper(event.raw):  # a worker could not decode it: refused whole, nothing published
+            raise InvalidBody(f"JSON is nested more than {MAX_DEPTH} levels deep", code="invalid_json")
+        event.id = str(uuid_utils.uuid7())
 
 
 class ClientDisconnected(Exception):

@@ -250,19 +250,26 @@ def _job_data(batch_id: str, group: _Group) -> bytes:
     head, found, tail = MsgspecJSONSerializer.dumps((PERSIST_FUNC, None, [empty], {})).partition(_NO_EVENTS)
     if not found:
         raise ValueError("a persist batch encoded without its events has no empty events array")
-    items: list[bytes] = []
+    items: list[memoryview] = []  # each array without its brackets, not copied
     run: list[Event] = []
     for part in group.parts:
         if isinstance(part, bytes):
             if run:
-                items.append(_encode_events(run)[1:-1])
+                items.append(memoryview(_encode_events(run))[1:-1])
                 run = []
-            items.append(part[1:-1])
+            items.append(memoryview(part)[1:-1])
         else:
             run.extend(part)
     if run:
-        items.append(_encode_events(run)[1:-1])
+        items.append(memoryview(_encode_events(run))[1:-1])
     return b"".join((head, b'"events":[', b",".join(items), b"]", tail))
+
+
+_EMPTY_BATCH = PersistBatch(batch_id="", events=[])
+if _NO_EVENTS not in MsgspecJSONSerializer.dumps((PERSIST_FUNC, None, [_EMPTY_BATCH], {})):
+    # _job_data splits the batch there: a PersistBatch that left out an empty ``events`` (a default,
+    # ``omit_defaults``) would fail every flush holding an encoded array; it fails the import instead
+    raise RuntimeError("a PersistBatch with no events must be encoded with an empty events array")
 
 
 def _events_of(group: _Group) -> list[Event]:
@@ -421,8 +428,8 @@ class Publisher:
         (``decode_partial``); they travel in the same job, so they are as durable as the events
         before the answer, and the worker keeps them in ``quarantine`` under ``source_id``.
 
-        The events are encoded before this waits, and not kept: what the job will hold is fixed
-        then, and a caller that drops its own references lets them go at once."""
+        A request of :data:`ENCODE_AT_ONCE_EVENTS` or more has its events encoded before this waits,
+        and not kept (see :meth:`enqueue`); a smaller one's are kept until the flush encodes them."""
         await self.enqueue(events, refused=refused, source_id=source_id)
 
     def enqueue(

@@ -617,15 +617,16 @@ def test_a_jobs_data_is_its_batch_encoded_whole_byte_for_byte(redis_url, rdb):
     from trackgate.adapters.base import Refused
     from trackgate.workers.packed_job import inflate
 
-    # big and small requests in turn (runs of small ones between arrays), a big one first, small ones last
+    # big and small requests in turn: two arrays in a row, runs of small ones between them, a big one
+    # first, small ones last; jobs of at most 25 events, so each flush is cut into several jobs
     requests = [
-        [event(f"r{i}-e{j}") for j in range(ENCODE_AT_ONCE_EVENTS + i % 3 if i % 4 == 0 else i % 3 + 1)]
+        [event(f"r{i}-e{j}") for j in range(ENCODE_AT_ONCE_EVENTS + i % 3 if i % 5 < 2 else i % 3 + 1)]
         for i in range(43)
     ]
-    requests[5] = []  # refused items alone
+    requests[3] = []  # refused items alone
     refused = {
-        3: [Refused(index=1, code="invalid_json", reason="batch[1]: nope", raw="{", dialect="segment")],
-        5: [Refused(index=0, code="invalid_event", reason="batch[0].event", raw='{"a":1}')],
+        2: [Refused(index=1, code="invalid_json", reason="batch[1]: nope", raw="{", dialect="segment")],
+        3: [Refused(index=0, code="invalid_event", reason="batch[0].event", raw='{"a":1}')],
     }
 
     async def scenario(publisher: Publisher):
@@ -636,11 +637,10 @@ def test_a_jobs_data_is_its_batch_encoded_whole_byte_for_byte(redis_url, rdb):
             )
         )
 
-    with_publisher(redis_url, scenario, linger=0.05)
-    originals = {e.message_id: e for events in requests for e in events}
+    with_publisher(redis_url, scenario, linger=0.05, max_batch_events=25)
     found = jobs(rdb)
-    assert len(found) < len(requests)  # grouped: the arrays of several requests were joined
-    n_refused = 0
+    assert 1 < len(found) < len(requests)  # several jobs, each joining the arrays of several requests
+    kept: list[tuple[str, str, str | None]] = []
     for job in found:
         data = inflate(rdb.hget(job.key, "data"))
         batch = persist_batch_from_arg(MsgspecJSONSerializer.loads(data)[2][0])
@@ -651,9 +651,11 @@ def test_a_jobs_data_is_its_batch_encoded_whole_byte_for_byte(redis_url, rdb):
             refused=batch.refused,
         )
         assert data == MsgspecJSONSerializer.dumps((PERSIST_FUNC, None, [whole], {}))
-        n_refused += len(batch.refused)
-    assert n_refused == 2
-    assert sum(len(job_events(job)) for job in found) == len(originals)
+        kept.extend((r.code, r.raw, r.source_id) for r in batch.refused)
+    assert sorted(kept) == [("invalid_event", '{"a":1}', "src_a"), ("invalid_json", "{", "src_a")]
+    assert sorted(e.message_id for job in found for e in job_events(job)) == sorted(
+        e.message_id for events in requests for e in events
+    )
 
 
 def test_rqs_own_simple_worker_runs_a_job_written_from_the_template(redis_url, rdb, settings, db):
