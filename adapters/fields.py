@@ -93,18 +93,37 @@ def decode_json(
     try:
         return decoder(data)
     except msgspec.ValidationError as exc:
-        raise (InvalidPayload(code, invalid, path) if isinstance(invalid, str) else invalid(exc)) from exc
+        if not str(exc).startswith(_OUT_OF_RANGE):
+            raise (InvalidPayload(code, invalid, path) if isinstance(invalid, str) else invalid(exc)) from exc
+        error: Exception = exc  # msgspec's ValidationError, but no shape is wrong: a number it cannot hold
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        if not_json is not None:
-            raise not_json(exc) from exc
-        reason = _clearer(exc, data)
-        if item:
-            raise InvalidPayload("invalid_json", f"{path}: {reason}", path) from exc
-        raise json_error(reason) from exc
+        error = exc
     except RecursionError as exc:
         if item:
             raise InvalidPayload("invalid_json", f"{path}: JSON is nested too deeply", path) from exc
         raise too_deep(path) from exc
+    raise _not_json(error, data, path, item, not_json) from error
+
+
+_OUT_OF_RANGE = "Number out of range"
+"""How msgspec's error for a number no float holds (``1e400``) begins: a ``ValidationError`` though
+the JSON has every shape it should, refused as JSON that cannot be read (``invalid_json``)."""
+
+
+def _not_json(
+    exc: Exception,
+    data: bytes,
+    path: str | None,
+    item: bool,
+    not_json: Callable[[Exception], InvalidPayload] | None,
+) -> InvalidPayload:
+    """:func:`decode_json`'s error for data it cannot read as JSON."""
+    if not_json is not None:
+        return not_json(exc)
+    reason = _clearer(exc, data)
+    if item:
+        return InvalidPayload("invalid_json", f"{path}: {reason}", path)
+    return json_error(reason)
 
 
 def call_by_shape(calls: Collection[str], payload: Any) -> str:

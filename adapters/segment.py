@@ -203,6 +203,7 @@ def parse(call: str, body: bytes) -> Envelope:
                 code="invalid_message",
                 invalid=f"{path} must be a JSON object",
                 path=path,
+                item=True,  # a number out of range, or nested too deep: named with the item's path
             )
         items.append((str(raw, "utf-8"), message))
     return Envelope(
@@ -232,9 +233,14 @@ def _read_message(data: bytes | msgspec.Raw) -> Message | None:
     except (msgspec.DecodeError, RecursionError):
         return None
     # The typed reading failed on the context alone (the rest is typed alike): a key outside the
-    # canonical set, or a value of another type. Read it as JSON (the message's decode checked it).
+    # canonical set, or a value of another type. Read it as JSON: the lean decode checked that it is
+    # JSON, not that its numbers fit (``1e400`` is out of a float's range), which ``_decode_message``
+    # refuses.
     span = message.context
-    message.context = _decode_any(span) if span else None
+    try:
+        message.context = _decode_any(span) if span else None
+    except (msgspec.DecodeError, RecursionError):
+        return None
     return message
 
 

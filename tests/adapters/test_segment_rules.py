@@ -1194,3 +1194,21 @@ def test_a_lone_surrogate_escape_is_named_not_called_truncated(call):
     assert "truncated" in refusal(call, lone[:20]).message  # a body cut short still says so
     paired = refusal(call, rb'{"userId":"u1","event":"E","properties":{"x":"\\ud800"}')  # escaped: text, cut
     assert "truncated" in paired.message
+
+
+@pytest.mark.parametrize(
+    ("call", "body", "where"),
+    [
+        # a context the typed reading refuses (not an object), its number read as JSON after: was a 500
+        ("track", b'{"userId":"u1","event":"E","context":1e400}', None),
+        ("track", b'{"userId":"u1","event":"E","properties":{"a":-1e999}}', None),
+        ("batch", b'{"batch":[{"userId":"u","event":"E"},{"userId":"u","event":"E","context":[1e400]}]}', 1),
+    ],
+    ids=["context", "properties", "batch-item"],
+)
+def test_a_number_out_of_range_is_invalid_json_that_says_where(call, body, where):
+    error = refusal(call, body)
+    assert (error.code, error.status) == ("invalid_json", 400)
+    assert "Number out of range" in error.message and "`$." in error.message
+    if where is not None:
+        assert error.path == f"batch[{where}]" and error.message.startswith(f"batch[{where}]: ")
