@@ -250,19 +250,21 @@ def _job_data(batch_id: str, group: _Group) -> bytes:
     head, found, tail = MsgspecJSONSerializer.dumps((PERSIST_FUNC, None, [empty], {})).partition(_NO_EVENTS)
     if not found:
         raise ValueError("a persist batch encoded without its events has no empty events array")
-    items: list[memoryview] = []  # each array without its brackets, not copied
+    pieces: list[bytes | memoryview] = [head, b'"events":[']  # joined once: one copy of ~2 MB, not two
     run: list[Event] = []
     for part in group.parts:
         if isinstance(part, bytes):
             if run:
-                items.append(memoryview(_encode_events(run))[1:-1])
+                pieces += (memoryview(_encode_events(run))[1:-1], b",")
                 run = []
-            items.append(memoryview(part)[1:-1])
+            pieces += (memoryview(part)[1:-1], b",")  # each array without its brackets, not copied
         else:
             run.extend(part)
     if run:
-        items.append(memoryview(_encode_events(run))[1:-1])
-    return b"".join((head, b'"events":[', b",".join(items), b"]", tail))
+        pieces += (memoryview(_encode_events(run))[1:-1], b",")
+    pieces[-1] = b"]"  # the last comma
+    pieces.append(tail)
+    return b"".join(pieces)
 
 
 _EMPTY_BATCH = PersistBatch(batch_id="", events=[])
